@@ -1,0 +1,203 @@
+//! Anthropic Messages: `POST {base}/v1/messages`, `x-api-key` plus `anthropic-version:
+//! 2023-06-01`, a top-level `system`, required `max_tokens`; the answer is the join of the
+//! `text` content blocks.
+//!
+//! Anthropic takes `temperature` in 0..=1 (others take 0..=2), so it is clamped to that range;
+//! and current Claude models refuse `temperature` and `top_p` together, so `top_p` is sent only
+//! when no temperature is.
+
+use serde::{Deserialize, Serialize};
+
+use super::UpstreamRequest;
+use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
+use crate::completion::{Completion, CompletionRequest, ProviderError, Tokens};
+use crate::provider::Provider;
+
+/// The API version header value the adapter speaks.
+pub const API_VERSION: &str = "2023-06-01";
+
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    messages: [UserMessage<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct UserMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> UpstreamRequest {
+    let temperature = req.temperature.map(|t| t.clamp(0.0, 1.0));
+    let body = RequestBody {
+        model: &req.model,
+        max_tokens: req.max_tokens,
+        system: req.system.as_deref(),
+        messages: [UserMessage {
+            role: "user",
+            content: &req.prompt,
+        }],
+        temperature,
+        top_p: req.top_p.filter(|_| temperature.is_none()),
+    };
+    UpstreamRequest {
+        url: join_url(base_url, "/v1/messages"),
+        headers: vec![
+            header("x-api-key", api_key),
+            header("anthropic-version", API_VERSION),
+            header("content-type", "application/json"),
+        ],
+        body: to_json(&body),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseBody {
+    model: Option<String>,
+    content: Option<Vec<Block>>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+pub fn parse_response(
+    status: u16,
+    retry_after_header: Option<&str>,
+    body: &str,
+) -> Result<Completion, ProviderError> {
+    const P: Provider = Provider::Anthropic;
+    if !is_success(status) {
+        return Err(upstream_error(P, status, retry_after_header, body));
+    }
+    let r: ResponseBody = parse_success(P, status, body)?;
+    let model = r.model.ok_or_else(|| malformed(P, status, "no model"))?;
+    let blocks = r
+        .content
+        .ok_or_else(|| malformed(P, status, "no content"))?;
+    let content: String = blocks
+        .iter()
+        .filter(|b| b.kind == "text")
+        .filter_map(|b| b.text.as_deref())
+        .collect();
+    let usage = r.usage.ok_or_else(|| malformed(P, status, "no usage"))?;
+    let (Some(input), Some(output)) = (usage.input_tokens, usage.output_tokens) else {
+        return Err(malformed(P, status, "incomplete usage token counts"));
+    };
+    // The full input is the uncached part plus what was written to and read from the cache.
+    let input = input
+        .saturating_add(usage.cache_creation_input_tokens.unwrap_or(0))
+        .saturating_add(usage.cache_read_input_tokens.unwrap_or(0));
+    Ok(Completion {
+        model,
+        content,
+        citations: Vec::new(),
+        tokens: Tokens { input, output },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::completion::ProviderErrorCode;
+
+    #[test]
+    fn builds_messages_request() {
+        let req = CompletionRequest {
+            model: "claude-haiku-4-5".into(),
+            prompt: "Hi".into(),
+            system: None,
+            max_tokens: 32,
+            temperature: Some(1.7),
+            top_p: Some(0.5),
+        };
+        let r = build_request(&req, "http://127.0.0.1:9/anthropic/", "k-1");
+        assert_eq!(r.url, "http://127.0.0.1:9/anthropic/v1/messages");
+        assert!(r.headers.contains(&("x-api-key".into(), "k-1".into())));
+        assert!(r
+            .headers
+            .contains(&("anthropic-version".into(), "2023-06-01".into())));
+        assert!(!r.headers.iter().any(|(n, _)| n == "authorization"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"model": "claude-haiku-4-5", "max_tokens": 32,
+                "messages": [{"role": "user", "content": "Hi"}], "temperature": 1.0})
+        );
+    }
+
+    #[test]
+    fn top_p_alone_is_sent() {
+        let req = CompletionRequest {
+            model: "m".into(),
+            prompt: "Hi".into(),
+            system: None,
+            max_tokens: 1,
+            temperature: None,
+            top_p: Some(0.5),
+        };
+        let body: serde_json::Value =
+            serde_json::from_str(&build_request(&req, "h", "k").body).unwrap();
+        assert_eq!(body["top_p"], 0.5);
+    }
+
+    #[test]
+    fn joins_text_blocks_and_skips_others_and_counts_cached_input() {
+        let body = r#"{"model":"claude-haiku-4-5","content":[{"type":"thinking","thinking":"hmm"},
+            {"type":"text","text":"Hello, "},{"type":"tool_use","id":"t","name":"n","input":{}},
+            {"type":"text","text":"world"}],
+            "usage":{"input_tokens":3,"output_tokens":2,"cache_creation_input_tokens":10,"cache_read_input_tokens":5}}"#;
+        let c = parse_response(200, None, body).unwrap();
+        assert_eq!(c.content, "Hello, world");
+        assert_eq!(
+            c.tokens,
+            Tokens {
+                input: 18,
+                output: 2
+            }
+        );
+    }
+
+    #[test]
+    fn empty_content_is_an_empty_answer() {
+        let body = r#"{"model":"m","content":[],"stop_reason":"refusal","usage":{"input_tokens":3,"output_tokens":0}}"#;
+        assert_eq!(parse_response(200, None, body).unwrap().content, "");
+    }
+
+    #[test]
+    fn missing_fields_are_malformed() {
+        for body in [
+            r#"{"model":"m","usage":{"input_tokens":1,"output_tokens":1}}"#,
+            r#"{"model":"m","content":[{"text":"x"}],"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            r#"{"model":"m","content":[]}"#,
+            r#"{"content":[],"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            "{\"model\":\"m\",\"content\":[{\"type\":\"text\",\"te",
+        ] {
+            assert_eq!(
+                parse_response(200, None, body).unwrap_err().code,
+                ProviderErrorCode::UpstreamMalformed,
+                "{body}"
+            );
+        }
+    }
+}

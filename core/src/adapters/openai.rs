@@ -1,0 +1,213 @@
+//! OpenAI Chat Completions: `POST {base}/chat/completions`, `Authorization: Bearer`, the system
+//! prompt as the first `messages[]` item, `max_completion_tokens`.
+//!
+//! Reasoning models (`o1`, `o3`, `o4` and `gpt-5` families) take the system prompt as a
+//! `developer` message and refuse `temperature` / `top_p` other than the default, so both are
+//! left out for them: a fan-out with one temperature for every provider still gets an answer.
+
+use serde::{Deserialize, Serialize};
+
+use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
+use super::{ChatMessage, UpstreamRequest};
+use crate::completion::{Completion, CompletionRequest, ProviderError, Tokens};
+use crate::provider::Provider;
+
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    max_completion_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+}
+
+/// Whether `model` is a reasoning model (developer role, no sampling parameters).
+pub fn is_reasoning_model(model: &str) -> bool {
+    ["o1", "o3", "o4"]
+        .iter()
+        .any(|f| model == *f || model.strip_prefix(f).is_some_and(|r| r.starts_with('-')))
+        || model == "gpt-5"
+        || model.starts_with("gpt-5-")
+        || model.starts_with("gpt-5.")
+}
+
+pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> UpstreamRequest {
+    let reasoning = is_reasoning_model(&req.model);
+    let mut messages = Vec::with_capacity(2);
+    if let Some(system) = &req.system {
+        let role = if reasoning { "developer" } else { "system" };
+        messages.push(ChatMessage {
+            role,
+            content: system,
+        });
+    }
+    messages.push(ChatMessage {
+        role: "user",
+        content: &req.prompt,
+    });
+    let body = RequestBody {
+        model: &req.model,
+        messages,
+        max_completion_tokens: req.max_tokens,
+        temperature: req.temperature.filter(|_| !reasoning),
+        top_p: req.top_p.filter(|_| !reasoning),
+    };
+    UpstreamRequest {
+        url: join_url(base_url, "/chat/completions"),
+        headers: vec![
+            header("authorization", &format!("Bearer {api_key}")),
+            header("content-type", "application/json"),
+        ],
+        body: to_json(&body),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseBody {
+    model: Option<String>,
+    choices: Option<Vec<Choice>>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Option<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    content: Option<String>,
+    refusal: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+pub fn parse_response(
+    status: u16,
+    retry_after_header: Option<&str>,
+    body: &str,
+) -> Result<Completion, ProviderError> {
+    const P: Provider = Provider::OpenAi;
+    if !is_success(status) {
+        return Err(upstream_error(P, status, retry_after_header, body));
+    }
+    let r: ResponseBody = parse_success(P, status, body)?;
+    let model = r.model.ok_or_else(|| malformed(P, status, "no model"))?;
+    let message = r
+        .choices
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.message)
+        .ok_or_else(|| malformed(P, status, "no choices[0].message"))?;
+    // A refusal comes with a null content and the refusal text beside it.
+    let content = message
+        .content
+        .or(message.refusal)
+        .ok_or_else(|| malformed(P, status, "no choices[0].message.content"))?;
+    let usage = r.usage.ok_or_else(|| malformed(P, status, "no usage"))?;
+    let (Some(input), Some(output)) = (usage.prompt_tokens, usage.completion_tokens) else {
+        return Err(malformed(P, status, "incomplete usage token counts"));
+    };
+    Ok(Completion {
+        model,
+        content,
+        citations: Vec::new(),
+        tokens: Tokens { input, output },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::completion::ProviderErrorCode;
+
+    fn req(model: &str) -> CompletionRequest {
+        CompletionRequest {
+            model: model.into(),
+            prompt: "Hi".into(),
+            system: Some("Be brief.".into()),
+            max_tokens: 64,
+            temperature: Some(0.2),
+            top_p: Some(0.9),
+        }
+    }
+
+    #[test]
+    fn builds_chat_completions_request() {
+        let r = build_request(
+            &req("gpt-4o-mini"),
+            "http://127.0.0.1:9/openai/v1",
+            "sk-test",
+        );
+        assert_eq!(r.url, "http://127.0.0.1:9/openai/v1/chat/completions");
+        assert!(r
+            .headers
+            .contains(&("authorization".into(), "Bearer sk-test".into())));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"model": "gpt-4o-mini", "messages": [
+                {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                "max_completion_tokens": 64, "temperature": 0.2, "top_p": 0.9})
+        );
+    }
+
+    #[test]
+    fn reasoning_models_get_developer_role_and_no_sampling_params() {
+        for model in ["o3-mini", "o4-mini", "gpt-5", "gpt-5-mini"] {
+            let r = build_request(&req(model), "http://h", "k");
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["messages"][0]["role"], "developer", "{model}");
+            assert!(body.get("temperature").is_none() && body.get("top_p").is_none());
+        }
+        assert!(!is_reasoning_model("gpt-4o"));
+        assert!(!is_reasoning_model("o3x"));
+    }
+
+    #[test]
+    fn no_system_means_one_user_message() {
+        let mut q = req("gpt-4o");
+        q.system = None;
+        q.temperature = None;
+        q.top_p = None;
+        let body: serde_json::Value =
+            serde_json::from_str(&build_request(&q, "http://h", "k").body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}],
+                "max_completion_tokens": 64})
+        );
+    }
+
+    #[test]
+    fn refusal_is_returned_as_content() {
+        let body = r#"{"model":"gpt-4o","choices":[{"message":{"content":null,"refusal":"I can't help with that."}}],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#;
+        assert_eq!(
+            parse_response(200, None, body).unwrap().content,
+            "I can't help with that."
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_malformed() {
+        for body in [
+            "",
+            "{",
+            "[]",
+            r#"{"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+            r#"{"model":"m","choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+            r#"{"model":"m","choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1}}"#,
+            r#"{"model":"m","choices":[{"message":{"content":7}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+        ] {
+            let e = parse_response(200, None, body).unwrap_err();
+            assert_eq!(e.code, ProviderErrorCode::UpstreamMalformed, "{body}");
+            assert_eq!(e.upstream_status, Some(200));
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Validation of the `POST /v1/ask` body: prompt, providers, params and cache scope, exactly
+//! as the contract states, producing the request the gateway acts on and the params of its cache key.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::provider::Provider;
+
+/// Largest prompt, in bytes of UTF-8, measured before normalization.
+pub const PROMPT_LIMIT: usize = 20 * 1024;
+/// Largest request body the gateway reads at all (room for a 20 KB prompt, a system prompt
+/// and JSON escaping); enforced while streaming, before the whole body is read.
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// `max_tokens` when the caller sends none (then lowered to the tier's cap if needed).
+pub const DEFAULT_MAX_TOKENS: u32 = 256;
+/// Longest model name accepted in `params.models`.
+const MODEL_NAME_LIMIT: usize = 100;
+
+/// Where a cached answer may be shared, as the caller asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScopeKind {
+    Shared,
+    Private,
+}
+
+impl CacheScopeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheScopeKind::Shared => "shared",
+            CacheScopeKind::Private => "private",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "shared" => Some(CacheScopeKind::Shared),
+            "private" => Some(CacheScopeKind::Private),
+            _ => None,
+        }
+    }
+}
+
+/// A validated ask: everything downstream trusts these fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AskRequest {
+    pub prompt: String,
+    /// Sorted by wire name, no duplicates.
+    pub providers: Vec<Provider>,
+    pub max_tokens: u32,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub system: Option<String>,
+    /// The model used for each requested provider (defaults filled in).
+    pub models: BTreeMap<Provider, String>,
+    pub scope: CacheScopeKind,
+    /// The params of the cache key: as the caller sent them, with `models` completed.
+    pub key_params: Value,
+}
+
+/// Parses and validates a request body. `max_tokens_cap` is the caller's tier cap.
+pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&short_json_error(&e)))?;
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::invalid_request("the body must be a JSON object"));
+    };
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "prompt" | "providers" | "params" | "cache_scope"
+        ) {
+            return Err(ApiError::invalid_request(format!(
+                "unknown field `{}`; expected prompt, providers, params, cache_scope",
+                truncate(key, 40)
+            ))
+            .with("field", truncate(key, 40)));
+        }
+    }
+
+    let prompt = match obj.remove("prompt") {
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(
+                ApiError::invalid_request("`prompt` must be a string").with("field", "prompt")
+            )
+        }
+        None => {
+            return Err(ApiError::invalid_request("`prompt` is required").with("field", "prompt"))
+        }
+    };
+    if prompt.len() > PROMPT_LIMIT {
+        return Err(ApiError::prompt_too_large(PROMPT_LIMIT));
+    }
+    if prompt.trim().is_empty() {
+        return Err(ApiError::invalid_request("`prompt` must not be empty").with("field", "prompt"));
+    }
+
+    let providers = parse_providers(obj.remove("providers"))?;
+
+    let scope = match obj.remove("cache_scope") {
+        None => CacheScopeKind::Shared,
+        Some(Value::String(s)) => CacheScopeKind::parse(&s).ok_or_else(|| {
+            ApiError::invalid_request("`cache_scope` must be \"shared\" or \"private\"")
+                .with("field", "cache_scope")
+        })?,
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                "`cache_scope` must be \"shared\" or \"private\"",
+            )
+            .with("field", "cache_scope"))
+        }
+    };
+
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "params",
+                "`params` must be an object",
+            ))
+        }
+    };
+    build(prompt, providers, params, scope, max_tokens_cap)
+}
+
+fn parse_providers(v: Option<Value>) -> Result<Vec<Provider>, ApiError> {
+    let bad = |msg: String| ApiError::new(400, "invalid_providers", msg).with("field", "providers");
+    let Some(Value::Array(items)) = v else {
+        return Err(bad(
+            "`providers` must be a non-empty array of provider names".into(),
+        ));
+    };
+    if items.is_empty() {
+        return Err(bad("`providers` must not be empty".into()));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let name = item
+            .as_str()
+            .ok_or_else(|| bad("each provider must be a string".into()))?;
+        let p = Provider::parse(name).ok_or_else(|| {
+            bad(format!(
+                "unknown provider `{}`; expected openai, anthropic, gemini or perplexity",
+                truncate(name, 40)
+            ))
+        })?;
+        if out.contains(&p) {
+            return Err(bad(format!("provider `{p}` is listed twice")));
+        }
+        out.push(p);
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn build(
+    prompt: String,
+    providers: Vec<Provider>,
+    mut params: Map<String, Value>,
+    scope: CacheScopeKind,
+    cap: u32,
+) -> Result<AskRequest, ApiError> {
+    for key in params.keys() {
+        if !matches!(
+            key.as_str(),
+            "max_tokens" | "temperature" | "top_p" | "system" | "models"
+        ) {
+            return Err(ApiError::invalid_param(
+                &truncate(key, 40),
+                format!(
+                    "unknown param `{}`; expected max_tokens, temperature, top_p, system, models",
+                    truncate(key, 40)
+                ),
+            ));
+        }
+    }
+    let max_tokens = match params.get("max_tokens") {
+        None => DEFAULT_MAX_TOKENS.min(cap),
+        Some(v) => {
+            let n = v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                ApiError::invalid_param("max_tokens", "`max_tokens` must be a positive integer")
+            })?;
+            if n > u64::from(cap) {
+                return Err(ApiError::invalid_param(
+                    "max_tokens",
+                    format!("`max_tokens` exceeds your tier's cap of {cap}"),
+                )
+                .with("max", cap));
+            }
+            n as u32
+        }
+    };
+    let temperature = number_param(
+        &params,
+        "temperature",
+        |x| (0.0..=2.0).contains(&x),
+        "between 0 and 2",
+    )?;
+    let top_p = number_param(
+        &params,
+        "top_p",
+        |x| x > 0.0 && x <= 1.0,
+        "greater than 0 and at most 1",
+    )?;
+    let system = match params.get("system") {
+        None => None,
+        Some(Value::String(s)) if s.len() <= PROMPT_LIMIT => Some(s.clone()),
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid_param(
+                "system",
+                format!("`system` exceeds {PROMPT_LIMIT} bytes"),
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "system",
+                "`system` must be a string",
+            ))
+        }
+    };
+
+    let mut models = BTreeMap::new();
+    if let Some(v) = params.get("models") {
+        let Value::Object(m) = v else {
+            return Err(ApiError::invalid_param(
+                "models",
+                "`models` must be an object of provider → model",
+            ));
+        };
+        for (name, model) in m {
+            let p = Provider::parse(name).ok_or_else(|| {
+                ApiError::invalid_param(
+                    "models",
+                    format!("`models` names unknown provider `{}`", truncate(name, 40)),
+                )
+            })?;
+            if !providers.contains(&p) {
+                return Err(ApiError::invalid_param(
+                    "models",
+                    format!("`models.{p}` is set but `{p}` is not in providers"),
+                ));
+            }
+            let model = model
+                .as_str()
+                .filter(|s| {
+                    !s.is_empty()
+                        && s.len() <= MODEL_NAME_LIMIT
+                        && s.chars().all(|c| !c.is_control())
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid_param("models", format!("`models.{p}` must be a model name"))
+                })?;
+            models.insert(p, model.to_string());
+        }
+    }
+    for p in &providers {
+        models
+            .entry(*p)
+            .or_insert_with(|| p.default_model().to_string());
+    }
+    // The key's params: what the caller sent, with the model actually used for each provider.
+    let key_models: Map<String, Value> = models
+        .iter()
+        .map(|(p, m)| (p.as_str().to_string(), Value::String(m.clone())))
+        .collect();
+    params.insert("models".into(), Value::Object(key_models));
+
+    Ok(AskRequest {
+        prompt,
+        providers,
+        max_tokens,
+        temperature,
+        top_p,
+        system,
+        models,
+        scope,
+        key_params: Value::Object(params),
+    })
+}
+
+fn number_param(
+    params: &Map<String, Value>,
+    name: &str,
+    ok: impl Fn(f64) -> bool,
+    range: &str,
+) -> Result<Option<f64>, ApiError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|x| x.is_finite() && ok(*x))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid_param(name, format!("`{name}` must be a number {range}"))
+            }),
+    }
+}
+
+/// serde_json's message names a line and column but never echoes input; keep it short.
+fn short_json_error(e: &serde_json::Error) -> String {
+    truncate(&e.to_string(), 120)
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ask(v: Value) -> Result<AskRequest, ApiError> {
+        parse_ask(v.to_string().as_bytes(), 1024)
+    }
+
+    #[test]
+    fn minimal_request_gets_defaults_and_sorted_providers() {
+        let a = ask(json!({"prompt": "hi", "providers": ["openai", "anthropic"]})).unwrap();
+        assert_eq!(a.providers, vec![Provider::Anthropic, Provider::OpenAi]);
+        assert_eq!(a.max_tokens, DEFAULT_MAX_TOKENS);
+        assert_eq!(a.scope, CacheScopeKind::Shared);
+        assert_eq!(a.models[&Provider::OpenAi], "gpt-4o-mini");
+        assert_eq!(
+            a.key_params,
+            json!({"models": {"anthropic": "claude-haiku-4-5", "openai": "gpt-4o-mini"}})
+        );
+    }
+
+    #[test]
+    fn prompt_over_20480_bytes_is_413_and_exactly_20480_is_fine() {
+        let ok = "é".repeat(PROMPT_LIMIT / 2);
+        assert!(ask(json!({"prompt": ok, "providers": ["openai"]})).is_ok());
+        let big = format!("{ok}x");
+        let e = ask(json!({"prompt": big, "providers": ["openai"]})).unwrap_err();
+        assert_eq!((e.status, e.code), (413, "prompt_too_large"));
+    }
+
+    #[test]
+    fn bad_providers_are_400() {
+        for p in [
+            json!([]),
+            json!(["openai", "openai"]),
+            json!(["mistral"]),
+            json!("openai"),
+            json!([1]),
+        ] {
+            let e = ask(json!({"prompt": "hi", "providers": p})).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_providers"), "{p}");
+        }
+        let e = ask(json!({"prompt": "hi"})).unwrap_err();
+        assert_eq!(e.code, "invalid_providers");
+    }
+
+    #[test]
+    fn params_are_type_and_range_checked_naming_the_key() {
+        for (params, key) in [
+            (json!({"max_tokens": 0}), "max_tokens"),
+            (json!({"max_tokens": 1.5}), "max_tokens"),
+            (json!({"max_tokens": 5000}), "max_tokens"),
+            (json!({"temperature": 2.5}), "temperature"),
+            (json!({"temperature": "hot"}), "temperature"),
+            (json!({"top_p": 0}), "top_p"),
+            (json!({"system": 3}), "system"),
+            (json!({"models": {"gemini": "x"}}), "models"),
+            (json!({"models": {"openai": ""}}), "models"),
+            (json!({"seed": 1}), "seed"),
+        ] {
+            let e = ask(json!({"prompt": "hi", "providers": ["openai"], "params": params}))
+                .unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_param"), "{params}");
+            assert_eq!(e.extra["param"], json!(key));
+        }
+    }
+
+    #[test]
+    fn non_json_and_non_object_bodies_are_400() {
+        assert_eq!(parse_ask(b"not json", 10).unwrap_err().code, "invalid_json");
+        assert_eq!(parse_ask(b"[1,2]", 10).unwrap_err().code, "invalid_request");
+        assert_eq!(parse_ask(b"", 10).unwrap_err().code, "invalid_json");
+    }
+
+    #[test]
+    fn cache_scope_private_and_bad_scope() {
+        let a = ask(json!({"prompt": "hi", "providers": ["gemini"], "cache_scope": "private"}))
+            .unwrap();
+        assert_eq!(a.scope, CacheScopeKind::Private);
+        let e = ask(json!({"prompt": "hi", "providers": ["gemini"], "cache_scope": "public"}))
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn caller_model_is_kept_in_key_params() {
+        let a = ask(json!({"prompt": "hi", "providers": ["openai"], "params": {"temperature": 0.2, "models": {"openai": "gpt-4o"}}})).unwrap();
+        assert_eq!(
+            a.key_params,
+            json!({"temperature": 0.2, "models": {"openai": "gpt-4o"}})
+        );
+        assert_eq!(a.temperature, Some(0.2));
+    }
+}

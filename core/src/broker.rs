@@ -1,0 +1,162 @@
+//! The gateway ↔ broker protocol: the request a broker accepts, the checks it makes before it
+//! touches its provider key, and the deterministic synthetic answers for `lvk_test_` keys.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ask::PROMPT_LIMIT;
+use crate::completion::{Completion, CompletionRequest, Tokens};
+use crate::error::ApiError;
+use crate::models::{check_model, ModelRejection};
+use crate::provider::Provider;
+
+/// Header carrying the gateway ↔ broker shared secret.
+pub const SECRET_HEADER: &str = "x-broker-secret";
+/// The one broker path.
+pub const COMPLETE_PATH: &str = "/v1/complete";
+/// Largest body a broker reads.
+pub const BROKER_BODY_LIMIT: usize = 128 * 1024;
+/// Default cap on output tokens a broker lets through.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 16_384;
+
+/// What the gateway asks of a broker. Only ids travel, never the caller's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerRequest {
+    pub request_id: String,
+    pub account_id: String,
+    /// `lvk_test_` caller: answer synthetically, never call upstream.
+    #[serde(default)]
+    pub test_mode: bool,
+    pub completion: CompletionRequest,
+}
+
+/// The checks a broker makes before its key is used; each failure is a contract error.
+pub fn check_request(
+    provider: Provider,
+    req: &CompletionRequest,
+    allowlist: &[&str],
+    max_output_tokens: u32,
+) -> Result<(), ApiError> {
+    match check_model(provider, &req.model, allowlist) {
+        Ok(()) => {}
+        Err(ModelRejection::Forbidden) => {
+            return Err(ApiError::new(
+                403,
+                "model_not_allowed",
+                "this model is not a text-generation model and is never served",
+            )
+            .with("provider", provider.as_str()))
+        }
+        Err(ModelRejection::NotAllowed) => {
+            return Err(ApiError::new(
+                403,
+                "model_not_allowed",
+                "this model is not on the provider's allowlist",
+            )
+            .with("provider", provider.as_str()))
+        }
+    }
+    if req.prompt.len() > PROMPT_LIMIT
+        || req.system.as_ref().is_some_and(|s| s.len() > PROMPT_LIMIT)
+    {
+        return Err(ApiError::prompt_too_large(PROMPT_LIMIT));
+    }
+    if req.max_tokens == 0 || req.max_tokens > max_output_tokens {
+        return Err(ApiError::invalid_param(
+            "max_tokens",
+            format!("max_tokens must be between 1 and {max_output_tokens}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The deterministic answer a broker gives a test-mode call: no upstream, no charge.
+pub fn synthetic_completion(provider: Provider, req: &CompletionRequest) -> Completion {
+    let digest = hex::encode(&Sha256::digest(req.prompt.as_bytes())[..4]);
+    let content = format!("[test {provider}/{}] synthetic answer {digest}", req.model);
+    let words = |s: &str| s.split_whitespace().count() as u64;
+    let output = words(&content).min(u64::from(req.max_tokens));
+    Completion {
+        model: req.model.clone(),
+        citations: Vec::new(),
+        tokens: Tokens {
+            input: words(&req.prompt) + req.system.as_deref().map_or(0, words),
+            output,
+        },
+        content,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::default_allowlist;
+
+    fn req(model: &str) -> CompletionRequest {
+        CompletionRequest {
+            model: model.into(),
+            prompt: "what is rust".into(),
+            system: None,
+            max_tokens: 100,
+            temperature: None,
+            top_p: None,
+        }
+    }
+
+    #[test]
+    fn allowlisted_model_passes_and_unlisted_is_403() {
+        let list = default_allowlist(Provider::OpenAi);
+        assert!(check_request(Provider::OpenAi, &req("gpt-4o-mini"), list, 1000).is_ok());
+        let e = check_request(Provider::OpenAi, &req("gpt-9"), list, 1000).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "model_not_allowed"));
+    }
+
+    #[test]
+    fn image_model_is_403_even_when_listed() {
+        let e = check_request(
+            Provider::OpenAi,
+            &req("gpt-image-1"),
+            &["gpt-image-1"],
+            1000,
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code), (403, "model_not_allowed"));
+    }
+
+    #[test]
+    fn caps_prompt_and_output_tokens() {
+        let list = default_allowlist(Provider::Gemini);
+        let mut r = req("gemini-2.5-flash");
+        r.prompt = "x".repeat(PROMPT_LIMIT + 1);
+        assert_eq!(
+            check_request(Provider::Gemini, &r, list, 1000)
+                .unwrap_err()
+                .status,
+            413
+        );
+        let mut r = req("gemini-2.5-flash");
+        r.max_tokens = 1001;
+        assert_eq!(
+            check_request(Provider::Gemini, &r, list, 1000)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn synthetic_answers_are_deterministic_and_prompt_dependent() {
+        let a = synthetic_completion(Provider::Anthropic, &req("claude-haiku-4-5"));
+        assert_eq!(
+            a,
+            synthetic_completion(Provider::Anthropic, &req("claude-haiku-4-5"))
+        );
+        let mut other = req("claude-haiku-4-5");
+        other.prompt = "something else".into();
+        assert_ne!(
+            a.content,
+            synthetic_completion(Provider::Anthropic, &other).content
+        );
+        assert!(a.content.starts_with("[test anthropic/claude-haiku-4-5]"));
+    }
+}

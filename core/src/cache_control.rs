@@ -1,0 +1,202 @@
+//! What a request's `Cache-Control` asks of the gateway cache, and the RFC 9211
+//! `Cache-Status` header and body `cache` object that tell the caller what happened.
+
+use serde_json::{json, Value};
+
+/// Name of this cache in `Cache-Status`.
+pub const CACHE_NAME: &str = "edge-gateway";
+
+/// What the caller's request directives allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCacheMode {
+    /// Look up, and store a fresh result.
+    Default,
+    /// `no-cache`: skip the lookup, store the fresh result.
+    Refresh,
+    /// `no-store`: neither read nor write.
+    Bypass,
+}
+
+impl RequestCacheMode {
+    /// Parses a request `Cache-Control` value; `no-store` wins over `no-cache`. Directive
+    /// names are case-insensitive; unknown directives are ignored.
+    pub fn from_header(value: Option<&str>) -> Self {
+        let Some(v) = value else {
+            return RequestCacheMode::Default;
+        };
+        let mut mode = RequestCacheMode::Default;
+        for directive in v.split(',') {
+            let name = directive.split('=').next().unwrap_or("").trim();
+            if name.eq_ignore_ascii_case("no-store") {
+                return RequestCacheMode::Bypass;
+            }
+            if name.eq_ignore_ascii_case("no-cache") {
+                mode = RequestCacheMode::Refresh;
+            }
+        }
+        mode
+    }
+
+    pub fn reads(self) -> bool {
+        self == RequestCacheMode::Default
+    }
+    pub fn writes(self) -> bool {
+        self != RequestCacheMode::Bypass
+    }
+}
+
+/// Which tier answered a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheTier {
+    L1,
+    L2,
+}
+
+impl CacheTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheTier::L1 => "l1",
+            CacheTier::L2 => "l2",
+        }
+    }
+}
+
+/// What the cache did for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit(CacheTier),
+    /// Looked up, not found; `stored` when the fresh result is being written.
+    Miss {
+        stored: bool,
+    },
+    /// `no-cache`: not looked up; `stored` as above.
+    Refresh {
+        stored: bool,
+    },
+    /// `no-store`.
+    Bypass,
+}
+
+impl CacheOutcome {
+    /// The body's `cache.status`.
+    pub fn status(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit(_) => "hit",
+            CacheOutcome::Miss { .. } => "miss",
+            CacheOutcome::Refresh { .. } => "refresh",
+            CacheOutcome::Bypass => "bypass",
+        }
+    }
+
+    pub fn tier(self) -> Option<CacheTier> {
+        match self {
+            CacheOutcome::Hit(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// RFC 9211 `Cache-Status` value.
+    pub fn header(self) -> String {
+        let stored = |s: bool| if s { "; stored" } else { "" };
+        match self {
+            CacheOutcome::Hit(t) => format!("{CACHE_NAME}; hit; detail={}", t.as_str()),
+            CacheOutcome::Miss { stored: s } => format!("{CACHE_NAME}; fwd=uri-miss{}", stored(s)),
+            CacheOutcome::Refresh { stored: s } => {
+                format!("{CACHE_NAME}; fwd=request{}", stored(s))
+            }
+            CacheOutcome::Bypass => format!("{CACHE_NAME}; fwd=request; detail=no-store"),
+        }
+    }
+
+    /// The body's `cache` object.
+    pub fn body(self, scope: &str, key: &str) -> Value {
+        let mut v = json!({"status": self.status(), "scope": scope, "key": key});
+        if let Some(t) = self.tier() {
+            v["tier"] = json!(t.as_str());
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_header_is_default() {
+        assert_eq!(
+            RequestCacheMode::from_header(None),
+            RequestCacheMode::Default
+        );
+        assert_eq!(
+            RequestCacheMode::from_header(Some("max-age=0")),
+            RequestCacheMode::Default
+        );
+    }
+
+    #[test]
+    fn recognizes_no_cache_case_insensitively() {
+        assert_eq!(
+            RequestCacheMode::from_header(Some("No-Cache")),
+            RequestCacheMode::Refresh
+        );
+        assert_eq!(
+            RequestCacheMode::from_header(Some("max-age=0, no-cache")),
+            RequestCacheMode::Refresh
+        );
+    }
+
+    #[test]
+    fn no_store_wins_over_no_cache_in_any_order() {
+        assert_eq!(
+            RequestCacheMode::from_header(Some("no-store, no-cache")),
+            RequestCacheMode::Bypass
+        );
+        assert_eq!(
+            RequestCacheMode::from_header(Some("no-cache,no-store")),
+            RequestCacheMode::Bypass
+        );
+    }
+
+    #[test]
+    fn reads_and_writes_follow_the_mode() {
+        assert!(RequestCacheMode::Default.reads() && RequestCacheMode::Default.writes());
+        assert!(!RequestCacheMode::Refresh.reads() && RequestCacheMode::Refresh.writes());
+        assert!(!RequestCacheMode::Bypass.reads() && !RequestCacheMode::Bypass.writes());
+    }
+
+    #[test]
+    fn cache_status_headers_follow_rfc_9211() {
+        assert_eq!(
+            CacheOutcome::Hit(CacheTier::L1).header(),
+            "edge-gateway; hit; detail=l1"
+        );
+        assert_eq!(
+            CacheOutcome::Hit(CacheTier::L2).header(),
+            "edge-gateway; hit; detail=l2"
+        );
+        assert_eq!(
+            CacheOutcome::Miss { stored: true }.header(),
+            "edge-gateway; fwd=uri-miss; stored"
+        );
+        assert_eq!(
+            CacheOutcome::Miss { stored: false }.header(),
+            "edge-gateway; fwd=uri-miss"
+        );
+        assert_eq!(
+            CacheOutcome::Refresh { stored: true }.header(),
+            "edge-gateway; fwd=request; stored"
+        );
+    }
+
+    #[test]
+    fn body_names_tier_only_on_hits() {
+        let b = CacheOutcome::Hit(CacheTier::L2).body("shared", "ab");
+        assert_eq!(
+            b,
+            json!({"status": "hit", "tier": "l2", "scope": "shared", "key": "ab"})
+        );
+        let b = CacheOutcome::Miss { stored: true }.body("private", "ab");
+        assert!(b.get("tier").is_none());
+    }
+}

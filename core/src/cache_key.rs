@@ -1,0 +1,307 @@
+//! Cache key derivation (DESIGN.md "Cache key"): the SHA-256 of the canonical JSON of a
+//! versioned tuple, streamed straight into the hasher.
+
+use std::fmt;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::canonical_json::{write_canonical_json_to, write_json_string, JsonSink};
+use crate::normalize::normalize;
+use crate::provider::Provider;
+
+/// Who may be served a cached answer: everyone, or only the one account that asked.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Scope {
+    Shared,
+    /// Holds the account id.
+    Private(String),
+}
+
+impl Scope {
+    /// The scope as it enters the key: `"shared"` or `"private:<account_id>"`.
+    pub fn as_key_str(&self) -> String {
+        match self {
+            Scope::Shared => "shared".to_owned(),
+            Scope::Private(account_id) => format!("private:{account_id}"),
+        }
+    }
+
+    pub fn kind(&self) -> ScopeKind {
+        match self {
+            Scope::Shared => ScopeKind::Shared,
+            Scope::Private(_) => ScopeKind::Private,
+        }
+    }
+}
+
+/// The scope a request asks for on the wire, before the account is known.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ScopeKind {
+    Shared,
+    Private,
+}
+
+impl ScopeKind {
+    /// Parses the wire value `"shared"` or `"private"` (exactly, case-sensitive).
+    pub fn parse(s: &str) -> Option<ScopeKind> {
+        match s {
+            "shared" => Some(ScopeKind::Shared),
+            "private" => Some(ScopeKind::Private),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeKind::Shared => "shared",
+            ScopeKind::Private => "private",
+        }
+    }
+
+    /// The scope of a request by `account_id`.
+    pub fn for_account(self, account_id: &str) -> Scope {
+        match self {
+            ScopeKind::Shared => Scope::Shared,
+            ScopeKind::Private => Scope::Private(account_id.to_owned()),
+        }
+    }
+}
+
+/// A cache key: lowercase hex SHA-256, 64 characters.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The key of an `/ask` request:
+/// `hex(SHA-256(canonical_json(["ask/v1", scope, normalize(prompt), sorted_unique(providers), params])))`.
+/// `params` are the validated params with the caller's defaults filled in.
+pub fn ask_cache_key(
+    scope: &Scope,
+    prompt: &str,
+    providers: &[Provider],
+    params: &Value,
+) -> CacheKey {
+    let mut providers = providers.to_vec();
+    providers.sort_unstable();
+    providers.dedup();
+
+    let mut h = HashSink::new();
+    h.push_str("[\"ask/v1\",");
+    write_scope(scope, &mut h);
+    h.push_str(",");
+    write_json_string(&normalize(prompt), &mut h);
+    h.push_str(",[");
+    for (i, p) in providers.iter().enumerate() {
+        if i > 0 {
+            h.push_str(",");
+        }
+        write_json_string(p.as_str(), &mut h);
+    }
+    h.push_str("],");
+    write_canonical_json_to(params, &mut h);
+    h.push_str("]");
+    h.finish()
+}
+
+/// The key of a drop-in endpoint request (`namespace` is e.g. `"messages/v1"`, `"chat/v1"`):
+/// `hex(SHA-256(canonical_json([namespace, scope, request])))`.
+pub fn request_cache_key(namespace: &str, scope: &Scope, request: &Value) -> CacheKey {
+    let mut h = HashSink::new();
+    h.push_str("[");
+    write_json_string(namespace, &mut h);
+    h.push_str(",");
+    write_scope(scope, &mut h);
+    h.push_str(",");
+    write_canonical_json_to(request, &mut h);
+    h.push_str("]");
+    h.finish()
+}
+
+fn write_scope(scope: &Scope, h: &mut HashSink) {
+    match scope {
+        Scope::Shared => write_json_string("shared", h),
+        Scope::Private(_) => write_json_string(&scope.as_key_str(), h),
+    }
+}
+
+/// Canonical JSON text goes straight into SHA-256.
+struct HashSink(Sha256);
+
+impl HashSink {
+    fn new() -> Self {
+        HashSink(Sha256::new())
+    }
+
+    fn finish(self) -> CacheKey {
+        CacheKey(hex::encode(self.0.finalize()))
+    }
+}
+
+impl JsonSink for HashSink {
+    fn push_str(&mut self, s: &str) {
+        self.0.update(s.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical_json::canonical_json;
+    use serde_json::json;
+
+    fn sha_hex(text: &str) -> String {
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+
+    fn private(id: &str) -> Scope {
+        Scope::Private(id.to_owned())
+    }
+
+    #[test]
+    fn ask_key_is_the_hash_of_the_canonical_tuple() {
+        let params = json!({"max_tokens": 256, "temperature": 0.5});
+        let key = ask_cache_key(
+            &private("acct_1"),
+            "  Hello,   WORLD?? ",
+            &[Provider::OpenAi, Provider::Anthropic],
+            &params,
+        );
+        let tuple = json!([
+            "ask/v1",
+            "private:acct_1",
+            "hello, world",
+            ["anthropic", "openai"],
+            params
+        ]);
+        assert_eq!(key.as_str(), sha_hex(&canonical_json(&tuple)));
+        assert_eq!(
+            canonical_json(&tuple),
+            r#"["ask/v1","private:acct_1","hello, world",["anthropic","openai"],{"max_tokens":256,"temperature":0.5}]"#
+        );
+    }
+
+    #[test]
+    fn ask_key_of_a_known_tuple_is_stable() {
+        // printf '%s' '["ask/v1","shared","hi",["gemini"],{}]' | sha256sum
+        let key = ask_cache_key(&Scope::Shared, "Hi!", &[Provider::Gemini], &json!({}));
+        assert_eq!(
+            key.as_str(),
+            sha_hex(r#"["ask/v1","shared","hi",["gemini"],{}]"#)
+        );
+        assert_eq!(key.as_str().len(), 64);
+        assert!(key
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(key.to_string(), key.as_str());
+    }
+
+    #[test]
+    fn providers_are_sorted_and_deduplicated() {
+        let params = json!({});
+        let a = ask_cache_key(
+            &Scope::Shared,
+            "q",
+            &[Provider::Perplexity, Provider::Gemini, Provider::Gemini],
+            &params,
+        );
+        let b = ask_cache_key(
+            &Scope::Shared,
+            "q",
+            &[Provider::Gemini, Provider::Perplexity],
+            &params,
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn prompts_equal_after_normalization_share_a_key() {
+        let p = [Provider::Anthropic];
+        let params = json!({"n": 1});
+        assert_eq!(
+            ask_cache_key(&Scope::Shared, "What is C++?", &p, &params),
+            ask_cache_key(&Scope::Shared, "  what   IS c++ ", &p, &params)
+        );
+    }
+
+    #[test]
+    fn one_and_one_point_zero_are_one_param_value() {
+        let p = [Provider::Anthropic];
+        let one: Value = serde_json::from_str(r#"{"temperature": 1}"#).expect("literal");
+        let one_point_zero: Value =
+            serde_json::from_str(r#"{"temperature": 1.0}"#).expect("literal");
+        assert_eq!(
+            ask_cache_key(&Scope::Shared, "q", &p, &one),
+            ask_cache_key(&Scope::Shared, "q", &p, &one_point_zero)
+        );
+    }
+
+    #[test]
+    fn scopes_separate_keys() {
+        let p = [Provider::Anthropic];
+        let params = json!({});
+        let shared = ask_cache_key(&Scope::Shared, "q", &p, &params);
+        let a = ask_cache_key(&private("a"), "q", &p, &params);
+        let b = ask_cache_key(&private("b"), "q", &p, &params);
+        assert_ne!(shared, a);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_delimiter_in_the_prompt_cannot_forge_another_tuple() {
+        let params = json!({});
+        let p = [Provider::Anthropic];
+        let forged = ask_cache_key(&Scope::Shared, "a\",\"b", &p, &params);
+        assert_ne!(forged, ask_cache_key(&Scope::Shared, "a", &p, &params));
+        let a = ask_cache_key(&private("x\",\"y"), "q", &p, &params);
+        let b = ask_cache_key(&private("x"), "y\",\"q", &p, &params);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn request_key_is_the_hash_of_the_canonical_triple() {
+        let request = json!({"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1.0});
+        let key = request_cache_key("messages/v1", &private("acct\"9"), &request);
+        let triple = json!(["messages/v1", "private:acct\"9", request]);
+        assert_eq!(key.as_str(), sha_hex(&canonical_json(&triple)));
+        assert_ne!(
+            key,
+            request_cache_key("chat/v1", &private("acct\"9"), &request)
+        );
+    }
+
+    #[test]
+    fn request_key_does_not_normalize_the_request() {
+        let a = request_cache_key("chat/v1", &Scope::Shared, &json!({"q": "Hi"}));
+        let b = request_cache_key("chat/v1", &Scope::Shared, &json!({"q": "hi"}));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn scope_strings_and_wire_values() {
+        assert_eq!(Scope::Shared.as_key_str(), "shared");
+        assert_eq!(private("acct_1").as_key_str(), "private:acct_1");
+        assert_eq!(ScopeKind::parse("shared"), Some(ScopeKind::Shared));
+        assert_eq!(ScopeKind::parse("private"), Some(ScopeKind::Private));
+        assert_eq!(ScopeKind::parse("Private"), None);
+        assert_eq!(ScopeKind::parse(""), None);
+        assert_eq!(ScopeKind::Private.for_account("a"), private("a"));
+        assert_eq!(ScopeKind::Shared.for_account("a"), Scope::Shared);
+        for kind in [ScopeKind::Shared, ScopeKind::Private] {
+            assert_eq!(ScopeKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.for_account("a").kind(), kind);
+        }
+    }
+}

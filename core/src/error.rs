@@ -1,0 +1,161 @@
+//! The one error type at the HTTP edge: a status, a snake_case code, a human message and
+//! optional extra fields, rendered as the contract's `{"error": {...}}` envelope.
+
+use serde_json::{json, Map, Value};
+
+/// An error the gateway (or a broker) returns to its caller. Never carries secrets:
+/// messages are fixed texts or scrubbed excerpts chosen by the code that builds them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub extra: Map<String, Value>,
+    /// Extra response headers (e.g. `Retry-After`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a field beside `code` and `message` in the envelope.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The JSON envelope: `{"error": {"code", "message", ...extra}}`.
+    pub fn body(&self) -> Value {
+        let mut inner = Map::new();
+        inner.insert("code".into(), Value::String(self.code.into()));
+        inner.insert("message".into(), Value::String(self.message.clone()));
+        for (k, v) in &self.extra {
+            inner.insert(k.clone(), v.clone());
+        }
+        json!({ "error": inner })
+    }
+
+    // The errors every route can produce, with the contract's codes.
+
+    /// One body for unknown, malformed and revoked keys alike.
+    pub fn unauthorized() -> Self {
+        ApiError::new(401, "unauthorized", "missing or invalid API key")
+    }
+    pub fn admin_unauthorized() -> Self {
+        ApiError::new(401, "unauthorized", "missing or invalid admin token")
+    }
+    pub fn admin_disabled() -> Self {
+        ApiError::new(
+            403,
+            "admin_disabled",
+            "the admin API is disabled: ADMIN_TOKEN is not set",
+        )
+    }
+    pub fn not_found() -> Self {
+        ApiError::new(404, "not_found", "no such resource")
+    }
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(405, "method_not_allowed", "method not allowed on this path")
+    }
+    pub fn invalid_json(detail: &str) -> Self {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("request body is not valid JSON: {detail}"),
+        )
+    }
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        ApiError::new(400, "invalid_request", message)
+    }
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        ApiError::new(400, "invalid_param", message).with("param", param)
+    }
+    pub fn unsupported_media_type() -> Self {
+        ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+    }
+    pub fn body_too_large(limit: usize) -> Self {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
+        .with("limit_bytes", limit as u64)
+    }
+    pub fn prompt_too_large(limit: usize) -> Self {
+        ApiError::new(
+            413,
+            "prompt_too_large",
+            format!("prompt exceeds {limit} bytes of UTF-8"),
+        )
+        .with("limit_bytes", limit as u64)
+    }
+    pub fn insufficient_credits(needed: u64, available: u64) -> Self {
+        ApiError::new(
+            402,
+            "insufficient_credits",
+            "the account's credit balance does not cover this call",
+        )
+        .with("needed", needed)
+        .with("available", available)
+    }
+    /// A dependency (Durable Object, D1) failed: fail closed, ask the caller to retry.
+    pub fn unavailable(retry_after_s: u32) -> Self {
+        ApiError::new(
+            503,
+            "service_unavailable",
+            "temporarily unavailable, retry shortly",
+        )
+        .with_header("Retry-After", retry_after_s.to_string())
+    }
+    pub fn internal() -> Self {
+        ApiError::new(500, "internal_error", "internal error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_code_message_and_extra_fields() {
+        let e = ApiError::invalid_param("temperature", "must be between 0 and 2");
+        assert_eq!(e.status, 400);
+        assert_eq!(
+            e.body(),
+            json!({"error": {"code": "invalid_param", "message": "must be between 0 and 2", "param": "temperature"}})
+        );
+    }
+
+    #[test]
+    fn unauthorized_is_one_fixed_body() {
+        assert_eq!(
+            ApiError::unauthorized().body(),
+            ApiError::unauthorized().body()
+        );
+        assert_eq!(ApiError::unauthorized().status, 401);
+    }
+
+    #[test]
+    fn unavailable_carries_retry_after() {
+        let e = ApiError::unavailable(2);
+        assert_eq!(e.status, 503);
+        assert_eq!(e.headers, vec![("Retry-After", "2".to_string())]);
+    }
+}

@@ -1,0 +1,88 @@
+//! The four upstream LLM providers the gateway fans out to, by their wire names.
+
+use serde::{Deserialize, Serialize};
+
+/// An upstream LLM provider. Ordering (derive) is the wire name's alphabetical order,
+/// so a sorted `Vec<Provider>` is also sorted by name, as the cache key requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Anthropic,
+    Gemini,
+    #[serde(rename = "openai")]
+    OpenAi,
+    Perplexity,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 4] = [
+        Provider::Anthropic,
+        Provider::Gemini,
+        Provider::OpenAi,
+        Provider::Perplexity,
+    ];
+
+    /// The wire name used in requests, responses, cache keys and binding names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "anthropic",
+            Provider::Gemini => "gemini",
+            Provider::OpenAi => "openai",
+            Provider::Perplexity => "perplexity",
+        }
+    }
+
+    /// Parses a wire name exactly (case-sensitive, as the contract spells them).
+    pub fn parse(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// The model used when the caller names none.
+    pub fn default_model(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "claude-haiku-4-5",
+            Provider::Gemini => "gemini-2.5-flash",
+            Provider::OpenAi => "gpt-4o-mini",
+            Provider::Perplexity => "sonar",
+        }
+    }
+
+    /// The name of the gateway's service binding to this provider's broker.
+    pub fn binding(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "BROKER_ANTHROPIC",
+            Provider::Gemini => "BROKER_GEMINI",
+            Provider::OpenAi => "BROKER_OPENAI",
+            Provider::Perplexity => "BROKER_PERPLEXITY",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derive_order_matches_name_order() {
+        let mut names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        names.sort();
+        let derived: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, derived);
+    }
+
+    #[test]
+    fn parse_round_trips_and_is_case_sensitive() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::parse(p.as_str()), Some(p));
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+        assert_eq!(Provider::parse("OpenAI"), None);
+        assert_eq!(Provider::parse("mistral"), None);
+    }
+}

@@ -1,0 +1,57 @@
+//! The gateway's Durable Object classes and the small JSON protocol the gateway speaks to them.
+//! Each class is a thin shell: read the clock, load state, call the pure logic, persist, reply.
+
+pub mod account_ledger;
+pub mod token_bucket;
+
+pub use account_ledger::AccountLedger;
+pub use token_bucket::TokenBucket;
+
+use gateway_core::bucket::Decision;
+use gateway_core::tier::Limits;
+use serde::{Deserialize, Serialize};
+
+/// `POST /take` to a `TokenBucket`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TakeRequest {
+    pub cost: u32,
+    pub limits: Limits,
+}
+
+/// The bucket's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum TakeReply {
+    Decided { decision: Decision },
+    /// The key was revoked: refuse, whatever the tokens.
+    Revoked,
+    /// The cost can never fit this bucket.
+    InsufficientCapacity { burst: u32 },
+}
+
+/// Operations on an `AccountLedger` (`POST /` with this body).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum LedgerOp {
+    Balance,
+    Credit { amount: u64 },
+    Reserve { id: String, amount: u64 },
+    Settle { id: String, actual: u64 },
+    Release { id: String },
+    Fee { amount: u64 },
+    Wipe,
+}
+
+/// The ledger's answer to every operation.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LedgerReply {
+    pub ok: bool,
+    pub balance: u64,
+    pub available: u64,
+    /// Credits charged by `settle` or `fee`.
+    #[serde(default)]
+    pub charged: u64,
+    /// Why `ok` is false: `insufficient_credits`, `unknown_reservation`, `duplicate_reservation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,170 @@
+//! Fault-injection markers in a prompt: `[[mock:<provider|*>=<fault>]]`. Markers live in the
+//! request itself, so tests running in parallel never disturb one another.
+//!
+//! Faults: `delay:<ms>` (wait, then go on), `500`, `503`, `529`, `429`, `401`, `malformed`,
+//! `drop`, `echo_key`, `html401`. Several markers may apply to one request: their delays add
+//! up, and the first other fault wins (`[[mock:*=delay:200]][[mock:*=drop]]` waits, then drops).
+
+use crate::wire::Api;
+
+/// What to do instead of (or before) answering normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// That HTTP status, with the provider's real error body for it.
+    Status(u16),
+    /// 429 with the provider's real body and retry hint (`retry-after: 2`, Gemini `"2s"`).
+    RateLimited,
+    /// 401 with the provider's real invalid-key body (Gemini: its 400 `API_KEY_INVALID`).
+    Unauthorized,
+    /// 200 with the normal body cut in half.
+    Malformed,
+    /// Close the connection without any response.
+    Drop,
+    /// An auth error whose message echoes the received key and the whole auth header value.
+    EchoKey,
+    /// Perplexity's legacy openresty HTML 401 page.
+    Html401,
+}
+
+/// The faults that apply to one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub delay_ms: u64,
+    pub fault: Option<Fault>,
+}
+
+const OPEN: &str = "[[mock:";
+const CLOSE: &str = "]]";
+/// Longest delay a marker may ask for (10 minutes).
+const MAX_DELAY_MS: u64 = 600_000;
+
+/// The plan for `api` from the markers in `prompt`. A marker aimed at this provider (or `*`)
+/// with a fault it does not know is an error (the mock answers 400 naming it), so a typo in a
+/// test shows instead of passing silently. Markers for other providers are ignored.
+pub fn plan(api: Api, prompt: &str) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    let mut rest = prompt;
+    while let Some(at) = rest.find(OPEN) {
+        rest = &rest[at + OPEN.len()..];
+        let Some(end) = rest.find(CLOSE) else { break };
+        let inner = &rest[..end];
+        rest = &rest[end + CLOSE.len()..];
+        let Some((target, fault)) = inner.split_once('=') else {
+            return Err(format!("marker without '=': {inner}"));
+        };
+        let target = target.trim();
+        if target != "*" && target != api.as_str() {
+            continue;
+        }
+        let fault = fault.trim();
+        if let Some(ms) = fault.strip_prefix("delay:") {
+            let ms: u64 = ms
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad delay: {fault}"))?;
+            plan.delay_ms = plan.delay_ms.saturating_add(ms).min(MAX_DELAY_MS);
+            continue;
+        }
+        let parsed = parse_fault(fault).ok_or_else(|| format!("unknown fault: {fault}"))?;
+        plan.fault.get_or_insert(parsed);
+    }
+    Ok(plan)
+}
+
+fn parse_fault(s: &str) -> Option<Fault> {
+    Some(match s {
+        "500" => Fault::Status(500),
+        "503" => Fault::Status(503),
+        "529" => Fault::Status(529),
+        "429" => Fault::RateLimited,
+        "401" => Fault::Unauthorized,
+        "malformed" => Fault::Malformed,
+        "drop" => Fault::Drop,
+        "echo_key" => Fault::EchoKey,
+        "html401" => Fault::Html401,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_marker_is_the_empty_plan() {
+        assert_eq!(plan(Api::OpenAi, "What is 2+2?"), Ok(Plan::default()));
+        assert_eq!(plan(Api::OpenAi, "[[mock:openai=500"), Ok(Plan::default()));
+    }
+
+    #[test]
+    fn marker_for_this_provider_applies() {
+        let p = plan(Api::Anthropic, "hi [[mock:anthropic=529]] there").unwrap();
+        assert_eq!(p.fault, Some(Fault::Status(529)));
+        assert_eq!(p.delay_ms, 0);
+    }
+
+    #[test]
+    fn marker_for_another_provider_is_ignored() {
+        assert_eq!(plan(Api::Gemini, "[[mock:openai=500]]"), Ok(Plan::default()));
+        assert_eq!(plan(Api::Gemini, "[[mock:openai=nonsense]]"), Ok(Plan::default()));
+    }
+
+    #[test]
+    fn star_applies_to_every_provider() {
+        for api in Api::ALL {
+            assert_eq!(plan(api, "[[mock:*=drop]]").unwrap().fault, Some(Fault::Drop));
+        }
+    }
+
+    #[test]
+    fn every_fault_name_parses() {
+        let cases = [
+            ("500", Fault::Status(500)),
+            ("503", Fault::Status(503)),
+            ("529", Fault::Status(529)),
+            ("429", Fault::RateLimited),
+            ("401", Fault::Unauthorized),
+            ("malformed", Fault::Malformed),
+            ("drop", Fault::Drop),
+            ("echo_key", Fault::EchoKey),
+            ("html401", Fault::Html401),
+        ];
+        for (name, fault) in cases {
+            let prompt = format!("[[mock:perplexity={name}]]");
+            assert_eq!(plan(Api::Perplexity, &prompt).unwrap().fault, Some(fault));
+        }
+    }
+
+    #[test]
+    fn delays_add_up_and_first_fault_wins() {
+        let p = plan(
+            Api::OpenAi,
+            "[[mock:*=delay:100]] [[mock:openai=delay:50]] [[mock:openai=503]] [[mock:*=500]]",
+        )
+        .unwrap();
+        assert_eq!(p.delay_ms, 150);
+        assert_eq!(p.fault, Some(Fault::Status(503)));
+    }
+
+    #[test]
+    fn delay_alone_answers_normally_after_waiting() {
+        let p = plan(Api::Gemini, "slow [[mock:gemini=delay:250]]").unwrap();
+        assert_eq!(p, Plan { delay_ms: 250, fault: None });
+    }
+
+    #[test]
+    fn delay_is_capped() {
+        let p = plan(Api::Gemini, "[[mock:*=delay:99999999999]]").unwrap();
+        assert_eq!(p.delay_ms, MAX_DELAY_MS);
+    }
+
+    #[test]
+    fn unknown_fault_or_bad_delay_for_this_provider_is_an_error() {
+        assert_eq!(
+            plan(Api::OpenAi, "[[mock:openai=418]]"),
+            Err("unknown fault: 418".to_owned())
+        );
+        assert!(plan(Api::OpenAi, "[[mock:*=delay:soon]]").is_err());
+        assert!(plan(Api::OpenAi, "[[mock:openai]]").is_err());
+    }
+}

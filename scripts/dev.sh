@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The README's run command: sets up the toolchain if needed, builds, then runs the gateway and
+# the four brokers in one `wrangler dev` (local D1/KV/Cache/Durable Objects under .state/dev)
+# with the mock provider server beside it, at http://127.0.0.1:8787 with ADMIN_TOKEN=dev-admin-token.
+# Prints a demo account's API key and a curl line. Ctrl-C stops everything.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+bash scripts/build.sh all
+cargo build --release -p mock-provider -q
+
+PORT="${PORT:-8787}"
+MOCK_PORT="${MOCK_PORT:-8790}"
+STATE="$ROOT/.state/dev"
+export ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
+
+setsid bash scripts/stack.sh "$STATE" "$PORT" "$MOCK_PORT" "${INSPECTOR_PORT:-9239}" &
+stack=$!
+trap 'kill -- -"$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true' INT TERM EXIT
+
+base="http://127.0.0.1:$PORT"
+for _ in $(seq 1 120); do
+  curl -fsS "$base/healthz" >/dev/null 2>&1 && break
+  kill -0 "$stack" 2>/dev/null || { echo "the stack failed to start" >&2; exit 1; }
+  sleep 0.5
+done
+curl -fsS "$base/healthz" >/dev/null || { echo "gateway did not come up on $base" >&2; exit 1; }
+
+admin=(-H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json")
+account=$(curl -fsS "${admin[@]}" -d '{"tier":"pro","credits":100000}' "$base/admin/accounts" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account_id"])')
+key=$(curl -fsS "${admin[@]}" -d '{"name":"demo","mode":"live"}' "$base/admin/accounts/$account/keys" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+
+cat <<MSG
+
+Gateway: $base  (admin token: $ADMIN_TOKEN; mock providers unless real *_API_KEY are set)
+Demo account: $account
+Demo API key: $key
+
+Try:
+curl -s $base/v1/ask -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"prompt":"What is the capital of France?","providers":["openai","anthropic","gemini","perplexity"]}'
+
+Ctrl-C stops the gateway, the brokers and the mock server.
+MSG
+wait "$stack"

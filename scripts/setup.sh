@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the project needs and is missing; skips what is already there.
+# Only the package registries are used (crates.io, npm, PyPI).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+step() { printf '\n== setup: %s\n' "$*"; }
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  step "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WORKER_BUILD_VERSION" ]; then
+  step "cargo install worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+fi
+
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# npm packages pinned by package-lock.json: wrangler (workerd), binaryen (wasm-opt), esbuild.
+stamp="node_modules/.package-lock.json"
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  step "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# Python packages of the SDK compatibility tests (official openai and anthropic SDKs).
+if [ -f tests/sdk/requirements.txt ]; then
+  if ! python3 -c 'import openai, anthropic' >/dev/null 2>&1; then
+    step "pip install tests/sdk/requirements.txt"
+    python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+  fi
+fi
+echo "setup: ok (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $WASM_BINDGEN_VERSION, wrangler $(node_modules/.bin/wrangler --version 2>/dev/null | tail -1))"

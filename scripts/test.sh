@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The README's test command: sets up what is missing, builds the Workers and the mock server,
+# then runs every test: native unit and property tests of the pure crates, the mock server's
+# tests, and the integration tests (which start their own stack on free ports with fresh state
+# and stop it when they finish). Extra arguments go to the integration test binary.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+started=$(date +%s)
+bash scripts/setup.sh
+bash scripts/build.sh all
+cargo build --release -p mock-provider
+echo "== unit, property and fixture tests (native)"
+cargo test -p gateway-core -p mock-provider -p gateway-benches
+echo "== integration tests (wrangler dev + mock providers)"
+cargo test -p integration-tests -- "$@"
+if [ -f tests/sdk/run.sh ]; then
+  echo "== official SDK tests (python openai + anthropic against the local gateway)"
+  bash tests/sdk/run.sh
+fi
+echo "== all tests passed in $(( $(date +%s) - started )) s"

@@ -1,0 +1,102 @@
+//! The account API (gateway-key auth): the account itself, its keys, and key minting
+//! shared with the admin API.
+
+use gateway_core::error::ApiError;
+use gateway_core::keys::{self, KeyMode, MintedKey};
+use serde_json::{json, Map, Value};
+use worker::{Request, Response};
+
+use crate::auth::{invalidate, Caller};
+use crate::edge::{json, random_32, read_json_object, Gw, Outcome};
+use crate::{bucket, ledger, store};
+
+const SMALL_BODY: usize = 16 * 1024;
+const NAME_LIMIT: usize = 100;
+
+/// `{"name"?, "mode"?}` of a key-minting request.
+pub fn key_request(body: &Map<String, Value>) -> Outcome<(Option<String>, KeyMode)> {
+    let name = match body.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= NAME_LIMIT && !s.chars().any(char::is_control) => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "name",
+                format!("`name` must be a string of at most {NAME_LIMIT} bytes"),
+            ))
+        }
+    };
+    let mode = match body.get("mode") {
+        None | Some(Value::Null) => KeyMode::Live,
+        Some(v) => v
+            .as_str()
+            .and_then(KeyMode::parse)
+            .ok_or_else(|| ApiError::invalid_param("mode", "`mode` must be \"live\" or \"test\""))?,
+    };
+    Ok((name, mode))
+}
+
+/// Mints a key for the account, drawing a new secret on a prefix collision.
+pub async fn mint_key(gw: &Gw, account_id: &str, name: Option<&str>, mode: KeyMode) -> Outcome<MintedKey> {
+    let db = gw.db()?;
+    for _ in 0..8 {
+        let minted = keys::mint(mode, &random_32()?);
+        if store::insert_key(&db, &minted.prefix, account_id, &minted.hash, name, mode.as_str(), gw.now_ms).await? {
+            return Ok(minted);
+        }
+    }
+    Err(ApiError::unavailable(1))
+}
+
+/// Routes `/v1/account` and `/v1/keys...` for an authenticated caller.
+pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) -> Outcome<Response> {
+    let method = req.method();
+    match (method.as_ref(), segs) {
+        ("GET", ["account"]) => {
+            let bal = ledger::balance(&gw.env, &caller.account_id).await?;
+            json(
+                200,
+                &json!({"account_id": caller.account_id, "tier": caller.tier, "credits_balance": bal.balance}),
+            )
+        }
+        ("POST", ["keys"]) => {
+            let body = read_json_object(&mut req, SMALL_BODY).await?;
+            let (name, mode) = key_request(&body)?;
+            let minted = mint_key(gw, &caller.account_id, name.as_deref(), mode).await?;
+            json(
+                201,
+                &json!({"key": minted.token, "prefix": minted.prefix, "name": name, "mode": mode.as_str()}),
+            )
+        }
+        ("GET", ["keys"]) => {
+            let rows = store::list_keys(&gw.db()?, &caller.account_id).await?;
+            let keys: Vec<Value> = rows
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "prefix": r.prefix,
+                        "name": r.name,
+                        "mode": r.mode,
+                        "status": r.status,
+                        "created_at": crate::edge::iso8601(r.created_at as u64),
+                        "last_used_at": r.last_used_at.map(|t| crate::edge::iso8601(t as u64)),
+                    })
+                })
+                .collect();
+            json(200, &json!({"keys": keys}))
+        }
+        ("DELETE", ["keys", prefix]) => revoke(gw, caller, prefix).await,
+        (_, ["account"]) | (_, ["keys"]) | (_, ["keys", _]) => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// Revokes one of the caller's keys: D1 status, KV auth cache, then the key's bucket, so no
+/// call that would reach a provider is admitted once this returns.
+async fn revoke(gw: &Gw, caller: &Caller, prefix: &str) -> Outcome<Response> {
+    if prefix.len() != keys::PREFIX_LEN || !store::revoke_key(&gw.db()?, &caller.account_id, prefix, gw.now_ms).await? {
+        return Err(ApiError::new(404, "key_not_found", "no such key on this account"));
+    }
+    invalidate(gw, &[prefix.to_string()]).await?;
+    bucket::revoke(&gw.env, prefix).await?;
+    json(200, &json!({"prefix": prefix, "status": "revoked"}))
+}

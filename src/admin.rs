@@ -1,0 +1,117 @@
+//! The admin API (bearer ADMIN_TOKEN): create accounts, mint their keys, change tiers,
+//! add credits.
+
+use gateway_core::error::ApiError;
+use gateway_core::keys;
+use gateway_core::tier::{Limits, Tier};
+use serde_json::{json, Map, Value};
+use worker::{Request, Response};
+
+use crate::auth::{invalidate, require_admin};
+use crate::edge::{json, random_16, read_json_object, Gw, Outcome};
+use crate::{account, ledger, store};
+
+const SMALL_BODY: usize = 16 * 1024;
+
+/// Routes `/admin/...`.
+pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
+    require_admin(gw, &req)?;
+    let method = req.method();
+    match (method.as_ref(), segs) {
+        ("POST", ["accounts"]) => create_account(gw, &mut req).await,
+        ("POST", ["accounts", id, "keys"]) => {
+            let id = existing_account(gw, id).await?;
+            let body = read_json_object(&mut req, SMALL_BODY).await?;
+            let (name, mode) = account::key_request(&body)?;
+            let minted = account::mint_key(gw, &id, name.as_deref(), mode).await?;
+            json(201, &json!({"key": minted.token, "prefix": minted.prefix, "mode": mode.as_str()}))
+        }
+        ("PATCH", ["accounts", id]) => {
+            let id = existing_account(gw, id).await?;
+            let body = read_json_object(&mut req, SMALL_BODY).await?;
+            patch_account(gw, &id, &body).await
+        }
+        ("POST", ["accounts", id, "credits"]) => {
+            let id = existing_account(gw, id).await?;
+            let body = read_json_object(&mut req, SMALL_BODY).await?;
+            let amount = body
+                .get("amount")
+                .and_then(Value::as_u64)
+                .filter(|a| *a >= 1 && *a <= 1_000_000_000_000)
+                .ok_or_else(|| ApiError::invalid_param("amount", "`amount` must be a positive integer"))?;
+            let bal = ledger::credit(&gw.env, &id, amount).await?;
+            json(200, &json!({"account_id": id, "credits_balance": bal.balance}))
+        }
+        (_, ["accounts"]) | (_, ["accounts", _]) | (_, ["accounts", _, "keys" | "credits"]) => {
+            Err(ApiError::method_not_allowed())
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+async fn existing_account(gw: &Gw, id: &str) -> Outcome<String> {
+    if !keys::is_id("acct", id) {
+        return Err(store::account_not_found());
+    }
+    store::get_account(&gw.db()?, id)
+        .await?
+        .map(|a| a.id)
+        .ok_or_else(store::account_not_found)
+}
+
+/// `{"tier", "limits"?}` → the tier and the stored enterprise limits (JSON text).
+fn parse_tier(body: &Map<String, Value>) -> Outcome<(Tier, Option<String>)> {
+    let tier = body
+        .get("tier")
+        .and_then(Value::as_str)
+        .and_then(Tier::parse)
+        .ok_or_else(|| ApiError::invalid_param("tier", "`tier` must be one of free, pro, scale, enterprise"))?;
+    let limits = match body.get("limits") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            if tier != Tier::Enterprise {
+                return Err(ApiError::invalid_param("limits", "`limits` can only be set on the enterprise tier"));
+            }
+            let burst = v.get("burst").and_then(Value::as_u64);
+            let per_second = v.get("per_second").and_then(Value::as_f64);
+            let (Some(burst), Some(per_second)) = (burst, per_second) else {
+                return Err(ApiError::invalid_param("limits", "`limits` must be {\"burst\": N, \"per_second\": R}"));
+            };
+            let burst = u32::try_from(burst).map_err(|_| ApiError::invalid_param("limits", "`limits.burst` is too large"))?;
+            let limits = Limits::new(burst, per_second)
+                .map_err(|e| ApiError::invalid_param("limits", format!("invalid limits: {e}")))?;
+            Some(serde_json::to_string(&limits).map_err(|_| ApiError::internal())?)
+        }
+    };
+    Ok((tier, limits))
+}
+
+async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
+    let body = read_json_object(req, SMALL_BODY).await?;
+    let (tier, limits) = parse_tier(&body)?;
+    let credits = match body.get("credits") {
+        None => 0,
+        Some(v) => v
+            .as_u64()
+            .filter(|c| *c <= 1_000_000_000_000)
+            .ok_or_else(|| ApiError::invalid_param("credits", "`credits` must be a non-negative integer"))?,
+    };
+    let id = keys::make_id("acct", &random_16());
+    // Credit the ledger first: a failure leaves no account row behind.
+    if credits > 0 {
+        ledger::credit(&gw.env, &id, credits).await?;
+    }
+    store::insert_account(&gw.db()?, &id, tier.as_str(), limits.as_deref(), gw.now_ms).await?;
+    json(201, &json!({"account_id": id, "tier": tier.as_str(), "credits_balance": credits}))
+}
+
+async fn patch_account(gw: &Gw, id: &str, body: &Map<String, Value>) -> Outcome<Response> {
+    let (tier, limits) = parse_tier(body)?;
+    let db = gw.db()?;
+    if !store::update_tier(&db, id, tier.as_str(), limits.as_deref()).await? {
+        return Err(store::account_not_found());
+    }
+    // The next call of any of the account's keys must see the new tier.
+    invalidate(gw, &store::key_prefixes(&db, id).await?).await?;
+    json(200, &json!({"account_id": id, "tier": tier.as_str()}))
+}

@@ -1,0 +1,157 @@
+//! `POST /v1/ask`: validate, look up the cache, then (on a miss) pass the key's token bucket
+//! and the account's ledger, fan out to the brokers, and answer in the contract's shape.
+
+use gateway_core::ask::{parse_ask, AskRequest, CacheScopeKind, BODY_LIMIT};
+use gateway_core::cache_control::{CacheOutcome, RequestCacheMode};
+use gateway_core::cache_key::{ask_cache_key, Scope};
+use gateway_core::completion::CompletionRequest;
+use gateway_core::error::ApiError;
+use gateway_core::keys::KeyMode;
+use gateway_core::models::{check_model, default_allowlist, ModelRejection};
+use serde_json::{json, Value};
+use worker::{Request, Response};
+
+use crate::auth::Caller;
+use crate::cache::{self, Entry};
+use crate::edge::{json, read_body_capped, require_json, set_header, Gw, Outcome};
+use crate::fanout::{self, ProviderResult};
+use crate::limits::{self, Admission, WithRateHeaders};
+use crate::record::{self, Event};
+
+const NAMESPACE: &str = "ask/v1";
+
+pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event) -> Outcome<Response> {
+    require_json(&req)?;
+    let body = read_body_capped(&mut req, BODY_LIMIT).await?;
+    let policy = limits::policy(gw, caller);
+    let ask = parse_ask(&body, policy.max_tokens_cap)?;
+    event.providers = ask.providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
+    event.set_prompt(caller, &ask.prompt);
+    check_models(&ask)?;
+
+    let scope = match ask.scope {
+        CacheScopeKind::Shared => Scope::Shared,
+        CacheScopeKind::Private => Scope::Private(caller.account_id.clone()),
+    };
+    let key = ask_cache_key(&scope, &ask.prompt, &ask.providers, &ask.key_params);
+    let mode = RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref());
+
+    if mode.reads() {
+        if let Some((text, tier)) = cache::lookup(gw, NAMESPACE, key.as_str()).await {
+            if let Ok(entry) = serde_json::from_str::<Entry>(&text) {
+                let outcome = CacheOutcome::Hit(tier);
+                // The serving fee is debited off the response path; a hit never waits on a DO.
+                let fee = if caller.mode == KeyMode::Test { 0 } else { limits::cache_hit_fee() };
+                if fee > 0 {
+                    limits::debit_fee_later(gw, &caller.account_id, fee);
+                }
+                event.cache(outcome);
+                event.credits = fee;
+                let results: Vec<Value> = entry.results.iter().map(result_json).collect();
+                return respond(gw, &ask, outcome, key.as_str(), results, fee, None, event);
+            }
+        }
+    }
+
+    // Miss: bucket, then credits, then the providers.
+    let admission = limits::admit(gw, caller, &policy).await?;
+    let calls: Vec<(gateway_core::provider::Provider, CompletionRequest)> = ask
+        .providers
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                CompletionRequest {
+                    model: ask.models[p].clone(),
+                    prompt: ask.prompt.clone(),
+                    system: ask.system.clone(),
+                    max_tokens: ask.max_tokens,
+                    temperature: ask.temperature,
+                    top_p: ask.top_p,
+                },
+            )
+        })
+        .collect();
+    let reservation = limits::reserve(gw, caller, &calls).await.map_err(|e| e.with_rate_headers(&admission))?;
+    let timed = fanout::run(gw, &caller.account_id, caller.mode == KeyMode::Test, calls).await;
+    let results: Vec<ProviderResult> = timed.iter().map(|t| t.result.clone()).collect();
+    let credits = limits::settle_later(gw, reservation, &results);
+
+    let all_ok = results.iter().all(|r| r.completion().is_some());
+    let stored = mode.writes() && all_ok;
+    if stored {
+        if let Ok(text) = serde_json::to_string(&Entry { results: results.clone() }) {
+            cache::store(gw, NAMESPACE, key.as_str(), text);
+        }
+    }
+    let outcome = match mode {
+        RequestCacheMode::Default => CacheOutcome::Miss { stored },
+        RequestCacheMode::Refresh => CacheOutcome::Refresh { stored },
+        RequestCacheMode::Bypass => CacheOutcome::Bypass,
+    };
+    event.cache(outcome);
+    event.credits = credits;
+    event.tokens = results.iter().filter_map(|r| r.completion()).fold((0, 0), |(i, o), c| {
+        (i + c.tokens.input, o + c.tokens.output)
+    });
+    let body_results: Vec<Value> = timed
+        .iter()
+        .map(|t| {
+            let mut v = result_json(&t.result);
+            v["latency_ms"] = json!(t.latency_ms);
+            v
+        })
+        .collect();
+    respond(gw, &ask, outcome, key.as_str(), body_results, credits, Some(&admission), event)
+}
+
+/// A model the gateway already knows it will refuse is a 403 for the whole request.
+fn check_models(ask: &AskRequest) -> Outcome<()> {
+    for (p, model) in &ask.models {
+        if let Err(r) = check_model(*p, model, default_allowlist(*p)) {
+            let why = match r {
+                ModelRejection::Forbidden => "is not a text-generation model and is never served",
+                ModelRejection::NotAllowed => "is not on the provider's allowlist",
+            };
+            return Err(ApiError::new(403, "model_not_allowed", format!("model `{model}` {why}"))
+                .with("provider", p.as_str())
+                .with("model", model.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn result_json(r: &ProviderResult) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    gw: &Gw,
+    ask: &AskRequest,
+    outcome: CacheOutcome,
+    key: &str,
+    results: Vec<Value>,
+    credits: u64,
+    admission: Option<&Admission>,
+    event: &mut Event,
+) -> Outcome<Response> {
+    let body = json!({
+        "id": gw.request_id,
+        "created_at": gw.now_iso(),
+        "cache": outcome.body(ask.scope.as_str(), key),
+        "results": results,
+        "usage": {"credits": credits},
+    });
+    record::archive_later(gw, event, &body);
+    let resp = json(200, &body)?;
+    let h = resp.headers();
+    set_header(h, "Cache-Status", &outcome.header());
+    set_header(h, "X-Cache-Key", key);
+    if let Some(a) = admission {
+        for (name, value) in &a.headers {
+            set_header(h, name, value);
+        }
+    }
+    Ok(resp)
+}

@@ -1,0 +1,100 @@
+//! The two-tier answer cache: L1 is the Workers Cache API (per colo), L2 is KV (global).
+//! Lookups try L1 then L2; an L2 hit is promoted to L1 off the response path. A failing tier
+//! is logged and treated as a miss, never as a failed request.
+
+use gateway_core::cache_control::CacheTier;
+use serde::{Deserialize, Serialize};
+use worker::{console_error, Cache, Headers, Response};
+
+use crate::edge::Gw;
+use crate::fanout::ProviderResult;
+
+/// Both tiers keep an entry 24 hours.
+pub const TTL_S: u64 = 86_400;
+
+/// What a cache entry holds: the provider results, nothing about who asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub results: Vec<ProviderResult>,
+}
+
+/// L1 address of a key in a namespace (`ask/v1`, `chat/v1`, `messages/v1`).
+pub fn l1_url(namespace: &str, key: &str) -> String {
+    format!("https://cache.internal/{namespace}/{key}")
+}
+
+/// L2 (KV) name of a key: `ask:<key>` for /v1/ask, `<ns>:<key>` for the drop-in endpoints.
+pub fn l2_name(namespace: &str, key: &str) -> String {
+    match namespace {
+        "ask/v1" => format!("ask:{key}"),
+        other => format!("{}:{key}", other.split('/').next().unwrap_or(other)),
+    }
+}
+
+/// Looks the key up in L1 then L2. Returns the raw entry text and the tier that had it.
+/// An L2 hit is copied into L1 with `wait_until`.
+pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, CacheTier)> {
+    let url = l1_url(namespace, key);
+    let cache = Cache::default();
+    match cache.get(url.as_str(), false).await {
+        Ok(Some(mut resp)) => match resp.text().await {
+            Ok(text) => return Some((text, CacheTier::L1)),
+            Err(e) => console_error!("L1 read failed: {e}"),
+        },
+        Ok(None) => {}
+        Err(e) => console_error!("L1 lookup failed: {e}"),
+    }
+    let kv = gw.kv().ok()?;
+    match kv.get(&l2_name(namespace, key)).text().await {
+        Ok(Some(text)) => {
+            let copy = text.clone();
+            gw.after(async move {
+                put_l1(&url, &copy).await;
+            });
+            Some((text, CacheTier::L2))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            console_error!("L2 lookup failed: {e}");
+            None
+        }
+    }
+}
+
+async fn put_l1(url: &str, text: &str) {
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", "application/json");
+    let _ = headers.set("Cache-Control", &format!("max-age={TTL_S}"));
+    let resp = match Response::ok(text.to_string()) {
+        Ok(r) => r.with_headers(headers),
+        Err(_) => return,
+    };
+    if let Err(e) = Cache::default().put(url, resp).await {
+        console_error!("L1 write failed: {e}");
+    }
+}
+
+/// Writes an entry to both tiers, off the response path.
+pub fn store(gw: &Gw, namespace: &str, key: &str, text: String) {
+    let url = l1_url(namespace, key);
+    let name = l2_name(namespace, key);
+    let kv = gw.kv().ok();
+    gw.after(async move {
+        put_l1(&url, &text).await;
+        if let Some(kv) = kv {
+            match kv.put(&name, text) {
+                Ok(put) => {
+                    if let Err(e) = put.expiration_ttl(TTL_S).execute().await {
+                        console_error!("L2 write failed: {e}");
+                    }
+                }
+                Err(e) => console_error!("L2 write failed: {e}"),
+            }
+        }
+    });
+}
+
+/// Dev-only: drops an L1 entry so tests can reach L2 (refused outside local dev).
+pub async fn drop_l1(namespace: &str, key: &str) -> bool {
+    Cache::default().delete(l1_url(namespace, key).as_str(), false).await.is_ok()
+}

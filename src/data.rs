@@ -1,0 +1,278 @@
+//! Data handling routes: the archived answer (`GET /v1/ask/:id`), usage (`GET /v1/usage`),
+//! account settings and deletion (`PATCH`/`DELETE /v1/account`), and the retention cron.
+
+use gateway_core::error::ApiError;
+use gateway_core::keys;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::wasm_bindgen::JsValue;
+use worker::{console_error, console_log, D1Database, Request, Response, Url};
+
+use crate::auth::{invalidate, Caller};
+use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
+use crate::{bucket, ledger, store};
+
+/// Days an archived answer is served.
+pub const RETENTION_DAYS: u64 = 30;
+const RETENTION_MS: u64 = RETENTION_DAYS * 86_400_000;
+/// Rows the cron deletes per statement, and statements per run.
+const PURGE_BATCH: u64 = 500;
+const PURGE_MAX_BATCHES: u32 = 1000;
+
+fn s(v: &str) -> JsValue {
+    JsValue::from_str(v)
+}
+fn n(v: u64) -> JsValue {
+    JsValue::from_f64(v as f64)
+}
+
+/// One 404 for another account's id, an unknown id and a malformed id.
+fn archive_not_found() -> ApiError {
+    ApiError::new(404, "not_found", "no such request")
+}
+
+/// `GET /v1/ask/:id`.
+pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Response> {
+    if !keys::is_id("req", id) {
+        return Err(archive_not_found());
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        account_id: String,
+        created_at: f64,
+        response: String,
+    }
+    let row = gw
+        .db()?
+        .prepare("SELECT account_id, created_at, response FROM response_archive WHERE request_id = ?1")
+        .bind(&[s(id)])
+        .map_err(dependency("D1"))?
+        .first::<Row>(None)
+        .await
+        .map_err(dependency("D1"))?;
+    let Some(row) = row.filter(|r| keys::constant_time_eq(r.account_id.as_bytes(), caller.account_id.as_bytes()))
+    else {
+        return Err(archive_not_found());
+    };
+    if gw.now_ms.saturating_sub(row.created_at as u64) > RETENTION_MS {
+        return Err(ApiError::new(410, "expired", "this answer is past the retention window")
+            .with("retention_days", RETENTION_DAYS));
+    }
+    let body: Value = serde_json::from_str(&row.response).map_err(|_| ApiError::internal())?;
+    json(200, &body)
+}
+
+/// Parses a time bound: epoch milliseconds or an ISO-8601 date-time.
+fn time_param(name: &str, v: &str) -> Outcome<u64> {
+    if let Ok(ms) = v.parse::<u64>() {
+        return Ok(ms);
+    }
+    let ms = worker::js_sys::Date::parse(v);
+    if ms.is_finite() && ms >= 0.0 {
+        Ok(ms as u64)
+    } else {
+        Err(ApiError::invalid_param(name, format!("`{name}` must be epoch milliseconds or an ISO-8601 time")))
+    }
+}
+
+/// `GET /v1/usage?from=&to=&limit=&cursor=`: totals over the window and the newest events,
+/// paginated by `cursor` (the `next_cursor` of the previous page).
+pub async fn get_usage(gw: &Gw, caller: &Caller, url: &Url) -> Outcome<Response> {
+    let mut from = 0u64;
+    let mut to = gw.now_ms + 1;
+    let mut limit = 50u64;
+    let mut cursor = i64::MAX as u64;
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "from" => from = time_param("from", &v)?,
+            "to" => to = time_param("to", &v)?,
+            "limit" => {
+                limit = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|l| (1..=500).contains(l))
+                    .ok_or_else(|| ApiError::invalid_param("limit", "`limit` must be 1..=500"))?
+            }
+            "cursor" => {
+                cursor = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|c| *c <= i64::MAX as u64)
+                    .ok_or_else(|| ApiError::invalid_param("cursor", "`cursor` is not valid"))?
+            }
+            other => {
+                return Err(ApiError::invalid_param(
+                    &other.chars().take(40).collect::<String>(),
+                    "unknown query parameter; expected from, to, limit, cursor",
+                ))
+            }
+        }
+    }
+    let db = gw.db()?;
+    #[derive(Deserialize)]
+    struct Totals {
+        calls: f64,
+        input_tokens: Option<f64>,
+        output_tokens: Option<f64>,
+        credits: Option<f64>,
+        cache_hits: Option<f64>,
+    }
+    let totals = db
+        .prepare(
+            "SELECT COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
+             SUM(credits) AS credits, SUM(cache_status = 'hit') AS cache_hits FROM usage_events \
+             WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3",
+        )
+        .bind(&[s(&caller.account_id), n(from), n(to)])
+        .map_err(dependency("D1"))?
+        .first::<Totals>(None)
+        .await
+        .map_err(dependency("D1"))?;
+    #[derive(Deserialize)]
+    struct Row {
+        id: f64,
+        key_prefix: String,
+        request_id: String,
+        endpoint: String,
+        providers: String,
+        cache_status: Option<String>,
+        cache_tier: Option<String>,
+        status_code: f64,
+        input_tokens: f64,
+        output_tokens: f64,
+        credits: f64,
+        latency_ms: f64,
+        prompt_prefix: Option<String>,
+        created_at: f64,
+    }
+    let rows = db
+        .prepare(
+            "SELECT id, key_prefix, request_id, endpoint, providers, cache_status, cache_tier, status_code, \
+             input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at FROM usage_events \
+             WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND id < ?4 ORDER BY id DESC LIMIT ?5",
+        )
+        .bind(&[s(&caller.account_id), n(from), n(to), n(cursor), n(limit)])
+        .map_err(dependency("D1"))?
+        .all()
+        .await
+        .map_err(dependency("D1"))?
+        .results::<Row>()
+        .map_err(dependency("D1"))?;
+    let next_cursor = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id as u64)).flatten();
+    let events: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut e = json!({
+                "request_id": r.request_id,
+                "key_prefix": r.key_prefix,
+                "endpoint": r.endpoint,
+                "providers": r.providers.split(',').filter(|p| !p.is_empty()).collect::<Vec<_>>(),
+                "cache": {"status": r.cache_status, "tier": r.cache_tier},
+                "status": r.status_code as u64,
+                "tokens": {"input": r.input_tokens as u64, "output": r.output_tokens as u64},
+                "credits": r.credits as u64,
+                "latency_ms": r.latency_ms as u64,
+                "created_at": iso8601(r.created_at as u64),
+            });
+            if let Some(p) = &r.prompt_prefix {
+                e["prompt_prefix"] = json!(p);
+            }
+            e
+        })
+        .collect();
+    let t = totals.unwrap_or(Totals { calls: 0.0, input_tokens: None, output_tokens: None, credits: None, cache_hits: None });
+    json(
+        200,
+        &json!({
+            "account_id": caller.account_id,
+            "from": iso8601(from),
+            "to": iso8601(to),
+            "totals": {
+                "calls": t.calls as u64,
+                "cache_hits": t.cache_hits.unwrap_or(0.0) as u64,
+                "input_tokens": t.input_tokens.unwrap_or(0.0) as u64,
+                "output_tokens": t.output_tokens.unwrap_or(0.0) as u64,
+                "credits": t.credits.unwrap_or(0.0) as u64,
+            },
+            "events": events,
+            "next_cursor": next_cursor.map(|c| c.to_string()),
+        }),
+    )
+}
+
+/// `PATCH /v1/account {"store_prompt_prefix": bool}`: the prompt-prefix opt-in.
+pub async fn patch_account(gw: &Gw, caller: &Caller, req: &mut Request) -> Outcome<Response> {
+    let body = read_json_object(req, 4096).await?;
+    let on = body
+        .get("store_prompt_prefix")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| ApiError::invalid_param("store_prompt_prefix", "`store_prompt_prefix` must be a boolean"))?;
+    if body.len() != 1 {
+        return Err(ApiError::invalid_request("only `store_prompt_prefix` can be changed here"));
+    }
+    let db = gw.db()?;
+    store::set_store_prompt_prefix(&db, &caller.account_id, on).await?;
+    invalidate(gw, &store::key_prefixes(&db, &caller.account_id).await?).await?;
+    json(200, &json!({"account_id": caller.account_id, "store_prompt_prefix": on}))
+}
+
+/// `DELETE /v1/account`: every row of the account in every table goes in one D1 batch (a
+/// transaction); then its keys' auth cache entries and buckets, and its ledger, are cleared.
+/// Private cache entries become unreachable: their scope names an account id no key can
+/// authenticate as again (ids are random and never reused).
+pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
+    let db = gw.db()?;
+    let prefixes = store::key_prefixes(&db, &caller.account_id).await?;
+    let id = s(&caller.account_id);
+    let mut stmts = Vec::new();
+    for sql in [
+        "DELETE FROM usage_events WHERE account_id = ?1",
+        "DELETE FROM response_archive WHERE account_id = ?1",
+        "DELETE FROM key_access_log WHERE account_id = ?1",
+        "DELETE FROM provider_keys WHERE account_id = ?1",
+        "DELETE FROM api_keys WHERE account_id = ?1",
+        "DELETE FROM accounts WHERE id = ?1",
+    ] {
+        stmts.push(db.prepare(sql).bind(&[id.clone()]).map_err(dependency("D1"))?);
+    }
+    db.batch(stmts).await.map_err(dependency("D1 batch"))?;
+    invalidate(gw, &prefixes).await?;
+    for p in &prefixes {
+        bucket::revoke(&gw.env, p).await?;
+    }
+    ledger::wipe(&gw.env, &caller.account_id).await?;
+    json(200, &json!({"account_id": caller.account_id, "deleted": true}))
+}
+
+/// The daily retention cron: deletes archive rows older than 30 days in bounded batches.
+pub async fn purge_archive(db: &D1Database, now_ms: u64) -> u64 {
+    let cutoff = now_ms.saturating_sub(RETENTION_MS);
+    let mut deleted = 0u64;
+    for _ in 0..PURGE_MAX_BATCHES {
+        let r = db
+            .prepare(
+                "DELETE FROM response_archive WHERE rowid IN \
+                 (SELECT rowid FROM response_archive WHERE created_at < ?1 LIMIT ?2)",
+            )
+            .bind(&[n(cutoff), n(PURGE_BATCH)]);
+        let changes = match r {
+            Ok(st) => match st.run().await {
+                Ok(res) => res.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0) as u64,
+                Err(e) => {
+                    console_error!("archive purge failed: {e}");
+                    break;
+                }
+            },
+            Err(e) => {
+                console_error!("archive purge failed: {e}");
+                break;
+            }
+        };
+        deleted += changes;
+        if changes < PURGE_BATCH {
+            break;
+        }
+    }
+    console_log!("archive purge: deleted {deleted} rows older than {RETENTION_DAYS} days");
+    deleted
+}

@@ -1,0 +1,190 @@
+//! The gateway's edge plumbing: the per-request context (env, clock read once, request id),
+//! JSON responses, the error envelope, capped body reading, randomness and dependency failures.
+
+use futures::StreamExt;
+use gateway_core::error::ApiError;
+use gateway_core::keys;
+use gateway_core::scrub::scrub;
+use serde::Serialize;
+use worker::{console_error, Context, Env, Headers, Request, Response};
+
+/// `Result` of everything the routes do: errors are already contract errors.
+pub type Outcome<T> = std::result::Result<T, ApiError>;
+
+/// What one request carries through the gateway: bindings, the clock (read once), its id.
+pub struct Gw {
+    pub env: Env,
+    pub ctx: Context,
+    pub now_ms: u64,
+    pub request_id: String,
+}
+
+impl Gw {
+    pub fn new(env: Env, ctx: Context) -> Self {
+        Gw {
+            env,
+            ctx,
+            now_ms: worker::Date::now().as_millis(),
+            request_id: keys::make_id("req", &random_16()),
+        }
+    }
+
+    /// A plain-text environment variable, if set and non-empty.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .var(name)
+            .ok()
+            .map(|v| v.to_string())
+            .or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
+            .filter(|v| !v.is_empty())
+    }
+
+    /// True only under the project's local dev configuration (never set in wrangler.toml).
+    pub fn dev_mode(&self) -> bool {
+        self.var("DEV_MODE").as_deref() == Some("1")
+    }
+
+    pub fn db(&self) -> Outcome<worker::D1Database> {
+        self.env.d1("DB").map_err(dependency("D1 binding"))
+    }
+
+    pub fn kv(&self) -> Outcome<worker::KvStore> {
+        self.env.kv("CACHE").map_err(dependency("KV binding"))
+    }
+
+    /// Runs a future after the response is sent (`Context::wait_until`).
+    pub fn after<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + 'static,
+    {
+        self.ctx.wait_until(fut);
+    }
+
+    /// ISO-8601 UTC form of the request's clock.
+    pub fn now_iso(&self) -> String {
+        iso8601(self.now_ms)
+    }
+}
+
+/// Milliseconds since the epoch → `2026-11-22T15:00:00Z`.
+pub fn iso8601(ms: u64) -> String {
+    let d = js_date(ms);
+    let s = d.to_iso_string().as_string().unwrap_or_default();
+    // `2026-11-22T15:00:00.123Z` → drop the milliseconds.
+    match s.find('.') {
+        Some(i) => format!("{}Z", &s[..i]),
+        None => s,
+    }
+}
+
+fn js_date(ms: u64) -> worker::js_sys::Date {
+    worker::js_sys::Date::new(&worker::wasm_bindgen::JsValue::from_f64(ms as f64))
+}
+
+/// Maps a failure of a binding (D1, KV, Durable Object, broker) to a logged 503.
+pub fn dependency<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> ApiError {
+    move |e| {
+        console_error!("dependency failure: {what}: {}", scrub(&e.to_string()));
+        ApiError::unavailable(1)
+    }
+}
+
+/// 16 random bytes from the runtime's CSPRNG.
+pub fn random_16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // getrandom only fails if the runtime has no crypto.getRandomValues; workerd always has it.
+    if getrandom::fill(&mut b).is_err() {
+        console_error!("getrandom failed");
+    }
+    b
+}
+
+/// 32 random bytes from the runtime's CSPRNG, or an error (never a predictable secret).
+pub fn random_32() -> Outcome<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(dependency("getrandom"))?;
+    Ok(b)
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Outcome<Response> {
+    Response::from_json(body)
+        .map(|r| r.with_status(status))
+        .map_err(|_| ApiError::internal())
+}
+
+/// Sets a header, ignoring invalid values (all values here are produced by the gateway).
+pub fn set_header(headers: &Headers, name: &str, value: &str) {
+    let _ = headers.set(name, value);
+}
+
+/// Renders a contract error as a response: envelope, status, extra headers.
+pub fn error_response(e: &ApiError, request_id: &str) -> Response {
+    let resp = Response::from_json(&e.body())
+        .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| Response::builder().empty()))
+        .with_status(e.status);
+    let h = resp.headers();
+    set_header(h, "X-Request-Id", request_id);
+    for (name, value) in &e.headers {
+        set_header(h, name, value);
+    }
+    resp
+}
+
+/// The bearer token of the request, or its `x-api-key` header (drop-in endpoints).
+pub fn api_key_header(req: &Request) -> Option<String> {
+    let h = req.headers();
+    if let Ok(Some(auth)) = h.get("Authorization") {
+        return keys::bearer(&auth).map(str::to_string);
+    }
+    h.get("x-api-key").ok().flatten().map(|v| v.trim().to_string())
+}
+
+/// Requires a JSON content type (415 otherwise).
+pub fn require_json(req: &Request) -> Outcome<()> {
+    let ct = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type())
+    }
+}
+
+/// Reads the body, refusing (413) as soon as it passes `limit` bytes: a declared
+/// Content-Length over the limit is refused before anything is read.
+pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8>> {
+    if let Ok(Some(len)) = req.headers().get("Content-Length") {
+        if len.trim().parse::<u64>().map_or(false, |n| n > limit as u64) {
+            return Err(ApiError::body_too_large(limit));
+        }
+    }
+    let mut stream = match req.stream() {
+        Ok(s) => s,
+        // No body at all.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::body_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads a small JSON body (admin and account routes) into a JSON object.
+pub async fn read_json_object(
+    req: &mut Request,
+    limit: usize,
+) -> Outcome<serde_json::Map<String, serde_json::Value>> {
+    require_json(req)?;
+    let body = read_body_capped(req, limit).await?;
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::invalid_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid_json(&e.to_string().chars().take(120).collect::<String>())),
+    }
+}

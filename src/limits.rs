@@ -1,0 +1,176 @@
+//! Rate limits and credits on the miss path: the caller's tier policy, the key's token bucket
+//! (429 with exact retry headers), and the account's credit reservation, settled after the
+//! fanout. Cache hits only pay a serving fee, debited off the response path.
+
+use gateway_core::bucket::Decision;
+use gateway_core::completion::CompletionRequest;
+use gateway_core::error::ApiError;
+use gateway_core::keys::KeyMode;
+use gateway_core::pricing::{PriceTable, CACHE_HIT_FEE};
+use gateway_core::provider::Provider;
+use gateway_core::ratelimit_headers::{rate_limit_headers, rate_limited_body};
+use gateway_core::tier::{Limits, Tier, TierConfig};
+use worker::console_error;
+
+use crate::auth::Caller;
+use crate::durable_objects::{LedgerOp, TakeReply};
+use crate::edge::{Gw, Outcome};
+use crate::fanout::ProviderResult;
+use crate::{bucket, ledger};
+
+/// The caller's limits under the configured tiers.
+pub struct Policy {
+    pub tier: Tier,
+    pub limits: Limits,
+    pub max_tokens_cap: u32,
+}
+
+pub fn tier_config(gw: &Gw) -> TierConfig {
+    match gw.var("TIER_CONFIG") {
+        Some(json) => TierConfig::from_json(&json).unwrap_or_else(|e| {
+            console_error!("TIER_CONFIG is invalid, using defaults: {e}");
+            TierConfig::default()
+        }),
+        None => TierConfig::default(),
+    }
+}
+
+pub fn price_table(gw: &Gw) -> PriceTable {
+    match gw.var("PRICE_TABLE") {
+        Some(json) => PriceTable::from_json(&json).unwrap_or_else(|e| {
+            console_error!("PRICE_TABLE is invalid, using defaults: {}", e.0);
+            PriceTable::default()
+        }),
+        None => PriceTable::default(),
+    }
+}
+
+pub fn policy(gw: &Gw, caller: &Caller) -> Policy {
+    let config = tier_config(gw);
+    let tier = Tier::parse(&caller.tier).unwrap_or(Tier::Free);
+    let account_limits = caller
+        .limits_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<Limits>(j).ok());
+    Policy {
+        tier,
+        limits: config.limits_for(tier, account_limits),
+        max_tokens_cap: config.max_tokens_cap(tier),
+    }
+}
+
+/// An admitted call: the rate-limit headers for its response.
+pub struct Admission {
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Adds the admitted call's rate-limit headers to a later error (402, ...).
+pub trait WithRateHeaders {
+    fn with_rate_headers(self, a: &Admission) -> Self;
+}
+
+impl WithRateHeaders for ApiError {
+    fn with_rate_headers(mut self, a: &Admission) -> Self {
+        self.headers.extend(a.headers.iter().cloned());
+        self
+    }
+}
+
+/// One token from the key's bucket, or a 429 with the contract's body and headers.
+pub async fn admit(gw: &Gw, caller: &Caller, policy: &Policy) -> Outcome<Admission> {
+    match bucket::take(&gw.env, &caller.prefix, 1, policy.limits).await? {
+        TakeReply::Revoked => Err(ApiError::unauthorized()),
+        TakeReply::InsufficientCapacity { burst } => Err(ApiError::new(
+            429,
+            "rate_limited",
+            format!("this call needs more than the bucket's capacity of {burst}"),
+        )),
+        TakeReply::Decided { decision } => {
+            let headers = rate_limit_headers(&policy.limits, policy.tier, &decision);
+            match decision {
+                Decision::Admitted { .. } => Ok(Admission { headers }),
+                Decision::Denied { retry_after_ms, .. } => {
+                    let body = rate_limited_body(policy.tier, retry_after_ms);
+                    let mut e = ApiError::new(
+                        429,
+                        "rate_limited",
+                        body["error"]["message"].as_str().unwrap_or("rate limited").to_string(),
+                    )
+                    .with("tier", policy.tier.as_str())
+                    .with("retry_after_ms", retry_after_ms);
+                    e.headers = headers;
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// Credits held for one call, to settle after the fanout.
+pub struct Reservation {
+    account_id: String,
+    id: String,
+}
+
+/// Reserves the worst-case cost of the calls (test keys are free: no reservation).
+pub async fn reserve(
+    gw: &Gw,
+    caller: &Caller,
+    calls: &[(Provider, CompletionRequest)],
+) -> Outcome<Option<Reservation>> {
+    if caller.mode == KeyMode::Test {
+        return Ok(None);
+    }
+    let table = price_table(gw);
+    let amount: u64 = calls
+        .iter()
+        .map(|(p, c)| {
+            let prompt_bytes = c.prompt.len() + c.system.as_ref().map_or(0, String::len);
+            table.worst_case(*p, &c.model, prompt_bytes, c.max_tokens)
+        })
+        .sum();
+    let id = gw.request_id.clone();
+    let reply = ledger::call(&gw.env, &caller.account_id, &LedgerOp::Reserve { id: id.clone(), amount }).await?;
+    if !reply.ok {
+        return Err(ApiError::insufficient_credits(amount, reply.available));
+    }
+    Ok(Some(Reservation {
+        account_id: caller.account_id.clone(),
+        id,
+    }))
+}
+
+/// The actual cost of the results; settles the reservation with it off the response path.
+pub fn settle_later(gw: &Gw, reservation: Option<Reservation>, results: &[ProviderResult]) -> u64 {
+    let Some(r) = reservation else { return 0 };
+    let table = price_table(gw);
+    let actual: u64 = results
+        .iter()
+        .filter_map(|res| {
+            res.completion()
+                .map(|c| table.cost(res.provider, &c.model, c.tokens.input, c.tokens.output))
+        })
+        .sum();
+    let env = gw.env.clone();
+    gw.after(async move {
+        let op = LedgerOp::Settle { id: r.id, actual };
+        if let Err(e) = ledger::call(&env, &r.account_id, &op).await {
+            console_error!("ledger settle failed: {}", e.code);
+        }
+    });
+    actual
+}
+
+pub fn cache_hit_fee() -> u64 {
+    CACHE_HIT_FEE
+}
+
+/// Debits the cache-hit serving fee after the response is sent.
+pub fn debit_fee_later(gw: &Gw, account_id: &str, fee: u64) {
+    let (env, account_id) = (gw.env.clone(), account_id.to_string());
+    gw.after(async move {
+        if let Err(e) = ledger::call(&env, &account_id, &LedgerOp::Fee { amount: fee }).await {
+            console_error!("cache fee debit failed: {}", e.code);
+        }
+    });
+}

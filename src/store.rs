@@ -1,0 +1,188 @@
+//! D1 access for accounts and API keys: the only place the gateway writes SQL for them.
+
+use gateway_core::error::ApiError;
+use serde::{Deserialize, Serialize};
+use worker::wasm_bindgen::JsValue;
+use worker::D1Database;
+
+use crate::edge::{dependency, Outcome};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountRow {
+    pub id: String,
+    pub tier: String,
+    pub limits_json: Option<String>,
+    pub store_prompt_prefix: i64,
+    pub created_at: i64,
+}
+
+/// What authenticating a key needs, in one row (also the KV auth cache entry).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyAuthRow {
+    pub prefix: String,
+    pub key_hash: String,
+    pub account_id: String,
+    pub mode: String,
+    pub status: String,
+    pub tier: String,
+    pub limits_json: Option<String>,
+    pub store_prompt_prefix: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyListRow {
+    pub prefix: String,
+    pub name: Option<String>,
+    pub mode: String,
+    pub status: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+fn s(v: &str) -> JsValue {
+    JsValue::from_str(v)
+}
+fn n(v: u64) -> JsValue {
+    JsValue::from_f64(v as f64)
+}
+
+const DB: &str = "D1";
+
+pub async fn insert_account(db: &D1Database, id: &str, tier: &str, limits_json: Option<&str>, now_ms: u64) -> Outcome<()> {
+    db.prepare("INSERT INTO accounts (id, tier, limits_json, store_prompt_prefix, created_at) VALUES (?1, ?2, ?3, 0, ?4)")
+        .bind(&[s(id), s(tier), limits_json.map_or(JsValue::NULL, s), n(now_ms)])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    Ok(())
+}
+
+pub async fn get_account(db: &D1Database, id: &str) -> Outcome<Option<AccountRow>> {
+    db.prepare("SELECT id, tier, limits_json, store_prompt_prefix, created_at FROM accounts WHERE id = ?1")
+        .bind(&[s(id)])
+        .map_err(dependency(DB))?
+        .first::<AccountRow>(None)
+        .await
+        .map_err(dependency(DB))
+}
+
+/// Changes tier (and enterprise limits); returns false when the account does not exist.
+pub async fn update_tier(db: &D1Database, id: &str, tier: &str, limits_json: Option<&str>) -> Outcome<bool> {
+    let r = db
+        .prepare("UPDATE accounts SET tier = ?2, limits_json = ?3 WHERE id = ?1")
+        .bind(&[s(id), s(tier), limits_json.map_or(JsValue::NULL, s)])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    Ok(changes(&r) > 0)
+}
+
+pub async fn set_store_prompt_prefix(db: &D1Database, id: &str, on: bool) -> Outcome<()> {
+    db.prepare("UPDATE accounts SET store_prompt_prefix = ?2 WHERE id = ?1")
+        .bind(&[s(id), n(u64::from(on))])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    Ok(())
+}
+
+/// Inserts a key; returns false on a prefix collision (the caller draws a new secret).
+pub async fn insert_key(
+    db: &D1Database,
+    prefix: &str,
+    account_id: &str,
+    key_hash: &str,
+    name: Option<&str>,
+    mode: &str,
+    now_ms: u64,
+) -> Outcome<bool> {
+    let r = db
+        .prepare(
+            "INSERT INTO api_keys (prefix, account_id, key_hash, name, mode, status, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6) ON CONFLICT(prefix) DO NOTHING",
+        )
+        .bind(&[s(prefix), s(account_id), s(key_hash), name.map_or(JsValue::NULL, s), s(mode), n(now_ms)])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    Ok(changes(&r) > 0)
+}
+
+pub async fn key_for_auth(db: &D1Database, prefix: &str) -> Outcome<Option<KeyAuthRow>> {
+    db.prepare(
+        "SELECT k.prefix, k.key_hash, k.account_id, k.mode, k.status, a.tier, a.limits_json, a.store_prompt_prefix \
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.prefix = ?1",
+    )
+    .bind(&[s(prefix)])
+    .map_err(dependency(DB))?
+    .first::<KeyAuthRow>(None)
+    .await
+    .map_err(dependency(DB))
+}
+
+pub async fn list_keys(db: &D1Database, account_id: &str) -> Outcome<Vec<KeyListRow>> {
+    db.prepare(
+        "SELECT prefix, name, mode, status, created_at, last_used_at FROM api_keys \
+         WHERE account_id = ?1 ORDER BY created_at, prefix",
+    )
+    .bind(&[s(account_id)])
+    .map_err(dependency(DB))?
+    .all()
+    .await
+    .map_err(dependency(DB))?
+    .results::<KeyListRow>()
+    .map_err(dependency(DB))
+}
+
+/// Prefixes of all the account's keys (to invalidate their auth cache entries).
+pub async fn key_prefixes(db: &D1Database, account_id: &str) -> Outcome<Vec<String>> {
+    #[derive(Deserialize)]
+    struct P {
+        prefix: String,
+    }
+    let rows = db
+        .prepare("SELECT prefix FROM api_keys WHERE account_id = ?1")
+        .bind(&[s(account_id)])
+        .map_err(dependency(DB))?
+        .all()
+        .await
+        .map_err(dependency(DB))?
+        .results::<P>()
+        .map_err(dependency(DB))?;
+    Ok(rows.into_iter().map(|p| p.prefix).collect())
+}
+
+/// Revokes the account's key; returns false when no such key belongs to the account.
+pub async fn revoke_key(db: &D1Database, account_id: &str, prefix: &str, now_ms: u64) -> Outcome<bool> {
+    let r = db
+        .prepare("UPDATE api_keys SET status = 'revoked', revoked_at = ?3 WHERE prefix = ?1 AND account_id = ?2")
+        .bind(&[s(prefix), s(account_id), n(now_ms)])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    Ok(changes(&r) > 0)
+}
+
+pub async fn touch_key(db: &D1Database, prefix: &str, now_ms: u64) -> Outcome<()> {
+    db.prepare("UPDATE api_keys SET last_used_at = ?2 WHERE prefix = ?1")
+        .bind(&[s(prefix), n(now_ms)])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    Ok(())
+}
+
+fn changes(r: &worker::D1Result) -> usize {
+    r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0)
+}
+
+/// Maps "no such account" for admin routes.
+pub fn account_not_found() -> ApiError {
+    ApiError::new(404, "account_not_found", "no such account")
+}

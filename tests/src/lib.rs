@@ -1,0 +1,259 @@
+//! The integration-test harness: starts one local stack per test binary (mock provider server +
+//! one `wrangler dev` with the gateway and four brokers, fresh state, free ports), shares it
+//! between the tests, and stops its whole process group when the binary exits.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use reqwest;
+pub use serde_json::{json, Value};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The running stack.
+pub struct Stack {
+    pub base: String,
+    pub mock: String,
+    pub state_dir: PathBuf,
+    pub client: reqwest::Client,
+}
+
+static STACK: OnceLock<Stack> = OnceLock::new();
+static PGID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn stop_stack() {
+    let pgid = PGID.swap(0, Ordering::SeqCst);
+    if pgid > 0 {
+        // SAFETY: signalling a process group we created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn http_ok(port: u16, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 32];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
+
+/// The shared stack, started on first use.
+pub fn stack() -> &'static Stack {
+    STACK.get_or_init(start)
+}
+
+fn start() -> Stack {
+    let root = root();
+    for needed in ["build/worker/shim.mjs", "broker/build/worker/shim.mjs", "target/release/mock-provider"] {
+        assert!(
+            root.join(needed).exists(),
+            "{needed} is missing: run the tests with scripts/test.sh, which builds it"
+        );
+    }
+    let state_dir = root.join("target").join("test-state").join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&state_dir);
+    std::fs::create_dir_all(&state_dir).expect("state dir");
+    let (port, mock_port, inspector) = (free_port(), free_port(), free_port());
+    let log = std::fs::File::create(state_dir.join("stack.log")).expect("log file");
+    let child = Command::new("bash")
+        .arg(root.join("scripts/stack.sh"))
+        .arg(&state_dir)
+        .arg(port.to_string())
+        .arg(mock_port.to_string())
+        .arg(inspector.to_string())
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("PROVIDER_TIMEOUT_MS", "3000")
+        .env("UPSTREAM_TIMEOUT_MS", "2500")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("start scripts/stack.sh");
+    PGID.store(child.id() as i32, Ordering::SeqCst);
+    // SAFETY: registering a plain extern "C" fn to run at process exit.
+    unsafe {
+        libc::atexit(stop_stack);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(http_ok(port, "/healthz") && http_ok(mock_port, "/__mock/calls")) {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(state_dir.join("stack.log")).unwrap_or_default();
+            stop_stack();
+            panic!("the stack did not come up in 120 s; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Stack {
+        base: format!("http://127.0.0.1:{port}"),
+        mock: format!("http://127.0.0.1:{mock_port}"),
+        state_dir,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("client"),
+    }
+}
+
+/// A string no other test uses: put it in prompts to count only your own mock calls.
+pub fn nonce() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("n{}x{}x{}", t % 1_000_000_000_000, std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+}
+
+pub async fn send(rb: reqwest::RequestBuilder) -> Reply {
+    let resp = rb.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    Reply { status, headers, text }
+}
+
+impl Stack {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        let mut rb = self.client.get(self.url(path));
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        send(rb).await
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Reply {
+        let mut rb = self.client.post(self.url(path)).json(body);
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        send(rb).await
+    }
+
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> Reply {
+        let mut rb = self.client.delete(self.url(path));
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        send(rb).await
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: &Value) -> Reply {
+        send(self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN).json(body)).await
+    }
+
+    /// A new account; returns its id.
+    pub async fn account(&self, tier: &str, credits: u64) -> String {
+        let r = self
+            .admin(reqwest::Method::POST, "/admin/accounts", &json!({"tier": tier, "credits": credits}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json()["account_id"].as_str().expect("account_id").to_string()
+    }
+
+    /// A new key of the account; returns the plaintext token.
+    pub async fn key(&self, account_id: &str, mode: &str) -> String {
+        let r = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/accounts/{account_id}/keys"),
+                &json!({"name": "test", "mode": mode}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json()["key"].as_str().expect("key").to_string()
+    }
+
+    /// A fresh account (pro tier, plenty of credits) and one live key.
+    pub async fn live_key(&self) -> (String, String) {
+        let a = self.account("pro", 1_000_000).await;
+        let k = self.key(&a, "live").await;
+        (a, k)
+    }
+
+    pub async fn ask(&self, key: &str, body: &Value) -> Reply {
+        self.post("/v1/ask", Some(key), body).await
+    }
+
+    /// Calls the mock provider server received whose prompt contains `contains`.
+    pub async fn mock_calls(&self, contains: &str) -> Value {
+        let r = send(self.client.get(format!("{}/__mock/calls", self.mock)).query(&[("contains", contains)])).await;
+        r.json()
+    }
+
+    /// Everything the local D1 database holds, as text (for "no prompt text anywhere" checks).
+    pub fn d1_dump(&self) -> String {
+        let mut out = String::new();
+        let dir = self.state_dir.join("persist");
+        for entry in walk(&dir) {
+            if entry.extension().is_some_and(|e| e == "sqlite" || e == "sqlite-wal") {
+                if let Ok(bytes) = std::fs::read(&entry) {
+                    out.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,3 @@
+//! Integration tests: the whole system under one `wrangler dev`, through its public HTTP API.
+
+mod foundation;
