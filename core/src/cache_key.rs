@@ -136,22 +136,45 @@ fn write_scope(scope: &Scope, h: &mut HashSink) {
     }
 }
 
-/// Canonical JSON text goes straight into SHA-256.
-struct HashSink(Sha256);
+/// Canonical JSON text goes into SHA-256 through a small buffer: the many short pieces
+/// (quotes, commas, escapes) are gathered, and long runs such as the prompt go straight in.
+struct HashSink {
+    hasher: Sha256,
+    buf: Vec<u8>,
+}
+
+/// Size of the gathering buffer; writes at least this long bypass it.
+const HASH_BUF: usize = 4096;
 
 impl HashSink {
     fn new() -> Self {
-        HashSink(Sha256::new())
+        HashSink {
+            hasher: Sha256::new(),
+            buf: Vec::with_capacity(HASH_BUF),
+        }
     }
 
-    fn finish(self) -> CacheKey {
-        CacheKey(hex::encode(self.0.finalize()))
+    fn flush(&mut self) {
+        self.hasher.update(&self.buf);
+        self.buf.clear();
+    }
+
+    fn finish(mut self) -> CacheKey {
+        self.flush();
+        CacheKey(hex::encode(self.hasher.finalize()))
     }
 }
 
 impl JsonSink for HashSink {
     fn push_str(&mut self, s: &str) {
-        self.0.update(s.as_bytes());
+        if self.buf.len() + s.len() > HASH_BUF {
+            self.flush();
+        }
+        if s.len() >= HASH_BUF {
+            self.hasher.update(s.as_bytes());
+        } else {
+            self.buf.extend_from_slice(s.as_bytes());
+        }
     }
 }
 

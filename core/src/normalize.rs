@@ -55,7 +55,9 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 
 fn normalize_ascii(p: &str) -> String {
     let bytes = p.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    // Written in place at `len`, which never passes the read position, so every store fits.
+    let mut out = vec![0u8; bytes.len()];
+    let mut len = 0;
     // Whether the last byte seen became a space; true at the start drops leading whitespace.
     let mut after_space = true;
     let mut words = bytes.chunks_exact(8);
@@ -68,11 +70,13 @@ fn normalize_ascii(p: &str) -> String {
         let drop = spaces & ((spaces << 8) | (u64::from(after_space) << 7));
         let y = y.to_le_bytes();
         if drop == 0 {
-            out.extend_from_slice(&y);
+            out[len..len + 8].copy_from_slice(&y);
+            len += 8;
         } else {
             for (i, &b) in y.iter().enumerate() {
                 if drop & (0x80 << (8 * i)) == 0 {
-                    out.push(b);
+                    out[len] = b;
+                    len += 1;
                 }
             }
         }
@@ -82,10 +86,12 @@ fn normalize_ascii(p: &str) -> String {
         let b = lower_and_blank(b);
         let space = b == b' ';
         if !(space && after_space) {
-            out.push(b);
+            out[len] = b;
+            len += 1;
         }
         after_space = space;
     }
+    out.truncate(len);
     // At most one trailing space is left; it goes with the trailing punctuation.
     while let Some(&b) = out.last() {
         if b == b' ' || is_ascii_punctuation(b) {

@@ -17,7 +17,9 @@ pub use server::{router, serve, MockState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// Serve on this loopback port (0: any free port).
-    Run { port: u16 },
+    Run {
+        port: u16,
+    },
     Help,
 }
 

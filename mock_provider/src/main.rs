@@ -51,7 +51,10 @@ async fn run(port: u16) -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "mock-provider listening on {addr}").and_then(|_| out.flush()).is_err() {
+    if writeln!(out, "mock-provider listening on {addr}")
+        .and_then(|_| out.flush())
+        .is_err()
+    {
         return ExitCode::FAILURE;
     }
     drop(out);

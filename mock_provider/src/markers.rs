@@ -105,14 +105,23 @@ mod tests {
 
     #[test]
     fn marker_for_another_provider_is_ignored() {
-        assert_eq!(plan(Api::Gemini, "[[mock:openai=500]]"), Ok(Plan::default()));
-        assert_eq!(plan(Api::Gemini, "[[mock:openai=nonsense]]"), Ok(Plan::default()));
+        assert_eq!(
+            plan(Api::Gemini, "[[mock:openai=500]]"),
+            Ok(Plan::default())
+        );
+        assert_eq!(
+            plan(Api::Gemini, "[[mock:openai=nonsense]]"),
+            Ok(Plan::default())
+        );
     }
 
     #[test]
     fn star_applies_to_every_provider() {
         for api in Api::ALL {
-            assert_eq!(plan(api, "[[mock:*=drop]]").unwrap().fault, Some(Fault::Drop));
+            assert_eq!(
+                plan(api, "[[mock:*=drop]]").unwrap().fault,
+                Some(Fault::Drop)
+            );
         }
     }
 
@@ -149,7 +158,13 @@ mod tests {
     #[test]
     fn delay_alone_answers_normally_after_waiting() {
         let p = plan(Api::Gemini, "slow [[mock:gemini=delay:250]]").unwrap();
-        assert_eq!(p, Plan { delay_ms: 250, fault: None });
+        assert_eq!(
+            p,
+            Plan {
+                delay_ms: 250,
+                fault: None
+            }
+        );
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl MockState {
 
     fn log(&self) -> MutexGuard<'_, CallLog> {
         // A panic while holding the lock cannot leave the log inconsistent: keep serving.
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn record(&self, api: Api, prompt: &str, uri: &Uri, headers: &HeaderMap, body: &Bytes) {
@@ -113,6 +115,8 @@ pub fn router(state: MockState) -> Router {
         .route("/openai/v1/chat/completions", post(openai))
         .route("/anthropic/v1/messages", post(anthropic))
         .route("/gemini/v1beta/models/{model_and_action}", post(gemini))
+        // The google-genai SDK calls `/v1/…` when given a base URL; same API here.
+        .route("/gemini/v1/models/{model_and_action}", post(gemini))
         .route("/perplexity/chat/completions", post(perplexity))
         .route("/__mock/calls", get(calls))
         .route("/__mock/last", get(last))
@@ -167,7 +171,12 @@ async fn openai(State(s): State<MockState>, headers: HeaderMap, uri: Uri, body: 
     handle(s, Api::OpenAi, None, headers, uri, body).await
 }
 
-async fn anthropic(State(s): State<MockState>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+async fn anthropic(
+    State(s): State<MockState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     handle(s, Api::Anthropic, None, headers, uri, body).await
 }
 
@@ -181,7 +190,12 @@ async fn gemini(
     handle(s, Api::Gemini, Some(model_and_action), headers, uri, body).await
 }
 
-async fn perplexity(State(s): State<MockState>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+async fn perplexity(
+    State(s): State<MockState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     handle(s, Api::Perplexity, None, headers, uri, body).await
 }
 
@@ -204,19 +218,22 @@ fn credentials(api: Api, headers: &HeaderMap, uri: &Uri) -> Option<Credentials> 
             header_value: value.to_owned(),
         })
     };
+    let bearer = || {
+        let value = header_str(headers, "authorization")?;
+        let (scheme, key) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        named("authorization", value, key.trim())
+    };
     match api {
-        Api::OpenAi | Api::Perplexity => {
-            let value = header_str(headers, "authorization")?;
-            let (scheme, key) = value.split_once(' ')?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return None;
-            }
-            named("authorization", value, key.trim())
-        }
-        Api::Anthropic => {
-            let value = header_str(headers, "x-api-key")?;
-            named("x-api-key", value, value.trim())
-        }
+        Api::OpenAi | Api::Perplexity => bearer(),
+        // `x-api-key` is the documented header; the current Python SDK sends
+        // `Authorization: Bearer <api key>` instead, and the API takes both.
+        Api::Anthropic => match header_str(headers, "x-api-key") {
+            Some(value) => named("x-api-key", value, value.trim()),
+            None => bearer(),
+        },
         Api::Gemini => match header_str(headers, "x-goog-api-key") {
             Some(value) => named("x-goog-api-key", value, value.trim()),
             None => {
@@ -269,7 +286,12 @@ async fn handle(
     let plan = match markers::plan(api, &x.prompt) {
         Ok(p) => p,
         Err(msg) => {
-            return reply(wire::bad_request(api, &format!("mock-provider: {msg}"), None, &rid()));
+            return reply(wire::bad_request(
+                api,
+                &format!("mock-provider: {msg}"),
+                None,
+                &rid(),
+            ));
         }
     };
     if plan.delay_ms > 0 {
@@ -289,7 +311,13 @@ async fn handle(
         Some(Fault::RateLimited) => return reply(wire::rate_limited(api, model, &rid())),
         Some(Fault::Unauthorized) => return reply(wire::unauthorized(api, &rid())),
         Some(Fault::EchoKey) => {
-            return reply(wire::echo_key(api, &creds.key, creds.header_name, &creds.header_value, &rid()));
+            return reply(wire::echo_key(
+                api,
+                &creds.key,
+                creds.header_name,
+                &creds.header_value,
+                &rid(),
+            ));
         }
         Some(Fault::Html401) => {
             return reply(ErrorReply {
@@ -325,7 +353,13 @@ enum Invalid {
 }
 
 /// What the real provider would refuse in this request, if anything.
-fn invalid(api: Api, x: &wire::Extracted, is_json: bool, action: &str, headers: &HeaderMap) -> Option<Invalid> {
+fn invalid(
+    api: Api,
+    x: &wire::Extracted,
+    is_json: bool,
+    action: &str,
+    headers: &HeaderMap,
+) -> Option<Invalid> {
     if api == Api::Gemini && action != "generateContent" {
         return Some(Invalid::Reply(wire::gemini_not_found(
             x.model.as_deref().unwrap_or_default(),
@@ -338,14 +372,23 @@ fn invalid(api: Api, x: &wire::Extracted, is_json: bool, action: &str, headers: 
         ));
     }
     if api == Api::Anthropic && header_str(headers, "anthropic-version").is_none() {
-        return Some(Invalid::Message("anthropic-version: header is required", None));
+        return Some(Invalid::Message(
+            "anthropic-version: header is required",
+            None,
+        ));
     }
     if x.model.as_deref().is_none_or(str::is_empty) {
-        return Some(Invalid::Message("you must provide a model parameter", Some("model")));
+        return Some(Invalid::Message(
+            "you must provide a model parameter",
+            Some("model"),
+        ));
     }
     if !x.has_turns {
         return Some(match api {
-            Api::Gemini => Invalid::Message("* GenerateContentRequest.contents: contents is not specified", None),
+            Api::Gemini => Invalid::Message(
+                "* GenerateContentRequest.contents: contents is not specified",
+                None,
+            ),
             Api::Anthropic => Invalid::Message("messages: Field required", None),
             _ => Invalid::Message("Missing required parameter: 'messages'.", Some("messages")),
         });
@@ -353,7 +396,12 @@ fn invalid(api: Api, x: &wire::Extracted, is_json: bool, action: &str, headers: 
     if api == Api::Anthropic && x.max_tokens.is_none() {
         return Some(Invalid::Message("max_tokens: Field required", None));
     }
-    if api == Api::OpenAi && x.legacy_max_tokens && x.model.as_deref().is_some_and(wire::is_openai_reasoning_model) {
+    if api == Api::OpenAi
+        && x.legacy_max_tokens
+        && x.model
+            .as_deref()
+            .is_some_and(wire::is_openai_reasoning_model)
+    {
         return Some(Invalid::Reply(wire::openai_unsupported_max_tokens()));
     }
     None
@@ -406,7 +454,10 @@ async fn last(State(s): State<MockState>, Query(q): Query<ContainsQuery>) -> Res
         .rev()
         .find(|r| q.contains.as_deref().is_none_or(|c| r.prompt.contains(c)));
     let Some(r) = found else {
-        return json_response(404, json!({"error": "no matching call recorded"}).to_string());
+        return json_response(
+            404,
+            json!({"error": "no matching call recorded"}).to_string(),
+        );
     };
     let mut headers = Map::new();
     for name in r.headers.keys() {

@@ -142,7 +142,13 @@ const ECHO_CHARS: usize = 60;
 /// `"[<provider>/<model>] <first 8 hex of sha256(prompt)> <first 60 chars of the prompt>"`
 /// (whitespace collapsed), cut to `max_tokens` words when that is lower. Output tokens are the
 /// answer's words, input tokens `input_words`.
-pub fn answer(api: Api, model: &str, prompt: &str, input_words: u64, max_tokens: Option<u64>) -> Answer {
+pub fn answer(
+    api: Api,
+    model: &str,
+    prompt: &str,
+    input_words: u64,
+    max_tokens: Option<u64>,
+) -> Answer {
     let digest = hex::encode(Sha256::digest(prompt.as_bytes()));
     let mut echo = String::new();
     let mut n = 0;
@@ -393,7 +399,11 @@ pub fn success_body(api: Api, model: &str, a: &Answer, now: u64) -> String {
                 kind: "text",
                 text: &a.content,
             }],
-            stop_reason: if a.truncated { "max_tokens" } else { "end_turn" },
+            stop_reason: if a.truncated {
+                "max_tokens"
+            } else {
+                "end_turn"
+            },
             stop_sequence: None,
             usage: AnthropicUsage {
                 input_tokens: a.input_tokens,
@@ -501,9 +511,16 @@ impl ErrorReply {
 /// Perplexity's legacy openresty 401 page (`fixtures/providers/perplexity/error_401_legacy.html`).
 pub const HTML_401: &str = "<html>\n<head><title>401 Authorization Required</title></head>\n<body>\n<center><h1>401 Authorization Required</h1></center>\n<hr><center>openresty/1.21.4.3</center>\n</body>\n</html>\n";
 
-const OPENAI_KEY_HELP: &str = "You can find your API key at https://platform.openai.com/account/api-keys.";
+const OPENAI_KEY_HELP: &str =
+    "You can find your API key at https://platform.openai.com/account/api-keys.";
 
-fn openai_error(status: u16, message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> ErrorReply {
+fn openai_error(
+    status: u16,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> ErrorReply {
     ErrorReply::json(
         status,
         json!({"error": {"message": message, "type": kind, "param": param, "code": code}}),
@@ -590,7 +607,13 @@ pub fn unauthorized(api: Api, request_id: &str) -> ErrorReply {
 
 /// An invalid-key answer that leaks what it received (the `echo_key` fault): the bare key and
 /// the whole auth header as `<name>: <value>`.
-pub fn echo_key(api: Api, key: &str, header_name: &str, header_value: &str, request_id: &str) -> ErrorReply {
+pub fn echo_key(
+    api: Api,
+    key: &str,
+    header_name: &str,
+    header_value: &str,
+    request_id: &str,
+) -> ErrorReply {
     let echo = format!("{header_name}: {header_value}");
     match api {
         Api::OpenAi => openai_error(
@@ -606,7 +629,9 @@ pub fn echo_key(api: Api, key: &str, header_name: &str, header_value: &str, requ
             &format!("invalid x-api-key {key} ({echo})"),
             request_id,
         ),
-        Api::Gemini => gemini_key_invalid(&format!("API key not valid: {key} ({echo}). Please pass a valid API key.")),
+        Api::Gemini => gemini_key_invalid(&format!(
+            "API key not valid: {key} ({echo}). Please pass a valid API key."
+        )),
         Api::Perplexity => perplexity_error(
             401,
             &format!("Invalid API key provided: {key}. {echo}"),
@@ -725,9 +750,12 @@ pub fn gemini_not_found(model_and_action: &str) -> ErrorReply {
 
 /// Whether OpenAI refuses `max_tokens` for `model` (reasoning models).
 pub fn is_openai_reasoning_model(model: &str) -> bool {
-    ["o1", "o3", "o4", "gpt-5"]
-        .iter()
-        .any(|f| model == *f || model.strip_prefix(f).is_some_and(|r| r.starts_with(['-', '.'])))
+    ["o1", "o3", "o4", "gpt-5"].iter().any(|f| {
+        model == *f
+            || model
+                .strip_prefix(f)
+                .is_some_and(|r| r.starts_with(['-', '.']))
+    })
 }
 
 #[cfg(test)]
@@ -736,8 +764,20 @@ mod tests {
 
     #[test]
     fn answer_is_deterministic_and_derived_from_the_prompt() {
-        let a = answer(Api::OpenAi, "gpt-4o-mini", "What is the capital of France?", 6, None);
-        let b = answer(Api::OpenAi, "gpt-4o-mini", "What is the capital of France?", 6, None);
+        let a = answer(
+            Api::OpenAi,
+            "gpt-4o-mini",
+            "What is the capital of France?",
+            6,
+            None,
+        );
+        let b = answer(
+            Api::OpenAi,
+            "gpt-4o-mini",
+            "What is the capital of France?",
+            6,
+            None,
+        );
         assert_eq!(a, b);
         let hash = &hex::encode(Sha256::digest(b"What is the capital of France?"))[..8];
         assert_eq!(
@@ -747,7 +787,13 @@ mod tests {
         assert_eq!(a.output_tokens, 8);
         assert_eq!(a.input_tokens, 6);
         assert!(!a.truncated);
-        let c = answer(Api::OpenAi, "gpt-4o-mini", "What is the capital of Spain?", 6, None);
+        let c = answer(
+            Api::OpenAi,
+            "gpt-4o-mini",
+            "What is the capital of Spain?",
+            6,
+            None,
+        );
         assert_ne!(a.content, c.content);
     }
 
@@ -794,7 +840,10 @@ mod tests {
         let x = extract(Api::OpenAi, &body, None);
         assert_eq!(x.model.as_deref(), Some("gpt-4o"));
         assert_eq!(x.prompt, "second question");
-        assert_eq!(x.all_text, "Be brief.\nfirst question\nan answer\nsecond question");
+        assert_eq!(
+            x.all_text,
+            "Be brief.\nfirst question\nan answer\nsecond question"
+        );
         assert_eq!(x.input_words, 8);
         assert_eq!(x.max_tokens, Some(9));
         assert!(x.has_turns && !x.legacy_max_tokens);
@@ -833,7 +882,8 @@ mod tests {
     fn success_bodies_have_the_fixture_fields() {
         let a = answer(Api::OpenAi, "m", "hi there", 2, None);
         for api in Api::ALL {
-            let v: Value = serde_json::from_str(&success_body(api, "m", &a, 1_700_000_000)).unwrap();
+            let v: Value =
+                serde_json::from_str(&success_body(api, "m", &a, 1_700_000_000)).unwrap();
             match api {
                 Api::OpenAi => {
                     assert_eq!(v["object"], "chat.completion");
@@ -849,7 +899,10 @@ mod tests {
                     assert_eq!(v["usage"]["input_tokens"], 2);
                 }
                 Api::Gemini => {
-                    assert_eq!(v["candidates"][0]["content"]["parts"][0]["text"], a.content.as_str());
+                    assert_eq!(
+                        v["candidates"][0]["content"]["parts"][0]["text"],
+                        a.content.as_str()
+                    );
                     assert_eq!(v["modelVersion"], "m");
                     assert_eq!(v["usageMetadata"]["candidatesTokenCount"], a.output_tokens);
                     assert!(v["responseId"].is_string());
@@ -909,7 +962,10 @@ mod tests {
     #[test]
     fn rate_limit_hints_match_the_providers() {
         for api in [Api::OpenAi, Api::Anthropic] {
-            assert_eq!(rate_limited(api, "m", "r").headers, vec![("retry-after", "2".to_owned())]);
+            assert_eq!(
+                rate_limited(api, "m", "r").headers,
+                vec![("retry-after", "2".to_owned())]
+            );
         }
         let g = rate_limited(Api::Gemini, "m", "r");
         assert!(g.headers.is_empty());
@@ -918,7 +974,13 @@ mod tests {
 
     #[test]
     fn echo_key_repeats_the_key_and_header() {
-        let r = echo_key(Api::OpenAi, "sk-live-123", "authorization", "Bearer sk-live-123", "r");
+        let r = echo_key(
+            Api::OpenAi,
+            "sk-live-123",
+            "authorization",
+            "Bearer sk-live-123",
+            "r",
+        );
         let v: Value = serde_json::from_str(&r.body).unwrap();
         let m = v["error"]["message"].as_str().unwrap();
         assert!(m.contains("provided: sk-live-123."), "{m}");
@@ -926,7 +988,10 @@ mod tests {
         assert_eq!(r.status, 401);
         let g = echo_key(Api::Gemini, "k\"q", "x-goog-api-key", "k\"q", "r");
         assert_eq!(g.status, 400);
-        assert!(serde_json::from_str::<Value>(&g.body).is_ok(), "key is JSON-escaped");
+        assert!(
+            serde_json::from_str::<Value>(&g.body).is_ok(),
+            "key is JSON-escaped"
+        );
     }
 
     #[test]

@@ -118,7 +118,8 @@ fn start() -> Stack {
         state_dir,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
+            // Each #[tokio::test] has its own runtime: pooled connections would outlive theirs.
+            .pool_max_idle_per_host(0)
             .build()
             .expect("client"),
     }
@@ -231,7 +232,7 @@ impl Stack {
     /// Everything the local D1 database holds, as text (for "no prompt text anywhere" checks).
     pub fn d1_dump(&self) -> String {
         let mut out = String::new();
-        let dir = self.state_dir.join("persist");
+        let dir = self.state_dir.join("persist").join("v3").join("d1");
         for entry in walk(&dir) {
             if entry.extension().is_some_and(|e| e == "sqlite" || e == "sqlite-wal") {
                 if let Ok(bytes) = std::fs::read(&entry) {
