@@ -72,6 +72,7 @@ pub async fn run(gw: &Gw, account_id: &str, test_mode: bool, calls: Vec<(Provide
             account_id: account_id.to_string(),
             test_mode,
             completion,
+            byok_ciphertext: None,
         };
         let secret = secret.clone();
         async move {

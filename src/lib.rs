@@ -8,6 +8,7 @@ mod auth;
 mod bucket;
 mod cache;
 mod data;
+mod dev;
 mod edge;
 mod fanout;
 mod ledger;
@@ -74,14 +75,7 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
         // The bare route: no auth, no storage. The baseline of the load benchmarks.
         (Method::Get, ["healthz"]) => json(200, &json!({"ok": true})),
         (_, ["admin", rest @ ..]) => admin::route(gw, req, rest).await,
-        (_, ["__dev", "l1", ns, version, key]) => {
-            // Dev-only: drop an L1 entry; refused outside local dev.
-            if !gw.dev_mode() || method != Method::Delete {
-                return Err(ApiError::not_found());
-            }
-            let dropped = cache::drop_l1(&format!("{ns}/{version}"), key).await;
-            json(200, &json!({"dropped": dropped}))
-        }
+        (_, ["__dev", rest @ ..]) => dev::route(gw, req, rest).await,
         (_, ["v1", rest @ ..]) => {
             let caller = auth::authenticate(gw, &req).await?;
             let endpoint = format!("{} /v1/{}", method.as_ref(), rest.first().copied().unwrap_or(""));

@@ -3,7 +3,7 @@
 //! fanout. Cache hits only pay a serving fee, debited off the response path.
 
 use gateway_core::bucket::Decision;
-use gateway_core::completion::CompletionRequest;
+use gateway_core::completion::{CompletionRequest, Tokens};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
 use gateway_core::pricing::{PriceTable, CACHE_HIT_FEE};
@@ -112,22 +112,49 @@ pub struct Reservation {
     id: String,
 }
 
-/// Reserves the worst-case cost of the calls (test keys are free: no reservation).
+/// The worst case of one provider call, as the ledger reserves it.
+pub struct WorstCase {
+    pub provider: Provider,
+    pub model: String,
+    pub prompt_bytes: usize,
+    pub max_tokens: u32,
+}
+
+/// The tokens one provider call used, as the ledger settles it.
+pub struct Used<'a> {
+    pub provider: Provider,
+    pub model: &'a str,
+    pub tokens: Tokens,
+}
+
+/// Reserves the worst-case cost of `/v1/ask`'s calls (see [`reserve_worst`]).
 pub async fn reserve(
     gw: &Gw,
     caller: &Caller,
     calls: &[(Provider, CompletionRequest)],
 ) -> Outcome<Option<Reservation>> {
+    let worst: Vec<WorstCase> = calls
+        .iter()
+        .map(|(p, c)| WorstCase {
+            provider: *p,
+            model: c.model.clone(),
+            prompt_bytes: c.prompt.len() + c.system.as_ref().map_or(0, String::len),
+            max_tokens: c.max_tokens,
+        })
+        .collect();
+    reserve_worst(gw, caller, &worst).await
+}
+
+/// Reserves the worst-case cost of the calls (test keys are free: no reservation); 402 when
+/// the account cannot cover it. The one reservation path of `/v1/ask` and the drop-in endpoints.
+pub async fn reserve_worst(gw: &Gw, caller: &Caller, calls: &[WorstCase]) -> Outcome<Option<Reservation>> {
     if caller.mode == KeyMode::Test {
         return Ok(None);
     }
     let table = price_table(gw);
     let amount: u64 = calls
         .iter()
-        .map(|(p, c)| {
-            let prompt_bytes = c.prompt.len() + c.system.as_ref().map_or(0, String::len);
-            table.worst_case(*p, &c.model, prompt_bytes, c.max_tokens)
-        })
+        .map(|c| table.worst_case(c.provider, &c.model, c.prompt_bytes, c.max_tokens))
         .sum();
     let id = gw.request_id.clone();
     let reply = ledger::call(&gw.env, &caller.account_id, &LedgerOp::Reserve { id: id.clone(), amount }).await?;
@@ -140,16 +167,29 @@ pub async fn reserve(
     }))
 }
 
-/// The actual cost of the results; settles the reservation with it off the response path.
+/// The actual cost of `/v1/ask`'s results (see [`settle_used_later`]).
 pub fn settle_later(gw: &Gw, reservation: Option<Reservation>, results: &[ProviderResult]) -> u64 {
-    let Some(r) = reservation else { return 0 };
-    let table = price_table(gw);
-    let actual: u64 = results
+    let used: Vec<Used> = results
         .iter()
         .filter_map(|res| {
-            res.completion()
-                .map(|c| table.cost(res.provider, &c.model, c.tokens.input, c.tokens.output))
+            res.completion().map(|c| Used {
+                provider: res.provider,
+                model: &c.model,
+                tokens: c.tokens,
+            })
         })
+        .collect();
+    settle_used_later(gw, reservation, &used)
+}
+
+/// The actual cost of the tokens used; settles the reservation with it off the response path
+/// (nothing used releases it whole).
+pub fn settle_used_later(gw: &Gw, reservation: Option<Reservation>, used: &[Used]) -> u64 {
+    let Some(r) = reservation else { return 0 };
+    let table = price_table(gw);
+    let actual: u64 = used
+        .iter()
+        .map(|u| table.cost(u.provider, u.model, u.tokens.input, u.tokens.output))
         .sum();
     let env = gw.env.clone();
     gw.after(async move {

@@ -12,8 +12,27 @@ use crate::provider::Provider;
 
 /// Header carrying the gateway ↔ broker shared secret.
 pub const SECRET_HEADER: &str = "x-broker-secret";
-/// The one broker path.
+/// The broker path of `/v1/ask` calls: a [`BrokerRequest`] in, a `Completion` out.
 pub const COMPLETE_PATH: &str = "/v1/complete";
+/// The broker path of the drop-in endpoints. The body is the caller's provider request, byte
+/// for byte; the metadata travels in the `x-gw-*` headers below. The broker answers with the
+/// upstream's status and body (error bodies scrubbed), marked [`ORIGIN_HEADER`]` = upstream`,
+/// and the tokens used in [`USAGE_INPUT_HEADER`] / [`USAGE_OUTPUT_HEADER`]; its own refusals
+/// are the usual `{"error": {...}}` envelope without the mark.
+pub const PASSTHROUGH_PATH: &str = "/v1/passthrough";
+/// Seals a bring-your-own provider key: `{account_id, provider, key}` in, `{ciphertext}` out.
+pub const SEAL_PATH: &str = "/v1/byok/seal";
+/// Passthrough metadata headers (gateway → broker).
+pub const REQUEST_ID_HEADER: &str = "x-gw-request-id";
+pub const ACCOUNT_ID_HEADER: &str = "x-gw-account-id";
+/// `1` for an `lvk_test_` caller: answer synthetically, never call upstream.
+pub const TEST_MODE_HEADER: &str = "x-gw-test-mode";
+/// The account's sealed provider key, when it brought one.
+pub const BYOK_HEADER: &str = "x-gw-byok-ciphertext";
+/// Passthrough answer headers (broker → gateway; the gateway strips them).
+pub const ORIGIN_HEADER: &str = "x-passthrough-origin";
+pub const USAGE_INPUT_HEADER: &str = "x-usage-input-tokens";
+pub const USAGE_OUTPUT_HEADER: &str = "x-usage-output-tokens";
 /// Largest body a broker reads.
 pub const BROKER_BODY_LIMIT: usize = 128 * 1024;
 /// Default cap on output tokens a broker lets through.
@@ -28,6 +47,28 @@ pub struct BrokerRequest {
     #[serde(default)]
     pub test_mode: bool,
     pub completion: CompletionRequest,
+    /// The account's sealed key for this provider (BYOK): the broker decrypts it, logs the
+    /// access, and uses it instead of its own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byok_ciphertext: Option<String>,
+}
+
+/// `POST /v1/byok/seal` body. The plaintext key crosses only the service binding.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealRequest {
+    pub account_id: String,
+    pub provider: Provider,
+    pub key: String,
+}
+
+impl std::fmt::Debug for SealRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealRequest")
+            .field("account_id", &self.account_id)
+            .field("provider", &self.provider)
+            .field("key", &"[redacted]")
+            .finish()
+    }
 }
 
 /// The checks a broker makes before its key is used; each failure is a contract error.

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::canonical_json::{write_canonical_json_to, write_json_string, JsonSink};
-use crate::normalize::normalize;
+use crate::normalize::write_normalized_json_body;
 use crate::provider::Provider;
 
 /// Who may be served a cached answer: everyone, or only the one account that asked.
@@ -100,9 +100,9 @@ pub fn ask_cache_key(
     let mut h = HashSink::new();
     h.push_str("[\"ask/v1\",");
     write_scope(scope, &mut h);
-    h.push_str(",");
-    write_json_string(&normalize(prompt), &mut h);
-    h.push_str(",[");
+    h.push_str(",\"");
+    h.push_normalized_prompt(prompt);
+    h.push_str("\",[");
     for (i, p) in providers.iter().enumerate() {
         if i > 0 {
             h.push_str(",");
@@ -154,6 +154,14 @@ impl HashSink {
         }
     }
 
+    /// The JSON string body of `normalize(prompt)`, written into the buffer in one pass.
+    fn push_normalized_prompt(&mut self, prompt: &str) {
+        write_normalized_json_body(prompt, &mut self.buf);
+        if self.buf.len() >= HASH_BUF {
+            self.flush();
+        }
+    }
+
     fn flush(&mut self) {
         self.hasher.update(&self.buf);
         self.buf.clear();
@@ -182,6 +190,7 @@ impl JsonSink for HashSink {
 mod tests {
     use super::*;
     use crate::canonical_json::canonical_json;
+    use crate::normalize::normalize;
     use serde_json::json;
 
     fn sha_hex(text: &str) -> String {

@@ -14,6 +14,12 @@ impl JsonSink for String {
     }
 }
 
+impl JsonSink for Vec<u8> {
+    fn push_str(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
 /// The RFC 8785 canonical form of `v`.
 pub fn canonical_json(v: &Value) -> String {
     let mut out = String::new();
@@ -55,6 +61,12 @@ pub fn write_canonical_json_to<S: JsonSink + ?Sized>(v: &Value, out: &mut S) {
 /// escaped (`\b \t \n \f \r` short, the rest `\u00xx`); everything else is literal UTF-8.
 pub fn write_json_string<S: JsonSink + ?Sized>(s: &str, out: &mut S) {
     out.push_str("\"");
+    write_json_string_body(s, out);
+    out.push_str("\"");
+}
+
+/// [`write_json_string`] without the surrounding quotes.
+pub(crate) fn write_json_string_body<S: JsonSink + ?Sized>(s: &str, out: &mut S) {
     let bytes = s.as_bytes();
     let mut start = 0;
     while let Some(i) = find_escape(bytes, start) {
@@ -64,7 +76,6 @@ pub fn write_json_string<S: JsonSink + ?Sized>(s: &str, out: &mut S) {
         start = i + 1;
     }
     out.push_str(&s[start..]);
-    out.push_str("\"");
 }
 
 /// Writes `n` as ECMAScript's `Number.prototype.toString` would write the double it denotes.
@@ -124,7 +135,7 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 const LOW7: u64 = !HIGH;
 
-fn needs_escape(b: u8) -> bool {
+pub(crate) fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
@@ -164,7 +175,8 @@ fn zero_bytes(y: u64) -> u64 {
     !(((y & LOW7).wrapping_add(LOW7)) | y) & HIGH
 }
 
-fn escape(b: u8) -> &'static str {
+/// The JSON escape of a byte for which [`needs_escape`] holds (empty for any other byte).
+pub(crate) fn escape(b: u8) -> &'static str {
     const CONTROL: [&str; 32] = [
         "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
         "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f", "\\u0010", "\\u0011",

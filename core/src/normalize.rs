@@ -10,6 +10,8 @@
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
+use crate::canonical_json::{escape, needs_escape, write_json_string_body};
+
 /// Further passes the non-ASCII path may run if one pass was not a fixed point.
 const MAX_EXTRA_PASSES: usize = 8;
 
@@ -54,57 +56,102 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
 fn normalize_ascii(p: &str) -> String {
-    let bytes = p.as_bytes();
-    // Written in place at `len`, which never passes the read position, so every store fits.
-    let mut out = vec![0u8; bytes.len()];
-    let mut len = 0;
+    let mut out = Vec::new();
+    write_normalized_ascii::<false>(p.as_bytes(), &mut out);
+    match String::from_utf8(out) {
+        Ok(s) => s,
+        // Unreachable: the bytes are ASCII. The general path gives the same answer anyway.
+        Err(_) => one_pass_unicode(p),
+    }
+}
+
+/// Appends the body of the JSON string literal of `normalize(p)` (escaped, no quotes) to `out`.
+/// ASCII prompts are normalized and escaped in one pass with no intermediate string.
+pub(crate) fn write_normalized_json_body(p: &str, out: &mut Vec<u8>) {
+    if p.is_ascii() {
+        write_normalized_ascii::<true>(p.as_bytes(), out);
+    } else {
+        write_json_string_body(&normalize(p), out);
+    }
+}
+
+/// Appends `normalize(p)` for ASCII `p` to `out`, JSON-escaped if `ESCAPE`.
+///
+/// Trailing whitespace and punctuation are cut from the input first: lowercasing and collapsing
+/// leave both where they are, so this is the same as stripping them from the output. Then
+/// every word of eight bytes is lowercased and blanked at once, and stored whole unless it
+/// holds a space to drop (one after a space, or a leading one) or a byte to escape.
+fn write_normalized_ascii<const ESCAPE: bool>(p: &[u8], out: &mut Vec<u8>) {
+    let mut end = p.len();
+    while end > 0 && (lower_and_blank(p[end - 1]) == b' ' || is_ascii_punctuation(p[end - 1])) {
+        end -= 1;
+    }
+    let bytes = &p[..end];
+    // `out` holds initialized room at `len..`; it always has at least one byte per unread
+    // input byte, and a word that may escape first makes room for six bytes per byte.
+    let mut len = out.len();
+    out.resize(len + bytes.len(), 0);
     // Whether the last byte seen became a space; true at the start drops leading whitespace.
     let mut after_space = true;
     let mut words = bytes.chunks_exact(8);
+    let mut unread = bytes.len();
     for word in &mut words {
+        unread -= 8;
         let mut w = [0u8; 8];
         w.copy_from_slice(word);
         let y = lower_and_blank_word(u64::from_le_bytes(w));
         let spaces = ascii_in_range(y, b' ', b' ');
         // A space is dropped when the byte before it (in this word or the last) is a space.
         let drop = spaces & ((spaces << 8) | (u64::from(after_space) << 7));
-        let y = y.to_le_bytes();
-        if drop == 0 {
-            out[len..len + 8].copy_from_slice(&y);
-            len += 8;
-        } else {
-            for (i, &b) in y.iter().enumerate() {
-                if drop & (0x80 << (8 * i)) == 0 {
-                    out[len] = b;
-                    len += 1;
-                }
-            }
-        }
+        let escapes = if ESCAPE { ascii_escape_mask(y) } else { 0 };
         after_space = spaces >> 63 != 0;
+        if drop | escapes == 0 {
+            out[len..len + 8].copy_from_slice(&y.to_le_bytes());
+            len += 8;
+            continue;
+        }
+        if escapes != 0 && out.len() < len + 6 * 8 + unread {
+            out.resize(len + 6 * 8 + unread, 0);
+        }
+        for (i, &b) in y.to_le_bytes().iter().enumerate() {
+            let bit = 0x80 << (8 * i);
+            if drop & bit != 0 {
+                continue;
+            }
+            len = put(out, len, b, escapes & bit != 0);
+        }
+    }
+    if ESCAPE && out.len() < len + 6 * 8 {
+        out.resize(len + 6 * 8, 0);
     }
     for &b in words.remainder() {
         let b = lower_and_blank(b);
         let space = b == b' ';
         if !(space && after_space) {
-            out[len] = b;
-            len += 1;
+            len = put(out, len, b, ESCAPE && needs_escape(b));
         }
         after_space = space;
     }
     out.truncate(len);
-    // At most one trailing space is left; it goes with the trailing punctuation.
-    while let Some(&b) = out.last() {
-        if b == b' ' || is_ascii_punctuation(b) {
-            out.pop();
-        } else {
-            break;
-        }
+}
+
+/// Writes `b` (or its JSON escape) at `len` in room already made; returns the new length.
+#[inline(always)]
+fn put(out: &mut [u8], len: usize, b: u8, escaped: bool) -> usize {
+    if escaped {
+        let e = escape(b).as_bytes();
+        out[len..len + e.len()].copy_from_slice(e);
+        len + e.len()
+    } else {
+        out[len] = b;
+        len + 1
     }
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        // Unreachable: the bytes are ASCII. The general path gives the same answer anyway.
-        Err(_) => one_pass_unicode(p),
-    }
+}
+
+/// The high bit of each byte of `y` (ASCII) that JSON escapes: controls, `"` and `\`.
+#[inline(always)]
+fn ascii_escape_mask(y: u64) -> u64 {
+    ascii_in_range(y, 0, 0x1f) | ascii_in_range(y, b'"', b'"') | ascii_in_range(y, b'\\', b'\\')
 }
 
 /// The high bit of each byte of `x` (every byte ASCII) that lies in `lo..=hi`. Per byte,
@@ -368,6 +415,46 @@ mod tests {
         }
     }
 
+    fn escaped_in_one_pass(p: &str) -> String {
+        let mut out = b"prefix".to_vec();
+        write_normalized_json_body(p, &mut out);
+        String::from_utf8(out).expect("ASCII in, ASCII out")
+    }
+
+    fn escaped_after(normalized: &str) -> String {
+        let mut out = String::from("prefix");
+        write_json_string_body(normalized, &mut out);
+        out
+    }
+
+    #[test]
+    fn escaped_ascii_path_handles_escapes_in_every_position() {
+        for lead in 0..18 {
+            for esc in [
+                "\"",
+                "\\",
+                "\u{0}",
+                "\u{1f}",
+                "\"\\\u{1}\"\"\"\"\"\"\"\"\"\"",
+            ] {
+                let p = format!(
+                    "{}{esc}{}  x{esc}{esc} Y.",
+                    "A".repeat(lead),
+                    " b".repeat(lead)
+                );
+                assert_eq!(
+                    escaped_in_one_pass(&p),
+                    escaped_after(&normalize(&p)),
+                    "{p:?}"
+                );
+            }
+        }
+        assert_eq!(
+            escaped_in_one_pass("Say \"hi\"\\\n\u{0}?"),
+            "prefixsay \\\"hi\\\"\\\\ \\u0000"
+        );
+    }
+
     #[test]
     fn ascii_word_transform_matches_the_byte_transform() {
         for b in 0u8..128 {
@@ -460,6 +547,16 @@ mod tests {
         #[test]
         fn ascii_path_matches_the_general_path(p in "[ -~\t\n\r\x0b\x0c\x00\x1c]{0,200}") {
             prop_assert_eq!(normalize_ascii(&p), one_pass_unicode(&p));
+        }
+
+        #[test]
+        fn escaped_ascii_path_matches_escaping_the_general_path(p in "[\x00-\x7f]{0,200}") {
+            prop_assert_eq!(escaped_in_one_pass(&p), escaped_after(&one_pass_unicode(&p)));
+        }
+
+        #[test]
+        fn escaped_path_matches_escaping_normalize(p in weird_string()) {
+            prop_assert_eq!(escaped_in_one_pass(&p), escaped_after(&normalize(&p)));
         }
     }
 }

@@ -1,3 +1,5 @@
 //! Integration tests: the whole system under one `wrangler dev`, through its public HTTP API.
 
+mod cache;
 mod foundation;
+mod ratelimit;

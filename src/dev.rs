@@ -1,0 +1,49 @@
+//! Dev-only routes for the local test suite, refused (404) unless `DEV_MODE=1`, which only the
+//! generated local configs set (scripts/devconfig.py); wrangler.toml never does.
+
+use gateway_core::error::ApiError;
+use gateway_core::provider::Provider;
+use serde_json::json;
+use worker::{Method, Request, Response};
+
+use crate::cache;
+use crate::edge::{dependency, json, Gw, Outcome};
+
+pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
+    if !gw.dev_mode() {
+        return Err(ApiError::not_found());
+    }
+    match (req.method(), segs) {
+        // Drop an L1 entry, so a test can reach L2.
+        (Method::Delete, ["l1", ns, version, key]) => {
+            let dropped = cache::drop_l1(&format!("{ns}/{version}"), key).await;
+            json(200, &json!({"dropped": dropped}))
+        }
+        // Read the raw L2 value, so a test can check what an entry holds.
+        (Method::Get, ["l2", ns, version, key]) => {
+            let name = cache::l2_name(&format!("{ns}/{version}"), key);
+            let value = gw.kv()?.get(&name).text().await.map_err(dependency("KV"))?;
+            json(200, &json!({"value": value}))
+        }
+        // Mark a key revoked in its bucket only (as if the auth cache were stale elsewhere).
+        (Method::Post, ["bucket", prefix, "revoke"]) => {
+            crate::bucket::revoke(&gw.env, prefix).await?;
+            json(200, &json!({"revoked": true}))
+        }
+        // Forward a request to a broker as is: the caller's own headers, no shared secret added.
+        (_, ["broker", provider, rest @ ..]) => {
+            let p = Provider::parse(provider).ok_or_else(ApiError::not_found)?;
+            let fetcher = gw.env.service(p.binding()).map_err(dependency("broker binding"))?;
+            let body = req.bytes().await.unwrap_or_default();
+            let mut init = worker::RequestInit::new();
+            init.with_method(req.method()).with_headers(req.headers().clone());
+            if !body.is_empty() {
+                init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+            }
+            let url = format!("https://broker/{}", rest.join("/"));
+            let fwd = Request::new_with_init(&url, &init).map_err(dependency("request"))?;
+            fetcher.fetch_request(fwd).await.map_err(dependency("broker"))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}

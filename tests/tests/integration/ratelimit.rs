@@ -1,0 +1,190 @@
+//! Rate limits and credits through the public API: exact admission under a concurrent burst,
+//! well-formed 429s, retry at the advertised time, independent buckets, tiers, credit
+//! reservation under concurrency, and a revoked key refused by its bucket.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use integration_tests::{json, reqwest::Method, stack, nonce, Reply, Stack};
+
+/// An enterprise account with the given limits, plenty of credits, and one live key.
+async fn limited_key(s: &Stack, burst: u32, per_second: f64, credits: u64) -> (String, String) {
+    let a = s.account("enterprise", credits).await;
+    let r = s
+        .admin(Method::PATCH, &format!("/admin/accounts/{a}"), &json!({"tier": "enterprise", "limits": {"burst": burst, "per_second": per_second}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let k = s.key(&a, "live").await;
+    (a, k)
+}
+
+fn miss(n: &str, i: usize) -> serde_json::Value {
+    json!({"prompt": format!("limit {n} #{i}"), "providers": ["openai"], "params": {"max_tokens": 16}})
+}
+
+fn assert_well_formed_429(r: &Reply, tier: &str) {
+    assert_eq!(r.status, 429, "{}", r.text);
+    let b = r.json();
+    assert_eq!(b["error"]["code"], "rate_limited");
+    assert_eq!(b["error"]["tier"], tier);
+    let ms = b["error"]["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(ms >= 1);
+    assert_eq!(r.header("retry-after-ms").unwrap(), ms.to_string());
+    let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert_eq!(secs, ms.div_ceil(1000), "Retry-After rounds up");
+    assert!(r.header("ratelimit-policy").unwrap().starts_with(&format!("\"{tier}\";q=")));
+    assert!(r.header("ratelimit").unwrap().contains(";r=0;t="));
+    assert_eq!(r.header("x-ratelimit-remaining").unwrap(), "0");
+    assert!(r.header("x-ratelimit-limit").is_some() && r.header("x-ratelimit-reset").is_some());
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_admits_exactly_the_capacity() {
+    let s = stack();
+    let capacity = 10;
+    // Refill of one token per 1000 s: nothing refills during the burst.
+    let (_, key) = limited_key(s, capacity, 0.001, 10_000_000).await;
+    let n = nonce();
+    let replies = join_all((0..capacity as usize + 20).map(|i| {
+        let key = key.clone();
+        let body = miss(&n, i);
+        async move { s.ask(&key, &body).await }
+    }))
+    .await;
+    let admitted = replies.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(admitted, capacity as usize, "statuses: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(limited.len(), 20);
+    for r in limited {
+        assert_well_formed_429(r, "enterprise");
+    }
+    assert_eq!(s.mock_calls(&n).await["total"], capacity as u64, "only admitted calls reach upstream");
+}
+
+#[tokio::test]
+async fn a_call_at_the_advertised_retry_time_is_admitted() {
+    let s = stack();
+    let (_, key) = limited_key(s, 1, 2.0, 10_000_000).await;
+    let n = nonce();
+    assert_eq!(s.ask(&key, &miss(&n, 0)).await.status, 200);
+    let denied = s.ask(&key, &miss(&n, 1)).await;
+    assert_well_formed_429(&denied, "enterprise");
+    let wait = denied.json()["error"]["retry_after_ms"].as_u64().unwrap();
+    assert!(wait <= 500, "one token per 500 ms: {wait}");
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let again = s.ask(&key, &miss(&n, 2)).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+}
+
+#[tokio::test]
+async fn two_keys_have_independent_buckets() {
+    let s = stack();
+    let (account, key_a) = limited_key(s, 1, 0.001, 10_000_000).await;
+    let key_b = s.key(&account, "live").await;
+    let n = nonce();
+    assert_eq!(s.ask(&key_a, &miss(&n, 0)).await.status, 200);
+    assert_eq!(s.ask(&key_a, &miss(&n, 1)).await.status, 429);
+    assert_eq!(s.ask(&key_b, &miss(&n, 2)).await.status, 200, "key B has its own bucket");
+}
+
+#[tokio::test]
+async fn tiers_differ_and_a_tier_change_applies_to_the_next_call() {
+    let s = stack();
+    let free = s.account("free", 10_000_000).await;
+    let key = s.key(&free, "live").await;
+    let n = nonce();
+    let r = s.ask(&key, &miss(&n, 0)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-ratelimit-limit").unwrap(), "10");
+    assert_eq!(r.header("ratelimit-policy").unwrap(), "\"free\";q=10;w=60");
+    // Free caps max_tokens at 1024.
+    let capped = s.ask(&key, &json!({"prompt": "x", "providers": ["openai"], "params": {"max_tokens": 2048}})).await;
+    assert_eq!(capped.status, 400);
+    let p = s.admin(Method::PATCH, &format!("/admin/accounts/{free}"), &json!({"tier": "pro"})).await;
+    assert_eq!(p.status, 200);
+    let r = s.ask(&key, &miss(&n, 1)).await;
+    assert_eq!(r.header("x-ratelimit-limit").unwrap(), "60", "the next call sees the new tier");
+    assert_eq!(r.header("ratelimit-policy").unwrap(), "\"pro\";q=60;w=60");
+    let ok = s.ask(&key, &json!({"prompt": format!("big {n}"), "providers": ["openai"], "params": {"max_tokens": 2048}})).await;
+    assert_eq!(ok.status, 200, "pro allows 2048: {}", ok.text);
+    assert_eq!(s.get("/v1/account", Some(&key)).await.json()["tier"], "pro");
+}
+
+#[tokio::test]
+async fn concurrent_calls_never_spend_more_than_the_balance() {
+    let s = stack();
+    // The worst case of one call: what a single call reserves. Learn it from the 402 of an
+    // account with 1 credit, then fund 100 such calls.
+    let probe = s.account("enterprise", 1).await;
+    let probe_key = s.key(&probe, "live").await;
+    let n = nonce();
+    let body = |i: usize| json!({"prompt": format!("spend {n} #{i:04}"), "providers": ["openai"], "params": {"max_tokens": 64}});
+    let r = s.ask(&probe_key, &body(9999)).await;
+    assert_eq!(r.status, 402, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "insufficient_credits");
+    let worst = r.json()["error"]["needed"].as_u64().unwrap();
+    let balance = worst * 100;
+    let (_, key) = limited_key(s, 1000, 1000.0, balance).await;
+
+    let replies = join_all((0..500).map(|i| {
+        let key = key.clone();
+        let b = body(i);
+        async move { s.ask(&key, &b).await }
+    }))
+    .await;
+    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    let payment_required = replies.iter().filter(|r| r.status == 402).count();
+    let other: Vec<u16> = replies.iter().map(|r| r.status).filter(|s| *s != 200 && *s != 402).collect();
+    assert!(other.is_empty(), "unexpected statuses {other:?}");
+    assert!(ok.len() >= 100, "the balance covers at least 100 calls: {}", ok.len());
+    assert!(payment_required > 0, "beyond the balance calls get 402");
+    let spent: u64 = ok.iter().map(|r| r.json()["usage"]["credits"].as_u64().unwrap()).sum();
+    assert!(spent <= balance, "spent {spent} of {balance}");
+    // Settlements run after the responses; the final balance is what was not spent.
+    let mut last = None;
+    for _ in 0..50 {
+        let b = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].as_u64().unwrap();
+        if Some(b) == last && b == balance - spent {
+            break;
+        }
+        last = Some(b);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, Some(balance - spent));
+}
+
+#[tokio::test]
+async fn a_cache_hit_takes_no_bucket_token() {
+    let s = stack();
+    let (_, key) = limited_key(s, 1, 0.001, 10_000_000).await;
+    let n = nonce();
+    let body = miss(&n, 0);
+    assert_eq!(s.ask(&key, &body).await.status, 200);
+    assert_eq!(s.ask(&key, &miss(&n, 1)).await.status, 429, "the bucket is empty");
+    let mut hit = None;
+    for _ in 0..40 {
+        let r = s.ask(&key, &body).await;
+        if r.status == 200 {
+            hit = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hit = hit.expect("the repeated question is served from cache despite the empty bucket");
+    assert_eq!(hit.json()["cache"]["status"], "hit");
+}
+
+#[tokio::test]
+async fn a_key_revoked_in_its_bucket_is_refused_even_if_auth_still_passes() {
+    let s = stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    assert_eq!(s.ask(&key, &miss(&n, 0)).await.status, 200);
+    // Revoke in the bucket only, as if an edge's auth cache were stale.
+    let r = s.post(&format!("/__dev/bucket/{}/revoke", &key[..12]), None, &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.get("/v1/account", Some(&key)).await.status, 200, "auth alone still passes");
+    let refused = s.ask(&key, &miss(&n, 1)).await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(s.mock_calls(&format!("{n} #1")).await["total"], 0);
+}
