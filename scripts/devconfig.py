@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes local wrangler configs (JSON) for one run of the stack, derived from the committed
-wrangler.toml files: absolute paths, no build step, brokers pointed at the mock provider server,
-and local-only secrets as vars. Usage: devconfig.py STATE_DIR MOCK_BASE_URL"""
+wrangler.toml files: absolute paths, no build step, brokers pointed at the mock provider server.
+Local-only secrets go to a `.dev.vars` beside each config (one directory per Worker), so wrangler
+treats them as secrets and never prints them. Usage: devconfig.py STATE_DIR MOCK_BASE_URL"""
 import json
 import os
 import secrets
@@ -35,23 +36,43 @@ def load(path):
     cfg.pop("build", None)
     base = os.path.dirname(path)
     cfg["main"] = os.path.join(base, cfg["main"])
+    for db in cfg.get("d1_databases", []):
+        if "migrations_dir" in db:
+            db["migrations_dir"] = os.path.join(base, db["migrations_dir"])
     return cfg
 
 
 gw = load(os.path.join(root, "wrangler.toml"))
-for db in gw.get("d1_databases", []):
-    db["migrations_dir"] = os.path.join(root, db["migrations_dir"])
 gw["vars"].update(
     {
-        "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN", "dev-admin-token"),
-        "BROKER_SHARED_SECRET": broker_secret,
         "DEV_MODE": "1",
         "PROVIDER_TIMEOUT_MS": os.environ.get("PROVIDER_TIMEOUT_MS", "5000"),
     }
 )
-paths = [os.path.join(state, "gateway.json")]
-with open(paths[0], "w") as f:
-    json.dump(gw, f, indent=2)
+
+
+def write(name, cfg, secrets_):
+    d = os.path.join(state, name)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "wrangler.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    with open(os.path.join(d, ".dev.vars"), "w") as f:
+        for k, v in secrets_.items():
+            f.write(f"{k}={json.dumps(v)}\n")
+    return path
+
+
+paths = [
+    write(
+        "gateway",
+        gw,
+        {
+            "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN", "dev-admin-token"),
+            "BROKER_SHARED_SECRET": broker_secret,
+        },
+    )
+]
 
 for p in ["openai", "anthropic", "gemini", "perplexity"]:
     cfg = load(os.path.join(root, "broker", f"wrangler.{p}.toml"))
@@ -59,14 +80,13 @@ for p in ["openai", "anthropic", "gemini", "perplexity"]:
     cfg["vars"].update(
         {
             "UPSTREAM_BASE_URL": upstream[p] if not real_key else cfg["vars"]["UPSTREAM_BASE_URL"],
-            "PROVIDER_API_KEY": real_key or fake_key[p],
-            "BROKER_SHARED_SECRET": broker_secret,
-            "BYOK_MASTER_KEY": byok_master,
             "UPSTREAM_TIMEOUT_MS": os.environ.get("UPSTREAM_TIMEOUT_MS", "4000"),
         }
     )
-    path = os.path.join(state, f"broker-{p}.json")
-    with open(path, "w") as f:
-        json.dump(cfg, f, indent=2)
-    paths.append(path)
+    secrets_ = {
+        "PROVIDER_API_KEY": real_key or fake_key[p],
+        "BROKER_SHARED_SECRET": broker_secret,
+        "BYOK_MASTER_KEY": byok_master,
+    }
+    paths.append(write(f"broker-{p}", cfg, secrets_))
 print(" ".join(paths))

@@ -7,6 +7,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 state="$1"; port="$2"; mock_port="$3"; inspector="$4"
 parent="$PPID"
+# Workers' console output (scrubbed by the code) goes to the stack's log.
+export WRANGLER_LOG=log
 mkdir -p "$state"
 cd "$ROOT"
 

@@ -1,16 +1,27 @@
 //! Fanout: one call per requested provider, through that provider's broker (service binding +
 //! shared secret), all concurrently, each bounded by its own timeout; per-provider latency kept.
+//! Also the drop-in passthrough (one broker call, the body forwarded byte for byte) and the
+//! sealing of bring-your-own keys; an account's sealed keys ride along to the brokers.
+
+use std::collections::BTreeMap;
 
 use futures::future::{join_all, select, Either};
-use gateway_core::broker::{BrokerRequest, COMPLETE_PATH, SECRET_HEADER};
-use gateway_core::completion::{Completion, CompletionRequest};
+use gateway_core::broker::{
+    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, COMPLETE_PATH, ORIGIN_HEADER, PASSTHROUGH_PATH,
+    REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
+};
+use gateway_core::byok;
+use gateway_core::completion::{Completion, CompletionRequest, Tokens};
+use gateway_core::error::ApiError;
 use gateway_core::provider::Provider;
 use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use worker::wasm_bindgen::JsValue;
 use worker::{console_error, Delay, Headers, Method, Request, RequestInit};
 
-use crate::edge::Gw;
+use crate::edge::{Gw, Outcome};
+use crate::provider_keys;
 
 /// Default per-provider timeout when `PROVIDER_TIMEOUT_MS` is unset.
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -59,25 +70,45 @@ pub struct Timed {
     pub latency_ms: u64,
 }
 
-/// Calls every provider's broker concurrently; returns results in `calls` order.
-pub async fn run(gw: &Gw, account_id: &str, test_mode: bool, calls: Vec<(Provider, CompletionRequest)>) -> Vec<Timed> {
-    let secret = gw.var("BROKER_SHARED_SECRET").unwrap_or_default();
-    let timeout_ms = gw
-        .var("PROVIDER_TIMEOUT_MS")
+fn timeout_ms(gw: &Gw) -> u64 {
+    gw.var("PROVIDER_TIMEOUT_MS")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_TIMEOUT_MS);
+        .unwrap_or(DEFAULT_TIMEOUT_MS)
+}
+
+/// Calls every provider's broker concurrently; returns results in `calls` order. A provider
+/// for which the account registered its own key gets that (sealed) key; if the account's keys
+/// cannot be read, those providers fail rather than silently use the platform's key.
+pub async fn run(gw: &Gw, account_id: &str, test_mode: bool, calls: Vec<(Provider, CompletionRequest)>) -> Vec<Timed> {
+    let timeout_ms = timeout_ms(gw);
+    let sealed = if !test_mode && calls.iter().any(|(p, _)| byok::supports(*p)) {
+        provider_keys::sealed_all(gw, account_id).await.ok()
+    } else {
+        Some(BTreeMap::new())
+    };
     let futs = calls.into_iter().map(|(provider, completion)| {
+        // `None`: the account's keys could not be read.
+        let byok_ciphertext = sealed.as_ref().map(|m| m.get(&provider).cloned());
         let body = BrokerRequest {
             request_id: gw.request_id.clone(),
             account_id: account_id.to_string(),
             test_mode,
             completion,
-            byok_ciphertext: None,
+            byok_ciphertext: byok_ciphertext.clone().flatten(),
         };
-        let secret = secret.clone();
         async move {
             let started = worker::Date::now().as_millis();
-            let call = call_broker(gw, provider, &secret, &body);
+            if byok_ciphertext.is_none() && byok::supports(provider) {
+                return Timed {
+                    result: ProviderResult::error(
+                        provider,
+                        "service_unavailable",
+                        "the account's provider keys could not be read; retry shortly".into(),
+                    ),
+                    latency_ms: 0,
+                };
+            }
+            let call = call_broker(gw, provider, &body);
             futures::pin_mut!(call);
             let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
             let result = match select(call, timer).await {
@@ -97,29 +128,37 @@ pub async fn run(gw: &Gw, account_id: &str, test_mode: bool, calls: Vec<(Provide
     join_all(futs).await
 }
 
-async fn call_broker(gw: &Gw, provider: Provider, secret: &str, body: &BrokerRequest) -> ProviderResult {
+/// One POST to a provider's broker over its service binding, with the shared secret.
+async fn post_to_broker(
+    gw: &Gw,
+    provider: Provider,
+    path: &str,
+    headers: Headers,
+    body: JsValue,
+) -> Result<worker::Response, String> {
+    let fetcher = gw.env.service(provider.binding()).map_err(|_| "no service binding".to_string())?;
+    let secret = gw.var("BROKER_SHARED_SECRET").unwrap_or_default();
+    let _ = headers.set(SECRET_HEADER, &secret);
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body));
+    let req = Request::new_with_init(&format!("https://broker{path}"), &init)
+        .map_err(|_| "could not build request".to_string())?;
+    fetcher.fetch_request(req).await.map_err(|e| scrub(&e.to_string()).into_owned())
+}
+
+async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> ProviderResult {
     let unavailable = |what: &str| {
         console_error!("broker {provider}: {what}");
         ProviderResult::error(provider, "broker_unavailable", format!("the {provider} broker is unavailable"))
     };
-    let Ok(fetcher) = gw.env.service(provider.binding()) else {
-        return unavailable("no service binding");
-    };
     let headers = Headers::new();
-    let _ = headers.set(SECRET_HEADER, secret);
     let _ = headers.set("Content-Type", "application/json");
     let Ok(payload) = serde_json::to_string(body) else {
         return unavailable("could not encode request");
     };
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(payload.into()));
-    let url = format!("https://broker{COMPLETE_PATH}");
-    let Ok(req) = Request::new_with_init(&url, &init) else {
-        return unavailable("could not build request");
-    };
-    let mut resp = match fetcher.fetch_request(req).await {
+    let mut resp = match post_to_broker(gw, provider, COMPLETE_PATH, headers, payload.into()).await {
         Ok(r) => r,
-        Err(e) => return unavailable(&scrub(&e.to_string())),
+        Err(e) => return unavailable(&e),
     };
     let status = resp.status_code();
     let text = resp.text().await.unwrap_or_default();
@@ -134,4 +173,146 @@ async fn call_broker(gw: &Gw, provider: Provider, secret: &str, body: &BrokerReq
     let code = v["error"]["code"].as_str().unwrap_or("broker_error").to_string();
     let message = scrub(v["error"]["message"].as_str().unwrap_or("the broker failed")).into_owned();
     ProviderResult::error(provider, &code, message)
+}
+
+/// A drop-in call's answer from upstream (or the broker's synthetic test answer): the status
+/// and body to give the caller as they are, and the tokens used when the call succeeded.
+pub struct Passthrough {
+    pub status: u16,
+    pub body: String,
+    pub tokens: Option<Tokens>,
+    /// The upstream's own `retry-after` on an upstream 429 or 503.
+    pub retry_after: Option<String>,
+}
+
+/// The broker refusal codes passed on to the caller as they are; anything else is a 502.
+const BROKER_CODES: [&str; 14] = [
+    "invalid_json",
+    "invalid_request",
+    "invalid_param",
+    "body_too_large",
+    "prompt_too_large",
+    "model_not_allowed",
+    "streaming_unsupported",
+    "upstream_timeout",
+    "upstream_unreachable",
+    "upstream_malformed",
+    "provider_key_unusable",
+    "key_audit_unavailable",
+    "byok_unavailable",
+    "service_unavailable",
+];
+
+/// Forwards a drop-in request to `provider`'s broker: `body` byte for byte, the metadata in
+/// `x-gw-*` headers, plus the caller's `anthropic-version` / `anthropic-beta` headers. Broker
+/// refusals come back as contract errors; the upstream's answer, whatever its status, as a
+/// [`Passthrough`].
+#[allow(clippy::too_many_arguments)]
+pub async fn passthrough(
+    gw: &Gw,
+    provider: Provider,
+    account_id: &str,
+    test_mode: bool,
+    sealed: Option<&str>,
+    forward: &[(&str, String)],
+    body: &[u8],
+) -> Outcome<Passthrough> {
+    let timeout_ms = timeout_ms(gw);
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", "application/json");
+    let _ = headers.set(REQUEST_ID_HEADER, &gw.request_id);
+    let _ = headers.set(ACCOUNT_ID_HEADER, account_id);
+    let _ = headers.set(TEST_MODE_HEADER, if test_mode { "1" } else { "0" });
+    if let Some(s) = sealed {
+        let _ = headers.set(BYOK_HEADER, s);
+    }
+    for (name, value) in forward {
+        let _ = headers.set(name, value);
+    }
+    let bytes = worker::js_sys::Uint8Array::from(body);
+    let call = post_to_broker(gw, provider, PASSTHROUGH_PATH, headers, bytes.into());
+    futures::pin_mut!(call);
+    let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
+    let mut resp = match select(call, timer).await {
+        Either::Left((Ok(r), _)) => r,
+        Either::Left((Err(e), _)) => {
+            console_error!("broker {provider}: passthrough: {e}");
+            return Err(ApiError::new(503, "broker_unavailable", format!("the {provider} broker is unavailable"))
+                .with_header("Retry-After", "1"));
+        }
+        Either::Right(((), _)) => {
+            return Err(ApiError::new(
+                504,
+                "upstream_timeout",
+                format!("{provider} did not answer within {timeout_ms} ms"),
+            ))
+        }
+    };
+    let status = resp.status_code();
+    let header = |name: &str| resp.headers().get(name).ok().flatten();
+    let from_upstream = header(ORIGIN_HEADER).as_deref() == Some("upstream");
+    let tokens = match (header(USAGE_INPUT_HEADER), header(USAGE_OUTPUT_HEADER)) {
+        (Some(i), Some(o)) => i.parse().ok().zip(o.parse().ok()).map(|(input, output)| Tokens { input, output }),
+        _ => None,
+    };
+    let retry_after = header("retry-after");
+    let text = resp.text().await.unwrap_or_default();
+    if from_upstream {
+        return Ok(Passthrough {
+            status,
+            body: text,
+            tokens,
+            retry_after,
+        });
+    }
+    Err(broker_error(provider, status, &text, retry_after))
+}
+
+/// A broker's own refusal as a contract error for the caller. A broker that rejects the
+/// gateway itself (secret, path) is a 503: the caller did nothing wrong.
+fn broker_error(provider: Provider, status: u16, text: &str, retry_after: Option<String>) -> ApiError {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let given = v["error"]["code"].as_str().unwrap_or("");
+    let Some(code) = BROKER_CODES.iter().find(|c| **c == given) else {
+        console_error!("broker {provider}: refused a passthrough with HTTP {status} `{}`", scrub(given));
+        return ApiError::new(503, "broker_unavailable", format!("the {provider} broker is unavailable"))
+            .with_header("Retry-After", "1");
+    };
+    let message = scrub(v["error"]["message"].as_str().unwrap_or("the broker refused the call")).into_owned();
+    let mut e = ApiError::new(status, code, message);
+    if let Value::Object(extra) = &v["error"] {
+        for (k, x) in extra {
+            if k != "code" && k != "message" {
+                e = e.with(k, x.clone());
+            }
+        }
+    }
+    if let Some(r) = retry_after {
+        e = e.with_header("Retry-After", r);
+    }
+    e
+}
+
+/// Seals a key the account brings, in `provider`'s broker (which alone holds the master
+/// secret); returns the ciphertext to store. The plaintext is never logged.
+pub async fn seal(gw: &Gw, provider: Provider, account_id: &str, key: &str) -> Outcome<String> {
+    let body = SealRequest {
+        account_id: account_id.to_string(),
+        provider,
+        key: key.to_string(),
+    };
+    let payload = serde_json::to_string(&body).map_err(|_| ApiError::internal())?;
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", "application/json");
+    let mut resp = post_to_broker(gw, provider, SEAL_PATH, headers, payload.into())
+        .await
+        .map_err(crate::edge::dependency("broker seal"))?;
+    let status = resp.status_code();
+    let text = resp.text().await.unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    match (status, v["ciphertext"].as_str()) {
+        (200, Some(c)) => Ok(c.to_string()),
+        (400, _) => Err(broker_error(provider, status, &text, None)),
+        _ => Err(broker_error(provider, status.max(500), &text, Some("5".into()))),
+    }
 }

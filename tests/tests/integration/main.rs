@@ -1,5 +1,6 @@
 //! Integration tests: the whole system under one `wrangler dev`, through its public HTTP API.
 
+mod brokers;
 mod cache;
 mod foundation;
 mod ratelimit;

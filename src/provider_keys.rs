@@ -1,0 +1,191 @@
+//! Bring-your-own provider keys (`/v1/provider-keys`): a key is sealed by its provider's broker
+//! (the gateway never holds the master secret) and stored as ciphertext plus its last 4
+//! characters; listing shows only those; every decryption the brokers make is in the access log.
+
+use std::collections::BTreeMap;
+
+use gateway_core::byok;
+use gateway_core::error::ApiError;
+use gateway_core::provider::Provider;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::wasm_bindgen::JsValue;
+use worker::{D1Database, Method, Request, Response};
+
+use crate::auth::Caller;
+use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
+use crate::fanout;
+
+/// Entries `GET /v1/provider-keys/access-log` returns, newest first.
+const ACCESS_LOG_LIMIT: u32 = 100;
+const BODY_LIMIT: usize = 4 * 1024;
+const DB: &str = "D1 provider_keys";
+
+fn s(v: &str) -> JsValue {
+    JsValue::from_str(v)
+}
+fn n(v: u64) -> JsValue {
+    JsValue::from_f64(v as f64)
+}
+
+/// Routes `/v1/provider-keys...` for an authenticated caller.
+pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) -> Outcome<Response> {
+    match (req.method(), segs) {
+        (Method::Get, ["provider-keys"]) => list(gw, caller).await,
+        (Method::Get, ["provider-keys", "access-log"]) => access_log(gw, caller).await,
+        (Method::Put, ["provider-keys", p]) => {
+            let provider = byok_provider(p)?;
+            put(gw, &mut req, caller, provider).await
+        }
+        (Method::Delete, ["provider-keys", p]) => delete(gw, caller, byok_provider(p)?).await,
+        (_, ["provider-keys"]) | (_, ["provider-keys", _]) => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+fn byok_provider(name: &str) -> Outcome<Provider> {
+    Provider::parse(name).filter(|p| byok::supports(*p)).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "provider_not_supported",
+            "accounts may bring keys for `openai` and `anthropic` only",
+        )
+    })
+}
+
+/// `PUT /v1/provider-keys/:provider {"key": "..."}`: seals and stores (or replaces) the key.
+async fn put(gw: &Gw, req: &mut Request, caller: &Caller, provider: Provider) -> Outcome<Response> {
+    let body = read_json_object(req, BODY_LIMIT).await?;
+    let key = match body.get("key") {
+        Some(Value::String(k)) => k,
+        _ => return Err(ApiError::invalid_param("key", "`key` must be a string")),
+    };
+    byok::check_key(key).map_err(|m| ApiError::invalid_param("key", m))?;
+    let ciphertext = fanout::seal(gw, provider, &caller.account_id, key).await?;
+    let last4 = byok::last4(key);
+    gw.db()?
+        .prepare(
+            "INSERT INTO provider_keys (account_id, provider, ciphertext, last4, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT(account_id, provider) DO UPDATE SET ciphertext = excluded.ciphertext, \
+             last4 = excluded.last4, created_at = excluded.created_at",
+        )
+        .bind(&[s(&caller.account_id), s(provider.as_str()), s(&ciphertext), s(&last4), n(gw.now_ms)])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    json(
+        200,
+        &json!({"provider": provider.as_str(), "last4": last4, "created_at": gw.now_iso()}),
+    )
+}
+
+async fn delete(gw: &Gw, caller: &Caller, provider: Provider) -> Outcome<Response> {
+    let r = gw
+        .db()?
+        .prepare("DELETE FROM provider_keys WHERE account_id = ?1 AND provider = ?2")
+        .bind(&[s(&caller.account_id), s(provider.as_str())])
+        .map_err(dependency(DB))?
+        .run()
+        .await
+        .map_err(dependency(DB))?;
+    let changes = r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0);
+    if changes == 0 {
+        return Err(ApiError::new(
+            404,
+            "provider_key_not_found",
+            "this account has no key registered for this provider",
+        ));
+    }
+    json(200, &json!({"provider": provider.as_str(), "deleted": true}))
+}
+
+async fn list(gw: &Gw, caller: &Caller) -> Outcome<Response> {
+    #[derive(Deserialize)]
+    struct Row {
+        provider: String,
+        last4: String,
+        created_at: i64,
+    }
+    let rows = gw
+        .db()?
+        .prepare("SELECT provider, last4, created_at FROM provider_keys WHERE account_id = ?1 ORDER BY provider")
+        .bind(&[s(&caller.account_id)])
+        .map_err(dependency(DB))?
+        .all()
+        .await
+        .map_err(dependency(DB))?
+        .results::<Row>()
+        .map_err(dependency(DB))?;
+    let keys: Vec<Value> = rows
+        .into_iter()
+        .map(|r| json!({"provider": r.provider, "last4": r.last4, "created_at": iso8601(r.created_at as u64)}))
+        .collect();
+    json(200, &json!({"provider_keys": keys}))
+}
+
+async fn access_log(gw: &Gw, caller: &Caller) -> Outcome<Response> {
+    #[derive(Deserialize)]
+    struct Row {
+        provider: String,
+        request_id: String,
+        purpose: String,
+        created_at: i64,
+    }
+    let rows = gw
+        .db()?
+        .prepare(
+            "SELECT provider, request_id, purpose, created_at FROM key_access_log WHERE account_id = ?1 \
+             ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(&[s(&caller.account_id), n(u64::from(ACCESS_LOG_LIMIT))])
+        .map_err(dependency(DB))?
+        .all()
+        .await
+        .map_err(dependency(DB))?
+        .results::<Row>()
+        .map_err(dependency(DB))?;
+    let entries: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "provider": r.provider,
+                "request_id": r.request_id,
+                "purpose": r.purpose,
+                "created_at": iso8601(r.created_at as u64),
+            })
+        })
+        .collect();
+    json(200, &json!({"entries": entries}))
+}
+
+/// The account's sealed key for `provider`, if it registered one.
+pub async fn sealed(gw: &Gw, account_id: &str, provider: Provider) -> Outcome<Option<String>> {
+    Ok(sealed_all_in(&gw.db()?, account_id).await?.remove(&provider))
+}
+
+/// Every sealed key of the account, by provider.
+pub async fn sealed_all(gw: &Gw, account_id: &str) -> Outcome<BTreeMap<Provider, String>> {
+    sealed_all_in(&gw.db()?, account_id).await
+}
+
+async fn sealed_all_in(db: &D1Database, account_id: &str) -> Outcome<BTreeMap<Provider, String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        provider: String,
+        ciphertext: String,
+    }
+    let rows = db
+        .prepare("SELECT provider, ciphertext FROM provider_keys WHERE account_id = ?1")
+        .bind(&[s(account_id)])
+        .map_err(dependency(DB))?
+        .all()
+        .await
+        .map_err(dependency(DB))?
+        .results::<Row>()
+        .map_err(dependency(DB))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Provider::parse(&r.provider).map(|p| (p, r.ciphertext)))
+        .collect())
+}
