@@ -4,6 +4,7 @@
 use gateway_core::error::ApiError;
 use gateway_core::provider::Provider;
 use serde_json::json;
+use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, Response};
 
 use crate::cache;
@@ -29,6 +30,44 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         (Method::Post, ["bucket", prefix, "revoke"]) => {
             crate::bucket::revoke(&gw.env, prefix).await?;
             json(200, &json!({"revoked": true}))
+        }
+        // Age an archived answer by N days (the archive's clock is the row's created_at).
+        (Method::Post, ["archive", id, "age"]) => {
+            let body = crate::edge::read_json_object(&mut req, 1024).await?;
+            let days = body.get("days").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let ms = JsValue::from_f64((days * 86_400_000) as f64);
+            gw.db()?
+                .prepare("UPDATE response_archive SET created_at = created_at - ?2 WHERE request_id = ?1")
+                .bind(&[JsValue::from_str(id), ms])
+                .map_err(dependency("D1"))?
+                .run()
+                .await
+                .map_err(dependency("D1"))?;
+            json(200, &json!({"aged_days": days}))
+        }
+        // Rows an account has in every table (account deletion must leave none).
+        (Method::Get, ["rows", account]) => {
+            let db = gw.db()?;
+            let mut counts = serde_json::Map::new();
+            for (table, col) in [
+                ("accounts", "id"),
+                ("api_keys", "account_id"),
+                ("usage_events", "account_id"),
+                ("response_archive", "account_id"),
+                ("provider_keys", "account_id"),
+                ("key_access_log", "account_id"),
+            ] {
+                let n = db
+                    .prepare(format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1"))
+                    .bind(&[JsValue::from_str(account)])
+                    .map_err(dependency("D1"))?
+                    .first::<f64>(Some("n"))
+                    .await
+                    .map_err(dependency("D1"))?
+                    .unwrap_or(0.0);
+                counts.insert(table.into(), json!(n as u64));
+            }
+            json(200, &serde_json::Value::Object(counts))
         }
         // Forward a request to a broker as is: the caller's own headers, no shared secret added.
         (_, ["broker", provider, rest @ ..]) => {

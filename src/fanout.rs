@@ -186,7 +186,8 @@ pub struct Passthrough {
 }
 
 /// The broker refusal codes passed on to the caller as they are; anything else is a 502.
-const BROKER_CODES: [&str; 14] = [
+const BROKER_CODES: [&str; 15] = [
+    "upstream_auth_failed",
     "invalid_json",
     "invalid_request",
     "invalid_param",

@@ -9,10 +9,12 @@ mod bucket;
 mod cache;
 mod data;
 mod dev;
+mod dropin;
 mod edge;
 mod fanout;
 mod ledger;
 mod limits;
+mod provider_keys;
 mod record;
 mod store;
 
@@ -21,6 +23,7 @@ mod durable_objects;
 
 pub use durable_objects::{AccountLedger, TokenBucket};
 
+use gateway_core::dropin::Dialect;
 use gateway_core::error::ApiError;
 use serde_json::json;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
@@ -77,7 +80,10 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
         (_, ["admin", rest @ ..]) => admin::route(gw, req, rest).await,
         (_, ["__dev", rest @ ..]) => dev::route(gw, req, rest).await,
         (_, ["v1", rest @ ..]) => {
-            let caller = auth::authenticate(gw, &req).await?;
+            let caller = match auth::authenticate(gw, &req).await {
+                Ok(c) => c,
+                Err(e) => return dropin::in_dialect(rest, Err(e), &gw.request_id),
+            };
             let endpoint = format!("{} /v1/{}", method.as_ref(), rest.first().copied().unwrap_or(""));
             let mut event = Event::new(&endpoint, &caller);
             let result = v1(gw, req, &caller, rest, &mut event).await;
@@ -86,7 +92,7 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
                 Err(e) => e.status,
             };
             record::usage_later(gw, event, status);
-            result
+            dropin::in_dialect(rest, result, &gw.request_id)
         }
         _ => Err(ApiError::not_found()),
     }
@@ -96,13 +102,21 @@ async fn v1(gw: &Gw, mut req: Request, caller: &auth::Caller, segs: &[&str], eve
     let method = req.method();
     match (method, segs) {
         (Method::Post, ["ask"]) => ask::post(gw, req, caller, event).await,
+        (Method::Post, ["chat", "completions"]) => dropin::post(gw, req, caller, event, Dialect::OpenAiChat).await,
+        (Method::Post, ["messages"]) => dropin::post(gw, req, caller, event, Dialect::AnthropicMessages).await,
+        (_, ["chat", "completions"]) | (_, ["messages"]) => Err(ApiError::method_not_allowed()),
+        (_, ["provider-keys", ..]) => provider_keys::route(gw, req, caller, segs).await,
         (Method::Get, ["ask", id]) => data::get_archived(gw, caller, id).await,
         (Method::Get, ["usage"]) => {
             let url = req.url().map_err(|_| ApiError::invalid_request("bad URL"))?;
             data::get_usage(gw, caller, &url).await
         }
         (Method::Patch, ["account"]) => data::patch_account(gw, caller, &mut req).await,
-        (Method::Delete, ["account"]) => data::delete_account(gw, caller).await,
+        (Method::Delete, ["account"]) => {
+            let resp = data::delete_account(gw, caller).await?;
+            event.discard = true;
+            Ok(resp)
+        }
         (_, ["ask"]) | (_, ["ask", _]) | (_, ["usage"]) => Err(ApiError::method_not_allowed()),
         (_, ["account"]) | (_, ["keys", ..]) => account::route(gw, req, caller, segs).await,
         _ => Err(ApiError::not_found()),

@@ -25,6 +25,8 @@ pub struct Event {
     pub tokens: (u64, u64),
     pub credits: u64,
     pub prompt_prefix: Option<String>,
+    /// Set when the call deleted the account: nothing may be written for it afterwards.
+    pub discard: bool,
 }
 
 impl Event {
@@ -62,6 +64,9 @@ fn opt(v: Option<&str>) -> JsValue {
 
 /// Writes the call's usage row after the response is sent.
 pub fn usage_later(gw: &Gw, event: Event, status: u16) {
+    if event.discard {
+        return;
+    }
     let Ok(db) = gw.db() else { return };
     let (request_id, now) = (gw.request_id.clone(), gw.now_ms);
     let latency = worker::Date::now().as_millis().saturating_sub(now);

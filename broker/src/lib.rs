@@ -245,6 +245,14 @@ async fn passthrough(mut req: Request, env: &Env, provider: Provider) -> Result<
         return upstream_reply(status, text, Some(tokens), None);
     }
     log(&format!("broker {provider}: passthrough {request_id}: upstream HTTP {status}"));
+    if sealed.is_none() && (status == 401 || status == 403) {
+        // The platform's own key was refused: the caller's key is fine, so not a 401 for them.
+        return Err(ApiError::new(
+            502,
+            "upstream_auth_failed",
+            format!("{provider} rejected the gateway's provider credentials (HTTP {status}); this is not about your key"),
+        ));
+    }
     upstream_reply(status, scrub_secrets(&text, &[&key]).into_owned(), None, retry_after)
 }
 

@@ -1,5 +1,6 @@
 //! Cache key derivation (DESIGN.md "Cache key"): the SHA-256 of the canonical JSON of a
-//! versioned tuple, streamed straight into the hasher.
+//! versioned tuple, streamed into the hasher without building the JSON text or, for ASCII
+//! prompts, the normalized prompt.
 
 use std::fmt;
 
@@ -190,7 +191,6 @@ impl JsonSink for HashSink {
 mod tests {
     use super::*;
     use crate::canonical_json::canonical_json;
-    use crate::normalize::normalize;
     use serde_json::json;
 
     fn sha_hex(text: &str) -> String {

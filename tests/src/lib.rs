@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use reqwest;
@@ -65,9 +65,41 @@ fn http_ok(port: u16, path: &str) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
-/// The shared stack, started on first use.
-pub fn stack() -> &'static Stack {
-    STACK.get_or_init(start)
+/// Tests share the stack; a load-heavy test (hundreds of concurrent calls) takes it alone, so
+/// it neither starves the others on this 2-core machine nor is measured against their load.
+static TURN: RwLock<()> = RwLock::new(());
+
+/// The shared stack, started on first use, held for the caller's test.
+pub struct StackGuard {
+    stack: &'static Stack,
+    _turn: Turn,
+}
+
+#[allow(dead_code)]
+enum Turn {
+    Shared(RwLockReadGuard<'static, ()>),
+    Alone(RwLockWriteGuard<'static, ()>),
+}
+
+impl std::ops::Deref for StackGuard {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        self.stack
+    }
+}
+
+/// The stack, shared with the other tests running now.
+pub fn stack() -> StackGuard {
+    let stack = STACK.get_or_init(start);
+    let turn = TURN.read().unwrap_or_else(|e| e.into_inner());
+    StackGuard { stack, _turn: Turn::Shared(turn) }
+}
+
+/// The stack, with no other test running against it meanwhile.
+pub fn stack_alone() -> StackGuard {
+    let stack = STACK.get_or_init(start);
+    let turn = TURN.write().unwrap_or_else(|e| e.into_inner());
+    StackGuard { stack, _turn: Turn::Alone(turn) }
 }
 
 fn start() -> Stack {

@@ -15,7 +15,7 @@ fn result<'a>(body: &'a Value, provider: &str) -> &'a Value {
 
 #[tokio::test]
 async fn each_broker_speaks_its_providers_wire_format() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let r = s
@@ -53,7 +53,7 @@ async fn each_broker_speaks_its_providers_wire_format() {
 
 #[tokio::test]
 async fn upstream_requests_carry_each_providers_auth_and_fields() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     for p in ["openai", "anthropic", "gemini", "perplexity"] {
         let n = nonce();
@@ -95,7 +95,7 @@ async fn upstream_requests_carry_each_providers_auth_and_fields() {
 
 #[tokio::test]
 async fn every_fault_kind_becomes_a_typed_per_provider_error() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let cases = [
         ("500", "upstream_server_error"),
@@ -124,7 +124,7 @@ async fn every_fault_kind_becomes_a_typed_per_provider_error() {
 
 #[tokio::test]
 async fn a_slow_provider_times_out_without_holding_back_the_others() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let started = Instant::now();
@@ -145,7 +145,7 @@ async fn a_slow_provider_times_out_without_holding_back_the_others() {
 
 #[tokio::test]
 async fn model_allowlist_refuses_unlisted_and_non_text_models() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     for (p, model) in [("openai", "gpt-image-1"), ("openai", "whisper-1"), ("openai", "text-embedding-3-small"), ("gemini", "gemini-9-ultra"), ("anthropic", "claude-vision-x")] {
         let n = nonce();
@@ -158,7 +158,7 @@ async fn model_allowlist_refuses_unlisted_and_non_text_models() {
 
 #[tokio::test]
 async fn a_broker_refuses_a_missing_or_wrong_shared_secret() {
-    let s = stack();
+    let s = &stack();
     let body = json!({"request_id": "req_x", "account_id": "acct_x", "test_mode": false,
         "completion": {"model": "gpt-4o-mini", "prompt": "hi", "max_tokens": 5}});
     let n = nonce();
@@ -176,7 +176,7 @@ async fn a_broker_refuses_a_missing_or_wrong_shared_secret() {
 
 #[tokio::test]
 async fn keys_echoed_by_an_upstream_never_reach_the_caller_or_the_logs() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let r = s

@@ -28,7 +28,7 @@ async fn wait_stored(s: &Stack, key: &str) -> Value {
 
 #[tokio::test]
 async fn miss_then_hit_makes_no_new_upstream_call() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let body = json!({"prompt": format!("cache me {n}"), "providers": ["openai", "anthropic"]});
@@ -58,7 +58,7 @@ async fn miss_then_hit_makes_no_new_upstream_call() {
 
 #[tokio::test]
 async fn l2_hit_is_promoted_to_l1() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let body = json!({"prompt": format!("promote me {n}"), "providers": ["gemini"]});
@@ -87,7 +87,7 @@ async fn l2_hit_is_promoted_to_l1() {
 
 #[tokio::test]
 async fn normalization_variants_share_an_entry() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let a = s.ask(&key, &json!({"prompt": format!("What is Rust {n}?"), "providers": ["openai"]})).await;
@@ -102,7 +102,7 @@ async fn normalization_variants_share_an_entry() {
 
 #[tokio::test]
 async fn changed_param_provider_set_or_model_misses() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let base = json!({"prompt": format!("vary {n}"), "providers": ["openai"], "params": {"temperature": 0.2}});
@@ -131,7 +131,7 @@ async fn changed_param_provider_set_or_model_misses() {
 
 #[tokio::test]
 async fn private_scope_is_never_served_to_another_account_but_shared_is() {
-    let s = stack();
+    let s = &stack();
     let (_, key_a) = s.live_key().await;
     let (_, key_b) = s.live_key().await;
     let n = nonce();
@@ -155,7 +155,7 @@ async fn private_scope_is_never_served_to_another_account_but_shared_is() {
 
 #[tokio::test]
 async fn an_entry_holds_only_provider_results() {
-    let s = stack();
+    let s = &stack();
     let (account, key) = s.live_key().await;
     let n = nonce();
     let r = s.ask(&key, &json!({"prompt": format!("what is stored {n}"), "providers": ["openai", "perplexity"], "cache_scope": "private"})).await;
@@ -170,7 +170,7 @@ async fn an_entry_holds_only_provider_results() {
 
 #[tokio::test]
 async fn no_cache_refreshes_and_no_store_bypasses() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let body = json!({"prompt": format!("directives {n}"), "providers": ["anthropic"]});
@@ -198,7 +198,7 @@ async fn no_cache_refreshes_and_no_store_bypasses() {
 
 #[tokio::test]
 async fn a_partial_upstream_failure_is_not_cached() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let body = json!({"prompt": format!("flaky [[mock:gemini=500]] {n}"), "providers": ["openai", "gemini"]});

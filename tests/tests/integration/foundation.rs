@@ -8,7 +8,7 @@ fn ask_body(prompt: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn version_and_security_txt_are_served() {
-    let s = stack();
+    let s = &stack();
     let v = s.get("/version", None).await;
     assert_eq!(v.status, 200);
     let commit = v.json()["commit"].as_str().unwrap().to_string();
@@ -20,7 +20,7 @@ async fn version_and_security_txt_are_served() {
 
 #[tokio::test]
 async fn admin_api_requires_the_admin_token() {
-    let s = stack();
+    let s = &stack();
     let none = s.post("/admin/accounts", None, &json!({"tier": "free"})).await;
     assert_eq!(none.status, 401);
     assert_eq!(none.json()["error"]["code"], "unauthorized");
@@ -33,7 +33,7 @@ async fn admin_api_requires_the_admin_token() {
 
 #[tokio::test]
 async fn fanout_returns_one_result_per_provider_from_the_mock() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
     let r = s.ask(&key, &ask_body(&format!("What is the capital of France? {n}"))).await;
@@ -59,7 +59,7 @@ async fn fanout_returns_one_result_per_provider_from_the_mock() {
 
 #[tokio::test]
 async fn unknown_malformed_and_revoked_keys_get_one_identical_401() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let ok = s.get("/v1/account", Some(&key)).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
@@ -92,7 +92,7 @@ async fn unknown_malformed_and_revoked_keys_get_one_identical_401() {
 
 #[tokio::test]
 async fn revoked_key_is_refused_on_the_next_ask() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let r = s.post("/v1/keys", Some(&key), &json!({"name": "second"})).await;
     let v = r.json();
@@ -109,7 +109,7 @@ async fn revoked_key_is_refused_on_the_next_ask() {
 
 #[tokio::test]
 async fn keys_list_shows_prefix_name_and_last_use_never_the_hash() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     assert_eq!(s.get("/v1/account", Some(&key)).await.status, 200);
     let r = s.get("/v1/keys", Some(&key)).await;
@@ -140,7 +140,7 @@ async fn keys_list_shows_prefix_name_and_last_use_never_the_hash() {
 
 #[tokio::test]
 async fn ask_validation_errors_use_the_envelope_and_right_status() {
-    let s = stack();
+    let s = &stack();
     let (_, key) = s.live_key().await;
     let cases = [
         (json!({"prompt": "x".repeat(20_481), "providers": ["openai"]}), 413, "prompt_too_large"),
@@ -178,7 +178,7 @@ async fn ask_validation_errors_use_the_envelope_and_right_status() {
 
 #[tokio::test]
 async fn test_keys_get_synthetic_answers_without_upstream_calls() {
-    let s = stack();
+    let s = &stack();
     let a = s.account("free", 0).await;
     let key = s.key(&a, "test").await;
     let n = nonce();

@@ -2,5 +2,7 @@
 
 mod brokers;
 mod cache;
+mod data;
+mod dropin;
 mod foundation;
 mod ratelimit;
