@@ -23,7 +23,12 @@ impl AccountLedger {
         if let Some(l) = self.cached.borrow().clone() {
             return Ok(l);
         }
-        let ledger = self.state.storage().get::<Ledger>(STATE_KEY).await?.unwrap_or_default();
+        let ledger = self
+            .state
+            .storage()
+            .get::<Ledger>(STATE_KEY)
+            .await?
+            .unwrap_or_default();
         *self.cached.borrow_mut() = Some(ledger.clone());
         Ok(ledger)
     }

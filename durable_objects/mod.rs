@@ -22,11 +22,15 @@ pub struct TakeRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum TakeReply {
-    Decided { decision: Decision },
+    Decided {
+        decision: Decision,
+    },
     /// The key was revoked: refuse, whatever the tokens.
     Revoked,
     /// The cost can never fit this bucket.
-    InsufficientCapacity { burst: u32 },
+    InsufficientCapacity {
+        burst: u32,
+    },
 }
 
 /// Operations on an `AccountLedger` (`POST /` with this body).

@@ -30,7 +30,12 @@ impl TokenBucket {
         if let Some(s) = self.cached.borrow().clone() {
             return Ok(s);
         }
-        let stored = self.state.storage().get::<Stored>(STATE_KEY).await?.unwrap_or_default();
+        let stored = self
+            .state
+            .storage()
+            .get::<Stored>(STATE_KEY)
+            .await?
+            .unwrap_or_default();
         *self.cached.borrow_mut() = Some(stored.clone());
         Ok(stored)
     }
@@ -61,7 +66,9 @@ impl DurableObject for TokenBucket {
                 if stored.revoked {
                     return Response::from_json(&TakeReply::Revoked);
                 }
-                let current = stored.bucket.unwrap_or_else(|| BucketState::full(&take.limits, now_ms));
+                let current = stored
+                    .bucket
+                    .unwrap_or_else(|| BucketState::full(&take.limits, now_ms));
                 match decide(&current, now_ms, take.cost, &take.limits) {
                     Ok((next, decision)) => {
                         if decision.is_admitted() || stored.bucket.is_none() {
@@ -70,7 +77,9 @@ impl DurableObject for TokenBucket {
                         }
                         Response::from_json(&TakeReply::Decided { decision })
                     }
-                    Err(e) => Response::from_json(&TakeReply::InsufficientCapacity { burst: e.burst }),
+                    Err(e) => {
+                        Response::from_json(&TakeReply::InsufficientCapacity { burst: e.burst })
+                    }
                 }
             }
             "/revoke" => {

@@ -17,7 +17,9 @@ const NAME_LIMIT: usize = 100;
 pub fn key_request(body: &Map<String, Value>) -> Outcome<(Option<String>, KeyMode)> {
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= NAME_LIMIT && !s.chars().any(char::is_control) => Some(s.clone()),
+        Some(Value::String(s)) if s.len() <= NAME_LIMIT && !s.chars().any(char::is_control) => {
+            Some(s.clone())
+        }
         Some(_) => {
             return Err(ApiError::invalid_param(
                 "name",
@@ -27,20 +29,34 @@ pub fn key_request(body: &Map<String, Value>) -> Outcome<(Option<String>, KeyMod
     };
     let mode = match body.get("mode") {
         None | Some(Value::Null) => KeyMode::Live,
-        Some(v) => v
-            .as_str()
-            .and_then(KeyMode::parse)
-            .ok_or_else(|| ApiError::invalid_param("mode", "`mode` must be \"live\" or \"test\""))?,
+        Some(v) => v.as_str().and_then(KeyMode::parse).ok_or_else(|| {
+            ApiError::invalid_param("mode", "`mode` must be \"live\" or \"test\"")
+        })?,
     };
     Ok((name, mode))
 }
 
 /// Mints a key for the account, drawing a new secret on a prefix collision.
-pub async fn mint_key(gw: &Gw, account_id: &str, name: Option<&str>, mode: KeyMode) -> Outcome<MintedKey> {
+pub async fn mint_key(
+    gw: &Gw,
+    account_id: &str,
+    name: Option<&str>,
+    mode: KeyMode,
+) -> Outcome<MintedKey> {
     let db = gw.db()?;
     for _ in 0..8 {
         let minted = keys::mint(mode, &random_32()?);
-        if store::insert_key(&db, &minted.prefix, account_id, &minted.hash, name, mode.as_str(), gw.now_ms).await? {
+        if store::insert_key(
+            &db,
+            &minted.prefix,
+            account_id,
+            &minted.hash,
+            name,
+            mode.as_str(),
+            gw.now_ms,
+        )
+        .await?
+        {
             return Ok(minted);
         }
     }
@@ -93,8 +109,14 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
 /// Revokes one of the caller's keys: D1 status, KV auth cache, then the key's bucket, so no
 /// call that would reach a provider is admitted once this returns.
 async fn revoke(gw: &Gw, caller: &Caller, prefix: &str) -> Outcome<Response> {
-    if prefix.len() != keys::PREFIX_LEN || !store::revoke_key(&gw.db()?, &caller.account_id, prefix, gw.now_ms).await? {
-        return Err(ApiError::new(404, "key_not_found", "no such key on this account"));
+    if prefix.len() != keys::PREFIX_LEN
+        || !store::revoke_key(&gw.db()?, &caller.account_id, prefix, gw.now_ms).await?
+    {
+        return Err(ApiError::new(
+            404,
+            "key_not_found",
+            "no such key on this account",
+        ));
     }
     invalidate(gw, &[prefix.to_string()]).await?;
     bucket::revoke(&gw.env, prefix).await?;

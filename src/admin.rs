@@ -24,7 +24,10 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let body = read_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = account::key_request(&body)?;
             let minted = account::mint_key(gw, &id, name.as_deref(), mode).await?;
-            json(201, &json!({"key": minted.token, "prefix": minted.prefix, "mode": mode.as_str()}))
+            json(
+                201,
+                &json!({"key": minted.token, "prefix": minted.prefix, "mode": mode.as_str()}),
+            )
         }
         ("PATCH", ["accounts", id]) => {
             let id = existing_account(gw, id).await?;
@@ -38,9 +41,14 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 .get("amount")
                 .and_then(Value::as_u64)
                 .filter(|a| *a >= 1 && *a <= 1_000_000_000_000)
-                .ok_or_else(|| ApiError::invalid_param("amount", "`amount` must be a positive integer"))?;
+                .ok_or_else(|| {
+                    ApiError::invalid_param("amount", "`amount` must be a positive integer")
+                })?;
             let bal = ledger::credit(&gw.env, &id, amount).await?;
-            json(200, &json!({"account_id": id, "credits_balance": bal.balance}))
+            json(
+                200,
+                &json!({"account_id": id, "credits_balance": bal.balance}),
+            )
         }
         (_, ["accounts"]) | (_, ["accounts", _]) | (_, ["accounts", _, "keys" | "credits"]) => {
             Err(ApiError::method_not_allowed())
@@ -65,19 +73,28 @@ fn parse_tier(body: &Map<String, Value>) -> Outcome<(Tier, Option<String>)> {
         .get("tier")
         .and_then(Value::as_str)
         .and_then(Tier::parse)
-        .ok_or_else(|| ApiError::invalid_param("tier", "`tier` must be one of free, pro, scale, enterprise"))?;
+        .ok_or_else(|| {
+            ApiError::invalid_param("tier", "`tier` must be one of free, pro, scale, enterprise")
+        })?;
     let limits = match body.get("limits") {
         None | Some(Value::Null) => None,
         Some(v) => {
             if tier != Tier::Enterprise {
-                return Err(ApiError::invalid_param("limits", "`limits` can only be set on the enterprise tier"));
+                return Err(ApiError::invalid_param(
+                    "limits",
+                    "`limits` can only be set on the enterprise tier",
+                ));
             }
             let burst = v.get("burst").and_then(Value::as_u64);
             let per_second = v.get("per_second").and_then(Value::as_f64);
             let (Some(burst), Some(per_second)) = (burst, per_second) else {
-                return Err(ApiError::invalid_param("limits", "`limits` must be {\"burst\": N, \"per_second\": R}"));
+                return Err(ApiError::invalid_param(
+                    "limits",
+                    "`limits` must be {\"burst\": N, \"per_second\": R}",
+                ));
             };
-            let burst = u32::try_from(burst).map_err(|_| ApiError::invalid_param("limits", "`limits.burst` is too large"))?;
+            let burst = u32::try_from(burst)
+                .map_err(|_| ApiError::invalid_param("limits", "`limits.burst` is too large"))?;
             let limits = Limits::new(burst, per_second)
                 .map_err(|e| ApiError::invalid_param("limits", format!("invalid limits: {e}")))?;
             Some(serde_json::to_string(&limits).map_err(|_| ApiError::internal())?)
@@ -94,7 +111,9 @@ async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
         Some(v) => v
             .as_u64()
             .filter(|c| *c <= 1_000_000_000_000)
-            .ok_or_else(|| ApiError::invalid_param("credits", "`credits` must be a non-negative integer"))?,
+            .ok_or_else(|| {
+                ApiError::invalid_param("credits", "`credits` must be a non-negative integer")
+            })?,
     };
     let id = keys::make_id("acct", &random_16());
     // Credit the ledger first: a failure leaves no account row behind.
@@ -102,7 +121,10 @@ async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
         ledger::credit(&gw.env, &id, credits).await?;
     }
     store::insert_account(&gw.db()?, &id, tier.as_str(), limits.as_deref(), gw.now_ms).await?;
-    json(201, &json!({"account_id": id, "tier": tier.as_str(), "credits_balance": credits}))
+    json(
+        201,
+        &json!({"account_id": id, "tier": tier.as_str(), "credits_balance": credits}),
+    )
 }
 
 async fn patch_account(gw: &Gw, id: &str, body: &Map<String, Value>) -> Outcome<Response> {

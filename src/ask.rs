@@ -20,12 +20,22 @@ use crate::record::{self, Event};
 
 const NAMESPACE: &str = "ask/v1";
 
-pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event) -> Outcome<Response> {
+pub async fn post(
+    gw: &Gw,
+    mut req: Request,
+    caller: &Caller,
+    event: &mut Event,
+) -> Outcome<Response> {
     require_json(&req)?;
     let body = read_body_capped(&mut req, BODY_LIMIT).await?;
     let policy = limits::policy(gw, caller);
     let ask = parse_ask(&body, policy.max_tokens_cap)?;
-    event.providers = ask.providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
+    event.providers = ask
+        .providers
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     event.set_prompt(caller, &ask.prompt);
     check_models(&ask)?;
 
@@ -34,14 +44,19 @@ pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event)
         CacheScopeKind::Private => Scope::Private(caller.account_id.clone()),
     };
     let key = ask_cache_key(&scope, &ask.prompt, &ask.providers, &ask.key_params);
-    let mode = RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref());
+    let mode =
+        RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref());
 
     if mode.reads() {
         if let Some((text, tier)) = cache::lookup(gw, NAMESPACE, key.as_str()).await {
             if let Ok(entry) = serde_json::from_str::<Entry>(&text) {
                 let outcome = CacheOutcome::Hit(tier);
                 // The serving fee is debited off the response path; a hit never waits on a DO.
-                let fee = if caller.mode == KeyMode::Test { 0 } else { limits::cache_hit_fee() };
+                let fee = if caller.mode == KeyMode::Test {
+                    0
+                } else {
+                    limits::cache_hit_fee()
+                };
                 if fee > 0 {
                     limits::debit_fee_later(gw, &caller.account_id, fee);
                 }
@@ -72,7 +87,9 @@ pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event)
             )
         })
         .collect();
-    let reservation = limits::reserve(gw, caller, &calls).await.map_err(|e| e.with_rate_headers(&admission))?;
+    let reservation = limits::reserve(gw, caller, &calls)
+        .await
+        .map_err(|e| e.with_rate_headers(&admission))?;
     let timed = fanout::run(gw, &caller.account_id, caller.mode == KeyMode::Test, calls).await;
     let results: Vec<ProviderResult> = timed.iter().map(|t| t.result.clone()).collect();
     let credits = limits::settle_later(gw, reservation, &results);
@@ -80,7 +97,9 @@ pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event)
     let all_ok = results.iter().all(|r| r.completion().is_some());
     let stored = mode.writes() && all_ok;
     if stored {
-        if let Ok(text) = serde_json::to_string(&Entry { results: results.clone() }) {
+        if let Ok(text) = serde_json::to_string(&Entry {
+            results: results.clone(),
+        }) {
             cache::store(gw, NAMESPACE, key.as_str(), text);
         }
     }
@@ -91,9 +110,12 @@ pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event)
     };
     event.cache(outcome);
     event.credits = credits;
-    event.tokens = results.iter().filter_map(|r| r.completion()).fold((0, 0), |(i, o), c| {
-        (i + c.tokens.input, o + c.tokens.output)
-    });
+    event.tokens = results
+        .iter()
+        .filter_map(|r| r.completion())
+        .fold((0, 0), |(i, o), c| {
+            (i + c.tokens.input, o + c.tokens.output)
+        });
     let body_results: Vec<Value> = timed
         .iter()
         .map(|t| {
@@ -102,7 +124,16 @@ pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event)
             v
         })
         .collect();
-    respond(gw, &ask, outcome, key.as_str(), body_results, credits, Some(&admission), event)
+    respond(
+        gw,
+        &ask,
+        outcome,
+        key.as_str(),
+        body_results,
+        credits,
+        Some(&admission),
+        event,
+    )
 }
 
 /// A model the gateway already knows it will refuse is a 403 for the whole request.
@@ -113,9 +144,11 @@ fn check_models(ask: &AskRequest) -> Outcome<()> {
                 ModelRejection::Forbidden => "is not a text-generation model and is never served",
                 ModelRejection::NotAllowed => "is not on the provider's allowlist",
             };
-            return Err(ApiError::new(403, "model_not_allowed", format!("model `{model}` {why}"))
-                .with("provider", p.as_str())
-                .with("model", model.clone()));
+            return Err(
+                ApiError::new(403, "model_not_allowed", format!("model `{model}` {why}"))
+                    .with("provider", p.as_str())
+                    .with("model", model.clone()),
+            );
         }
     }
     Ok(())

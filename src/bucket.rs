@@ -8,7 +8,9 @@ use crate::durable_objects::{TakeReply, TakeRequest};
 use crate::edge::{dependency, Outcome};
 
 async fn call(env: &Env, prefix: &str, path: &str, body: String) -> Outcome<String> {
-    let ns = env.durable_object("TOKEN_BUCKET").map_err(dependency("TokenBucket binding"))?;
+    let ns = env
+        .durable_object("TOKEN_BUCKET")
+        .map_err(dependency("TokenBucket binding"))?;
     let stub = ns
         .id_from_name(prefix)
         .and_then(|id| id.get_stub())
@@ -16,9 +18,15 @@ async fn call(env: &Env, prefix: &str, path: &str, body: String) -> Outcome<Stri
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("https://bucket{path}"), &init).map_err(dependency("TokenBucket request"))?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(dependency("TokenBucket fetch"))?;
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let req = Request::new_with_init(&format!("https://bucket{path}"), &init)
+        .map_err(dependency("TokenBucket request"))?;
+    let mut resp = stub
+        .fetch_with_request(req)
+        .await
+        .map_err(dependency("TokenBucket fetch"))?;
     if resp.status_code() != 200 {
         return Err(dependency("TokenBucket status")(resp.status_code()));
     }
@@ -27,7 +35,8 @@ async fn call(env: &Env, prefix: &str, path: &str, body: String) -> Outcome<Stri
 
 /// Takes `cost` tokens from the key's bucket.
 pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> Outcome<TakeReply> {
-    let body = serde_json::to_string(&TakeRequest { cost, limits }).map_err(dependency("encode"))?;
+    let body =
+        serde_json::to_string(&TakeRequest { cost, limits }).map_err(dependency("encode"))?;
     let text = call(env, prefix, "/take", body).await?;
     serde_json::from_str(&text).map_err(dependency("TokenBucket reply"))
 }

@@ -96,5 +96,8 @@ pub fn store(gw: &Gw, namespace: &str, key: &str, text: String) {
 
 /// Dev-only: drops an L1 entry so tests can reach L2 (refused outside local dev).
 pub async fn drop_l1(namespace: &str, key: &str) -> bool {
-    Cache::default().delete(l1_url(namespace, key).as_str(), false).await.is_ok()
+    Cache::default()
+        .delete(l1_url(namespace, key).as_str(), false)
+        .await
+        .is_ok()
 }

@@ -44,19 +44,24 @@ pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Respons
     }
     let row = gw
         .db()?
-        .prepare("SELECT account_id, created_at, response FROM response_archive WHERE request_id = ?1")
+        .prepare(
+            "SELECT account_id, created_at, response FROM response_archive WHERE request_id = ?1",
+        )
         .bind(&[s(id)])
         .map_err(dependency("D1"))?
         .first::<Row>(None)
         .await
         .map_err(dependency("D1"))?;
-    let Some(row) = row.filter(|r| keys::constant_time_eq(r.account_id.as_bytes(), caller.account_id.as_bytes()))
+    let Some(row) = row
+        .filter(|r| keys::constant_time_eq(r.account_id.as_bytes(), caller.account_id.as_bytes()))
     else {
         return Err(archive_not_found());
     };
     if gw.now_ms.saturating_sub(row.created_at as u64) > RETENTION_MS {
-        return Err(ApiError::new(410, "expired", "this answer is past the retention window")
-            .with("retention_days", RETENTION_DAYS));
+        return Err(
+            ApiError::new(410, "expired", "this answer is past the retention window")
+                .with("retention_days", RETENTION_DAYS),
+        );
     }
     let body: Value = serde_json::from_str(&row.response).map_err(|_| ApiError::internal())?;
     json(200, &body)
@@ -71,7 +76,10 @@ fn time_param(name: &str, v: &str) -> Outcome<u64> {
     if ms.is_finite() && ms >= 0.0 {
         Ok(ms as u64)
     } else {
-        Err(ApiError::invalid_param(name, format!("`{name}` must be epoch milliseconds or an ISO-8601 time")))
+        Err(ApiError::invalid_param(
+            name,
+            format!("`{name}` must be epoch milliseconds or an ISO-8601 time"),
+        ))
     }
 }
 
@@ -158,7 +166,9 @@ pub async fn get_usage(gw: &Gw, caller: &Caller, url: &Url) -> Outcome<Response>
         .map_err(dependency("D1"))?
         .results::<Row>()
         .map_err(dependency("D1"))?;
-    let next_cursor = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id as u64)).flatten();
+    let next_cursor = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(|r| r.id as u64))
+        .flatten();
     let events: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -180,7 +190,13 @@ pub async fn get_usage(gw: &Gw, caller: &Caller, url: &Url) -> Outcome<Response>
             e
         })
         .collect();
-    let t = totals.unwrap_or(Totals { calls: 0.0, input_tokens: None, output_tokens: None, credits: None, cache_hits: None });
+    let t = totals.unwrap_or(Totals {
+        calls: 0.0,
+        input_tokens: None,
+        output_tokens: None,
+        credits: None,
+        cache_hits: None,
+    });
     json(
         200,
         &json!({
@@ -206,14 +222,24 @@ pub async fn patch_account(gw: &Gw, caller: &Caller, req: &mut Request) -> Outco
     let on = body
         .get("store_prompt_prefix")
         .and_then(Value::as_bool)
-        .ok_or_else(|| ApiError::invalid_param("store_prompt_prefix", "`store_prompt_prefix` must be a boolean"))?;
+        .ok_or_else(|| {
+            ApiError::invalid_param(
+                "store_prompt_prefix",
+                "`store_prompt_prefix` must be a boolean",
+            )
+        })?;
     if body.len() != 1 {
-        return Err(ApiError::invalid_request("only `store_prompt_prefix` can be changed here"));
+        return Err(ApiError::invalid_request(
+            "only `store_prompt_prefix` can be changed here",
+        ));
     }
     let db = gw.db()?;
     store::set_store_prompt_prefix(&db, &caller.account_id, on).await?;
     invalidate(gw, &store::key_prefixes(&db, &caller.account_id).await?).await?;
-    json(200, &json!({"account_id": caller.account_id, "store_prompt_prefix": on}))
+    json(
+        200,
+        &json!({"account_id": caller.account_id, "store_prompt_prefix": on}),
+    )
 }
 
 /// `DELETE /v1/account`: every row of the account in every table goes in one D1 batch (a
@@ -233,7 +259,11 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
         "DELETE FROM api_keys WHERE account_id = ?1",
         "DELETE FROM accounts WHERE id = ?1",
     ] {
-        stmts.push(db.prepare(sql).bind(&[id.clone()]).map_err(dependency("D1"))?);
+        stmts.push(
+            db.prepare(sql)
+                .bind(std::slice::from_ref(&id))
+                .map_err(dependency("D1"))?,
+        );
     }
     db.batch(stmts).await.map_err(dependency("D1 batch"))?;
     invalidate(gw, &prefixes).await?;
@@ -241,7 +271,10 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
         bucket::revoke(&gw.env, p).await?;
     }
     ledger::wipe(&gw.env, &caller.account_id).await?;
-    json(200, &json!({"account_id": caller.account_id, "deleted": true}))
+    json(
+        200,
+        &json!({"account_id": caller.account_id, "deleted": true}),
+    )
 }
 
 /// The daily retention cron: deletes archive rows older than 30 days in bounded batches.
@@ -257,7 +290,12 @@ pub async fn purge_archive(db: &D1Database, now_ms: u64) -> u64 {
             .bind(&[n(cutoff), n(PURGE_BATCH)]);
         let changes = match r {
             Ok(st) => match st.run().await {
-                Ok(res) => res.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0) as u64,
+                Ok(res) => res
+                    .meta()
+                    .ok()
+                    .flatten()
+                    .and_then(|m| m.changes)
+                    .unwrap_or(0) as u64,
                 Err(e) => {
                     console_error!("archive purge failed: {e}");
                     break;

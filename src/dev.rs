@@ -34,7 +34,10 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // Age an archived answer by N days (the archive's clock is the row's created_at).
         (Method::Post, ["archive", id, "age"]) => {
             let body = crate::edge::read_json_object(&mut req, 1024).await?;
-            let days = body.get("days").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let days = body
+                .get("days")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
             let ms = JsValue::from_f64((days * 86_400_000) as f64);
             gw.db()?
                 .prepare("UPDATE response_archive SET created_at = created_at - ?2 WHERE request_id = ?1")
@@ -58,7 +61,9 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 ("key_access_log", "account_id"),
             ] {
                 let n = db
-                    .prepare(format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1"))
+                    .prepare(format!(
+                        "SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1"
+                    ))
                     .bind(&[JsValue::from_str(account)])
                     .map_err(dependency("D1"))?
                     .first::<f64>(Some("n"))
@@ -72,16 +77,25 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // Forward a request to a broker as is: the caller's own headers, no shared secret added.
         (_, ["broker", provider, rest @ ..]) => {
             let p = Provider::parse(provider).ok_or_else(ApiError::not_found)?;
-            let fetcher = gw.env.service(p.binding()).map_err(dependency("broker binding"))?;
+            let fetcher = gw
+                .env
+                .service(p.binding())
+                .map_err(dependency("broker binding"))?;
             let body = req.bytes().await.unwrap_or_default();
             let mut init = worker::RequestInit::new();
-            init.with_method(req.method()).with_headers(req.headers().clone());
+            init.with_method(req.method())
+                .with_headers(req.headers().clone());
             if !body.is_empty() {
-                init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+                init.with_body(Some(
+                    worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+                ));
             }
             let url = format!("https://broker/{}", rest.join("/"));
             let fwd = Request::new_with_init(&url, &init).map_err(dependency("request"))?;
-            fetcher.fetch_request(fwd).await.map_err(dependency("broker"))
+            fetcher
+                .fetch_request(fwd)
+                .await
+                .map_err(dependency("broker"))
         }
         _ => Err(ApiError::not_found()),
     }

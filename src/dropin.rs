@@ -30,13 +30,24 @@ const FORWARDED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 /// key for this provider is always served from its private scope: that answer was paid with
 /// its own key. Test keys neither read nor write the cache, so a synthetic answer is never
 /// served to a live key.
-pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event, dialect: Dialect) -> Outcome<Response> {
+pub async fn post(
+    gw: &Gw,
+    mut req: Request,
+    caller: &Caller,
+    event: &mut Event,
+    dialect: Dialect,
+) -> Outcome<Response> {
     event.endpoint = dialect.endpoint().to_string();
     require_json(&req)?;
     let body = read_body_capped(&mut req, dropin::BODY_LIMIT).await?;
     let policy = limits::policy(gw, caller);
     let provider = dialect.provider();
-    let parsed = dropin::parse_request(dialect, &body, default_allowlist(provider), policy.max_tokens_cap)?;
+    let parsed = dropin::parse_request(
+        dialect,
+        &body,
+        default_allowlist(provider),
+        policy.max_tokens_cap,
+    )?;
     event.providers = provider.as_str().to_string();
     event.set_prompt(caller, &parsed.last_user_text);
 
@@ -52,8 +63,16 @@ pub async fn post(gw: &Gw, mut req: Request, caller: &Caller, event: &mut Event,
     } else {
         provider_keys::sealed(gw, &caller.account_id, provider).await?
     };
-    let kind = if sealed.is_some() { ScopeKind::Private } else { asked };
-    let key = request_cache_key(dialect.namespace(), &kind.for_account(&caller.account_id), &parsed.value);
+    let kind = if sealed.is_some() {
+        ScopeKind::Private
+    } else {
+        asked
+    };
+    let key = request_cache_key(
+        dialect.namespace(),
+        &kind.for_account(&caller.account_id),
+        &parsed.value,
+    );
     let ns = dialect.namespace();
 
     if mode.reads() {
@@ -159,7 +178,9 @@ fn respond(
     admission: Option<&Admission>,
     retry_after: Option<String>,
 ) -> Outcome<Response> {
-    let resp = Response::ok(body).map_err(|_| ApiError::internal())?.with_status(status);
+    let resp = Response::ok(body)
+        .map_err(|_| ApiError::internal())?
+        .with_status(status);
     let h = resp.headers();
     set_header(h, "Content-Type", "application/json");
     set_header(h, "Cache-Status", &outcome.header());

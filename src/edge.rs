@@ -137,14 +137,29 @@ pub fn api_key_header(req: &Request) -> Option<String> {
     if let Ok(Some(auth)) = h.get("Authorization") {
         return keys::bearer(&auth).map(str::to_string);
     }
-    h.get("x-api-key").ok().flatten().map(|v| v.trim().to_string())
+    h.get("x-api-key")
+        .ok()
+        .flatten()
+        .map(|v| v.trim().to_string())
 }
 
 /// Requires a JSON content type (415 otherwise).
 pub fn require_json(req: &Request) -> Outcome<()> {
-    let ct = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
+    let ct = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"))
+    {
         Ok(())
     } else {
         Err(ApiError::unsupported_media_type())
@@ -155,7 +170,8 @@ pub fn require_json(req: &Request) -> Outcome<()> {
 /// Content-Length over the limit is refused before anything is read.
 pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8>> {
     if let Ok(Some(len)) = req.headers().get("Content-Length") {
-        if len.trim().parse::<u64>().map_or(false, |n| n > limit as u64) {
+        if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64)
+        {
             return Err(ApiError::body_too_large(limit));
         }
     }
@@ -166,7 +182,8 @@ pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8
     };
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
+        let chunk =
+            chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::body_too_large(limit));
         }
@@ -185,6 +202,8 @@ pub async fn read_json_object(
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::invalid_request("the body must be a JSON object")),
-        Err(e) => Err(ApiError::invalid_json(&e.to_string().chars().take(120).collect::<String>())),
+        Err(e) => Err(ApiError::invalid_json(
+            &e.to_string().chars().take(120).collect::<String>(),
+        )),
     }
 }

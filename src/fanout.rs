@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use futures::future::{join_all, select, Either};
 use gateway_core::broker::{
-    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, COMPLETE_PATH, ORIGIN_HEADER, PASSTHROUGH_PATH,
-    REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
+    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, COMPLETE_PATH, ORIGIN_HEADER,
+    PASSTHROUGH_PATH, REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER,
+    USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
 };
 use gateway_core::byok;
 use gateway_core::completion::{Completion, CompletionRequest, Tokens};
@@ -58,7 +59,10 @@ impl ProviderResult {
         ProviderResult {
             provider,
             outcome: ResultBody::Err {
-                error: ResultError { code: code.into(), message },
+                error: ResultError {
+                    code: code.into(),
+                    message,
+                },
             },
         }
     }
@@ -79,7 +83,12 @@ fn timeout_ms(gw: &Gw) -> u64 {
 /// Calls every provider's broker concurrently; returns results in `calls` order. A provider
 /// for which the account registered its own key gets that (sealed) key; if the account's keys
 /// cannot be read, those providers fail rather than silently use the platform's key.
-pub async fn run(gw: &Gw, account_id: &str, test_mode: bool, calls: Vec<(Provider, CompletionRequest)>) -> Vec<Timed> {
+pub async fn run(
+    gw: &Gw,
+    account_id: &str,
+    test_mode: bool,
+    calls: Vec<(Provider, CompletionRequest)>,
+) -> Vec<Timed> {
     let timeout_ms = timeout_ms(gw);
     let sealed = if !test_mode && calls.iter().any(|(p, _)| byok::supports(*p)) {
         provider_keys::sealed_all(gw, account_id).await.ok()
@@ -136,27 +145,40 @@ async fn post_to_broker(
     headers: Headers,
     body: JsValue,
 ) -> Result<worker::Response, String> {
-    let fetcher = gw.env.service(provider.binding()).map_err(|_| "no service binding".to_string())?;
+    let fetcher = gw
+        .env
+        .service(provider.binding())
+        .map_err(|_| "no service binding".to_string())?;
     let secret = gw.var("BROKER_SHARED_SECRET").unwrap_or_default();
     let _ = headers.set(SECRET_HEADER, &secret);
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body));
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body));
     let req = Request::new_with_init(&format!("https://broker{path}"), &init)
         .map_err(|_| "could not build request".to_string())?;
-    fetcher.fetch_request(req).await.map_err(|e| scrub(&e.to_string()).into_owned())
+    fetcher
+        .fetch_request(req)
+        .await
+        .map_err(|e| scrub(&e.to_string()).into_owned())
 }
 
 async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> ProviderResult {
     let unavailable = |what: &str| {
         console_error!("broker {provider}: {what}");
-        ProviderResult::error(provider, "broker_unavailable", format!("the {provider} broker is unavailable"))
+        ProviderResult::error(
+            provider,
+            "broker_unavailable",
+            format!("the {provider} broker is unavailable"),
+        )
     };
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");
     let Ok(payload) = serde_json::to_string(body) else {
         return unavailable("could not encode request");
     };
-    let mut resp = match post_to_broker(gw, provider, COMPLETE_PATH, headers, payload.into()).await {
+    let mut resp = match post_to_broker(gw, provider, COMPLETE_PATH, headers, payload.into()).await
+    {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
@@ -164,14 +186,25 @@ async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> Provi
     let text = resp.text().await.unwrap_or_default();
     if status == 200 {
         return match serde_json::from_str::<Completion>(&text) {
-            Ok(c) => ProviderResult { provider, outcome: ResultBody::Ok(c) },
+            Ok(c) => ProviderResult {
+                provider,
+                outcome: ResultBody::Ok(c),
+            },
             Err(_) => unavailable("malformed broker answer"),
         };
     }
     // Broker errors: `{"error": {"code", "message", ...}}`; pass code and a scrubbed message.
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let code = v["error"]["code"].as_str().unwrap_or("broker_error").to_string();
-    let message = scrub(v["error"]["message"].as_str().unwrap_or("the broker failed")).into_owned();
+    let code = v["error"]["code"]
+        .as_str()
+        .unwrap_or("broker_error")
+        .to_string();
+    let message = scrub(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("the broker failed"),
+    )
+    .into_owned();
     ProviderResult::error(provider, &code, message)
 }
 
@@ -238,8 +271,12 @@ pub async fn passthrough(
         Either::Left((Ok(r), _)) => r,
         Either::Left((Err(e), _)) => {
             console_error!("broker {provider}: passthrough: {e}");
-            return Err(ApiError::new(503, "broker_unavailable", format!("the {provider} broker is unavailable"))
-                .with_header("Retry-After", "1"));
+            return Err(ApiError::new(
+                503,
+                "broker_unavailable",
+                format!("the {provider} broker is unavailable"),
+            )
+            .with_header("Retry-After", "1"));
         }
         Either::Right(((), _)) => {
             return Err(ApiError::new(
@@ -253,7 +290,11 @@ pub async fn passthrough(
     let header = |name: &str| resp.headers().get(name).ok().flatten();
     let from_upstream = header(ORIGIN_HEADER).as_deref() == Some("upstream");
     let tokens = match (header(USAGE_INPUT_HEADER), header(USAGE_OUTPUT_HEADER)) {
-        (Some(i), Some(o)) => i.parse().ok().zip(o.parse().ok()).map(|(input, output)| Tokens { input, output }),
+        (Some(i), Some(o)) => i
+            .parse()
+            .ok()
+            .zip(o.parse().ok())
+            .map(|(input, output)| Tokens { input, output }),
         _ => None,
     };
     let retry_after = header("retry-after");
@@ -271,15 +312,32 @@ pub async fn passthrough(
 
 /// A broker's own refusal as a contract error for the caller. A broker that rejects the
 /// gateway itself (secret, path) is a 503: the caller did nothing wrong.
-fn broker_error(provider: Provider, status: u16, text: &str, retry_after: Option<String>) -> ApiError {
+fn broker_error(
+    provider: Provider,
+    status: u16,
+    text: &str,
+    retry_after: Option<String>,
+) -> ApiError {
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let given = v["error"]["code"].as_str().unwrap_or("");
     let Some(code) = BROKER_CODES.iter().find(|c| **c == given) else {
-        console_error!("broker {provider}: refused a passthrough with HTTP {status} `{}`", scrub(given));
-        return ApiError::new(503, "broker_unavailable", format!("the {provider} broker is unavailable"))
-            .with_header("Retry-After", "1");
+        console_error!(
+            "broker {provider}: refused a passthrough with HTTP {status} `{}`",
+            scrub(given)
+        );
+        return ApiError::new(
+            503,
+            "broker_unavailable",
+            format!("the {provider} broker is unavailable"),
+        )
+        .with_header("Retry-After", "1");
     };
-    let message = scrub(v["error"]["message"].as_str().unwrap_or("the broker refused the call")).into_owned();
+    let message = scrub(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("the broker refused the call"),
+    )
+    .into_owned();
     let mut e = ApiError::new(status, code, message);
     if let Value::Object(extra) = &v["error"] {
         for (k, x) in extra {
@@ -314,6 +372,11 @@ pub async fn seal(gw: &Gw, provider: Provider, account_id: &str, key: &str) -> O
     match (status, v["ciphertext"].as_str()) {
         (200, Some(c)) => Ok(c.to_string()),
         (400, _) => Err(broker_error(provider, status, &text, None)),
-        _ => Err(broker_error(provider, status.max(500), &text, Some("5".into()))),
+        _ => Err(broker_error(
+            provider,
+            status.max(500),
+            &text,
+            Some("5".into()),
+        )),
     }
 }

@@ -84,7 +84,11 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
                 Ok(c) => c,
                 Err(e) => return dropin::in_dialect(rest, Err(e), &gw.request_id),
             };
-            let endpoint = format!("{} /v1/{}", method.as_ref(), rest.first().copied().unwrap_or(""));
+            let endpoint = format!(
+                "{} /v1/{}",
+                method.as_ref(),
+                rest.first().copied().unwrap_or("")
+            );
             let mut event = Event::new(&endpoint, &caller);
             let result = v1(gw, req, &caller, rest, &mut event).await;
             let status = match &result {
@@ -98,17 +102,29 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
     }
 }
 
-async fn v1(gw: &Gw, mut req: Request, caller: &auth::Caller, segs: &[&str], event: &mut Event) -> Outcome<Response> {
+async fn v1(
+    gw: &Gw,
+    mut req: Request,
+    caller: &auth::Caller,
+    segs: &[&str],
+    event: &mut Event,
+) -> Outcome<Response> {
     let method = req.method();
     match (method, segs) {
         (Method::Post, ["ask"]) => ask::post(gw, req, caller, event).await,
-        (Method::Post, ["chat", "completions"]) => dropin::post(gw, req, caller, event, Dialect::OpenAiChat).await,
-        (Method::Post, ["messages"]) => dropin::post(gw, req, caller, event, Dialect::AnthropicMessages).await,
+        (Method::Post, ["chat", "completions"]) => {
+            dropin::post(gw, req, caller, event, Dialect::OpenAiChat).await
+        }
+        (Method::Post, ["messages"]) => {
+            dropin::post(gw, req, caller, event, Dialect::AnthropicMessages).await
+        }
         (_, ["chat", "completions"]) | (_, ["messages"]) => Err(ApiError::method_not_allowed()),
         (_, ["provider-keys", ..]) => provider_keys::route(gw, req, caller, segs).await,
         (Method::Get, ["ask", id]) => data::get_archived(gw, caller, id).await,
         (Method::Get, ["usage"]) => {
-            let url = req.url().map_err(|_| ApiError::invalid_request("bad URL"))?;
+            let url = req
+                .url()
+                .map_err(|_| ApiError::invalid_request("bad URL"))?;
             data::get_usage(gw, caller, &url).await
         }
         (Method::Patch, ["account"]) => data::patch_account(gw, caller, &mut req).await,

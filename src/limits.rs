@@ -94,7 +94,10 @@ pub async fn admit(gw: &Gw, caller: &Caller, policy: &Policy) -> Outcome<Admissi
                     let mut e = ApiError::new(
                         429,
                         "rate_limited",
-                        body["error"]["message"].as_str().unwrap_or("rate limited").to_string(),
+                        body["error"]["message"]
+                            .as_str()
+                            .unwrap_or("rate limited")
+                            .to_string(),
                     )
                     .with("tier", policy.tier.as_str())
                     .with("retry_after_ms", retry_after_ms);
@@ -147,7 +150,11 @@ pub async fn reserve(
 
 /// Reserves the worst-case cost of the calls (test keys are free: no reservation); 402 when
 /// the account cannot cover it. The one reservation path of `/v1/ask` and the drop-in endpoints.
-pub async fn reserve_worst(gw: &Gw, caller: &Caller, calls: &[WorstCase]) -> Outcome<Option<Reservation>> {
+pub async fn reserve_worst(
+    gw: &Gw,
+    caller: &Caller,
+    calls: &[WorstCase],
+) -> Outcome<Option<Reservation>> {
     if caller.mode == KeyMode::Test {
         return Ok(None);
     }
@@ -157,7 +164,15 @@ pub async fn reserve_worst(gw: &Gw, caller: &Caller, calls: &[WorstCase]) -> Out
         .map(|c| table.worst_case(c.provider, &c.model, c.prompt_bytes, c.max_tokens))
         .sum();
     let id = gw.request_id.clone();
-    let reply = ledger::call(&gw.env, &caller.account_id, &LedgerOp::Reserve { id: id.clone(), amount }).await?;
+    let reply = ledger::call(
+        &gw.env,
+        &caller.account_id,
+        &LedgerOp::Reserve {
+            id: id.clone(),
+            amount,
+        },
+    )
+    .await?;
     if !reply.ok {
         return Err(ApiError::insufficient_credits(amount, reply.available));
     }

@@ -44,13 +44,15 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
 }
 
 fn byok_provider(name: &str) -> Outcome<Provider> {
-    Provider::parse(name).filter(|p| byok::supports(*p)).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "provider_not_supported",
-            "accounts may bring keys for `openai` and `anthropic` only",
-        )
-    })
+    Provider::parse(name)
+        .filter(|p| byok::supports(*p))
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "provider_not_supported",
+                "accounts may bring keys for `openai` and `anthropic` only",
+            )
+        })
 }
 
 /// `PUT /v1/provider-keys/:provider {"key": "..."}`: seals and stores (or replaces) the key.
@@ -97,7 +99,10 @@ async fn delete(gw: &Gw, caller: &Caller, provider: Provider) -> Outcome<Respons
             "this account has no key registered for this provider",
         ));
     }
-    json(200, &json!({"provider": provider.as_str(), "deleted": true}))
+    json(
+        200,
+        &json!({"provider": provider.as_str(), "deleted": true}),
+    )
 }
 
 async fn list(gw: &Gw, caller: &Caller) -> Outcome<Response> {
@@ -161,7 +166,9 @@ async fn access_log(gw: &Gw, caller: &Caller) -> Outcome<Response> {
 
 /// The account's sealed key for `provider`, if it registered one.
 pub async fn sealed(gw: &Gw, account_id: &str, provider: Provider) -> Outcome<Option<String>> {
-    Ok(sealed_all_in(&gw.db()?, account_id).await?.remove(&provider))
+    Ok(sealed_all_in(&gw.db()?, account_id)
+        .await?
+        .remove(&provider))
 }
 
 /// Every sealed key of the account, by provider.

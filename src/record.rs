@@ -106,8 +106,11 @@ pub fn usage_later(gw: &Gw, event: Event, status: u16) {
 /// Archives a successful response (the body the caller got) for 30 days.
 pub fn archive_later(gw: &Gw, event: &Event, body: &Value) {
     let Ok(db) = gw.db() else { return };
-    let Ok(text) = serde_json::to_string(body) else { return };
-    let (request_id, account_id, now) = (gw.request_id.clone(), event.account_id.clone(), gw.now_ms);
+    let Ok(text) = serde_json::to_string(body) else {
+        return;
+    };
+    let (request_id, account_id, now) =
+        (gw.request_id.clone(), event.account_id.clone(), gw.now_ms);
     gw.after(async move {
         let stmt = db
             .prepare("INSERT INTO response_archive (request_id, account_id, created_at, response) VALUES (?1, ?2, ?3, ?4)")

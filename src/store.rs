@@ -48,7 +48,13 @@ fn n(v: u64) -> JsValue {
 
 const DB: &str = "D1";
 
-pub async fn insert_account(db: &D1Database, id: &str, tier: &str, limits_json: Option<&str>, now_ms: u64) -> Outcome<()> {
+pub async fn insert_account(
+    db: &D1Database,
+    id: &str,
+    tier: &str,
+    limits_json: Option<&str>,
+    now_ms: u64,
+) -> Outcome<()> {
     db.prepare("INSERT INTO accounts (id, tier, limits_json, store_prompt_prefix, created_at) VALUES (?1, ?2, ?3, 0, ?4)")
         .bind(&[s(id), s(tier), limits_json.map_or(JsValue::NULL, s), n(now_ms)])
         .map_err(dependency(DB))?
@@ -59,16 +65,23 @@ pub async fn insert_account(db: &D1Database, id: &str, tier: &str, limits_json: 
 }
 
 pub async fn get_account(db: &D1Database, id: &str) -> Outcome<Option<AccountRow>> {
-    db.prepare("SELECT id, tier, limits_json, store_prompt_prefix, created_at FROM accounts WHERE id = ?1")
-        .bind(&[s(id)])
-        .map_err(dependency(DB))?
-        .first::<AccountRow>(None)
-        .await
-        .map_err(dependency(DB))
+    db.prepare(
+        "SELECT id, tier, limits_json, store_prompt_prefix, created_at FROM accounts WHERE id = ?1",
+    )
+    .bind(&[s(id)])
+    .map_err(dependency(DB))?
+    .first::<AccountRow>(None)
+    .await
+    .map_err(dependency(DB))
 }
 
 /// Changes tier (and enterprise limits); returns false when the account does not exist.
-pub async fn update_tier(db: &D1Database, id: &str, tier: &str, limits_json: Option<&str>) -> Outcome<bool> {
+pub async fn update_tier(
+    db: &D1Database,
+    id: &str,
+    tier: &str,
+    limits_json: Option<&str>,
+) -> Outcome<bool> {
     let r = db
         .prepare("UPDATE accounts SET tier = ?2, limits_json = ?3 WHERE id = ?1")
         .bind(&[s(id), s(tier), limits_json.map_or(JsValue::NULL, s)])
@@ -104,7 +117,14 @@ pub async fn insert_key(
             "INSERT INTO api_keys (prefix, account_id, key_hash, name, mode, status, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6) ON CONFLICT(prefix) DO NOTHING",
         )
-        .bind(&[s(prefix), s(account_id), s(key_hash), name.map_or(JsValue::NULL, s), s(mode), n(now_ms)])
+        .bind(&[
+            s(prefix),
+            s(account_id),
+            s(key_hash),
+            name.map_or(JsValue::NULL, s),
+            s(mode),
+            n(now_ms),
+        ])
         .map_err(dependency(DB))?
         .run()
         .await
@@ -157,7 +177,12 @@ pub async fn key_prefixes(db: &D1Database, account_id: &str) -> Outcome<Vec<Stri
 }
 
 /// Revokes the account's key; returns false when no such key belongs to the account.
-pub async fn revoke_key(db: &D1Database, account_id: &str, prefix: &str, now_ms: u64) -> Outcome<bool> {
+pub async fn revoke_key(
+    db: &D1Database,
+    account_id: &str,
+    prefix: &str,
+    now_ms: u64,
+) -> Outcome<bool> {
     let r = db
         .prepare("UPDATE api_keys SET status = 'revoked', revoked_at = ?3 WHERE prefix = ?1 AND account_id = ?2")
         .bind(&[s(prefix), s(account_id), n(now_ms)])

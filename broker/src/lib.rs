@@ -76,9 +76,18 @@ async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
         log("broker misconfigured: BROKER_SHARED_SECRET is not set");
         ApiError::new(401, "unauthorized", "missing or invalid broker secret")
     })?;
-    let given = req.headers().get(SECRET_HEADER).ok().flatten().unwrap_or_default();
+    let given = req
+        .headers()
+        .get(SECRET_HEADER)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::new(401, "unauthorized", "missing or invalid broker secret"));
+        return Err(ApiError::new(
+            401,
+            "unauthorized",
+            "missing or invalid broker secret",
+        ));
     }
     let provider = var(env, "PROVIDER")
         .and_then(|p| Provider::parse(&p))
@@ -98,7 +107,10 @@ async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
 }
 
 async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let body = req.bytes().await.map_err(|_| ApiError::invalid_request("unreadable body"))?;
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::invalid_request("unreadable body"))?;
     if body.len() > limit {
         return Err(ApiError::body_too_large(limit));
     }
@@ -139,7 +151,12 @@ async fn complete(mut req: Request, env: &Env, provider: Provider) -> Result<Res
         .map_err(|_| ApiError::invalid_request("body is not a broker request"))?;
 
     // 3. Allowlist and caps, before the key is touched.
-    check_request(provider, &call.completion, default_allowlist(provider), max_output_tokens(env))?;
+    check_request(
+        provider,
+        &call.completion,
+        default_allowlist(provider),
+        max_output_tokens(env),
+    )?;
 
     // 4. Test keys never reach the provider.
     if call.test_mode {
@@ -149,21 +166,42 @@ async fn complete(mut req: Request, env: &Env, provider: Provider) -> Result<Res
     // 5. The upstream call, with the account's own key when it brought one.
     let key = match &call.byok_ciphertext {
         Some(sealed) => {
-            open_byok(env, provider, &call.account_id, &call.request_id, "POST /v1/ask", sealed).await?
+            open_byok(
+                env,
+                provider,
+                &call.account_id,
+                &call.request_id,
+                "POST /v1/ask",
+                sealed,
+            )
+            .await?
         }
         None => platform_key(env, provider)?,
     };
     let base = upstream_base(env)?;
     let upstream = adapters::build_request(provider, &call.completion, &base, &key);
-    let result = match send_upstream(provider, &upstream.url, &upstream.headers, upstream.body.into(), timeout_ms(env)).await {
-        Ok((status, retry_after, text)) => adapters::parse_response(provider, status, retry_after.as_deref(), &text),
+    let result = match send_upstream(
+        provider,
+        &upstream.url,
+        &upstream.headers,
+        upstream.body.into(),
+        timeout_ms(env),
+    )
+    .await
+    {
+        Ok((status, retry_after, text)) => {
+            adapters::parse_response(provider, status, retry_after.as_deref(), &text)
+        }
         Err(e) => Err(e),
     };
     match result {
         Ok(completion) => json_ok(&completion),
         Err(e) => {
             log(&scrub_secrets(
-                &format!("broker {provider}: request {} upstream error {}: {}", call.request_id, e.code, e.message),
+                &format!(
+                    "broker {provider}: request {} upstream error {}: {}",
+                    call.request_id, e.code, e.message
+                ),
                 &[&key],
             ));
             reply_provider_error(&e, &key)
@@ -172,19 +210,29 @@ async fn complete(mut req: Request, env: &Env, provider: Provider) -> Result<Res
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten().filter(|v| !v.is_empty())
+    req.headers()
+        .get(name)
+        .ok()
+        .flatten()
+        .filter(|v| !v.is_empty())
 }
 
 /// A caller's `anthropic-version` / `anthropic-beta` value, if it is a plain token list.
 fn safe_header_value(v: Option<String>, max: usize) -> Option<String> {
     v.filter(|s| {
-        s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_,. ".contains(&b))
+        s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_,. ".contains(&b))
     })
 }
 
 /// `POST /v1/passthrough`: a drop-in request forwarded byte for byte. The same checks as the
 /// gateway's run again here, before any key is touched.
-async fn passthrough(mut req: Request, env: &Env, provider: Provider) -> Result<Response, ApiError> {
+async fn passthrough(
+    mut req: Request,
+    env: &Env,
+    provider: Provider,
+) -> Result<Response, ApiError> {
     let dialect = Dialect::for_provider(provider).ok_or_else(ApiError::not_found)?;
     let request_id = header(&req, REQUEST_ID_HEADER)
         .ok_or_else(|| ApiError::invalid_request("missing request id"))?;
@@ -195,7 +243,12 @@ async fn passthrough(mut req: Request, env: &Env, provider: Provider) -> Result<
     let version = safe_header_value(header(&req, "anthropic-version"), 32);
     let beta = safe_header_value(header(&req, "anthropic-beta"), 256);
     let body = read_capped(&mut req, dropin::BODY_LIMIT).await?;
-    let parsed = dropin::parse_request(dialect, &body, default_allowlist(provider), max_output_tokens(env))?;
+    let parsed = dropin::parse_request(
+        dialect,
+        &body,
+        default_allowlist(provider),
+        max_output_tokens(env),
+    )?;
 
     if test_mode {
         let now_s = worker::Date::now().as_millis() / 1000;
@@ -204,7 +257,17 @@ async fn passthrough(mut req: Request, env: &Env, provider: Provider) -> Result<
     }
 
     let key = match &sealed {
-        Some(s) => open_byok(env, provider, &account_id, &request_id, dialect.endpoint(), s).await?,
+        Some(s) => {
+            open_byok(
+                env,
+                provider,
+                &account_id,
+                &request_id,
+                dialect.endpoint(),
+                s,
+            )
+            .await?
+        }
         None => platform_key(env, provider)?,
     };
     let base = upstream_base(env)?;
@@ -222,14 +285,26 @@ async fn passthrough(mut req: Request, env: &Env, provider: Provider) -> Result<
         }
     }
     let bytes = worker::js_sys::Uint8Array::from(body.as_slice());
-    let (status, retry_after, text) = match send_upstream(provider, &url, &headers, bytes.into(), timeout_ms(env)).await {
-        Ok(r) => r,
-        Err(e) => {
-            log(&format!("broker {provider}: passthrough {request_id}: {}: {}", e.code, e.message));
-            let status = if e.code == ProviderErrorCode::UpstreamTimeout { 504 } else { 502 };
-            return Err(ApiError::new(status, e.code.as_str(), scrub_secrets(&e.message, &[&key]).into_owned()));
-        }
-    };
+    let (status, retry_after, text) =
+        match send_upstream(provider, &url, &headers, bytes.into(), timeout_ms(env)).await {
+            Ok(r) => r,
+            Err(e) => {
+                log(&format!(
+                    "broker {provider}: passthrough {request_id}: {}: {}",
+                    e.code, e.message
+                ));
+                let status = if e.code == ProviderErrorCode::UpstreamTimeout {
+                    504
+                } else {
+                    502
+                };
+                return Err(ApiError::new(
+                    status,
+                    e.code.as_str(),
+                    scrub_secrets(&e.message, &[&key]).into_owned(),
+                ));
+            }
+        };
     if (200..300).contains(&status) {
         let tokens = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -244,7 +319,9 @@ async fn passthrough(mut req: Request, env: &Env, provider: Provider) -> Result<
         };
         return upstream_reply(status, text, Some(tokens), None);
     }
-    log(&format!("broker {provider}: passthrough {request_id}: upstream HTTP {status}"));
+    log(&format!(
+        "broker {provider}: passthrough {request_id}: upstream HTTP {status}"
+    ));
     if sealed.is_none() && (status == 401 || status == 403) {
         // The platform's own key was refused: the caller's key is fine, so not a 401 for them.
         return Err(ApiError::new(
@@ -253,7 +330,12 @@ async fn passthrough(mut req: Request, env: &Env, provider: Provider) -> Result<
             format!("{provider} rejected the gateway's provider credentials (HTTP {status}); this is not about your key"),
         ));
     }
-    upstream_reply(status, scrub_secrets(&text, &[&key]).into_owned(), None, retry_after)
+    upstream_reply(
+        status,
+        scrub_secrets(&text, &[&key]).into_owned(),
+        None,
+        retry_after,
+    )
 }
 
 /// The upstream's answer, marked as such, with the tokens it used.
@@ -263,7 +345,9 @@ fn upstream_reply(
     tokens: Option<gateway_core::completion::Tokens>,
     retry_after: Option<String>,
 ) -> Result<Response, ApiError> {
-    let resp = Response::ok(body).map_err(|_| ApiError::internal())?.with_status(status);
+    let resp = Response::ok(body)
+        .map_err(|_| ApiError::internal())?
+        .with_status(status);
     let h = resp.headers();
     let _ = h.set("content-type", "application/json");
     let _ = h.set(ORIGIN_HEADER, "upstream");
@@ -282,8 +366,12 @@ fn master_key(env: &Env) -> Result<MasterKey, ApiError> {
         .and_then(|h| MasterKey::from_hex(&h).ok())
         .ok_or_else(|| {
             log("broker misconfigured: BYOK_MASTER_KEY is not set or not 32 hex-encoded bytes");
-            ApiError::new(503, "byok_unavailable", "provider keys cannot be used right now, retry shortly")
-                .with_header("Retry-After", "5")
+            ApiError::new(
+                503,
+                "byok_unavailable",
+                "provider keys cannot be used right now, retry shortly",
+            )
+            .with_header("Retry-After", "5")
         })
 }
 
@@ -293,7 +381,9 @@ async fn seal(mut req: Request, env: &Env, provider: Provider) -> Result<Respons
     let r: SealRequest = serde_json::from_slice(&body)
         .map_err(|_| ApiError::invalid_request("body is not a seal request"))?;
     if r.provider != provider || !byok::supports(provider) {
-        return Err(ApiError::invalid_request("this broker seals only its own provider's keys"));
+        return Err(ApiError::invalid_request(
+            "this broker seals only its own provider's keys",
+        ));
     }
     byok::check_key(&r.key).map_err(|m| ApiError::invalid_param("key", m))?;
     let master = master_key(env)?;
@@ -302,7 +392,8 @@ async fn seal(mut req: Request, env: &Env, provider: Provider) -> Result<Respons
         log("broker: getrandom failed");
         ApiError::unavailable(1)
     })?;
-    let ciphertext = byok::seal(&master, &r.account_id, provider, &r.key, nonce).map_err(|_| ApiError::internal())?;
+    let ciphertext = byok::seal(&master, &r.account_id, provider, &r.key, nonce)
+        .map_err(|_| ApiError::internal())?;
     json_ok(&serde_json::json!({ "ciphertext": ciphertext }))
 }
 
@@ -320,7 +411,9 @@ async fn open_byok(
     match byok::open(&master, account_id, provider, sealed) {
         Ok(key) => {
             if let Err(e) = audit(env, account_id, provider, request_id, purpose).await {
-                log(&format!("broker {provider}: key access log write failed, key not used: {e}"));
+                log(&format!(
+                    "broker {provider}: key access log write failed, key not used: {e}"
+                ));
                 return Err(ApiError::new(
                     503,
                     "key_audit_unavailable",
@@ -331,9 +424,18 @@ async fn open_byok(
             Ok(key)
         }
         Err(e) => {
-            log(&format!("broker {provider}: request {request_id}: account key refused: {e}"));
+            log(&format!(
+                "broker {provider}: request {request_id}: account key refused: {e}"
+            ));
             // The failed attempt is recorded too (best effort: nothing is decrypted to protect).
-            let _ = audit(env, account_id, provider, request_id, &format!("{purpose} (decryption failed)")).await;
+            let _ = audit(
+                env,
+                account_id,
+                provider,
+                request_id,
+                &format!("{purpose} (decryption failed)"),
+            )
+            .await;
             Err(ApiError::new(
                 424,
                 "provider_key_unusable",
@@ -348,7 +450,13 @@ async fn open_byok(
 }
 
 /// One `key_access_log` row, in the D1 database the gateway shares.
-async fn audit(env: &Env, account_id: &str, provider: Provider, request_id: &str, purpose: &str) -> Result<(), String> {
+async fn audit(
+    env: &Env,
+    account_id: &str,
+    provider: Provider,
+    request_id: &str,
+    purpose: &str,
+) -> Result<(), String> {
     let db = env.d1("DB").map_err(|e| e.to_string())?;
     let now = worker::Date::now().as_millis();
     db.prepare(
@@ -389,11 +497,16 @@ async fn send_upstream(
     };
     let headers = Headers::new();
     for (k, v) in header_list {
-        headers.set(k, v).map_err(|_| unreachable("invalid upstream header"))?;
+        headers
+            .set(k, v)
+            .map_err(|_| unreachable("invalid upstream header"))?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body));
-    let request = Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))?;
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body));
+    let request =
+        Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
@@ -404,7 +517,10 @@ async fn send_upstream(
             .map_err(|_| unreachable(&format!("could not reach {provider}")))?;
         let status = resp.status_code();
         let retry_after = resp.headers().get("retry-after").ok().flatten();
-        let text = resp.text().await.map_err(|_| unreachable("upstream connection closed"))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|_| unreachable("upstream connection closed"))?;
         Ok((status, retry_after, text))
     };
     let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));

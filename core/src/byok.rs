@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn round_trips() {
         let sealed = seal(&master(), ACCT, Provider::OpenAi, KEY, [7; 12]).unwrap();
-        assert_eq!(open(&master(), ACCT, Provider::OpenAi, &sealed).unwrap(), KEY);
+        assert_eq!(
+            open(&master(), ACCT, Provider::OpenAi, &sealed).unwrap(),
+            KEY
+        );
     }
 
     #[test]
@@ -265,7 +268,13 @@ mod tests {
     fn master_key_must_be_32_hex_bytes() {
         assert!(MasterKey::from_hex(&"ab".repeat(32)).is_ok());
         assert!(MasterKey::from_hex(&format!(" {}\n", "ab".repeat(32))).is_ok());
-        for bad in ["", "ab", &"ab".repeat(31), &"zz".repeat(32), &"ab".repeat(33)] {
+        for bad in [
+            "",
+            "ab",
+            &"ab".repeat(31),
+            &"zz".repeat(32),
+            &"ab".repeat(33),
+        ] {
             assert_eq!(
                 MasterKey::from_hex(bad).unwrap_err(),
                 ByokError::BadMasterKey

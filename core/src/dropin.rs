@@ -118,7 +118,12 @@ pub fn parse_request(
     match obj.get("stream") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => {}
         Some(Value::Bool(true)) => return Err(streaming_unsupported()),
-        Some(_) => return Err(ApiError::invalid_param("stream", "`stream` must be a boolean")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "stream",
+                "`stream` must be a boolean",
+            ))
+        }
     }
     let model = match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() && m.len() <= MODEL_NAME_LIMIT => m.clone(),
@@ -174,7 +179,11 @@ pub fn streaming_unsupported() -> ApiError {
     )
 }
 
-fn check_model_allowed(provider: Provider, model: &str, allowlist: &[&str]) -> Result<(), ApiError> {
+fn check_model_allowed(
+    provider: Provider,
+    model: &str,
+    allowlist: &[&str],
+) -> Result<(), ApiError> {
     check_model(provider, model, allowlist).map_err(|r| {
         let why = match r {
             ModelRejection::Forbidden => "is not a text-generation model and is never served",
@@ -306,7 +315,11 @@ pub fn synthetic_response(req: &DropinRequest, created_s: u64) -> (Value, Tokens
     write_canonical_json_to(&req.value["messages"], &mut canon);
     let digest = hex::encode(&Sha256::digest(canon.as_bytes())[..8]);
     let provider = req.dialect.provider();
-    let content = format!("[test {provider}/{}] synthetic answer {}", req.model, &digest[..8]);
+    let content = format!(
+        "[test {provider}/{}] synthetic answer {}",
+        req.model,
+        &digest[..8]
+    );
     let words = |s: &str| s.split_whitespace().count() as u64;
     let mut input_text = String::new();
     for m in req.value["messages"].as_array().into_iter().flatten() {
@@ -363,7 +376,8 @@ mod tests {
     }
 
     fn chat(extra: Value) -> Value {
-        let mut v = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        let mut v =
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
@@ -386,8 +400,14 @@ mod tests {
 
     #[test]
     fn paths_map_to_dialects() {
-        assert_eq!(Dialect::for_path(&["chat", "completions"]), Some(Dialect::OpenAiChat));
-        assert_eq!(Dialect::for_path(&["messages"]), Some(Dialect::AnthropicMessages));
+        assert_eq!(
+            Dialect::for_path(&["chat", "completions"]),
+            Some(Dialect::OpenAiChat)
+        );
+        assert_eq!(
+            Dialect::for_path(&["messages"]),
+            Some(Dialect::AnthropicMessages)
+        );
         assert_eq!(Dialect::for_path(&["ask"]), None);
         assert_eq!(Dialect::for_path(&["chat"]), None);
         assert_eq!(Dialect::for_provider(Provider::Gemini), None);
@@ -401,7 +421,10 @@ mod tests {
         let r = parse(Dialect::OpenAiChat, body.clone(), 4096).unwrap();
         assert_eq!(r.model, "gpt-4o-mini");
         assert_eq!(r.value, body);
-        assert_eq!(r.output_budget, 4096, "no cap named: the tier cap is reserved");
+        assert_eq!(
+            r.output_budget, 4096,
+            "no cap named: the tier cap is reserved"
+        );
         assert_eq!(r.prompt_bytes, "user".len() + "hi".len());
         assert_eq!(r.last_user_text, "hi");
     }
@@ -426,7 +449,11 @@ mod tests {
         );
         assert!(parse(Dialect::OpenAiChat, chat(json!({"stream": false})), 100).is_ok());
         assert_eq!(
-            code(parse(Dialect::AnthropicMessages, messages(json!({"stream": "yes"})), 100)),
+            code(parse(
+                Dialect::AnthropicMessages,
+                messages(json!({"stream": "yes"})),
+                100
+            )),
             (400, "invalid_param")
         );
     }
@@ -434,15 +461,27 @@ mod tests {
     #[test]
     fn model_must_be_a_listed_text_model() {
         assert_eq!(
-            code(parse(Dialect::OpenAiChat, chat(json!({"model": "gpt-9"})), 100)),
+            code(parse(
+                Dialect::OpenAiChat,
+                chat(json!({"model": "gpt-9"})),
+                100
+            )),
             (403, "model_not_allowed")
         );
         assert_eq!(
-            code(parse(Dialect::OpenAiChat, chat(json!({"model": "gpt-image-1"})), 100)),
+            code(parse(
+                Dialect::OpenAiChat,
+                chat(json!({"model": "gpt-image-1"})),
+                100
+            )),
             (403, "model_not_allowed")
         );
         assert_eq!(
-            code(parse(Dialect::AnthropicMessages, messages(json!({"model": "gpt-4o-mini"})), 100)),
+            code(parse(
+                Dialect::AnthropicMessages,
+                messages(json!({"model": "gpt-4o-mini"})),
+                100
+            )),
             (403, "model_not_allowed")
         );
         assert_eq!(
@@ -451,14 +490,20 @@ mod tests {
         );
         let mut no_model = chat(json!({}));
         no_model.as_object_mut().unwrap().remove("model");
-        assert_eq!(code(parse(Dialect::OpenAiChat, no_model, 100)), (400, "invalid_param"));
+        assert_eq!(
+            code(parse(Dialect::OpenAiChat, no_model, 100)),
+            (400, "invalid_param")
+        );
     }
 
     #[test]
     fn messages_must_be_a_non_empty_array() {
         for bad in [json!([]), json!("hi"), json!(null)] {
             let e = parse(Dialect::OpenAiChat, chat(json!({"messages": bad})), 100).unwrap_err();
-            assert_eq!((e.status, e.extra["param"].as_str()), (400, Some("messages")));
+            assert_eq!(
+                (e.status, e.extra["param"].as_str()),
+                (400, Some("messages"))
+            );
         }
     }
 
@@ -467,20 +512,40 @@ mod tests {
         let mut v = messages(json!({}));
         v.as_object_mut().unwrap().remove("max_tokens");
         let e = parse(Dialect::AnthropicMessages, v, 100).unwrap_err();
-        assert_eq!((e.status, e.extra["param"].as_str()), (400, Some("max_tokens")));
         assert_eq!(
-            code(parse(Dialect::AnthropicMessages, messages(json!({"max_tokens": 101})), 100)),
+            (e.status, e.extra["param"].as_str()),
+            (400, Some("max_tokens"))
+        );
+        assert_eq!(
+            code(parse(
+                Dialect::AnthropicMessages,
+                messages(json!({"max_tokens": 101})),
+                100
+            )),
             (400, "invalid_param")
         );
         assert_eq!(
-            code(parse(Dialect::AnthropicMessages, messages(json!({"max_tokens": 0})), 100)),
+            code(parse(
+                Dialect::AnthropicMessages,
+                messages(json!({"max_tokens": 0})),
+                100
+            )),
             (400, "invalid_param")
         );
         assert_eq!(
-            code(parse(Dialect::AnthropicMessages, messages(json!({"max_tokens": 1.5})), 100)),
+            code(parse(
+                Dialect::AnthropicMessages,
+                messages(json!({"max_tokens": 1.5})),
+                100
+            )),
             (400, "invalid_param")
         );
-        let r = parse(Dialect::AnthropicMessages, messages(json!({"max_tokens": 100})), 100).unwrap();
+        let r = parse(
+            Dialect::AnthropicMessages,
+            messages(json!({"max_tokens": 100})),
+            100,
+        )
+        .unwrap();
         assert_eq!(r.output_budget, 100);
     }
 
@@ -490,8 +555,12 @@ mod tests {
             let e = parse(Dialect::OpenAiChat, chat(json!({field: 101})), 100).unwrap_err();
             assert_eq!((e.status, e.extra["param"].as_str()), (400, Some(field)));
         }
-        let r = parse(Dialect::OpenAiChat, chat(json!({"max_completion_tokens": 30, "n": 3})), 100)
-            .unwrap();
+        let r = parse(
+            Dialect::OpenAiChat,
+            chat(json!({"max_completion_tokens": 30, "n": 3})),
+            100,
+        )
+        .unwrap();
         assert_eq!(r.output_budget, 90);
         let r = parse(Dialect::OpenAiChat, chat(json!({"max_tokens": null})), 100).unwrap();
         assert_eq!(r.output_budget, 100);
@@ -507,12 +576,21 @@ mod tests {
         let parts = json!([{"role": "user", "content": [
             {"type": "text", "text": half}, {"type": "text", "text": half}, {"type": "text", "text": "y"}]}]);
         assert_eq!(
-            code(parse(Dialect::OpenAiChat, chat(json!({"messages": parts})), 100)),
+            code(parse(
+                Dialect::OpenAiChat,
+                chat(json!({"messages": parts})),
+                100
+            )),
             (413, "prompt_too_large")
         );
         let m = messages(json!({"system": half, "messages": [{"role": "user", "content": half}]}));
-        assert_eq!(code(parse(Dialect::AnthropicMessages, m, 100)), (413, "prompt_too_large"));
-        let ok = messages(json!({"messages": [{"role": "user", "content": "x".repeat(PROMPT_LIMIT - 4)}]}));
+        assert_eq!(
+            code(parse(Dialect::AnthropicMessages, m, 100)),
+            (413, "prompt_too_large")
+        );
+        let ok = messages(
+            json!({"messages": [{"role": "user", "content": "x".repeat(PROMPT_LIMIT - 4)}]}),
+        );
         assert!(parse(Dialect::AnthropicMessages, ok, 100).is_ok());
     }
 
@@ -520,7 +598,12 @@ mod tests {
     fn last_user_text_joins_text_parts() {
         let m = json!([{"role": "user", "content": "first"}, {"role": "assistant", "content": "a"},
             {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}]);
-        let r = parse(Dialect::AnthropicMessages, messages(json!({"messages": m})), 100).unwrap();
+        let r = parse(
+            Dialect::AnthropicMessages,
+            messages(json!({"messages": m})),
+            100,
+        )
+        .unwrap();
         assert_eq!(r.last_user_text, "one\ntwo");
     }
 
@@ -541,9 +624,16 @@ mod tests {
         let b = error_body(Dialect::OpenAiChat, &limited);
         assert_eq!(b["error"]["type"], "rate_limit_error");
         assert_eq!(b["error"]["retry_after_ms"], 900);
-        for (status, t) in [(400, "invalid_request_error"), (402, "billing_error"),
-            (403, "permission_error"), (404, "not_found_error"), (413, "request_too_large"),
-            (500, "api_error"), (503, "overloaded_error"), (504, "api_error")] {
+        for (status, t) in [
+            (400, "invalid_request_error"),
+            (402, "billing_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (413, "request_too_large"),
+            (500, "api_error"),
+            (503, "overloaded_error"),
+            (504, "api_error"),
+        ] {
             assert_eq!(error_type(status), t, "{status}");
         }
     }
@@ -551,33 +641,60 @@ mod tests {
     #[test]
     fn usage_reads_each_providers_counts() {
         let o = json!({"usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}});
-        assert_eq!(usage(Dialect::OpenAiChat, &o), Some(Tokens { input: 12, output: 9 }));
+        assert_eq!(
+            usage(Dialect::OpenAiChat, &o),
+            Some(Tokens {
+                input: 12,
+                output: 9
+            })
+        );
         let a = json!({"usage": {"input_tokens": 10, "output_tokens": 4,
             "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3}});
-        assert_eq!(usage(Dialect::AnthropicMessages, &a), Some(Tokens { input: 15, output: 4 }));
+        assert_eq!(
+            usage(Dialect::AnthropicMessages, &a),
+            Some(Tokens {
+                input: 15,
+                output: 4
+            })
+        );
         assert_eq!(usage(Dialect::OpenAiChat, &json!({})), None);
         assert_eq!(usage(Dialect::OpenAiChat, &a), None);
     }
 
     #[test]
     fn synthetic_answers_have_the_providers_shape_and_are_deterministic() {
-        let r = parse(Dialect::OpenAiChat, chat(json!({"max_completion_tokens": 3})), 100).unwrap();
+        let r = parse(
+            Dialect::OpenAiChat,
+            chat(json!({"max_completion_tokens": 3})),
+            100,
+        )
+        .unwrap();
         let (b, t) = synthetic_response(&r, 1_700_000_000);
         assert_eq!(b["object"], "chat.completion");
         assert_eq!(b["created"], 1_700_000_000u64);
         let content = b["choices"][0]["message"]["content"].as_str().unwrap();
-        assert!(content.starts_with("[test openai/gpt-4o-mini]"), "{content}");
+        assert!(
+            content.starts_with("[test openai/gpt-4o-mini]"),
+            "{content}"
+        );
         assert_eq!(t.output, 3, "capped by the request's max tokens");
         assert_eq!(usage(Dialect::OpenAiChat, &b), Some(t));
         assert_eq!(synthetic_response(&r, 1_700_000_000).0, b);
 
         let m = parse(Dialect::AnthropicMessages, messages(json!({})), 100).unwrap();
         let (b, t) = synthetic_response(&m, 0);
-        assert_eq!((b["type"].as_str(), b["role"].as_str()), (Some("message"), Some("assistant")));
+        assert_eq!(
+            (b["type"].as_str(), b["role"].as_str()),
+            (Some("message"), Some("assistant"))
+        );
         assert_eq!(b["content"][0]["type"], "text");
         assert_eq!(usage(Dialect::AnthropicMessages, &b), Some(t));
-        let other = parse(Dialect::AnthropicMessages,
-            messages(json!({"messages": [{"role": "user", "content": "else"}]})), 100).unwrap();
+        let other = parse(
+            Dialect::AnthropicMessages,
+            messages(json!({"messages": [{"role": "user", "content": "else"}]})),
+            100,
+        )
+        .unwrap();
         assert_ne!(synthetic_response(&other, 0).0["content"], b["content"]);
     }
 }

@@ -1,11 +1,13 @@
 //! Prompt normalization for the cache key: lowercase, NFC, collapse whitespace, strip trailing
 //! punctuation (DESIGN.md "Cache key"), with a fast path for ASCII prompts.
 //!
-//! `normalize(normalize(x)) == normalize(x)` for every string. One pass of the four steps is
-//! already a fixed point for everything the tests could find, but that rests on properties of
-//! three Unicode tables of different versions (std's case mapping, `unicode-normalization`,
-//! `unicode-general-category`), so the non-ASCII path checks its output and runs the pass
-//! again in the (so far never seen) case that it is not.
+//! `normalize(normalize(x)) == normalize(x)` for every string. When lowercasing leaves a string
+//! in NFC (the common case), one pass is a fixed point: lowercasing is idempotent (tested for
+//! every character), and collapsing and stripping only replace or drop starters that compose
+//! with nothing, or cut a suffix, which keeps a string lowercase and NFC. When NFC has to
+//! compose, the result rests on how std's case tables and `unicode-normalization`'s tables (of
+//! different Unicode versions) agree, so that path checks its output and runs the pass again
+//! in the (never yet seen) case that it is not a fixed point.
 
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
@@ -21,12 +23,14 @@ pub fn normalize(p: &str) -> String {
     if p.is_ascii() {
         return normalize_ascii(p);
     }
-    let mut out = one_pass_unicode(p);
-    for _ in 0..MAX_EXTRA_PASSES {
-        if true || is_fixed_point(&out) {
-            break;
+    let (mut out, composed) = one_pass_unicode(p);
+    if composed {
+        for _ in 0..MAX_EXTRA_PASSES {
+            if is_fixed_point(&out) {
+                break;
+            }
+            out = one_pass_unicode(&out).0;
         }
-        out = one_pass_unicode(&out);
     }
     out
 }
@@ -62,7 +66,7 @@ fn normalize_ascii(p: &str) -> String {
     match String::from_utf8(out) {
         Ok(s) => s,
         // Unreachable: the bytes are ASCII. The general path gives the same answer anyway.
-        Err(_) => one_pass_unicode(p),
+        Err(_) => one_pass_unicode(p).0,
     }
 }
 
@@ -207,20 +211,20 @@ fn is_ascii_punctuation(b: u8) -> bool {
 // General path.
 // ---------------------------------------------------------------------------------------------
 
-/// One application of the four steps, allocating only where a step changes something.
-fn one_pass_unicode(p: &str) -> String {
+/// One application of the four steps, allocating only where a step changes something; and
+/// whether NFC ran (the lowercased text was not already known to be NFC).
+fn one_pass_unicode(p: &str) -> (String, bool) {
     let lowered = p.to_lowercase();
-    let mut out = if is_nfc_quick(lowered.chars()) == IsNormalized::Yes {
-        if is_collapsed(&lowered) {
-            lowered
-        } else {
-            collapse_chars(lowered.chars(), lowered.len())
-        }
-    } else {
+    let composed = is_nfc_quick(lowered.chars()) != IsNormalized::Yes;
+    let mut out = if composed {
         collapse_chars(lowered.nfc(), lowered.len())
+    } else if is_collapsed(&lowered) {
+        lowered
+    } else {
+        collapse_chars(lowered.chars(), lowered.len())
     };
     strip_trailing_punctuation(&mut out);
-    out
+    (out, composed)
 }
 
 /// Whether `s` has no leading or trailing whitespace and no whitespace but single spaces.
@@ -516,10 +520,40 @@ mod tests {
                 format!("{c}\u{301}"),
                 format!("Σ{c}"),
             ] {
-                let once = one_pass_unicode(&p);
+                let once = one_pass_unicode(&p).0;
                 assert!(is_fixed_point(&once), "U+{:04X} in {p:?}", c as u32);
-                assert_eq!(one_pass_unicode(&once), once, "U+{:04X}", c as u32);
+                assert_eq!(one_pass_unicode(&once).0, once, "U+{:04X}", c as u32);
             }
+        }
+    }
+
+    /// What `to_lowercase` produces, it leaves alone: so a pass that did not compose is
+    /// lowercase-stable without checking.
+    #[test]
+    fn lowercasing_is_idempotent_for_every_character() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            assert!(
+                c.to_lowercase().all(is_lowercase_stable),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        assert_eq!("ΑΣ ΑΣΑ".to_lowercase(), "ας ασα");
+    }
+
+    /// A pass that did not compose ends in a fixed point, and the check agrees.
+    #[test]
+    fn passes_without_composition_are_fixed_points() {
+        for p in [
+            "Ünïcödé  ÀÉÎ ?",
+            "東京の天気は？",
+            "ΟΔΟΣ ΣΟΦΙΑΣ.",
+            "\u{3000}x\u{a0} y\u{3000}",
+            "STRASSE ẞ\u{200d}",
+        ] {
+            let (once, composed) = one_pass_unicode(p);
+            assert!(!composed, "{p:?}");
+            assert!(is_fixed_point(&once), "{p:?}");
         }
     }
 
@@ -565,18 +599,25 @@ mod tests {
         }
 
         #[test]
+        fn one_pass_is_a_fixed_point(p in weird_string()) {
+            let (once, _) = one_pass_unicode(&p);
+            prop_assert!(is_fixed_point(&once));
+            prop_assert_eq!(one_pass_unicode(&once).0, once);
+        }
+
+        #[test]
         fn normalize_is_the_spec_composition(p in weird_string()) {
             prop_assert_eq!(normalize(&p), reference(&p));
         }
 
         #[test]
         fn ascii_path_matches_the_general_path(p in "[ -~\t\n\r\x0b\x0c\x00\x1c]{0,200}") {
-            prop_assert_eq!(normalize_ascii(&p), one_pass_unicode(&p));
+            prop_assert_eq!(normalize_ascii(&p), one_pass_unicode(&p).0);
         }
 
         #[test]
         fn escaped_ascii_path_matches_escaping_the_general_path(p in "[\x00-\x7f]{0,200}") {
-            prop_assert_eq!(escaped_in_one_pass(&p), escaped_after(&one_pass_unicode(&p)));
+            prop_assert_eq!(escaped_in_one_pass(&p), escaped_after(&one_pass_unicode(&p).0));
         }
 
         #[test]

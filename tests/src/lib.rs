@@ -42,7 +42,10 @@ extern "C" fn stop_stack() {
 }
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
@@ -53,7 +56,9 @@ fn free_port() -> u16 {
 }
 
 fn http_ok(port: u16, path: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)) else {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -92,29 +97,44 @@ impl std::ops::Deref for StackGuard {
 pub fn stack() -> StackGuard {
     let stack = STACK.get_or_init(start);
     let turn = TURN.read().unwrap_or_else(|e| e.into_inner());
-    StackGuard { stack, _turn: Turn::Shared(turn) }
+    StackGuard {
+        stack,
+        _turn: Turn::Shared(turn),
+    }
 }
 
 /// The stack, with no other test running against it meanwhile.
 pub fn stack_alone() -> StackGuard {
     let stack = STACK.get_or_init(start);
     let turn = TURN.write().unwrap_or_else(|e| e.into_inner());
-    StackGuard { stack, _turn: Turn::Alone(turn) }
+    StackGuard {
+        stack,
+        _turn: Turn::Alone(turn),
+    }
 }
 
 fn start() -> Stack {
     let root = root();
-    for needed in ["build/worker/shim.mjs", "broker/build/worker/shim.mjs", "target/release/mock-provider"] {
+    for needed in [
+        "build/worker/shim.mjs",
+        "broker/build/worker/shim.mjs",
+        "target/release/mock-provider",
+    ] {
         assert!(
             root.join(needed).exists(),
             "{needed} is missing: run the tests with scripts/test.sh, which builds it"
         );
     }
-    let state_dir = root.join("target").join("test-state").join(std::process::id().to_string());
+    let state_dir = root
+        .join("target")
+        .join("test-state")
+        .join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir).expect("state dir");
     let (port, mock_port, inspector) = (free_port(), free_port(), free_port());
     let log = std::fs::File::create(state_dir.join("stack.log")).expect("log file");
+    // Never waited on: the whole group is killed at exit (stop_stack) and reaped with us.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new("bash")
         .arg(root.join("scripts/stack.sh"))
         .arg(&state_dir)
@@ -160,8 +180,16 @@ fn start() -> Stack {
 /// A string no other test uses: put it in prompts to count only your own mock calls.
 pub fn nonce() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("n{}x{}x{}", t % 1_000_000_000_000, std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "n{}x{}x{}",
+        t % 1_000_000_000_000,
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A response read whole.
@@ -174,10 +202,14 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text))
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text))
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -186,7 +218,11 @@ pub async fn send(rb: reqwest::RequestBuilder) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
-    Reply { status, headers, text }
+    Reply {
+        status,
+        headers,
+        text,
+    }
 }
 
 impl Stack {
@@ -219,16 +255,29 @@ impl Stack {
     }
 
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: &Value) -> Reply {
-        send(self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN).json(body)).await
+        send(
+            self.client
+                .request(method, self.url(path))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(body),
+        )
+        .await
     }
 
     /// A new account; returns its id.
     pub async fn account(&self, tier: &str, credits: u64) -> String {
         let r = self
-            .admin(reqwest::Method::POST, "/admin/accounts", &json!({"tier": tier, "credits": credits}))
+            .admin(
+                reqwest::Method::POST,
+                "/admin/accounts",
+                &json!({"tier": tier, "credits": credits}),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
-        r.json()["account_id"].as_str().expect("account_id").to_string()
+        r.json()["account_id"]
+            .as_str()
+            .expect("account_id")
+            .to_string()
     }
 
     /// A new key of the account; returns the plaintext token.
@@ -257,7 +306,12 @@ impl Stack {
 
     /// Calls the mock provider server received whose prompt contains `contains`.
     pub async fn mock_calls(&self, contains: &str) -> Value {
-        let r = send(self.client.get(format!("{}/__mock/calls", self.mock)).query(&[("contains", contains)])).await;
+        let r = send(
+            self.client
+                .get(format!("{}/__mock/calls", self.mock))
+                .query(&[("contains", contains)]),
+        )
+        .await;
         r.json()
     }
 
@@ -266,7 +320,10 @@ impl Stack {
         let mut out = String::new();
         let dir = self.state_dir.join("persist").join("v3").join("d1");
         for entry in walk(&dir) {
-            if entry.extension().is_some_and(|e| e == "sqlite" || e == "sqlite-wal") {
+            if entry
+                .extension()
+                .is_some_and(|e| e == "sqlite" || e == "sqlite-wal")
+            {
                 if let Ok(bytes) = std::fs::read(&entry) {
                     out.push_str(&String::from_utf8_lossy(&bytes));
                 }

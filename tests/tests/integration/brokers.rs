@@ -3,14 +3,25 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::{json, send, stack, nonce, Stack, Value};
+use integration_tests::{json, nonce, send, stack, Stack, Value};
 
 async fn last_request(s: &Stack, contains: &str) -> Value {
-    send(s.client.get(format!("{}/__mock/last", s.mock)).query(&[("contains", contains)])).await.json()
+    send(
+        s.client
+            .get(format!("{}/__mock/last", s.mock))
+            .query(&[("contains", contains)]),
+    )
+    .await
+    .json()
 }
 
 fn result<'a>(body: &'a Value, provider: &str) -> &'a Value {
-    body["results"].as_array().unwrap().iter().find(|r| r["provider"] == provider).unwrap()
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == provider)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -28,26 +39,54 @@ async fn each_broker_speaks_its_providers_wire_format() {
     let wanted = [
         ("openai", "/openai/v1/chat/completions"),
         ("anthropic", "/anthropic/v1/messages"),
-        ("gemini", "/gemini/v1beta/models/gemini-2.5-flash:generateContent"),
+        (
+            "gemini",
+            "/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+        ),
         ("perplexity", "/perplexity/chat/completions"),
     ];
     for (p, path) in wanted {
         let c = s.mock_calls(&n).await;
         assert_eq!(c[p], 1, "{c}");
         let res = result(&body, p);
-        assert!(res["content"].as_str().unwrap().starts_with(&format!("[{p}/")), "{res}");
+        assert!(
+            res["content"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("[{p}/")),
+            "{res}"
+        );
         let _ = path;
     }
     let perplexity = result(&body, "perplexity");
-    assert!(!perplexity["citations"].as_array().unwrap().is_empty(), "perplexity citations pass through");
+    assert!(
+        !perplexity["citations"].as_array().unwrap().is_empty(),
+        "perplexity citations pass through"
+    );
     for p in ["openai", "anthropic", "gemini"] {
         assert_eq!(result(&body, p)["citations"], json!([]));
     }
     // Only {model, content, citations, tokens} (+ provider, latency) per result.
     for res in body["results"].as_array().unwrap() {
-        let mut keys: Vec<&str> = res.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = res
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         keys.sort();
-        assert_eq!(keys, ["citations", "content", "latency_ms", "model", "provider", "tokens"], "{res}");
+        assert_eq!(
+            keys,
+            [
+                "citations",
+                "content",
+                "latency_ms",
+                "model",
+                "provider",
+                "tokens"
+            ],
+            "{res}"
+        );
     }
 }
 
@@ -64,7 +103,10 @@ async fn upstream_requests_carry_each_providers_auth_and_fields() {
         let b = &last["body"];
         match p {
             "openai" => {
-                assert!(h["authorization"].as_str().unwrap().starts_with("Bearer sk-"));
+                assert!(h["authorization"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Bearer sk-"));
                 assert_eq!(b["max_completion_tokens"], 42);
                 assert_eq!(b["messages"][0]["role"], "system");
                 assert_eq!(b["model"], "gpt-4o-mini");
@@ -81,7 +123,10 @@ async fn upstream_requests_carry_each_providers_auth_and_fields() {
                 assert_eq!(b["systemInstruction"]["parts"][0]["text"], "sys");
             }
             _ => {
-                assert!(h["authorization"].as_str().unwrap().starts_with("Bearer pplx-"));
+                assert!(h["authorization"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Bearer pplx-"));
                 assert_eq!(b["max_tokens"], 42);
             }
         }
@@ -108,7 +153,13 @@ async fn every_fault_kind_becomes_a_typed_per_provider_error() {
         ("html401", "upstream_auth_failed"),
     ];
     for (fault, code) in cases {
-        let provider = if fault == "529" { "anthropic" } else if fault == "html401" { "perplexity" } else { "openai" };
+        let provider = if fault == "529" {
+            "anthropic"
+        } else if fault == "html401" {
+            "perplexity"
+        } else {
+            "openai"
+        };
         let n = nonce();
         let r = s
             .ask(&key, &json!({"prompt": format!("fault [[mock:{provider}={fault}]] {n}"), "providers": [provider, "gemini"]}))
@@ -118,7 +169,10 @@ async fn every_fault_kind_becomes_a_typed_per_provider_error() {
         let bad = result(&body, provider);
         assert_eq!(bad["error"]["code"], code, "{fault}: {bad}");
         assert!(bad["error"]["message"].is_string());
-        assert!(result(&body, "gemini")["content"].is_string(), "the other provider still answers ({fault})");
+        assert!(
+            result(&body, "gemini")["content"].is_string(),
+            "the other provider still answers ({fault})"
+        );
     }
 }
 
@@ -134,7 +188,11 @@ async fn a_slow_provider_times_out_without_holding_back_the_others() {
     let took = started.elapsed();
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();
-    assert_eq!(result(&body, "gemini")["error"]["code"], "upstream_timeout", "{body}");
+    assert_eq!(
+        result(&body, "gemini")["error"]["code"],
+        "upstream_timeout",
+        "{body}"
+    );
     assert!(result(&body, "openai")["content"].is_string());
     assert!(result(&body, "anthropic")["content"].is_string());
     // The test stack's timeouts: broker 2.5 s, gateway 3 s.
@@ -147,7 +205,13 @@ async fn a_slow_provider_times_out_without_holding_back_the_others() {
 async fn model_allowlist_refuses_unlisted_and_non_text_models() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    for (p, model) in [("openai", "gpt-image-1"), ("openai", "whisper-1"), ("openai", "text-embedding-3-small"), ("gemini", "gemini-9-ultra"), ("anthropic", "claude-vision-x")] {
+    for (p, model) in [
+        ("openai", "gpt-image-1"),
+        ("openai", "whisper-1"),
+        ("openai", "text-embedding-3-small"),
+        ("gemini", "gemini-9-ultra"),
+        ("anthropic", "claude-vision-x"),
+    ] {
         let n = nonce();
         let r = s.ask(&key, &json!({"prompt": format!("model {n}"), "providers": [p], "params": {"models": {p: model}}})).await;
         assert_eq!(r.status, 403, "{p}/{model}: {}", r.text);
@@ -163,7 +227,10 @@ async fn a_broker_refuses_a_missing_or_wrong_shared_secret() {
         "completion": {"model": "gpt-4o-mini", "prompt": "hi", "max_tokens": 5}});
     let n = nonce();
     for secret in [None, Some("wrong-secret"), Some("")] {
-        let mut rb = s.client.post(s.url("/__dev/broker/openai/v1/complete")).json(&body);
+        let mut rb = s
+            .client
+            .post(s.url("/__dev/broker/openai/v1/complete"))
+            .json(&body);
         if let Some(sec) = secret {
             rb = rb.header("x-broker-secret", sec);
         }
@@ -187,14 +254,30 @@ async fn keys_echoed_by_an_upstream_never_reach_the_caller_or_the_logs() {
         assert!(res["error"]["code"].is_string(), "{res}");
     }
     // The fake provider keys of the local configs (scripts/devconfig.py).
-    let secrets = ["sk-mock-openai-local", "sk-ant-mock-anthropic", "AIzaMockGeminiLocalKey", "pplx-mock-perplexity"];
+    let secrets = [
+        "sk-mock-openai-local",
+        "sk-ant-mock-anthropic",
+        "AIzaMockGeminiLocalKey",
+        "pplx-mock-perplexity",
+    ];
     for sec in secrets {
-        assert!(!r.text.contains(sec), "{sec} leaked to the caller: {}", r.text);
+        assert!(
+            !r.text.contains(sec),
+            "{sec} leaked to the caller: {}",
+            r.text
+        );
     }
-    assert!(r.text.contains("[REDACTED]"), "the echo was scrubbed, not dropped: {}", r.text);
+    assert!(
+        r.text.contains("[REDACTED]"),
+        "the echo was scrubbed, not dropped: {}",
+        r.text
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log = std::fs::read_to_string(s.state_dir.join("stack.log")).unwrap();
-    assert!(log.contains(&n) || log.contains("upstream error"), "the broker logged the failures");
+    assert!(
+        log.contains(&n) || log.contains("upstream error"),
+        "the broker logged the failures"
+    );
     for sec in secrets {
         assert!(!log.contains(sec), "{sec} leaked to the logs");
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{json, send, stack, nonce, Reply, Stack, Value};
+use integration_tests::{json, nonce, send, stack, Reply, Stack, Value};
 
 async fn ask_with(s: &Stack, key: &str, body: &Value, cache_control: Option<&str>) -> Reply {
     let mut rb = s.client.post(s.url("/v1/ask")).bearer_auth(key).json(body);
@@ -35,7 +35,10 @@ async fn miss_then_hit_makes_no_new_upstream_call() {
     let first = s.ask(&key, &body).await;
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.json()["cache"]["status"], "miss");
-    assert_eq!(first.header("cache-status").unwrap(), "edge-gateway; fwd=uri-miss; stored");
+    assert_eq!(
+        first.header("cache-status").unwrap(),
+        "edge-gateway; fwd=uri-miss; stored"
+    );
     let cache_key = first.header("x-cache-key").unwrap();
     assert_eq!(first.json()["cache"]["key"], cache_key.as_str());
     wait_stored(s, &cache_key).await;
@@ -46,12 +49,24 @@ async fn miss_then_hit_makes_no_new_upstream_call() {
     let b = second.json();
     assert_eq!(b["cache"]["status"], "hit");
     assert_eq!(b["cache"]["tier"], "l1");
-    assert_eq!(second.header("cache-status").unwrap(), "edge-gateway; hit; detail=l1");
+    assert_eq!(
+        second.header("cache-status").unwrap(),
+        "edge-gateway; hit; detail=l1"
+    );
     assert_eq!(second.header("x-cache-key").unwrap(), cache_key);
-    assert_eq!(s.mock_calls(&n).await["total"], 2, "a hit must not call upstream");
+    assert_eq!(
+        s.mock_calls(&n).await["total"],
+        2,
+        "a hit must not call upstream"
+    );
     // Same answers, a new request id.
     assert_ne!(b["id"], first.json()["id"]);
-    for (a, c) in first.json()["results"].as_array().unwrap().iter().zip(b["results"].as_array().unwrap()) {
+    for (a, c) in first.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["results"].as_array().unwrap())
+    {
         assert_eq!(a["content"], c["content"]);
     }
 }
@@ -67,15 +82,23 @@ async fn l2_hit_is_promoted_to_l1() {
     wait_stored(s, &cache_key).await;
     // Make sure L1 has it, then drop it from L1 only.
     assert_eq!(s.ask(&key, &body).await.json()["cache"]["tier"], "l1");
-    let d = s.delete(&format!("/__dev/l1/ask/v1/{cache_key}"), None).await;
+    let d = s
+        .delete(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
+        .await;
     assert_eq!(d.status, 200, "{}", d.text);
     let l2 = s.ask(&key, &body).await;
     assert_eq!(l2.json()["cache"]["tier"], "l2", "{}", l2.text);
-    assert_eq!(l2.header("cache-status").unwrap(), "edge-gateway; hit; detail=l2");
+    assert_eq!(
+        l2.header("cache-status").unwrap(),
+        "edge-gateway; hit; detail=l2"
+    );
     // The promotion runs after the response: the next calls become L1 hits.
     let mut tier = String::new();
     for _ in 0..40 {
-        tier = s.ask(&key, &body).await.json()["cache"]["tier"].as_str().unwrap().to_string();
+        tier = s.ask(&key, &body).await.json()["cache"]["tier"]
+            .as_str()
+            .unwrap()
+            .to_string();
         if tier == "l1" {
             break;
         }
@@ -90,10 +113,18 @@ async fn normalization_variants_share_an_entry() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
-    let a = s.ask(&key, &json!({"prompt": format!("What is Rust {n}?"), "providers": ["openai"]})).await;
+    let a = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("What is Rust {n}?"), "providers": ["openai"]}),
+        )
+        .await;
     wait_stored(s, &a.header("x-cache-key").unwrap()).await;
     let b = s
-        .ask(&key, &json!({"prompt": format!("  what IS   rust {n} "), "providers": ["openai"]}))
+        .ask(
+            &key,
+            &json!({"prompt": format!("  what IS   rust {n} "), "providers": ["openai"]}),
+        )
         .await;
     assert_eq!(b.json()["cache"]["status"], "hit", "{}", b.text);
     assert_eq!(a.header("x-cache-key"), b.header("x-cache-key"));
@@ -139,18 +170,37 @@ async fn private_scope_is_never_served_to_another_account_but_shared_is() {
     let a1 = s.ask(&key_a, &private).await;
     assert_eq!(a1.json()["cache"]["scope"], "private");
     wait_stored(s, &a1.header("x-cache-key").unwrap()).await;
-    assert_eq!(s.ask(&key_a, &private).await.json()["cache"]["status"], "hit");
+    assert_eq!(
+        s.ask(&key_a, &private).await.json()["cache"]["status"],
+        "hit"
+    );
     let b1 = s.ask(&key_b, &private).await;
-    assert_eq!(b1.json()["cache"]["status"], "miss", "B must not see A's private entry");
+    assert_eq!(
+        b1.json()["cache"]["status"],
+        "miss",
+        "B must not see A's private entry"
+    );
     assert_ne!(a1.header("x-cache-key"), b1.header("x-cache-key"));
 
     let shared = json!({"prompt": format!("public fact {n}"), "providers": ["openai"]});
     let a2 = s.ask(&key_a, &shared).await;
     wait_stored(s, &a2.header("x-cache-key").unwrap()).await;
     let b2 = s.ask(&key_b, &shared).await;
-    assert_eq!(b2.json()["cache"]["status"], "hit", "shared scope dedupes across accounts");
+    assert_eq!(
+        b2.json()["cache"]["status"],
+        "hit",
+        "shared scope dedupes across accounts"
+    );
     // The private key differs from the shared key of the same question.
-    assert_ne!(a1.header("x-cache-key"), s.ask(&key_a, &json!({"prompt": format!("secret plan {n}"), "providers": ["openai"]})).await.header("x-cache-key"));
+    assert_ne!(
+        a1.header("x-cache-key"),
+        s.ask(
+            &key_a,
+            &json!({"prompt": format!("secret plan {n}"), "providers": ["openai"]})
+        )
+        .await
+        .header("x-cache-key")
+    );
 }
 
 #[tokio::test]
@@ -161,10 +211,24 @@ async fn an_entry_holds_only_provider_results() {
     let r = s.ask(&key, &json!({"prompt": format!("what is stored {n}"), "providers": ["openai", "perplexity"], "cache_scope": "private"})).await;
     let entry = wait_stored(s, &r.header("x-cache-key").unwrap()).await;
     let text = entry.to_string();
-    assert_eq!(entry.as_object().unwrap().keys().collect::<Vec<_>>(), ["results"]);
+    assert_eq!(
+        entry.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["results"]
+    );
     assert_eq!(entry["results"].as_array().unwrap().len(), 2);
-    for forbidden in [account.as_str(), &key[..12], &key[12..], r.json()["id"].as_str().unwrap(), "req_", "acct_", "lvk_"] {
-        assert!(!text.contains(forbidden), "entry contains {forbidden}: {text}");
+    for forbidden in [
+        account.as_str(),
+        &key[..12],
+        &key[12..],
+        r.json()["id"].as_str().unwrap(),
+        "req_",
+        "acct_",
+        "lvk_",
+    ] {
+        assert!(
+            !text.contains(forbidden),
+            "entry contains {forbidden}: {text}"
+        );
     }
 }
 
@@ -188,7 +252,10 @@ async fn no_cache_refreshes_and_no_store_bypasses() {
     // no-cache: skips the lookup (a new upstream call), stores the fresh result.
     let nc = ask_with(s, &key, &body, Some("no-cache")).await;
     assert_eq!(nc.json()["cache"]["status"], "refresh");
-    assert_eq!(nc.header("cache-status").unwrap(), "edge-gateway; fwd=request; stored");
+    assert_eq!(
+        nc.header("cache-status").unwrap(),
+        "edge-gateway; fwd=request; stored"
+    );
     assert_eq!(s.mock_calls(&n).await["total"], 3);
     // no-store even with a stored entry: a new call, nothing read.
     let ns2 = ask_with(s, &key, &body, Some("no-store")).await;
@@ -205,10 +272,23 @@ async fn a_partial_upstream_failure_is_not_cached() {
     let first = s.ask(&key, &body).await;
     assert_eq!(first.status, 200);
     let b = first.json();
-    let gem = b["results"].as_array().unwrap().iter().find(|r| r["provider"] == "gemini").unwrap().clone();
+    let gem = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == "gemini")
+        .unwrap()
+        .clone();
     assert_eq!(gem["error"]["code"], "upstream_server_error", "{gem}");
-    assert!(b["results"].as_array().unwrap().iter().any(|r| r["provider"] == "openai" && r["content"].is_string()));
-    assert_eq!(first.header("cache-status").unwrap(), "edge-gateway; fwd=uri-miss");
+    assert!(b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["provider"] == "openai" && r["content"].is_string()));
+    assert_eq!(
+        first.header("cache-status").unwrap(),
+        "edge-gateway; fwd=uri-miss"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = s.ask(&key, &body).await;
     assert_eq!(second.json()["cache"]["status"], "miss");

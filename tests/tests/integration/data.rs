@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{json, reqwest::Method, send, stack, nonce, Reply, Stack, Value};
+use integration_tests::{json, nonce, reqwest::Method, send, stack, Reply, Stack, Value};
 
 async fn archived(s: &Stack, key: &str, id: &str) -> Reply {
     let mut last = None;
@@ -19,7 +19,13 @@ async fn archived(s: &Stack, key: &str, id: &str) -> Reply {
 }
 
 async fn age(s: &Stack, id: &str, days: u64) {
-    let r = s.post(&format!("/__dev/archive/{id}/age"), None, &json!({"days": days})).await;
+    let r = s
+        .post(
+            &format!("/__dev/archive/{id}/age"),
+            None,
+            &json!({"days": days}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
@@ -28,7 +34,12 @@ async fn archive_round_trip_for_the_owner_only() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
-    let r = s.ask(&key, &json!({"prompt": format!("archive me {n}"), "providers": ["openai"]})).await;
+    let r = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("archive me {n}"), "providers": ["openai"]}),
+        )
+        .await;
     let body = r.json();
     let id = body["id"].as_str().unwrap();
     let got = archived(s, &key, id).await;
@@ -36,18 +47,31 @@ async fn archive_round_trip_for_the_owner_only() {
     assert_eq!(got.json(), body);
     // A cache hit is archived too, under its own id.
     let hit = {
-        let mut hit = s.ask(&key, &json!({"prompt": format!("archive me {n}"), "providers": ["openai"]})).await;
+        let mut hit = s
+            .ask(
+                &key,
+                &json!({"prompt": format!("archive me {n}"), "providers": ["openai"]}),
+            )
+            .await;
         for _ in 0..20 {
             if hit.json()["cache"]["status"] == "hit" {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-            hit = s.ask(&key, &json!({"prompt": format!("archive me {n}"), "providers": ["openai"]})).await;
+            hit = s
+                .ask(
+                    &key,
+                    &json!({"prompt": format!("archive me {n}"), "providers": ["openai"]}),
+                )
+                .await;
         }
         hit.json()
     };
     assert_eq!(hit["cache"]["status"], "hit");
-    assert_eq!(archived(s, &key, hit["id"].as_str().unwrap()).await.json(), hit);
+    assert_eq!(
+        archived(s, &key, hit["id"].as_str().unwrap()).await.json(),
+        hit
+    );
 }
 
 #[tokio::test]
@@ -55,12 +79,18 @@ async fn other_accounts_unknown_and_malformed_ids_get_identical_404s() {
     let s = &stack();
     let (_, owner) = s.live_key().await;
     let (_, other) = s.live_key().await;
-    let r = s.ask(&owner, &json!({"prompt": format!("mine {}", nonce()), "providers": ["gemini"]})).await;
+    let r = s
+        .ask(
+            &owner,
+            &json!({"prompt": format!("mine {}", nonce()), "providers": ["gemini"]}),
+        )
+        .await;
     let id = r.json()["id"].as_str().unwrap().to_string();
     assert_eq!(archived(s, &owner, &id).await.status, 200);
     let replies = [
         s.get(&format!("/v1/ask/{id}"), Some(&other)).await,
-        s.get(&format!("/v1/ask/req_{}", "0".repeat(32)), Some(&owner)).await,
+        s.get(&format!("/v1/ask/req_{}", "0".repeat(32)), Some(&owner))
+            .await,
         s.get("/v1/ask/req_nothex", Some(&owner)).await,
         s.get("/v1/ask/%27%20OR%201%3D1", Some(&owner)).await,
     ];
@@ -76,29 +106,65 @@ async fn other_accounts_unknown_and_malformed_ids_get_identical_404s() {
 async fn past_30_days_the_owner_gets_410_and_the_cron_deletes_old_rows() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    let old = s.ask(&key, &json!({"prompt": format!("old {}", nonce()), "providers": ["openai"]})).await.json();
-    let new = s.ask(&key, &json!({"prompt": format!("new {}", nonce()), "providers": ["openai"]})).await.json();
+    let old = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("old {}", nonce()), "providers": ["openai"]}),
+        )
+        .await
+        .json();
+    let new = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("new {}", nonce()), "providers": ["openai"]}),
+        )
+        .await
+        .json();
     let (old_id, new_id) = (old["id"].as_str().unwrap(), new["id"].as_str().unwrap());
     assert_eq!(archived(s, &key, old_id).await.status, 200);
     assert_eq!(archived(s, &key, new_id).await.status, 200);
     age(s, old_id, 29).await;
-    assert_eq!(s.get(&format!("/v1/ask/{old_id}"), Some(&key)).await.status, 200, "29 days is inside the window");
+    assert_eq!(
+        s.get(&format!("/v1/ask/{old_id}"), Some(&key)).await.status,
+        200,
+        "29 days is inside the window"
+    );
     age(s, old_id, 2).await;
     let expired = s.get(&format!("/v1/ask/{old_id}"), Some(&key)).await;
     assert_eq!(expired.status, 410);
-    assert_eq!(expired.json(), json!({"error": {"code": "expired", "message": "this answer is past the retention window", "retention_days": 30}}));
+    assert_eq!(
+        expired.json(),
+        json!({"error": {"code": "expired", "message": "this answer is past the retention window", "retention_days": 30}})
+    );
     // The daily cron (04:00 UTC) deletes it; the new row stays.
-    let cron = send(s.client.get(s.url("/__scheduled")).query(&[("cron", "0 4 * * *")])).await;
+    let cron = send(
+        s.client
+            .get(s.url("/__scheduled"))
+            .query(&[("cron", "0 4 * * *")]),
+    )
+    .await;
     assert_eq!(cron.status, 200, "{}", cron.text);
-    assert_eq!(s.get(&format!("/v1/ask/{old_id}"), Some(&key)).await.status, 404, "deleted by the cron");
-    assert_eq!(s.get(&format!("/v1/ask/{new_id}"), Some(&key)).await.status, 200);
+    assert_eq!(
+        s.get(&format!("/v1/ask/{old_id}"), Some(&key)).await.status,
+        404,
+        "deleted by the cron"
+    );
+    assert_eq!(
+        s.get(&format!("/v1/ask/{new_id}"), Some(&key)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn usage_rows_for_every_outcome_without_prompt_text() {
     let s = &stack();
     let account = s.account("enterprise", 10_000_000).await;
-    s.admin(Method::PATCH, &format!("/admin/accounts/{account}"), &json!({"tier": "enterprise", "limits": {"burst": 2, "per_second": 0.001}})).await;
+    s.admin(
+        Method::PATCH,
+        &format!("/admin/accounts/{account}"),
+        &json!({"tier": "enterprise", "limits": {"burst": 2, "per_second": 0.001}}),
+    )
+    .await;
     let key = s.key(&account, "live").await;
     let n = nonce();
     // The marker sits past the first 60 characters, which the mock echoes in its answers.
@@ -114,10 +180,22 @@ async fn usage_rows_for_every_outcome_without_prompt_text() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         hit = s.ask(&key, &ask).await;
     }
-    assert_eq!(s.ask(&key, &json!({"prompt": marker, "providers": ["nope"]})).await.status, 400);
+    assert_eq!(
+        s.ask(&key, &json!({"prompt": marker, "providers": ["nope"]}))
+            .await
+            .status,
+        400
+    );
     let mut statuses = vec![];
     for i in 0..3 {
-        statuses.push(s.ask(&key, &json!({"prompt": format!("{prompt} {i}"), "providers": ["openai"]})).await.status);
+        statuses.push(
+            s.ask(
+                &key,
+                &json!({"prompt": format!("{prompt} {i}"), "providers": ["openai"]}),
+            )
+            .await
+            .status,
+        );
     }
     assert!(statuses.contains(&429), "{statuses:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -126,13 +204,30 @@ async fn usage_rows_for_every_outcome_without_prompt_text() {
     assert_eq!(usage.status, 200, "{}", usage.text);
     let u = usage.json();
     let events = u["events"].as_array().unwrap();
-    let codes: Vec<u64> = events.iter().map(|e| e["status"].as_u64().unwrap()).collect();
+    let codes: Vec<u64> = events
+        .iter()
+        .map(|e| e["status"].as_u64().unwrap())
+        .collect();
     for code in [200, 400, 429] {
         assert!(codes.contains(&code), "{code} missing from {codes:?}");
     }
-    assert!(events.iter().any(|e| e["cache"]["status"] == "hit" && e["cache"]["tier"].is_string()));
-    let e = events.iter().find(|e| e["status"] == 200 && e["cache"]["status"] == "miss").unwrap();
-    for field in ["request_id", "key_prefix", "endpoint", "providers", "tokens", "credits", "latency_ms", "created_at"] {
+    assert!(events
+        .iter()
+        .any(|e| e["cache"]["status"] == "hit" && e["cache"]["tier"].is_string()));
+    let e = events
+        .iter()
+        .find(|e| e["status"] == 200 && e["cache"]["status"] == "miss")
+        .unwrap();
+    for field in [
+        "request_id",
+        "key_prefix",
+        "endpoint",
+        "providers",
+        "tokens",
+        "credits",
+        "latency_ms",
+        "created_at",
+    ] {
         assert!(!e[field].is_null(), "{field} in {e}");
     }
     assert_eq!(u["totals"]["calls"].as_u64().unwrap(), events.len() as u64);
@@ -141,17 +236,34 @@ async fn usage_rows_for_every_outcome_without_prompt_text() {
     assert!(!s.d1_dump().contains(&marker), "the prompt reached D1");
 
     // Opt in: the first 200 characters are kept, and only those.
-    let p = send(s.client.patch(s.url("/v1/account")).bearer_auth(&key).json(&json!({"store_prompt_prefix": true}))).await;
+    let p = send(
+        s.client
+            .patch(s.url("/v1/account"))
+            .bearer_auth(&key)
+            .json(&json!({"store_prompt_prefix": true})),
+    )
+    .await;
     assert_eq!(p.status, 200, "{}", p.text);
     let long = format!("{marker} {}", "x".repeat(300));
-    assert_eq!(s.ask(&key, &json!({"prompt": long, "providers": ["nope"]})).await.status, 400);
+    assert_eq!(
+        s.ask(&key, &json!({"prompt": long, "providers": ["nope"]}))
+            .await
+            .status,
+        400
+    );
     // Validation failed before the prompt was read: the opt-in applies to prompts we parsed.
     let tail = "TAILMARK".repeat(40);
     let r = s.ask(&key, &json!({"prompt": format!("{marker} {tail}"), "providers": ["openai"], "cache_scope": "private"})).await;
     assert!(r.status == 200 || r.status == 429);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let u = s.get("/v1/usage?limit=5", Some(&key)).await.json();
-    let kept = u["events"].as_array().unwrap().iter().find_map(|e| e["prompt_prefix"].as_str()).expect("a prompt prefix").to_string();
+    let kept = u["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["prompt_prefix"].as_str())
+        .expect("a prompt prefix")
+        .to_string();
     assert!(kept.starts_with(&marker));
     assert_eq!(kept.chars().count(), 200);
 }
@@ -168,28 +280,57 @@ async fn usage_is_per_account_and_paginates() {
     let page1 = s.get("/v1/usage?limit=2", Some(&a)).await.json();
     assert_eq!(page1["events"].as_array().unwrap().len(), 2);
     let cursor = page1["next_cursor"].as_str().unwrap().to_string();
-    let page2 = s.get(&format!("/v1/usage?limit=2&cursor={cursor}"), Some(&a)).await.json();
+    let page2 = s
+        .get(&format!("/v1/usage?limit=2&cursor={cursor}"), Some(&a))
+        .await
+        .json();
     assert_eq!(page2["events"].as_array().unwrap().len(), 2);
-    assert_ne!(page1["events"][0]["request_id"], page2["events"][0]["request_id"]);
+    assert_ne!(
+        page1["events"][0]["request_id"],
+        page2["events"][0]["request_id"]
+    );
     let bu = s.get("/v1/usage", Some(&b)).await.json();
-    assert!(bu["events"].as_array().unwrap().iter().all(|e| e["key_prefix"] == &b[..12]), "{bu}");
-    let future = s.get("/v1/usage?from=2999-01-01T00:00:00Z", Some(&a)).await.json();
+    assert!(
+        bu["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["key_prefix"] == b[..12]),
+        "{bu}"
+    );
+    let future = s
+        .get("/v1/usage?from=2999-01-01T00:00:00Z", Some(&a))
+        .await
+        .json();
     assert_eq!(future["totals"]["calls"], 0);
     assert_eq!(s.get("/v1/usage?limit=0", Some(&a)).await.status, 400);
-    assert_eq!(s.get("/v1/usage?from=yesterday", Some(&a)).await.status, 400);
+    assert_eq!(
+        s.get("/v1/usage?from=yesterday", Some(&a)).await.status,
+        400
+    );
 }
 
 #[tokio::test]
 async fn deleting_an_account_leaves_no_row_and_its_keys_get_401() {
     let s = &stack();
     let (account, key) = s.live_key().await;
-    let second = s.post("/v1/keys", Some(&key), &json!({"name": "two"})).await.json()["key"].as_str().unwrap().to_string();
+    let second = s
+        .post("/v1/keys", Some(&key), &json!({"name": "two"}))
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let n = nonce();
     let private = json!({"prompt": format!("private {n}"), "providers": ["openai"], "cache_scope": "private"});
     assert_eq!(s.ask(&key, &private).await.status, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before: Value = s.get(&format!("/__dev/rows/{account}"), None).await.json();
-    assert!(before["usage_events"].as_u64().unwrap() >= 1 && before["response_archive"].as_u64().unwrap() >= 1, "{before}");
+    assert!(
+        before["usage_events"].as_u64().unwrap() >= 1
+            && before["response_archive"].as_u64().unwrap() >= 1,
+        "{before}"
+    );
     let d = s.delete("/v1/account", Some(&key)).await;
     assert_eq!(d.status, 200, "{}", d.text);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -35,7 +35,12 @@ fn messages_body(prompt: &str) -> Value {
 
 /// The last raw request the mock received whose text contains `contains`.
 async fn mock_last(s: &Stack, contains: &str) -> Option<Value> {
-    let r = send(s.client.get(format!("{}/__mock/last", s.mock)).query(&[("contains", contains)])).await;
+    let r = send(
+        s.client
+            .get(format!("{}/__mock/last", s.mock))
+            .query(&[("contains", contains)]),
+    )
+    .await;
     (r.status == 200).then(|| r.json())
 }
 
@@ -47,12 +52,18 @@ fn total(calls: &Value) -> u64 {
 fn assert_no_gateway_metadata(headers: &Value, gateway_key: &str) {
     let h = headers.as_object().expect("headers");
     for name in h.keys() {
-        assert!(!name.starts_with("x-gw-"), "gateway metadata header upstream: {name}");
+        assert!(
+            !name.starts_with("x-gw-"),
+            "gateway metadata header upstream: {name}"
+        );
         assert_ne!(name, "x-broker-secret");
         assert_ne!(name, "x-cache-scope");
     }
     let all = headers.to_string();
-    assert!(!all.contains(gateway_key) && !all.contains("lvk_"), "our key reached the provider: {all}");
+    assert!(
+        !all.contains(gateway_key) && !all.contains("lvk_"),
+        "our key reached the provider: {all}"
+    );
 }
 
 #[tokio::test]
@@ -80,9 +91,19 @@ async fn chat_completions_are_forwarded_verbatim_and_answered_in_openai_shape() 
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("openai"), "{v}");
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("openai"),
+        "{v}"
+    );
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
-    for h in ["x-usage-input-tokens", "x-usage-output-tokens", "x-passthrough-origin"] {
+    for h in [
+        "x-usage-input-tokens",
+        "x-usage-output-tokens",
+        "x-passthrough-origin",
+    ] {
         assert!(r.header(h).is_none(), "internal header {h} leaked");
     }
     assert!(r.header("x-request-id").unwrap().starts_with("req_"));
@@ -90,8 +111,14 @@ async fn chat_completions_are_forwarded_verbatim_and_answered_in_openai_shape() 
 
     let got = mock_last(s, &n).await.expect("the mock saw the call");
     assert_eq!(got["path"], "/openai/v1/chat/completions");
-    assert_eq!(got["body"], body, "the body reached the provider field for field");
-    assert!(got["headers"]["authorization"].as_str().unwrap().starts_with("Bearer sk-mock-openai"));
+    assert_eq!(
+        got["body"], body,
+        "the body reached the provider field for field"
+    );
+    assert!(got["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer sk-mock-openai"));
     assert_no_gateway_metadata(&got["headers"], &key);
     assert_eq!(total(&s.mock_calls(&n).await), 1);
 }
@@ -124,7 +151,10 @@ async fn messages_are_forwarded_verbatim_and_answered_in_anthropic_shape() {
     let r = send(rb).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
-    assert_eq!((v["type"].as_str(), v["role"].as_str()), (Some("message"), Some("assistant")));
+    assert_eq!(
+        (v["type"].as_str(), v["role"].as_str()),
+        (Some("message"), Some("assistant"))
+    );
     assert_eq!(v["content"][0]["type"], "text");
     assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
 
@@ -132,7 +162,10 @@ async fn messages_are_forwarded_verbatim_and_answered_in_anthropic_shape() {
     assert_eq!(got["path"], "/anthropic/v1/messages");
     assert_eq!(got["body"], body);
     assert_eq!(got["headers"]["anthropic-version"], "2023-06-01");
-    assert!(got["headers"]["x-api-key"].as_str().unwrap().starts_with("sk-ant-mock"));
+    assert!(got["headers"]["x-api-key"]
+        .as_str()
+        .unwrap()
+        .starts_with("sk-ant-mock"));
     assert_no_gateway_metadata(&got["headers"], &key);
 }
 
@@ -141,13 +174,22 @@ async fn a_repeat_is_a_cache_hit_with_no_new_upstream_call() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     for (path, body) in [
-        ("/v1/chat/completions", chat_body(&format!("repeat me {}", nonce()))),
-        ("/v1/messages", messages_body(&format!("repeat me {}", nonce()))),
+        (
+            "/v1/chat/completions",
+            chat_body(&format!("repeat me {}", nonce())),
+        ),
+        (
+            "/v1/messages",
+            messages_body(&format!("repeat me {}", nonce())),
+        ),
     ] {
         let prompt = body["messages"][0]["content"].as_str().unwrap().to_string();
         let first = dropin(s, path, &key, &body, &[]).await;
         assert_eq!(first.status, 200, "{}", first.text);
-        assert_eq!(first.header("cache-status").unwrap(), "edge-gateway; fwd=uri-miss; stored");
+        assert_eq!(
+            first.header("cache-status").unwrap(),
+            "edge-gateway; fwd=uri-miss; stored"
+        );
         let cache_key = first.header("x-cache-key").unwrap();
         assert_eq!(cache_key.len(), 64);
         assert_eq!(total(&s.mock_calls(&prompt).await), 1);
@@ -156,17 +198,40 @@ async fn a_repeat_is_a_cache_hit_with_no_new_upstream_call() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let second = dropin(s, path, &key, &body, &[]).await;
         assert_eq!(second.status, 200, "{}", second.text);
-        assert!(second.header("cache-status").unwrap().contains("; hit; detail=l"), "{path}");
+        assert!(
+            second
+                .header("cache-status")
+                .unwrap()
+                .contains("; hit; detail=l"),
+            "{path}"
+        );
         assert_eq!(second.header("x-cache-key").unwrap(), cache_key);
-        assert_eq!(second.json(), first.json(), "the provider's body, as it was");
-        assert!(second.header("x-ratelimit-remaining").is_none(), "a hit takes no bucket token");
-        assert_eq!(total(&s.mock_calls(&prompt).await), 1, "{path}: no new upstream call");
+        assert_eq!(
+            second.json(),
+            first.json(),
+            "the provider's body, as it was"
+        );
+        assert!(
+            second.header("x-ratelimit-remaining").is_none(),
+            "a hit takes no bucket token"
+        );
+        assert_eq!(
+            total(&s.mock_calls(&prompt).await),
+            1,
+            "{path}: no new upstream call"
+        );
 
         // no-store: neither read nor written; no-cache: not read, stored again.
         let bypass = dropin(s, path, &key, &body, &[("cache-control", "no-store")]).await;
-        assert_eq!(bypass.header("cache-status").unwrap(), "edge-gateway; fwd=request; detail=no-store");
+        assert_eq!(
+            bypass.header("cache-status").unwrap(),
+            "edge-gateway; fwd=request; detail=no-store"
+        );
         let refresh = dropin(s, path, &key, &body, &[("cache-control", "no-cache")]).await;
-        assert_eq!(refresh.header("cache-status").unwrap(), "edge-gateway; fwd=request; stored");
+        assert_eq!(
+            refresh.header("cache-status").unwrap(),
+            "edge-gateway; fwd=request; stored"
+        );
         assert_eq!(total(&s.mock_calls(&prompt).await), 3);
     }
 }
@@ -185,23 +250,58 @@ async fn the_cache_scope_header_separates_private_from_shared() {
 
     // Shared (the default): another account is served the same entry.
     let shared = chat(s, &b, &body).await;
-    assert!(shared.header("cache-status").unwrap().contains("hit"), "{:?}", shared.header("cache-status"));
+    assert!(
+        shared.header("cache-status").unwrap().contains("hit"),
+        "{:?}",
+        shared.header("cache-status")
+    );
     assert_eq!(shared.header("x-cache-key"), first.header("x-cache-key"));
 
     // Private: a different key, a miss, then a hit for that account only.
-    let private = dropin(s, "/v1/chat/completions", &b, &body, &[("x-cache-scope", "private")]).await;
+    let private = dropin(
+        s,
+        "/v1/chat/completions",
+        &b,
+        &body,
+        &[("x-cache-scope", "private")],
+    )
+    .await;
     assert_eq!(private.status, 200, "{}", private.text);
     assert!(private.header("cache-status").unwrap().contains("uri-miss"));
     assert_ne!(private.header("x-cache-key"), first.header("x-cache-key"));
     assert_eq!(private.header("x-cache-scope").unwrap(), "private");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let again = dropin(s, "/v1/chat/completions", &b, &body, &[("x-cache-scope", "private")]).await;
+    let again = dropin(
+        s,
+        "/v1/chat/completions",
+        &b,
+        &body,
+        &[("x-cache-scope", "private")],
+    )
+    .await;
     assert!(again.header("cache-status").unwrap().contains("hit"));
-    let other = dropin(s, "/v1/chat/completions", &a, &body, &[("x-cache-scope", "private")]).await;
-    assert!(other.header("cache-status").unwrap().contains("uri-miss"), "a's private entry is a's own");
+    let other = dropin(
+        s,
+        "/v1/chat/completions",
+        &a,
+        &body,
+        &[("x-cache-scope", "private")],
+    )
+    .await;
+    assert!(
+        other.header("cache-status").unwrap().contains("uri-miss"),
+        "a's private entry is a's own"
+    );
     assert_eq!(total(&s.mock_calls(&n).await), 3);
 
-    let bad = dropin(s, "/v1/chat/completions", &a, &body, &[("x-cache-scope", "public")]).await;
+    let bad = dropin(
+        s,
+        "/v1/chat/completions",
+        &a,
+        &body,
+        &[("x-cache-scope", "public")],
+    )
+    .await;
     assert_eq!(bad.status, 400, "{}", bad.text);
     assert_eq!(bad.json()["error"]["code"], "invalid_request");
 }
@@ -216,14 +316,23 @@ async fn bad_keys_get_a_401_both_sdks_can_read() {
         r.json(),
         json!({"error": {"code": "unauthorized", "message": "missing or invalid API key", "type": "authentication_error"}})
     );
-    let rb = s.client.post(s.url("/v1/messages")).header("x-api-key", &bad).json(&messages_body("hi"));
+    let rb = s
+        .client
+        .post(s.url("/v1/messages"))
+        .header("x-api-key", &bad)
+        .json(&messages_body("hi"));
     let r = send(rb).await;
     assert_eq!(r.status, 401);
     assert_eq!(
         r.json(),
         json!({"type": "error", "error": {"code": "unauthorized", "message": "missing or invalid API key", "type": "authentication_error"}})
     );
-    let none = send(s.client.post(s.url("/v1/messages")).json(&messages_body("hi"))).await;
+    let none = send(
+        s.client
+            .post(s.url("/v1/messages"))
+            .json(&messages_body("hi")),
+    )
+    .await;
     assert_eq!(none.status, 401);
     assert!(none.header("x-request-id").is_some());
 }
@@ -251,28 +360,57 @@ async fn stream_and_invalid_requests_are_refused_before_any_upstream_call() {
     let mut image_model = chat_body(&format!("m {n}"));
     image_model["model"] = json!("gpt-image-1");
     let r = chat(s, &key, &image_model).await;
-    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (403, Some("model_not_allowed")));
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (403, Some("model_not_allowed"))
+    );
     assert_eq!(r.json()["error"]["type"], "permission_error");
 
     let mut no_max = messages_body(&format!("m {n}"));
     no_max.as_object_mut().unwrap().remove("max_tokens");
     let r = messages(s, &key, &no_max).await;
-    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("max_tokens")));
+    assert_eq!(
+        (r.status, r.json()["error"]["param"].as_str()),
+        (400, Some("max_tokens"))
+    );
 
     let mut over_cap = chat_body(&format!("m {n}"));
     over_cap["max_completion_tokens"] = json!(10_000_000);
     let r = chat(s, &key, &over_cap).await;
-    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some("invalid_param")));
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (400, Some("invalid_param"))
+    );
 
-    let r = chat(s, &key, &chat_body(&format!("{n} {}", "x".repeat(20 * 1024)))).await;
-    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (413, Some("prompt_too_large")));
+    let r = chat(
+        s,
+        &key,
+        &chat_body(&format!("{n} {}", "x".repeat(20 * 1024))),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (413, Some("prompt_too_large"))
+    );
 
     let r = chat(s, &key, &json!({"model": "gpt-4o-mini", "messages": []})).await;
-    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("messages")));
+    assert_eq!(
+        (r.status, r.json()["error"]["param"].as_str()),
+        (400, Some("messages"))
+    );
 
-    let r = send(s.client.get(s.url("/v1/chat/completions")).bearer_auth(&key)).await;
+    let r = send(
+        s.client
+            .get(s.url("/v1/chat/completions"))
+            .bearer_auth(&key),
+    )
+    .await;
     assert_eq!(r.status, 405);
-    assert_eq!(total(&s.mock_calls(&n).await), 0, "nothing reached a provider");
+    assert_eq!(
+        total(&s.mock_calls(&n).await),
+        0,
+        "nothing reached a provider"
+    );
 }
 
 #[tokio::test]
@@ -285,14 +423,24 @@ async fn test_keys_get_synthetic_answers_in_the_providers_shape() {
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().starts_with("[test openai/gpt-4o-mini]"));
-    assert_eq!(r.header("cache-status").unwrap(), "edge-gateway; fwd=request; detail=no-store");
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("[test openai/gpt-4o-mini]"));
+    assert_eq!(
+        r.header("cache-status").unwrap(),
+        "edge-gateway; fwd=request; detail=no-store"
+    );
     let r2 = chat(s, &key, &chat_body(&format!("synthetic {n}"))).await;
     assert_eq!(r2.json()["choices"], v["choices"], "deterministic");
     let m = messages(s, &key, &messages_body(&format!("synthetic {n}"))).await;
     assert_eq!(m.status, 200, "{}", m.text);
     assert_eq!(m.json()["type"], "message");
-    assert_eq!(total(&s.mock_calls(&n).await), 0, "test keys never reach a provider");
+    assert_eq!(
+        total(&s.mock_calls(&n).await),
+        0,
+        "test keys never reach a provider"
+    );
 }
 
 #[tokio::test]
@@ -306,13 +454,25 @@ async fn upstream_errors_come_back_in_the_providers_shape_and_are_not_cached() {
     let v = r.json();
     assert_eq!(v["type"], "error", "Anthropic's own error body: {v}");
     assert!(v["error"]["type"].is_string());
-    assert_eq!(r.header("cache-status").unwrap(), "edge-gateway; fwd=uri-miss");
+    assert_eq!(
+        r.header("cache-status").unwrap(),
+        "edge-gateway; fwd=uri-miss"
+    );
     let again = messages(s, &key, &body).await;
     assert_eq!(again.status, 500);
-    assert_eq!(total(&s.mock_calls(&n).await), 2, "an error is never served from cache");
+    assert_eq!(
+        total(&s.mock_calls(&n).await),
+        2,
+        "an error is never served from cache"
+    );
 
     // The platform's own provider key refused upstream is not the caller's 401.
-    let r = chat(s, &key, &chat_body(&format!("[[mock:openai=echo_key]] {n}"))).await;
+    let r = chat(
+        s,
+        &key,
+        &chat_body(&format!("[[mock:openai=echo_key]] {n}")),
+    )
+    .await;
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(r.json()["error"]["code"], "upstream_auth_failed");
     assert!(!r.text.contains("sk-mock"), "{}", r.text);
@@ -347,7 +507,10 @@ async fn byok_register_call_audit_and_delete() {
     let bad = put_provider_key(s, &key, "gemini", &own).await;
     assert_eq!(bad.status, 404, "{}", bad.text);
     let short = put_provider_key(s, &key, "openai", "abc").await;
-    assert_eq!((short.status, short.json()["error"]["param"].as_str()), (400, Some("key")));
+    assert_eq!(
+        (short.status, short.json()["error"]["param"].as_str()),
+        (400, Some("key"))
+    );
 
     let r = put_provider_key(s, &key, "openai", &own).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -357,21 +520,36 @@ async fn byok_register_call_audit_and_delete() {
     assert_eq!(list.status, 200);
     let keys = list.json()["provider_keys"].clone();
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
-    assert_eq!((keys[0]["provider"].as_str(), keys[0]["last4"].as_str()), (Some("openai"), Some("cdef")));
+    assert_eq!(
+        (keys[0]["provider"].as_str(), keys[0]["last4"].as_str()),
+        (Some("openai"), Some("cdef"))
+    );
     assert!(keys[0]["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(!list.text.contains(&own) && keys[0].get("ciphertext").is_none());
-    assert!(access_log(s, &key).await.is_empty(), "sealing decrypts nothing");
+    assert!(
+        access_log(s, &key).await.is_empty(),
+        "sealing decrypts nothing"
+    );
 
     // A drop-in call uses the account's own key, privately cached.
     let r1 = chat(s, &key, &chat_body(&format!("byok one {n}"))).await;
     assert_eq!(r1.status, 200, "{}", r1.text);
-    assert_eq!(r1.header("x-cache-scope").unwrap(), "private", "BYOK answers are never shared");
+    assert_eq!(
+        r1.header("x-cache-scope").unwrap(),
+        "private",
+        "BYOK answers are never shared"
+    );
     let got = mock_last(s, &format!("byok one {n}")).await.unwrap();
     assert_eq!(got["headers"]["authorization"], format!("Bearer {own}"));
     let r2 = chat(s, &key, &chat_body(&format!("byok two {n}"))).await;
     assert_eq!(r2.status, 200, "{}", r2.text);
     // /v1/ask uses it too.
-    let ask = s.ask(&key, &json!({"prompt": format!("byok ask {n}"), "providers": ["openai", "gemini"]})).await;
+    let ask = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("byok ask {n}"), "providers": ["openai", "gemini"]}),
+        )
+        .await;
     assert_eq!(ask.status, 200, "{}", ask.text);
     let got = mock_last(s, &format!("byok ask {n}")).await.unwrap();
     assert_eq!(got["headers"]["authorization"], format!("Bearer {own}"));
@@ -379,7 +557,11 @@ async fn byok_register_call_audit_and_delete() {
     let log = access_log(s, &key).await;
     assert_eq!(log.len(), 3, "one row per decryption: {log:?}");
     let ids = [&r1, &r2, &ask].map(|r| r.header("x-request-id").unwrap());
-    let logged: Vec<&str> = log.iter().rev().map(|e| e["request_id"].as_str().unwrap()).collect();
+    let logged: Vec<&str> = log
+        .iter()
+        .rev()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
     assert_eq!(logged, ids.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(log[2]["purpose"], "POST /v1/chat/completions");
     assert_eq!(log[0]["purpose"], "POST /v1/ask");
@@ -392,21 +574,41 @@ async fn byok_register_call_audit_and_delete() {
     assert_eq!(access_log(s, &key).await.len(), 3);
 
     // The upstream's error echoes the key: it is scrubbed before it reaches anyone.
-    let echo = chat(s, &key, &chat_body(&format!("[[mock:openai=echo_key]] {n}"))).await;
-    assert_eq!(echo.status, 401, "the account's own key was refused: {}", echo.text);
+    let echo = chat(
+        s,
+        &key,
+        &chat_body(&format!("[[mock:openai=echo_key]] {n}")),
+    )
+    .await;
+    assert_eq!(
+        echo.status, 401,
+        "the account's own key was refused: {}",
+        echo.text
+    );
     assert!(!echo.text.contains(&own), "{}", echo.text);
     assert!(echo.text.contains("[REDACTED]"), "{}", echo.text);
     assert!(!s.d1_dump().contains(&own), "the plaintext is never stored");
 
     let d = s.delete("/v1/provider-keys/openai", Some(&key)).await;
     assert_eq!(d.status, 200, "{}", d.text);
-    assert_eq!(s.delete("/v1/provider-keys/openai", Some(&key)).await.status, 404);
-    assert_eq!(s.get("/v1/provider-keys", Some(&key)).await.json()["provider_keys"], json!([]));
+    assert_eq!(
+        s.delete("/v1/provider-keys/openai", Some(&key))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        s.get("/v1/provider-keys", Some(&key)).await.json()["provider_keys"],
+        json!([])
+    );
     let after = chat(s, &key, &chat_body(&format!("byok after {n}"))).await;
     assert_eq!(after.status, 200);
     assert_eq!(after.header("x-cache-scope").unwrap(), "shared");
     let got = mock_last(s, &format!("byok after {n}")).await.unwrap();
-    assert!(got["headers"]["authorization"].as_str().unwrap().starts_with("Bearer sk-mock-openai"));
+    assert!(got["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer sk-mock-openai"));
 }
 
 /// The local D1 database file (the one holding `provider_keys`).
@@ -424,12 +626,18 @@ fn d1_file(s: &Stack) -> PathBuf {
 fn sqlite(s: &Stack, script: &str, args: &[&str]) -> String {
     let out = std::process::Command::new("python3")
         .arg("-c")
-        .arg(format!("import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n{script}\nc.commit()"))
+        .arg(format!(
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n{script}\nc.commit()"
+        ))
         .arg(d1_file(s))
         .args(args)
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -463,15 +671,33 @@ async fn byok_ciphertext_swapped_between_accounts_does_not_decrypt() {
     let r = messages(s, &key_a, &messages_body(&format!("swapped {n}"))).await;
     assert_eq!(r.status, 424, "{}", r.text);
     let v = r.json();
-    assert_eq!((v["type"].as_str(), v["error"]["code"].as_str()), (Some("error"), Some("provider_key_unusable")));
-    let ask = s.ask(&key_b, &json!({"prompt": format!("swapped ask {n}"), "providers": ["anthropic"]})).await;
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["code"].as_str()),
+        (Some("error"), Some("provider_key_unusable"))
+    );
+    let ask = s
+        .ask(
+            &key_b,
+            &json!({"prompt": format!("swapped ask {n}"), "providers": ["anthropic"]}),
+        )
+        .await;
     assert_eq!(ask.status, 200, "{}", ask.text);
-    assert_eq!(ask.json()["results"][0]["error"]["code"], "provider_key_unusable");
-    assert_eq!(total(&s.mock_calls(&n).await), 0, "no upstream call with a wrong key");
+    assert_eq!(
+        ask.json()["results"][0]["error"]["code"],
+        "provider_key_unusable"
+    );
+    assert_eq!(
+        total(&s.mock_calls(&n).await),
+        0,
+        "no upstream call with a wrong key"
+    );
     // The refused attempts are on record too.
     let log = access_log(s, &key_a).await;
     assert_eq!(log.len(), 1, "{log:?}");
-    assert!(log[0]["purpose"].as_str().unwrap().contains("decryption failed"));
+    assert!(log[0]["purpose"]
+        .as_str()
+        .unwrap()
+        .contains("decryption failed"));
 
     // Registering again repairs it.
     let r = put_provider_key(s, &key_a, "anthropic", &format!("ownkey-a-{n}-fixed")).await;
@@ -526,6 +752,10 @@ async fn the_official_python_sdks_work_through_the_gateway() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("--- tests/sdk/test_sdks.py stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-    assert!(out.status.success(), "the SDK tests failed ({}); output above", out.status);
+    assert!(
+        out.status.success(),
+        "the SDK tests failed ({}); output above",
+        out.status
+    );
     assert!(stdout.contains("OK"), "{stdout}");
 }

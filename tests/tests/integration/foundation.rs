@@ -1,6 +1,6 @@
 //! Accounts, keys, admin auth, body validation and a fanout, through the public API.
 
-use integration_tests::{json, reqwest::Method, send, stack, nonce};
+use integration_tests::{json, nonce, reqwest::Method, send, stack};
 
 fn ask_body(prompt: &str) -> serde_json::Value {
     json!({"prompt": prompt, "providers": ["openai", "anthropic", "gemini", "perplexity"]})
@@ -21,12 +21,22 @@ async fn version_and_security_txt_are_served() {
 #[tokio::test]
 async fn admin_api_requires_the_admin_token() {
     let s = &stack();
-    let none = s.post("/admin/accounts", None, &json!({"tier": "free"})).await;
+    let none = s
+        .post("/admin/accounts", None, &json!({"tier": "free"}))
+        .await;
     assert_eq!(none.status, 401);
     assert_eq!(none.json()["error"]["code"], "unauthorized");
-    let wrong = s.post("/admin/accounts", Some("not-the-token"), &json!({"tier": "free"})).await;
+    let wrong = s
+        .post(
+            "/admin/accounts",
+            Some("not-the-token"),
+            &json!({"tier": "free"}),
+        )
+        .await;
     assert_eq!(wrong.status, 401);
-    let bad_tier = s.admin(Method::POST, "/admin/accounts", &json!({"tier": "gold"})).await;
+    let bad_tier = s
+        .admin(Method::POST, "/admin/accounts", &json!({"tier": "gold"}))
+        .await;
     assert_eq!(bad_tier.status, 400);
     assert_eq!(bad_tier.json()["error"]["param"], "tier");
 }
@@ -36,18 +46,29 @@ async fn fanout_returns_one_result_per_provider_from_the_mock() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
-    let r = s.ask(&key, &ask_body(&format!("What is the capital of France? {n}"))).await;
+    let r = s
+        .ask(
+            &key,
+            &ask_body(&format!("What is the capital of France? {n}")),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();
     assert!(body["id"].as_str().unwrap().starts_with("req_"));
     assert_eq!(r.header("x-request-id").as_deref(), body["id"].as_str());
     let results = body["results"].as_array().unwrap();
-    let providers: Vec<&str> = results.iter().map(|x| x["provider"].as_str().unwrap()).collect();
+    let providers: Vec<&str> = results
+        .iter()
+        .map(|x| x["provider"].as_str().unwrap())
+        .collect();
     assert_eq!(providers, ["anthropic", "gemini", "openai", "perplexity"]);
     for x in results {
         assert!(x["error"].is_null(), "{x}");
         let content = x["content"].as_str().unwrap();
-        assert!(content.contains(x["provider"].as_str().unwrap()), "mock content names its provider: {content}");
+        assert!(
+            content.contains(x["provider"].as_str().unwrap()),
+            "mock content names its provider: {content}"
+        );
         assert!(x["tokens"]["input"].as_u64().unwrap() > 0);
     }
     let calls = s.mock_calls(&n).await;
@@ -69,17 +90,28 @@ async fn unknown_malformed_and_revoked_keys_get_one_identical_401() {
     // Same prefix as a real key, wrong secret.
     let forged = format!("{}{}", &key[..12], "B".repeat(key.len() - 12));
     let revoked = {
-        let r = s.post("/v1/keys", Some(&key), &json!({"name": "to-revoke"})).await;
+        let r = s
+            .post("/v1/keys", Some(&key), &json!({"name": "to-revoke"}))
+            .await;
         assert_eq!(r.status, 201, "{}", r.text);
         let v = r.json();
-        let (k2, prefix) = (v["key"].as_str().unwrap().to_string(), v["prefix"].as_str().unwrap().to_string());
+        let (k2, prefix) = (
+            v["key"].as_str().unwrap().to_string(),
+            v["prefix"].as_str().unwrap().to_string(),
+        );
         assert_eq!(s.get("/v1/account", Some(&k2)).await.status, 200);
         let d = s.delete(&format!("/v1/keys/{prefix}"), Some(&key)).await;
         assert_eq!(d.status, 200, "{}", d.text);
         k2
     };
     let mut bodies = Vec::new();
-    for bad in [unknown.as_str(), "lvk_live_short", "garbage", forged.as_str(), revoked.as_str()] {
+    for bad in [
+        unknown.as_str(),
+        "lvk_live_short",
+        "garbage",
+        forged.as_str(),
+        revoked.as_str(),
+    ] {
         let r = s.get("/v1/account", Some(bad)).await;
         assert_eq!(r.status, 401, "{bad}");
         bodies.push(r.text);
@@ -94,13 +126,23 @@ async fn unknown_malformed_and_revoked_keys_get_one_identical_401() {
 async fn revoked_key_is_refused_on_the_next_ask() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    let r = s.post("/v1/keys", Some(&key), &json!({"name": "second"})).await;
+    let r = s
+        .post("/v1/keys", Some(&key), &json!({"name": "second"}))
+        .await;
     let v = r.json();
-    let (k2, prefix) = (v["key"].as_str().unwrap().to_string(), v["prefix"].as_str().unwrap().to_string());
+    let (k2, prefix) = (
+        v["key"].as_str().unwrap().to_string(),
+        v["prefix"].as_str().unwrap().to_string(),
+    );
     let n = nonce();
     let body = json!({"prompt": format!("revocation {n}"), "providers": ["openai"]});
     assert_eq!(s.ask(&k2, &body).await.status, 200);
-    assert_eq!(s.delete(&format!("/v1/keys/{prefix}"), Some(&key)).await.status, 200);
+    assert_eq!(
+        s.delete(&format!("/v1/keys/{prefix}"), Some(&key))
+            .await
+            .status,
+        200
+    );
     let body2 = json!({"prompt": format!("revocation again {n}"), "providers": ["openai"]});
     let after = s.ask(&k2, &body2).await;
     assert_eq!(after.status, 401, "{}", after.text);
@@ -118,7 +160,11 @@ async fn keys_list_shows_prefix_name_and_last_use_never_the_hash() {
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["prefix"], &key[..12]);
     assert_eq!(keys[0]["name"], "test");
-    assert!(!r.text.contains("hash") && !r.text.contains(&key[12..]), "{}", r.text);
+    assert!(
+        !r.text.contains("hash") && !r.text.contains(&key[12..]),
+        "{}",
+        r.text
+    );
     // last_used_at is written after the first authenticated call.
     let mut seen = false;
     for _ in 0..20 {
@@ -131,11 +177,21 @@ async fn keys_list_shows_prefix_name_and_last_use_never_the_hash() {
     }
     assert!(seen, "last_used_at never set");
     // A key minted through the account API works and is returned exactly once.
-    let m = s.post("/v1/keys", Some(&key), &json!({"name": "ci", "mode": "test"})).await;
+    let m = s
+        .post(
+            "/v1/keys",
+            Some(&key),
+            &json!({"name": "ci", "mode": "test"}),
+        )
+        .await;
     assert_eq!(m.status, 201);
     let token = m.json()["key"].as_str().unwrap().to_string();
     assert!(token.starts_with("lvk_test_") && token.len() == 52);
-    assert!(!s.get("/v1/keys", Some(&key)).await.text.contains(&token[12..]));
+    assert!(!s
+        .get("/v1/keys", Some(&key))
+        .await
+        .text
+        .contains(&token[12..]));
 }
 
 #[tokio::test]
@@ -143,15 +199,51 @@ async fn ask_validation_errors_use_the_envelope_and_right_status() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let cases = [
-        (json!({"prompt": "x".repeat(20_481), "providers": ["openai"]}), 413, "prompt_too_large"),
-        (json!({"prompt": "hi", "providers": []}), 400, "invalid_providers"),
-        (json!({"prompt": "hi", "providers": ["openai", "openai"]}), 400, "invalid_providers"),
-        (json!({"prompt": "hi", "providers": ["mistral"]}), 400, "invalid_providers"),
-        (json!({"prompt": "hi", "providers": ["openai"], "params": {"temperature": 9}}), 400, "invalid_param"),
-        (json!({"prompt": "hi", "providers": ["openai"], "params": {"max_tokens": 999999}}), 400, "invalid_param"),
-        (json!({"prompt": "hi", "providers": ["openai"], "params": {"bogus": 1}}), 400, "invalid_param"),
-        (json!({"prompt": 5, "providers": ["openai"]}), 400, "invalid_request"),
-        (json!({"prompt": "hi", "providers": ["openai"], "params": {"models": {"openai": "dall-e-3"}}}), 403, "model_not_allowed"),
+        (
+            json!({"prompt": "x".repeat(20_481), "providers": ["openai"]}),
+            413,
+            "prompt_too_large",
+        ),
+        (
+            json!({"prompt": "hi", "providers": []}),
+            400,
+            "invalid_providers",
+        ),
+        (
+            json!({"prompt": "hi", "providers": ["openai", "openai"]}),
+            400,
+            "invalid_providers",
+        ),
+        (
+            json!({"prompt": "hi", "providers": ["mistral"]}),
+            400,
+            "invalid_providers",
+        ),
+        (
+            json!({"prompt": "hi", "providers": ["openai"], "params": {"temperature": 9}}),
+            400,
+            "invalid_param",
+        ),
+        (
+            json!({"prompt": "hi", "providers": ["openai"], "params": {"max_tokens": 999999}}),
+            400,
+            "invalid_param",
+        ),
+        (
+            json!({"prompt": "hi", "providers": ["openai"], "params": {"bogus": 1}}),
+            400,
+            "invalid_param",
+        ),
+        (
+            json!({"prompt": 5, "providers": ["openai"]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"prompt": "hi", "providers": ["openai"], "params": {"models": {"openai": "dall-e-3"}}}),
+            403,
+            "model_not_allowed",
+        ),
     ];
     for (body, status, code) in cases {
         let r = s.ask(&key, &body).await;
@@ -160,15 +252,36 @@ async fn ask_validation_errors_use_the_envelope_and_right_status() {
         assert!(r.json()["error"]["message"].is_string());
     }
     // Not JSON at all.
-    let r = send(s.client.post(s.url("/v1/ask")).bearer_auth(&key).header("Content-Type", "text/plain").body("hello")).await;
+    let r = send(
+        s.client
+            .post(s.url("/v1/ask"))
+            .bearer_auth(&key)
+            .header("Content-Type", "text/plain")
+            .body("hello"),
+    )
+    .await;
     assert_eq!(r.status, 415);
     assert_eq!(r.json()["error"]["code"], "unsupported_media_type");
-    let r = send(s.client.post(s.url("/v1/ask")).bearer_auth(&key).header("Content-Type", "application/json").body("{not json")).await;
+    let r = send(
+        s.client
+            .post(s.url("/v1/ask"))
+            .bearer_auth(&key)
+            .header("Content-Type", "application/json")
+            .body("{not json"),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["code"], "invalid_json");
     // A body over the cap is refused without being read whole.
     let big = vec![b'a'; 300 * 1024];
-    let r = send(s.client.post(s.url("/v1/ask")).bearer_auth(&key).header("Content-Type", "application/json").body(big)).await;
+    let r = send(
+        s.client
+            .post(s.url("/v1/ask"))
+            .bearer_auth(&key)
+            .header("Content-Type", "application/json")
+            .body(big),
+    )
+    .await;
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"]["code"], "body_too_large");
     // Unknown route and wrong method.
@@ -182,7 +295,12 @@ async fn test_keys_get_synthetic_answers_without_upstream_calls() {
     let a = s.account("free", 0).await;
     let key = s.key(&a, "test").await;
     let n = nonce();
-    let r = s.ask(&key, &json!({"prompt": format!("synthetic {n}"), "providers": ["openai", "gemini"]})).await;
+    let r = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("synthetic {n}"), "providers": ["openai", "gemini"]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();
     for x in body["results"].as_array().unwrap() {

@@ -5,13 +5,17 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use integration_tests::{json, reqwest::Method, stack, stack_alone, nonce, Reply, Stack};
+use integration_tests::{json, nonce, reqwest::Method, stack, stack_alone, Reply, Stack};
 
 /// An enterprise account with the given limits, plenty of credits, and one live key.
 async fn limited_key(s: &Stack, burst: u32, per_second: f64, credits: u64) -> (String, String) {
     let a = s.account("enterprise", credits).await;
     let r = s
-        .admin(Method::PATCH, &format!("/admin/accounts/{a}"), &json!({"tier": "enterprise", "limits": {"burst": burst, "per_second": per_second}}))
+        .admin(
+            Method::PATCH,
+            &format!("/admin/accounts/{a}"),
+            &json!({"tier": "enterprise", "limits": {"burst": burst, "per_second": per_second}}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let k = s.key(&a, "live").await;
@@ -27,12 +31,17 @@ fn assert_well_formed_429(r: &Reply, tier: &str) {
     let b = r.json();
     assert_eq!(b["error"]["code"], "rate_limited");
     assert_eq!(b["error"]["tier"], tier);
-    let ms = b["error"]["retry_after_ms"].as_u64().expect("retry_after_ms");
+    let ms = b["error"]["retry_after_ms"]
+        .as_u64()
+        .expect("retry_after_ms");
     assert!(ms >= 1);
     assert_eq!(r.header("retry-after-ms").unwrap(), ms.to_string());
     let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert_eq!(secs, ms.div_ceil(1000), "Retry-After rounds up");
-    assert!(r.header("ratelimit-policy").unwrap().starts_with(&format!("\"{tier}\";q=")));
+    assert!(r
+        .header("ratelimit-policy")
+        .unwrap()
+        .starts_with(&format!("\"{tier}\";q=")));
     assert!(r.header("ratelimit").unwrap().contains(";r=0;t="));
     assert_eq!(r.header("x-ratelimit-remaining").unwrap(), "0");
     assert!(r.header("x-ratelimit-limit").is_some() && r.header("x-ratelimit-reset").is_some());
@@ -54,12 +63,21 @@ async fn a_concurrent_burst_admits_exactly_the_capacity() {
     .await;
     let admitted = replies.iter().filter(|r| r.status == 200).count();
     let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
-    assert_eq!(admitted, capacity as usize, "statuses: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(
+        admitted,
+        capacity as usize,
+        "statuses: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(limited.len(), 20);
     for r in limited {
         assert_well_formed_429(r, "enterprise");
     }
-    assert_eq!(s.mock_calls(&n).await["total"], capacity as u64, "only admitted calls reach upstream");
+    assert_eq!(
+        s.mock_calls(&n).await["total"],
+        capacity as u64,
+        "only admitted calls reach upstream"
+    );
 }
 
 #[tokio::test]
@@ -100,12 +118,27 @@ async fn tiers_differ_and_a_tier_change_applies_to_the_next_call() {
     assert_eq!(r.header("x-ratelimit-limit").unwrap(), "10");
     assert_eq!(r.header("ratelimit-policy").unwrap(), "\"free\";q=10;w=60");
     // Free caps max_tokens at 1024.
-    let capped = s.ask(&key, &json!({"prompt": "x", "providers": ["openai"], "params": {"max_tokens": 2048}})).await;
+    let capped = s
+        .ask(
+            &key,
+            &json!({"prompt": "x", "providers": ["openai"], "params": {"max_tokens": 2048}}),
+        )
+        .await;
     assert_eq!(capped.status, 400);
-    let p = s.admin(Method::PATCH, &format!("/admin/accounts/{free}"), &json!({"tier": "pro"})).await;
+    let p = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/accounts/{free}"),
+            &json!({"tier": "pro"}),
+        )
+        .await;
     assert_eq!(p.status, 200);
     let r = s.ask(&key, &miss(&n, 1)).await;
-    assert_eq!(r.header("x-ratelimit-limit").unwrap(), "60", "the next call sees the new tier");
+    assert_eq!(
+        r.header("x-ratelimit-limit").unwrap(),
+        "60",
+        "the next call sees the new tier"
+    );
     assert_eq!(r.header("ratelimit-policy").unwrap(), "\"pro\";q=60;w=60");
     let ok = s.ask(&key, &json!({"prompt": format!("big {n}"), "providers": ["openai"], "params": {"max_tokens": 2048}})).await;
     assert_eq!(ok.status, 200, "pro allows 2048: {}", ok.text);
@@ -137,16 +170,29 @@ async fn concurrent_calls_never_spend_more_than_the_balance() {
     .await;
     let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
     let payment_required = replies.iter().filter(|r| r.status == 402).count();
-    let other: Vec<u16> = replies.iter().map(|r| r.status).filter(|s| *s != 200 && *s != 402).collect();
+    let other: Vec<u16> = replies
+        .iter()
+        .map(|r| r.status)
+        .filter(|s| *s != 200 && *s != 402)
+        .collect();
     assert!(other.is_empty(), "unexpected statuses {other:?}");
-    assert!(ok.len() >= 100, "the balance covers at least 100 calls: {}", ok.len());
+    assert!(
+        ok.len() >= 100,
+        "the balance covers at least 100 calls: {}",
+        ok.len()
+    );
     assert!(payment_required > 0, "beyond the balance calls get 402");
-    let spent: u64 = ok.iter().map(|r| r.json()["usage"]["credits"].as_u64().unwrap()).sum();
+    let spent: u64 = ok
+        .iter()
+        .map(|r| r.json()["usage"]["credits"].as_u64().unwrap())
+        .sum();
     assert!(spent <= balance, "spent {spent} of {balance}");
     // Settlements run after the responses; the final balance is what was not spent.
     let mut last = None;
     for _ in 0..50 {
-        let b = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].as_u64().unwrap();
+        let b = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+            .as_u64()
+            .unwrap();
         if Some(b) == last && b == balance - spent {
             break;
         }
@@ -163,7 +209,11 @@ async fn a_cache_hit_takes_no_bucket_token() {
     let n = nonce();
     let body = miss(&n, 0);
     assert_eq!(s.ask(&key, &body).await.status, 200);
-    assert_eq!(s.ask(&key, &miss(&n, 1)).await.status, 429, "the bucket is empty");
+    assert_eq!(
+        s.ask(&key, &miss(&n, 1)).await.status,
+        429,
+        "the bucket is empty"
+    );
     let mut hit = None;
     for _ in 0..40 {
         let r = s.ask(&key, &body).await;
@@ -184,9 +234,19 @@ async fn a_key_revoked_in_its_bucket_is_refused_even_if_auth_still_passes() {
     let n = nonce();
     assert_eq!(s.ask(&key, &miss(&n, 0)).await.status, 200);
     // Revoke in the bucket only, as if an edge's auth cache were stale.
-    let r = s.post(&format!("/__dev/bucket/{}/revoke", &key[..12]), None, &json!({})).await;
+    let r = s
+        .post(
+            &format!("/__dev/bucket/{}/revoke", &key[..12]),
+            None,
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(s.get("/v1/account", Some(&key)).await.status, 200, "auth alone still passes");
+    assert_eq!(
+        s.get("/v1/account", Some(&key)).await.status,
+        200,
+        "auth alone still passes"
+    );
     let refused = s.ask(&key, &miss(&n, 1)).await;
     assert_eq!(refused.status, 401, "{}", refused.text);
     assert_eq!(s.mock_calls(&format!("{n} #1")).await["total"], 0);
