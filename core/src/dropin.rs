@@ -3,6 +3,9 @@
 //! verbatim (the gateway and the broker run the same ones), the SDK-readable error bodies, the
 //! token usage read from a provider's answer, and the synthetic answers of `lvk_test_` keys.
 
+use std::collections::BTreeSet;
+
+use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -115,6 +118,14 @@ pub fn parse_request(
     let Value::Object(obj) = &value else {
         return Err(ApiError::invalid_request("the body must be a JSON object"));
     };
+    // The checks below must see what the provider will see: a field named twice could be read
+    // one way here and the other way upstream.
+    if let Err(e) = serde_json::from_slice::<UniqueFields>(body) {
+        return Err(ApiError::invalid_request(format!(
+            "the body names a field twice ({})",
+            e.to_string().chars().take(80).collect::<String>()
+        )));
+    }
     match obj.get("stream") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => {}
         Some(Value::Bool(true)) => return Err(streaming_unsupported()),
@@ -168,6 +179,37 @@ pub fn parse_request(
         last_user_text,
         value,
     })
+}
+
+/// A JSON object whose top-level field names are all different (the values are skipped).
+struct UniqueFields;
+
+impl<'de> Deserialize<'de> for UniqueFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(UniqueFieldsVisitor)
+    }
+}
+
+struct UniqueFieldsVisitor;
+
+impl<'de> Visitor<'de> for UniqueFieldsVisitor {
+    type Value = UniqueFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueFields, A::Error> {
+        let mut seen = BTreeSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if !seen.insert(name.clone()) {
+                let shown: String = name.chars().filter(|c| !c.is_control()).take(40).collect();
+                return Err(A::Error::custom(format!("`{shown}`")));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(UniqueFields)
+    }
 }
 
 /// The 400 of `stream: true`.
@@ -436,6 +478,22 @@ mod tests {
         assert_eq!((e.status, e.code), (400, "invalid_json"));
         let e = parse_request(Dialect::OpenAiChat, b"[1]", list, 100).unwrap_err();
         assert_eq!((e.status, e.code), (400, "invalid_request"));
+    }
+
+    #[test]
+    fn a_field_named_twice_is_refused_even_when_escaped() {
+        let list = default_allowlist(Provider::OpenAi);
+        for body in [
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"model":"gpt-9"}"#,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"mo\u0064el":"x"}"#,
+        ] {
+            let e = parse_request(Dialect::OpenAiChat, body.as_bytes(), list, 100).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_request"), "{body}");
+            assert!(e.message.contains("`model`"), "{}", e.message);
+        }
+        // Repeats inside nested objects are the provider's business.
+        let nested = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a","content":"b"}]}"#;
+        assert!(parse_request(Dialect::OpenAiChat, nested.as_bytes(), list, 100).is_ok());
     }
 
     #[test]

@@ -1,0 +1,292 @@
+//! `loadgen`: a closed-loop HTTP load generator for loopback targets only. C workers each send
+//! one request at a time over kept-alive connections for a warmup then a measured window,
+//! and every measured latency is recorded. Prints one machine-readable line per run:
+//! `NAME requests=… rps=… p50_ms=… p90_ms=… p99_ms=… max_ms=… errors=… concurrency=…`
+//! (errors: transport errors, non-2xx statuses, and bodies without the `--expect` text; the
+//! first one is described on stderr).
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway_benches::{is_loopback_host, percentile};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Method, Url};
+
+const USAGE: &str = "usage: loadgen --label NAME --url URL [--method M] [--header 'K: V']... \
+[--body STR | --body-file F] [--expect STR] [--concurrency C] [--duration SECS] [--warmup SECS] \
+[--timeout SECS]";
+
+struct Spec {
+    label: String,
+    url: Url,
+    method: Method,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+    expect: Option<String>,
+    concurrency: usize,
+    duration: Duration,
+    warmup: Duration,
+    timeout: Duration,
+}
+
+fn secs(v: &str, name: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{name} must be a number of seconds (0..=3600), got {v:?}"))
+}
+
+fn parse_args(args: &[String]) -> Result<Spec, String> {
+    let mut label = None;
+    let mut url = None;
+    let mut method = Method::GET;
+    let mut headers = HeaderMap::new();
+    let mut body = None;
+    let mut expect = None;
+    let mut concurrency = 8usize;
+    let mut duration = Duration::from_secs(10);
+    let mut warmup = Duration::from_secs(2);
+    let mut timeout = Duration::from_secs(10);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--label" => label = Some(value()?),
+            "--url" => url = Some(value()?),
+            "--method" => {
+                let m = value()?;
+                method = Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| format!("bad method {m:?}"))?;
+            }
+            "--header" => {
+                let h = value()?;
+                let (k, v) = h
+                    .split_once(':')
+                    .ok_or_else(|| format!("header {h:?} is not 'K: V'"))?;
+                let name = HeaderName::from_bytes(k.trim().as_bytes())
+                    .map_err(|_| format!("bad header name {k:?}"))?;
+                let val = HeaderValue::from_str(v.trim())
+                    .map_err(|_| format!("bad header value for {k:?}"))?;
+                headers.append(name, val);
+            }
+            "--body" => body = Some(value()?.into_bytes()),
+            "--body-file" => {
+                let f = value()?;
+                body = Some(std::fs::read(&f).map_err(|e| format!("cannot read {f}: {e}"))?);
+            }
+            "--expect" => expect = Some(value()?),
+            "--concurrency" => {
+                let c = value()?;
+                concurrency = c
+                    .parse()
+                    .ok()
+                    .filter(|c| (1..=1024).contains(c))
+                    .ok_or_else(|| format!("concurrency must be 1..=1024, got {c:?}"))?;
+            }
+            "--duration" => duration = secs(&value()?, "duration")?,
+            "--warmup" => warmup = secs(&value()?, "warmup")?,
+            "--timeout" => timeout = secs(&value()?, "timeout")?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let label = label.ok_or_else(|| format!("--label is required\n{USAGE}"))?;
+    if label.is_empty() || label.contains(char::is_whitespace) {
+        return Err("the label must be one word".into());
+    }
+    let url = url.ok_or_else(|| format!("--url is required\n{USAGE}"))?;
+    let url = Url::parse(&url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!("only http:// URLs on loopback are allowed, got {url}"));
+    }
+    match url.host_str() {
+        Some(h) if is_loopback_host(h) => {}
+        _ => return Err(format!("refusing a non-loopback URL: {url}")),
+    }
+    if duration.is_zero() {
+        return Err("duration must be above zero".into());
+    }
+    if timeout.is_zero() {
+        timeout = duration;
+    }
+    Ok(Spec {
+        label,
+        url,
+        method,
+        headers,
+        body,
+        expect,
+        concurrency,
+        duration,
+        warmup,
+        timeout,
+    })
+}
+
+/// What one worker saw in the measured window.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    last_done: Option<Instant>,
+}
+
+/// One request; `Err` describes why it counts as an error.
+async fn one(client: &Client, spec: &Spec) -> Result<(), String> {
+    let mut rb = client
+        .request(spec.method.clone(), spec.url.clone())
+        .headers(spec.headers.clone());
+    if let Some(b) = &spec.body {
+        rb = rb.body(b.clone());
+    }
+    let resp = rb.send().await.map_err(|e| format!("transport: {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("status {status}, body read failed: {e}"))?;
+    let text = || String::from_utf8_lossy(&body[..body.len().min(600)]).into_owned();
+    if !status.is_success() {
+        return Err(format!("status {status}: {}", text()));
+    }
+    if let Some(want) = &spec.expect {
+        if !String::from_utf8_lossy(&body).contains(want.as_str()) {
+            return Err(format!("status {status}, body lacks {want:?}: {}", text()));
+        }
+    }
+    Ok(())
+}
+
+async fn worker(
+    client: Client,
+    spec: Arc<Spec>,
+    measure_from: Instant,
+    end: Instant,
+    first_error: Arc<Mutex<Option<String>>>,
+) -> Tally {
+    let mut t = Tally::default();
+    loop {
+        let start = Instant::now();
+        if start >= end {
+            break;
+        }
+        let result = one(&client, &spec).await;
+        let done = Instant::now();
+        let transport_error = matches!(&result, Err(e) if e.starts_with("transport"));
+        if start >= measure_from {
+            t.latencies_us
+                .push(done.duration_since(start).as_micros() as u64);
+            t.last_done = Some(done);
+            if let Err(e) = result {
+                t.errors += 1;
+                let mut first = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                if first.is_none() {
+                    *first = Some(e);
+                }
+            }
+        }
+        if transport_error {
+            // Do not spin on a target that is down.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    t
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+async fn run(spec: Spec) -> Result<bool, String> {
+    let client = Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(spec.concurrency)
+        .timeout(spec.timeout)
+        .build()
+        .map_err(|e| format!("client: {e}"))?;
+    let spec = Arc::new(spec);
+    let first_error = Arc::new(Mutex::new(None));
+    let begin = Instant::now();
+    let measure_from = begin + spec.warmup;
+    let end = measure_from + spec.duration;
+    let tasks: Vec<_> = (0..spec.concurrency)
+        .map(|_| {
+            tokio::spawn(worker(
+                client.clone(),
+                spec.clone(),
+                measure_from,
+                end,
+                first_error.clone(),
+            ))
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut last_done = measure_from;
+    for task in tasks {
+        let t = task.await.map_err(|e| format!("worker panicked: {e}"))?;
+        all.extend(t.latencies_us);
+        errors += t.errors;
+        if let Some(d) = t.last_done {
+            last_done = last_done.max(d);
+        }
+    }
+    all.sort_unstable();
+    let window = last_done
+        .duration_since(measure_from)
+        .max(Duration::from_millis(1));
+    let rps = all.len() as f64 / window.as_secs_f64();
+    println!(
+        "{} requests={} rps={:.1} p50_ms={} p90_ms={} p99_ms={} max_ms={} errors={} concurrency={}",
+        spec.label,
+        all.len(),
+        rps,
+        ms(percentile(&all, 50.0)),
+        ms(percentile(&all, 90.0)),
+        ms(percentile(&all, 99.0)),
+        ms(all.last().copied().unwrap_or(0)),
+        errors,
+        spec.concurrency,
+    );
+    if let Some(e) = first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        eprintln!("{}: first error: {e}", spec.label);
+    }
+    Ok(errors == 0 && !all.is_empty())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let spec = match parse_args(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One thread: the load tool should leave the machine's cores to the server under test.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(spec)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
