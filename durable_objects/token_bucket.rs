@@ -59,6 +59,9 @@ impl DurableObject for TokenBucket {
             return Response::error("method not allowed", 405);
         }
         match req.path().as_str() {
+            // A bare round trip, touching neither storage nor state: the baseline of the
+            // rate-limit load benchmark (reached only through a dev-only gateway route).
+            "/ping" => Response::from_json(&serde_json::json!({})),
             "/take" => {
                 let take: TakeRequest = req.json().await?;
                 let now_ms = worker::Date::now().as_millis();

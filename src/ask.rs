@@ -176,7 +176,7 @@ fn respond(
         "results": results,
         "usage": {"credits": credits},
     });
-    record::archive_later(gw, event, &body);
+    record::archive_later(event, &body);
     let resp = json(200, &body)?;
     let h = resp.headers();
     set_header(h, "Cache-Status", &outcome.header());

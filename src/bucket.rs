@@ -45,3 +45,9 @@ pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> Outcome
 pub async fn revoke(env: &Env, prefix: &str) -> Outcome<()> {
     call(env, prefix, "/revoke", "{}".into()).await.map(|_| ())
 }
+
+/// A bare round trip to the bucket instance named `name`, which does nothing (no storage):
+/// the baseline of the rate-limit load benchmark (dev-only route).
+pub async fn ping(env: &Env, name: &str) -> Outcome<()> {
+    call(env, name, "/ping", "{}".into()).await.map(|_| ())
+}

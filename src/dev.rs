@@ -3,6 +3,7 @@
 
 use gateway_core::error::ApiError;
 use gateway_core::provider::Provider;
+use gateway_core::tier::{Limits, MAX_BURST, MAX_PER_SECOND};
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, Response};
@@ -30,6 +31,20 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         (Method::Post, ["bucket", prefix, "revoke"]) => {
             crate::bucket::revoke(&gw.env, prefix).await?;
             json(200, &json!({"revoked": true}))
+        }
+        // Load benchmarks (scripts/bench.sh): one real rate-limit decision through the key's
+        // TokenBucket with limits that never deny, and a bare round trip to a bucket instance.
+        (Method::Post, ["bench", "bucket", prefix]) => {
+            let limits = Limits {
+                burst: MAX_BURST,
+                per_second: MAX_PER_SECOND,
+            };
+            let reply = crate::bucket::take(&gw.env, prefix, 1, limits).await?;
+            json(200, &reply)
+        }
+        (Method::Post, ["bench", "do-ping", name]) => {
+            crate::bucket::ping(&gw.env, name).await?;
+            json(200, &json!({}))
         }
         // Age an archived answer by N days (the archive's clock is the row's created_at).
         (Method::Post, ["archive", id, "age"]) => {

@@ -1,6 +1,6 @@
 //! What the gateway remembers about calls: one usage event per call (never prompt or response
 //! text, unless the account opted in to a 200-character prompt prefix) and the 30-day response
-//! archive. Both are written off the response path.
+//! archive. Both are written off the response path, in one D1 batch.
 
 use gateway_core::cache_control::CacheOutcome;
 use serde_json::Value;
@@ -27,6 +27,8 @@ pub struct Event {
     pub prompt_prefix: Option<String>,
     /// Set when the call deleted the account: nothing may be written for it afterwards.
     pub discard: bool,
+    /// The answer to archive (successful calls only).
+    pub archive: Option<String>,
 }
 
 impl Event {
@@ -62,7 +64,8 @@ fn opt(v: Option<&str>) -> JsValue {
     v.map_or(JsValue::NULL, s)
 }
 
-/// Writes the call's usage row after the response is sent.
+/// Writes the call's usage row, and its archived answer if it has one, after the response is
+/// sent: one D1 batch (one round trip) for both.
 pub fn usage_later(gw: &Gw, event: Event, status: u16) {
     if event.discard {
         return;
@@ -71,56 +74,46 @@ pub fn usage_later(gw: &Gw, event: Event, status: u16) {
     let (request_id, now) = (gw.request_id.clone(), gw.now_ms);
     let latency = worker::Date::now().as_millis().saturating_sub(now);
     gw.after(async move {
-        let stmt = db
-            .prepare(
-                "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, providers, cache_status, \
-                 cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )
-            .bind(&[
-                s(&event.account_id),
-                s(&event.key_prefix),
-                s(&request_id),
-                s(&event.endpoint),
-                s(&event.providers),
-                opt(event.cache_status),
-                opt(event.cache_tier),
-                n(u64::from(status)),
-                n(event.tokens.0),
-                n(event.tokens.1),
-                n(event.credits),
-                n(latency),
-                opt(event.prompt_prefix.as_deref()),
-                n(now),
-            ]);
-        let result = match stmt {
-            Ok(st) => st.run().await.map(|_| ()),
-            Err(e) => Err(e),
+        let write = async {
+            let mut stmts = vec![db
+                .prepare(
+                    "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, providers, cache_status, \
+                     cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .bind(&[
+                    s(&event.account_id),
+                    s(&event.key_prefix),
+                    s(&request_id),
+                    s(&event.endpoint),
+                    s(&event.providers),
+                    opt(event.cache_status),
+                    opt(event.cache_tier),
+                    n(u64::from(status)),
+                    n(event.tokens.0),
+                    n(event.tokens.1),
+                    n(event.credits),
+                    n(latency),
+                    opt(event.prompt_prefix.as_deref()),
+                    n(now),
+                ])?];
+            if let Some(text) = &event.archive {
+                stmts.push(
+                    db.prepare(
+                        "INSERT INTO response_archive (request_id, account_id, created_at, response) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .bind(&[s(&request_id), s(&event.account_id), n(now), s(text)])?,
+                );
+            }
+            db.batch(stmts).await.map(|_| ())
         };
-        if let Err(e) = result {
-            console_error!("usage write failed: {e}");
+        if let Err(e) = write.await {
+            console_error!("usage/archive write failed: {e}");
         }
     });
 }
 
-/// Archives a successful response (the body the caller got) for 30 days.
-pub fn archive_later(gw: &Gw, event: &Event, body: &Value) {
-    let Ok(db) = gw.db() else { return };
-    let Ok(text) = serde_json::to_string(body) else {
-        return;
-    };
-    let (request_id, account_id, now) =
-        (gw.request_id.clone(), event.account_id.clone(), gw.now_ms);
-    gw.after(async move {
-        let stmt = db
-            .prepare("INSERT INTO response_archive (request_id, account_id, created_at, response) VALUES (?1, ?2, ?3, ?4)")
-            .bind(&[s(&request_id), s(&account_id), n(now), s(&text)]);
-        let result = match stmt {
-            Ok(st) => st.run().await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            console_error!("archive write failed: {e}");
-        }
-    });
+/// Keeps a successful response (the body the caller got) to archive with the usage row.
+pub fn archive_later(event: &mut Event, body: &Value) {
+    event.archive = serde_json::to_string(body).ok();
 }

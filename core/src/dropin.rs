@@ -492,7 +492,8 @@ mod tests {
             assert!(e.message.contains("`model`"), "{}", e.message);
         }
         // Repeats inside nested objects are the provider's business.
-        let nested = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a","content":"b"}]}"#;
+        let nested =
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a","content":"b"}]}"#;
         assert!(parse_request(Dialect::OpenAiChat, nested.as_bytes(), list, 100).is_ok());
     }
 

@@ -237,6 +237,47 @@ async fn a_repeat_is_a_cache_hit_with_no_new_upstream_call() {
 }
 
 #[tokio::test]
+async fn drop_in_calls_are_metered_and_charged_like_ask() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let c = chat(s, &key, &chat_body(&format!("metered {n}"))).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hit = chat(s, &key, &chat_body(&format!("metered {n}"))).await;
+    assert!(hit.header("cache-status").unwrap().contains("hit"));
+    let m = messages(s, &key, &messages_body(&format!("metered {n}"))).await;
+    assert_eq!(m.status, 200, "{}", m.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let usage = s.get("/v1/usage", Some(&key)).await;
+    assert_eq!(usage.status, 200, "{}", usage.text);
+    let events = usage.json()["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 3, "{events:?}");
+    let (msg, hit_e, miss) = (&events[0], &events[1], &events[2]);
+    assert_eq!(miss["endpoint"], "POST /v1/chat/completions");
+    assert_eq!(miss["providers"], json!(["openai"]));
+    assert_eq!(miss["cache"]["status"], "miss");
+    let cv = c.json();
+    assert_eq!(miss["tokens"]["input"], cv["usage"]["prompt_tokens"]);
+    assert_eq!(miss["tokens"]["output"], cv["usage"]["completion_tokens"]);
+    assert!(miss["credits"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        (hit_e["cache"]["status"].as_str(), hit_e["credits"].as_u64()),
+        (Some("hit"), Some(1))
+    );
+    assert_eq!(msg["endpoint"], "POST /v1/messages");
+    assert_eq!(msg["tokens"]["input"], m.json()["usage"]["input_tokens"]);
+    assert!(!usage.text.contains(&n), "no prompt text in usage");
+
+    let spent: u64 = events.iter().map(|e| e["credits"].as_u64().unwrap()).sum();
+    let balance = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(balance, 1_000_000 - spent, "settled at the actual cost");
+}
+
+#[tokio::test]
 async fn the_cache_scope_header_separates_private_from_shared() {
     let s = &stack();
     let (_, a) = s.live_key().await;
