@@ -29,7 +29,7 @@ pub async fn post(
     require_json(&req)?;
     let body = read_body_capped(&mut req, BODY_LIMIT).await?;
     let policy = limits::policy(gw, caller);
-    let ask = parse_ask(&body, policy.max_tokens_cap)?;
+    let mut ask = parse_ask(&body, policy.max_tokens_cap)?;
     event.providers = ask
         .providers
         .iter()
@@ -39,6 +39,11 @@ pub async fn post(
     event.set_prompt(caller, &ask.prompt);
     check_models(&ask)?;
 
+    // An answer paid with the account's own provider key is never shared.
+    let byok = ask.providers.iter().any(|p| caller.has_byok(*p));
+    if byok {
+        ask.scope = CacheScopeKind::Private;
+    }
     let scope = match ask.scope {
         CacheScopeKind::Shared => Scope::Shared,
         CacheScopeKind::Private => Scope::Private(caller.account_id.clone()),
@@ -90,7 +95,7 @@ pub async fn post(
     let reservation = limits::reserve(gw, caller, &calls)
         .await
         .map_err(|e| e.with_rate_headers(&admission))?;
-    let timed = fanout::run(gw, &caller.account_id, caller.mode == KeyMode::Test, calls).await;
+    let timed = fanout::run(gw, caller, calls).await;
     let results: Vec<ProviderResult> = timed.iter().map(|t| t.result.clone()).collect();
     let credits = limits::settle_later(gw, reservation, &results);
 

@@ -3,6 +3,7 @@
 
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
+use gateway_core::provider::Provider;
 use worker::{console_error, Request};
 
 use crate::edge::{api_key_header, Gw, Outcome};
@@ -20,6 +21,15 @@ pub struct Caller {
     pub tier: String,
     pub limits_json: Option<String>,
     pub store_prompt_prefix: bool,
+    /// Providers for which the account brought its own key.
+    pub byok: Vec<Provider>,
+}
+
+impl Caller {
+    /// True when the account brought its own key for `provider`.
+    pub fn has_byok(&self, provider: Provider) -> bool {
+        self.byok.contains(&provider)
+    }
 }
 
 pub fn auth_cache_key(prefix: &str) -> String {
@@ -76,6 +86,13 @@ pub async fn authenticate(gw: &Gw, req: &Request) -> Outcome<Caller> {
         tier: row.tier,
         limits_json: row.limits_json,
         store_prompt_prefix: row.store_prompt_prefix != 0,
+        byok: row
+            .byok
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(Provider::parse)
+            .collect(),
     })
 }
 

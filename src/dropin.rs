@@ -58,7 +58,7 @@ pub async fn post(
     } else {
         RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref())
     };
-    let sealed = if test_mode {
+    let sealed = if test_mode || !caller.has_byok(provider) {
         None
     } else {
         provider_keys::sealed(gw, &caller.account_id, provider).await?

@@ -12,6 +12,7 @@ use gateway_core::broker::{
     USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
 };
 use gateway_core::byok;
+use gateway_core::keys::KeyMode;
 use gateway_core::completion::{Completion, CompletionRequest, Tokens};
 use gateway_core::error::ApiError;
 use gateway_core::provider::Provider;
@@ -22,6 +23,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::{console_error, Delay, Headers, Method, Request, RequestInit};
 
 use crate::edge::{Gw, Outcome};
+use crate::auth::Caller;
 use crate::provider_keys;
 
 /// Default per-provider timeout when `PROVIDER_TIMEOUT_MS` is unset.
@@ -83,14 +85,12 @@ fn timeout_ms(gw: &Gw) -> u64 {
 /// Calls every provider's broker concurrently; returns results in `calls` order. A provider
 /// for which the account registered its own key gets that (sealed) key; if the account's keys
 /// cannot be read, those providers fail rather than silently use the platform's key.
-pub async fn run(
-    gw: &Gw,
-    account_id: &str,
-    test_mode: bool,
-    calls: Vec<(Provider, CompletionRequest)>,
-) -> Vec<Timed> {
+pub async fn run(gw: &Gw, caller: &Caller, calls: Vec<(Provider, CompletionRequest)>) -> Vec<Timed> {
+    let account_id = caller.account_id.as_str();
+    let test_mode = caller.mode == KeyMode::Test;
     let timeout_ms = timeout_ms(gw);
-    let sealed = if !test_mode && calls.iter().any(|(p, _)| byok::supports(*p)) {
+    // Only accounts that registered a key for one of these providers pay the D1 read.
+    let sealed = if !test_mode && calls.iter().any(|(p, _)| caller.has_byok(*p)) {
         provider_keys::sealed_all(gw, account_id).await.ok()
     } else {
         Some(BTreeMap::new())

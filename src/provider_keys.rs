@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, Method, Request, Response};
 
-use crate::auth::Caller;
+use crate::auth::{invalidate, Caller};
+use crate::store;
 use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
 use crate::fanout;
 
@@ -76,6 +77,8 @@ async fn put(gw: &Gw, req: &mut Request, caller: &Caller, provider: Provider) ->
         .run()
         .await
         .map_err(dependency(DB))?;
+    // The auth row carries the account's BYOK providers: the next call must see this key.
+    invalidate(gw, &store::key_prefixes(&gw.db()?, &caller.account_id).await?).await?;
     json(
         200,
         &json!({"provider": provider.as_str(), "last4": last4, "created_at": gw.now_iso()}),
@@ -99,6 +102,7 @@ async fn delete(gw: &Gw, caller: &Caller, provider: Provider) -> Outcome<Respons
             "this account has no key registered for this provider",
         ));
     }
+    invalidate(gw, &store::key_prefixes(&gw.db()?, &caller.account_id).await?).await?;
     json(
         200,
         &json!({"provider": provider.as_str(), "deleted": true}),

@@ -27,6 +27,9 @@ pub struct KeyAuthRow {
     pub tier: String,
     pub limits_json: Option<String>,
     pub store_prompt_prefix: i64,
+    /// Providers the account registered its own key for, comma-separated.
+    #[serde(default)]
+    pub byok: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,7 +137,8 @@ pub async fn insert_key(
 
 pub async fn key_for_auth(db: &D1Database, prefix: &str) -> Outcome<Option<KeyAuthRow>> {
     db.prepare(
-        "SELECT k.prefix, k.key_hash, k.account_id, k.mode, k.status, a.tier, a.limits_json, a.store_prompt_prefix \
+        "SELECT k.prefix, k.key_hash, k.account_id, k.mode, k.status, a.tier, a.limits_json, a.store_prompt_prefix, \
+         (SELECT group_concat(p.provider) FROM provider_keys p WHERE p.account_id = k.account_id) AS byok \
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.prefix = ?1",
     )
     .bind(&[s(prefix)])

@@ -103,7 +103,9 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
     let url = url.ok_or_else(|| format!("--url is required\n{USAGE}"))?;
     let url = Url::parse(&url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
     if url.scheme() != "http" {
-        return Err(format!("only http:// URLs on loopback are allowed, got {url}"));
+        return Err(format!(
+            "only http:// URLs on loopback are allowed, got {url}"
+        ));
     }
     match url.host_str() {
         Some(h) if is_loopback_host(h) => {}

@@ -800,3 +800,29 @@ async fn the_official_python_sdks_work_through_the_gateway() {
     );
     assert!(stdout.contains("OK"), "{stdout}");
 }
+
+#[tokio::test]
+async fn an_ask_paid_with_the_accounts_own_key_is_cached_privately() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let (_, other) = s.live_key().await;
+    let n = nonce();
+    let ask = json!({"prompt": format!("byok ask {n}"), "providers": ["openai"]});
+    let before = s.ask(&key, &ask).await;
+    assert_eq!(before.json()["cache"]["scope"], "shared");
+    let r = put_provider_key(s, &key, "openai", &format!("ownkey-{n}-0123456789abcdef")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The next call sees the registered key: it is audited and its answer is private.
+    let ask2 = json!({"prompt": format!("byok ask two {n}"), "providers": ["openai"]});
+    let mine = s.ask(&key, &ask2).await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    assert_eq!(mine.json()["cache"]["scope"], "private", "{}", mine.text);
+    assert_eq!(access_log(s, &key).await.len(), 1);
+    // Another account asking the same question does not get the BYOK answer.
+    let theirs = s.ask(&other, &ask2).await;
+    assert_eq!(theirs.json()["cache"]["status"], "miss");
+    assert_ne!(theirs.header("x-cache-key"), mine.header("x-cache-key"));
+    // A provider without a registered key stays shared.
+    let g = s.ask(&key, &json!({"prompt": format!("byok gemini {n}"), "providers": ["gemini"]})).await;
+    assert_eq!(g.json()["cache"]["scope"], "shared");
+}
