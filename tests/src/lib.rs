@@ -155,12 +155,12 @@ fn start() -> Stack {
     unsafe {
         libc::atexit(stop_stack);
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while !(http_ok(port, "/healthz") && http_ok(mock_port, "/__mock/calls")) {
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(state_dir.join("stack.log")).unwrap_or_default();
             stop_stack();
-            panic!("the stack did not come up in 120 s; its log:\n{log}");
+            panic!("the stack did not come up in 300 s; its log:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(250));
     }
