@@ -15,6 +15,10 @@ const STATE_KEY: &str = "bucket";
 struct Stored {
     bucket: Option<BucketState>,
     revoked: bool,
+    /// Test hook (set only through the gateway's dev-only route): every decision fails, so
+    /// tests can see the gateway fail closed.
+    #[serde(default)]
+    broken: bool,
 }
 
 #[durable_object]
@@ -66,6 +70,9 @@ impl DurableObject for TokenBucket {
                 let take: TakeRequest = req.json().await?;
                 let now_ms = worker::Date::now().as_millis();
                 let mut stored = self.load().await?;
+                if stored.broken {
+                    return Response::error("bucket unavailable", 500);
+                }
                 if stored.revoked {
                     return Response::from_json(&TakeReply::Revoked);
                 }
@@ -84,6 +91,12 @@ impl DurableObject for TokenBucket {
                         Response::from_json(&TakeReply::InsufficientCapacity { burst: e.burst })
                     }
                 }
+            }
+            "/break" => {
+                let mut stored = self.load().await?;
+                stored.broken = true;
+                self.save(stored).await?;
+                Response::from_json(&serde_json::json!({"broken": true}))
             }
             "/revoke" => {
                 let mut stored = self.load().await?;

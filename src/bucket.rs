@@ -41,6 +41,11 @@ pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> Outcome
     serde_json::from_str(&text).map_err(dependency("TokenBucket reply"))
 }
 
+/// Test hook behind the dev-only route: makes the key's bucket fail every decision.
+pub async fn break_for_tests(env: &Env, prefix: &str) -> Outcome<()> {
+    call(env, prefix, "/break", "{}".into()).await.map(|_| ())
+}
+
 /// Marks the key revoked in its bucket: refused from the next call on.
 pub async fn revoke(env: &Env, prefix: &str) -> Outcome<()> {
     call(env, prefix, "/revoke", "{}".into()).await.map(|_| ())

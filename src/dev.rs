@@ -27,6 +27,11 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let value = gw.kv()?.get(&name).text().await.map_err(dependency("KV"))?;
             json(200, &json!({"value": value}))
         }
+        // Make a key's bucket fail, so a test can see the gateway fail closed.
+        (Method::Post, ["bucket", prefix, "break"]) => {
+            crate::bucket::break_for_tests(&gw.env, prefix).await?;
+            json(200, &json!({"broken": true}))
+        }
         // Mark a key revoked in its bucket only (as if the auth cache were stale elsewhere).
         (Method::Post, ["bucket", prefix, "revoke"]) => {
             crate::bucket::revoke(&gw.env, prefix).await?;
