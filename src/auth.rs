@@ -1,5 +1,5 @@
-//! Who is calling: gateway API keys (prefix lookup, 60 s KV auth cache, constant-time hash
-//! check, one 401 for every failure) and the admin bearer token.
+//! Who is calling: gateway API keys (prefix lookup, 5 s isolate-local memo over a 60 s KV auth
+//! cache, constant-time hash check, one 401 for every failure) and the admin bearer token.
 
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
@@ -11,6 +11,74 @@ use crate::store::{self, KeyAuthRow};
 
 /// Seconds a key's auth row is cached in KV.
 const AUTH_CACHE_TTL_S: u64 = 60;
+
+/// The isolate-local memo of active keys' auth rows, in front of the KV auth cache: a hit skips
+/// the KV read (the hash check still runs on every call). Entries live `TTL_MS`; revocation,
+/// tier changes and the other invalidations drop them in this isolate at once, and the key's
+/// TokenBucket refuses a revoked key on every call that would reach a provider, so a memo entry
+/// elsewhere can at most serve cache hits for `TTL_MS` more (docs/DECISIONS.md, "Auth cache").
+mod memo {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use crate::store::KeyAuthRow;
+
+    pub const TTL_MS: u64 = 5_000;
+    /// Bound on the memo's size: past it, the memo starts over.
+    const MAX_ENTRIES: usize = 4096;
+
+    #[derive(Default)]
+    struct Memo {
+        /// Bumped by every invalidation: a row read before it is not memoized after it.
+        generation: u64,
+        rows: HashMap<String, (KeyAuthRow, u64)>,
+    }
+
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    }
+
+    pub fn get(prefix: &str, now_ms: u64) -> Option<KeyAuthRow> {
+        MEMO.with(|m| {
+            let m = m.borrow();
+            m.rows
+                .get(prefix)
+                .filter(|(_, expires)| now_ms < *expires)
+                .map(|(row, _)| row.clone())
+        })
+    }
+
+    pub fn generation() -> u64 {
+        MEMO.with(|m| m.borrow().generation)
+    }
+
+    /// Memoizes an active row read at `generation`, unless an invalidation came since.
+    pub fn put(row: &KeyAuthRow, now_ms: u64, generation: u64) {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.generation != generation {
+                return;
+            }
+            if m.rows.len() >= MAX_ENTRIES {
+                m.rows.clear();
+            }
+            m.rows.insert(
+                row.prefix.clone(),
+                (row.clone(), now_ms.saturating_add(TTL_MS)),
+            );
+        })
+    }
+
+    pub fn forget(prefixes: &[String]) {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            m.generation += 1;
+            for p in prefixes {
+                m.rows.remove(p);
+            }
+        })
+    }
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -41,37 +109,13 @@ pub fn auth_cache_key(prefix: &str) -> String {
 pub async fn authenticate(gw: &Gw, req: &Request) -> Outcome<Caller> {
     let token = api_key_header(req).ok_or_else(ApiError::unauthorized)?;
     let parsed = keys::parse_token(&token).ok_or_else(ApiError::unauthorized)?;
-    let kv = gw.kv()?;
-    let cache_key = auth_cache_key(parsed.prefix);
-
-    // A failing KV read is a cache miss, not a failed request.
-    let cached = match kv.get(&cache_key).json::<KeyAuthRow>().await {
-        Ok(row) => row,
-        Err(e) => {
-            console_error!("auth cache read failed: {e}");
-            None
-        }
-    };
-    let row = match cached {
+    let row = match memo::get(parsed.prefix, gw.now_ms) {
         Some(row) => row,
         None => {
-            let row = store::key_for_auth(&gw.db()?, parsed.prefix)
-                .await?
-                .ok_or_else(ApiError::unauthorized)?;
+            let generation = memo::generation();
+            let row = load_row(gw, parsed.prefix).await?;
             if row.status == "active" {
-                // Cache only active keys; a miss also refreshes last_used_at (accurate to 60 s).
-                let kv = kv.clone();
-                let row2 = row.clone();
-                let db = gw.db()?;
-                let (prefix, now) = (parsed.prefix.to_string(), gw.now_ms);
-                gw.after(async move {
-                    if let Ok(put) = kv.put(&auth_cache_key(&prefix), &row2) {
-                        if let Err(e) = put.expiration_ttl(AUTH_CACHE_TTL_S).execute().await {
-                            console_error!("auth cache write failed: {e}");
-                        }
-                    }
-                    let _ = store::touch_key(&db, &prefix, now).await;
-                });
+                memo::put(&row, gw.now_ms, generation);
             }
             row
         }
@@ -96,14 +140,53 @@ pub async fn authenticate(gw: &Gw, req: &Request) -> Outcome<Caller> {
     })
 }
 
-/// Drops the KV auth cache entries of these key prefixes (revocation, tier change).
+/// A key's auth row from the KV auth cache, else from D1 (then cached in KV if active).
+async fn load_row(gw: &Gw, prefix: &str) -> Outcome<KeyAuthRow> {
+    let kv = gw.kv()?;
+    let cache_key = auth_cache_key(prefix);
+
+    // A failing KV read is a cache miss, not a failed request.
+    let cached = match kv.get(&cache_key).json::<KeyAuthRow>().await {
+        Ok(row) => row,
+        Err(e) => {
+            console_error!("auth cache read failed: {e}");
+            None
+        }
+    };
+    if let Some(row) = cached {
+        return Ok(row);
+    }
+    let row = store::key_for_auth(&gw.db()?, prefix)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    if row.status == "active" {
+        // Cache only active keys; a miss also refreshes last_used_at (accurate to 60 s).
+        let row2 = row.clone();
+        let db = gw.db()?;
+        let (prefix, now) = (prefix.to_string(), gw.now_ms);
+        gw.after(async move {
+            if let Ok(put) = kv.put(&auth_cache_key(&prefix), &row2) {
+                if let Err(e) = put.expiration_ttl(AUTH_CACHE_TTL_S).execute().await {
+                    console_error!("auth cache write failed: {e}");
+                }
+            }
+            let _ = store::touch_key(&db, &prefix, now).await;
+        });
+    }
+    Ok(row)
+}
+
+/// Drops the memo and KV auth cache entries of these key prefixes (revocation, tier change).
 pub async fn invalidate(gw: &Gw, prefixes: &[String]) -> Outcome<()> {
+    // Before and after the KV deletes: a row read from KV meanwhile is never memoized.
+    memo::forget(prefixes);
     let kv = gw.kv()?;
     for p in prefixes {
         kv.delete(&auth_cache_key(p))
             .await
             .map_err(crate::edge::dependency("KV auth cache delete"))?;
     }
+    memo::forget(prefixes);
     Ok(())
 }
 

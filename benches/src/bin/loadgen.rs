@@ -3,19 +3,21 @@
 //! and every measured latency is recorded. Prints one machine-readable line per run:
 //! `NAME requests=… rps=… p50_ms=… p90_ms=… p99_ms=… max_ms=… errors=… concurrency=…`
 //! (errors: transport errors, non-2xx statuses, and bodies without the `--expect` text; the
-//! first one is described on stderr).
+//! first one is described on stderr). `--raw FILE` keeps the run's latencies, and
+//! `loadgen --merge --label NAME FILE...` prints one line for several such runs (exact
+//! percentiles over all their latencies), so a benchmark can alternate targets.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_benches::{is_loopback_host, percentile};
+use gateway_benches::{is_loopback_host, Summary};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 
 const USAGE: &str = "usage: loadgen --label NAME --url URL [--method M] [--header 'K: V']... \
 [--body STR | --body-file F] [--expect STR] [--concurrency C] [--duration SECS] [--warmup SECS] \
-[--timeout SECS]";
+[--timeout SECS] [--no-keepalive] [--raw FILE]\n       loadgen --merge --label NAME RAW_FILE...";
 
 struct Spec {
     label: String,
@@ -28,6 +30,10 @@ struct Spec {
     duration: Duration,
     warmup: Duration,
     timeout: Duration,
+    /// A new connection per request (diagnostics); the default keeps connections alive.
+    no_keepalive: bool,
+    /// Where to write every measured latency (microseconds, one a line), to merge runs.
+    raw: Option<String>,
 }
 
 fn secs(v: &str, name: &str) -> Result<Duration, String> {
@@ -49,6 +55,8 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
     let mut duration = Duration::from_secs(10);
     let mut warmup = Duration::from_secs(2);
     let mut timeout = Duration::from_secs(10);
+    let mut no_keepalive = false;
+    let mut raw = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -92,6 +100,8 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
             "--duration" => duration = secs(&value()?, "duration")?,
             "--warmup" => warmup = secs(&value()?, "warmup")?,
             "--timeout" => timeout = secs(&value()?, "timeout")?,
+            "--no-keepalive" => no_keepalive = true,
+            "--raw" => raw = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -128,6 +138,8 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
         duration,
         warmup,
         timeout,
+        no_keepalive,
+        raw,
     })
 }
 
@@ -201,15 +213,15 @@ async fn worker(
     t
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.3}", us as f64 / 1000.0)
-}
-
 async fn run(spec: Spec) -> Result<bool, String> {
     let client = Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(spec.concurrency)
+        .pool_max_idle_per_host(if spec.no_keepalive {
+            0
+        } else {
+            spec.concurrency
+        })
         .timeout(spec.timeout)
         .build()
         .map_err(|e| format!("client: {e}"))?;
@@ -240,31 +252,48 @@ async fn run(spec: Spec) -> Result<bool, String> {
             last_done = last_done.max(d);
         }
     }
-    all.sort_unstable();
-    let window = last_done
-        .duration_since(measure_from)
-        .max(Duration::from_millis(1));
-    let rps = all.len() as f64 / window.as_secs_f64();
-    println!(
-        "{} requests={} rps={:.1} p50_ms={} p90_ms={} p99_ms={} max_ms={} errors={} concurrency={}",
-        spec.label,
-        all.len(),
-        rps,
-        ms(percentile(&all, 50.0)),
-        ms(percentile(&all, 90.0)),
-        ms(percentile(&all, 99.0)),
-        ms(all.last().copied().unwrap_or(0)),
-        errors,
-        spec.concurrency,
-    );
+    let window = last_done.duration_since(measure_from).as_micros() as u64;
+    let summary = Summary::new(&spec.label, all, window, errors, spec.concurrency);
+    if let Some(path) = &spec.raw {
+        std::fs::write(path, summary.to_raw()).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
+    println!("{}", summary.line());
     if let Some(e) = first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         eprintln!("{}: first error: {e}", spec.label);
     }
-    Ok(errors == 0 && !all.is_empty())
+    Ok(errors == 0 && !summary.latencies_us.is_empty())
+}
+
+/// `loadgen --merge --label NAME FILE...`: one line for several `--raw` runs of one target.
+fn merge(args: &[String]) -> Result<bool, String> {
+    let (label, files) = match args {
+        [flag, label, files @ ..] if flag == "--label" && !files.is_empty() => (label, files),
+        _ => return Err("usage: loadgen --merge --label NAME FILE...".into()),
+    };
+    let runs = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {f}: {e}"))?;
+            Summary::from_raw(label, &text).map_err(|e| format!("{f}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = Summary::merge(label, &runs);
+    println!("{}", merged.line());
+    Ok(merged.errors == 0 && !merged.latencies_us.is_empty())
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--merge") {
+        return match merge(&args[1..]) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let spec = match parse_args(&args) {
         Ok(s) => s,
         Err(e) => {
