@@ -170,8 +170,7 @@ pub fn require_json(req: &Request) -> Outcome<()> {
 /// Content-Length over the limit is refused before anything is read.
 pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8>> {
     if let Ok(Some(len)) = req.headers().get("Content-Length") {
-        if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64)
-        {
+        if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64) {
             return Err(ApiError::body_too_large(limit));
         }
     }

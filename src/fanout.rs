@@ -12,9 +12,9 @@ use gateway_core::broker::{
     USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
 };
 use gateway_core::byok;
-use gateway_core::keys::KeyMode;
 use gateway_core::completion::{Completion, CompletionRequest, Tokens};
 use gateway_core::error::ApiError;
+use gateway_core::keys::KeyMode;
 use gateway_core::provider::Provider;
 use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,8 @@ use serde_json::Value;
 use worker::wasm_bindgen::JsValue;
 use worker::{console_error, Delay, Headers, Method, Request, RequestInit};
 
-use crate::edge::{Gw, Outcome};
 use crate::auth::Caller;
+use crate::edge::{Gw, Outcome};
 use crate::provider_keys;
 
 /// Default per-provider timeout when `PROVIDER_TIMEOUT_MS` is unset.
@@ -85,7 +85,11 @@ fn timeout_ms(gw: &Gw) -> u64 {
 /// Calls every provider's broker concurrently; returns results in `calls` order. A provider
 /// for which the account registered its own key gets that (sealed) key; if the account's keys
 /// cannot be read, those providers fail rather than silently use the platform's key.
-pub async fn run(gw: &Gw, caller: &Caller, calls: Vec<(Provider, CompletionRequest)>) -> Vec<Timed> {
+pub async fn run(
+    gw: &Gw,
+    caller: &Caller,
+    calls: Vec<(Provider, CompletionRequest)>,
+) -> Vec<Timed> {
     let account_id = caller.account_id.as_str();
     let test_mode = caller.mode == KeyMode::Test;
     let timeout_ms = timeout_ms(gw);

@@ -13,9 +13,9 @@ use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, Method, Request, Response};
 
 use crate::auth::{invalidate, Caller};
-use crate::store;
 use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
 use crate::fanout;
+use crate::store;
 
 /// Entries `GET /v1/provider-keys/access-log` returns, newest first.
 const ACCESS_LOG_LIMIT: u32 = 100;
@@ -78,7 +78,11 @@ async fn put(gw: &Gw, req: &mut Request, caller: &Caller, provider: Provider) ->
         .await
         .map_err(dependency(DB))?;
     // The auth row carries the account's BYOK providers: the next call must see this key.
-    invalidate(gw, &store::key_prefixes(&gw.db()?, &caller.account_id).await?).await?;
+    invalidate(
+        gw,
+        &store::key_prefixes(&gw.db()?, &caller.account_id).await?,
+    )
+    .await?;
     json(
         200,
         &json!({"provider": provider.as_str(), "last4": last4, "created_at": gw.now_iso()}),
@@ -102,7 +106,11 @@ async fn delete(gw: &Gw, caller: &Caller, provider: Provider) -> Outcome<Respons
             "this account has no key registered for this provider",
         ));
     }
-    invalidate(gw, &store::key_prefixes(&gw.db()?, &caller.account_id).await?).await?;
+    invalidate(
+        gw,
+        &store::key_prefixes(&gw.db()?, &caller.account_id).await?,
+    )
+    .await?;
     json(
         200,
         &json!({"provider": provider.as_str(), "deleted": true}),

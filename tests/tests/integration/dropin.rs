@@ -823,6 +823,11 @@ async fn an_ask_paid_with_the_accounts_own_key_is_cached_privately() {
     assert_eq!(theirs.json()["cache"]["status"], "miss");
     assert_ne!(theirs.header("x-cache-key"), mine.header("x-cache-key"));
     // A provider without a registered key stays shared.
-    let g = s.ask(&key, &json!({"prompt": format!("byok gemini {n}"), "providers": ["gemini"]})).await;
+    let g = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("byok gemini {n}"), "providers": ["gemini"]}),
+        )
+        .await;
     assert_eq!(g.json()["cache"]["scope"], "shared");
 }

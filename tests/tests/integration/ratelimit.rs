@@ -257,11 +257,21 @@ async fn a_failing_bucket_fails_closed_with_503_and_retry_after() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
-    let r = s.post(&format!("/__dev/bucket/{}/break", &key[..12]), None, &json!({})).await;
+    let r = s
+        .post(
+            &format!("/__dev/bucket/{}/break", &key[..12]),
+            None,
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let failed = s.ask(&key, &miss(&n, 0)).await;
     assert_eq!(failed.status, 503, "{}", failed.text);
     assert_eq!(failed.json()["error"]["code"], "service_unavailable");
     assert_eq!(failed.header("retry-after").as_deref(), Some("1"));
-    assert_eq!(s.mock_calls(&n).await["total"], 0, "never silently admitted");
+    assert_eq!(
+        s.mock_calls(&n).await["total"],
+        0,
+        "never silently admitted"
+    );
 }
