@@ -10,7 +10,7 @@ use worker::{console_error, console_log, D1Database, Request, Response, Url};
 
 use crate::auth::{invalidate, Caller};
 use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
-use crate::{bucket, ledger, store};
+use crate::{bucket, ledger, limits, record, store};
 
 /// Days an archived answer is served.
 pub const RETENTION_DAYS: u64 = 30;
@@ -265,7 +265,12 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
                 .map_err(dependency("D1"))?,
         );
     }
+    // Rows and fees this isolate still holds for the account are dropped, not written.
+    record::forget_account(&caller.account_id);
+    limits::forget_fees(&caller.account_id);
     db.batch(stmts).await.map_err(dependency("D1 batch"))?;
+    // A batch of usage rows already in flight may land after the delete: sweep once more.
+    sweep_later(gw, &caller.account_id);
     invalidate(gw, &prefixes).await?;
     for p in &prefixes {
         bucket::revoke(&gw.env, p).await?;
@@ -275,6 +280,28 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
         200,
         &json!({"account_id": caller.account_id, "deleted": true}),
     )
+}
+
+/// Deletes the account's usage and archive rows again once in-flight batches have landed.
+fn sweep_later(gw: &Gw, account_id: &str) {
+    let Ok(db) = gw.db() else { return };
+    let id = account_id.to_string();
+    gw.after(async move {
+        worker::Delay::from(std::time::Duration::from_millis(500)).await;
+        let mut stmts = Vec::new();
+        for sql in [
+            "DELETE FROM usage_events WHERE account_id = ?1",
+            "DELETE FROM response_archive WHERE account_id = ?1",
+        ] {
+            match db.prepare(sql).bind(&[s(&id)]) {
+                Ok(st) => stmts.push(st),
+                Err(e) => console_error!("account sweep failed: {e}"),
+            }
+        }
+        if let Err(e) = db.batch(stmts).await {
+            console_error!("account sweep failed: {e}");
+        }
+    });
 }
 
 /// The daily retention cron: deletes archive rows older than 30 days in bounded batches.

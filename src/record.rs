@@ -1,11 +1,14 @@
 //! What the gateway remembers about calls: one usage event per call (never prompt or response
 //! text, unless the account opted in to a 200-character prompt prefix) and the 30-day response
-//! archive. Both are written off the response path, in one D1 batch.
+//! archive. Both are written off the response path, batched per isolate (one D1 batch per
+//! 100 ms at most), so a burst of cache hits costs one write, not one per call.
 
 use gateway_core::cache_control::CacheOutcome;
 use serde_json::Value;
-use worker::console_error;
+use std::cell::RefCell;
+
 use worker::wasm_bindgen::JsValue;
+use worker::{console_error, D1Database, D1PreparedStatement};
 
 use crate::auth::Caller;
 use crate::edge::Gw;
@@ -64,53 +67,119 @@ fn opt(v: Option<&str>) -> JsValue {
     v.map_or(JsValue::NULL, s)
 }
 
-/// Writes the call's usage row, and its archived answer if it has one, after the response is
-/// sent: one D1 batch (one round trip) for both.
+/// How long usage rows wait in the isolate before they are written, and how many at most.
+const FLUSH_MS: u64 = 100;
+const FLUSH_ROWS: usize = 200;
+
+/// A usage row (and the answer to archive, if any) waiting for the next batch.
+struct Pending {
+    event: Event,
+    request_id: String,
+    status: u16,
+    latency_ms: u64,
+    at_ms: u64,
+}
+
+thread_local! {
+    /// Rows of this isolate not yet written, and whether a flush is scheduled.
+    static PENDING: RefCell<(Vec<Pending>, bool)> = const { RefCell::new((Vec::new(), false)) };
+}
+
+/// Queues the call's usage row, and its archived answer if it has one, for the isolate's next
+/// batch: every `FLUSH_MS` (or `FLUSH_ROWS` rows) one D1 batch writes all queued rows, after
+/// the responses were sent (`wait_until` keeps the isolate alive until the write is done).
 pub fn usage_later(gw: &Gw, event: Event, status: u16) {
     if event.discard {
         return;
     }
-    let Ok(db) = gw.db() else { return };
-    let (request_id, now) = (gw.request_id.clone(), gw.now_ms);
-    let latency = worker::Date::now().as_millis().saturating_sub(now);
-    gw.after(async move {
-        let write = async {
-            let mut stmts = vec![db
-                .prepare(
-                    "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, providers, cache_status, \
-                     cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )
-                .bind(&[
-                    s(&event.account_id),
-                    s(&event.key_prefix),
-                    s(&request_id),
-                    s(&event.endpoint),
-                    s(&event.providers),
-                    opt(event.cache_status),
-                    opt(event.cache_tier),
-                    n(u64::from(status)),
-                    n(event.tokens.0),
-                    n(event.tokens.1),
-                    n(event.credits),
-                    n(latency),
-                    opt(event.prompt_prefix.as_deref()),
-                    n(now),
-                ])?];
-            if let Some(text) = &event.archive {
-                stmts.push(
-                    db.prepare(
-                        "INSERT INTO response_archive (request_id, account_id, created_at, response) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .bind(&[s(&request_id), s(&event.account_id), n(now), s(text)])?,
-                );
-            }
-            db.batch(stmts).await.map(|_| ())
-        };
-        if let Err(e) = write.await {
-            console_error!("usage/archive write failed: {e}");
-        }
+    let latency_ms = worker::Date::now().as_millis().saturating_sub(gw.now_ms);
+    let row = Pending {
+        event,
+        request_id: gw.request_id.clone(),
+        status,
+        latency_ms,
+        at_ms: gw.now_ms,
+    };
+    let (schedule, full) = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        p.0.push(row);
+        let schedule = !p.1;
+        p.1 = true;
+        (schedule, p.0.len() >= FLUSH_ROWS)
     });
+    if full {
+        if let Ok(db) = gw.db() {
+            gw.after(flush(db));
+        }
+    }
+    let Ok(db) = gw.db() else { return };
+    if schedule {
+        gw.after(async move {
+            worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
+            PENDING.with(|p| p.borrow_mut().1 = false);
+            flush(db).await;
+        });
+    }
+}
+
+/// Drops the queued rows of an account being deleted.
+pub fn forget_account(account_id: &str) {
+    PENDING.with(|p| {
+        p.borrow_mut()
+            .0
+            .retain(|r| r.event.account_id != account_id)
+    });
+}
+
+/// Writes every queued row in one D1 batch.
+async fn flush(db: D1Database) {
+    let rows = PENDING.with(|p| std::mem::take(&mut p.borrow_mut().0));
+    if rows.is_empty() {
+        return;
+    }
+    let mut stmts = Vec::with_capacity(rows.len() * 2);
+    for r in &rows {
+        match statements(&db, r) {
+            Ok(mut st) => stmts.append(&mut st),
+            Err(e) => console_error!("usage row not encodable: {e}"),
+        }
+    }
+    if let Err(e) = db.batch(stmts).await {
+        console_error!("usage/archive write of {} rows failed: {e}", rows.len());
+    }
+}
+
+fn statements(db: &D1Database, r: &Pending) -> worker::Result<Vec<D1PreparedStatement>> {
+    let e = &r.event;
+    let mut stmts = vec![db
+        .prepare(
+            "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, providers, cache_status, \
+             cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )
+        .bind(&[
+            s(&e.account_id),
+            s(&e.key_prefix),
+            s(&r.request_id),
+            s(&e.endpoint),
+            s(&e.providers),
+            opt(e.cache_status),
+            opt(e.cache_tier),
+            n(u64::from(r.status)),
+            n(e.tokens.0),
+            n(e.tokens.1),
+            n(e.credits),
+            n(r.latency_ms),
+            opt(e.prompt_prefix.as_deref()),
+            n(r.at_ms),
+        ])?];
+    if let Some(text) = &e.archive {
+        stmts.push(
+            db.prepare("INSERT INTO response_archive (request_id, account_id, created_at, response) VALUES (?1, ?2, ?3, ?4)")
+                .bind(&[s(&r.request_id), s(&e.account_id), n(r.at_ms), s(text)])?,
+        );
+    }
+    Ok(stmts)
 }
 
 /// Keeps a successful response (the body the caller got) to archive with the usage row.
