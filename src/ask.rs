@@ -108,11 +108,7 @@ pub async fn post(
             cache::store(gw, NAMESPACE, key.as_str(), text);
         }
     }
-    let outcome = match mode {
-        RequestCacheMode::Default => CacheOutcome::Miss { stored },
-        RequestCacheMode::Refresh => CacheOutcome::Refresh { stored },
-        RequestCacheMode::Bypass => CacheOutcome::Bypass,
-    };
+    let outcome = CacheOutcome::fetched(mode, stored);
     event.cache(outcome);
     event.credits = credits;
     event.tokens = results

@@ -135,11 +135,7 @@ pub async fn post(
     if stored {
         cache::store(gw, ns, key.as_str(), reply.body.clone());
     }
-    let outcome = match mode {
-        RequestCacheMode::Default => CacheOutcome::Miss { stored },
-        RequestCacheMode::Refresh => CacheOutcome::Refresh { stored },
-        RequestCacheMode::Bypass => CacheOutcome::Bypass,
-    };
+    let outcome = CacheOutcome::fetched(mode, stored);
     event.cache(outcome);
     event.credits = credits;
     if let Some(t) = reply.tokens {

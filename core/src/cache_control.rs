@@ -78,6 +78,16 @@ pub enum CacheOutcome {
 }
 
 impl CacheOutcome {
+    /// What the cache did for a call that went to the providers under `mode`; `stored` when
+    /// the fresh answer is being written.
+    pub fn fetched(mode: RequestCacheMode, stored: bool) -> Self {
+        match mode {
+            RequestCacheMode::Default => CacheOutcome::Miss { stored },
+            RequestCacheMode::Refresh => CacheOutcome::Refresh { stored },
+            RequestCacheMode::Bypass => CacheOutcome::Bypass,
+        }
+    }
+
     /// The body's `cache.status`.
     pub fn status(self) -> &'static str {
         match self {
@@ -186,6 +196,22 @@ mod tests {
         assert_eq!(
             CacheOutcome::Refresh { stored: true }.header(),
             "edge-gateway; fwd=request; stored"
+        );
+    }
+
+    #[test]
+    fn fetched_outcome_follows_the_request_mode() {
+        assert_eq!(
+            CacheOutcome::fetched(RequestCacheMode::Default, true),
+            CacheOutcome::Miss { stored: true }
+        );
+        assert_eq!(
+            CacheOutcome::fetched(RequestCacheMode::Refresh, false),
+            CacheOutcome::Refresh { stored: false }
+        );
+        assert_eq!(
+            CacheOutcome::fetched(RequestCacheMode::Bypass, false),
+            CacheOutcome::Bypass
         );
     }
 
