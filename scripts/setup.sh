@@ -35,4 +35,4 @@ if [ -f tests/sdk/requirements.txt ]; then
     python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
   fi
 fi
-echo "setup: ok (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $WASM_BINDGEN_VERSION, wrangler $(WRANGLER_LOG=info node_modules/.bin/wrangler --version 2>&1 | grep -o '[0-9][0-9.]*' | head -1))"
+echo "setup: ok (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $WASM_BINDGEN_VERSION, wrangler $(node -p "require('./node_modules/wrangler/package.json').version"))"
