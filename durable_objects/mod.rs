@@ -10,6 +10,41 @@ pub use token_bucket::TokenBucket;
 use gateway_core::bucket::Decision;
 use gateway_core::tier::Limits;
 use serde::{Deserialize, Serialize};
+use worker::{Env, Headers, Method, Request, RequestInit};
+
+use crate::edge::{dependency, Outcome};
+
+/// POSTs a JSON body to `path` of the object named `name` in namespace `binding` and returns
+/// the reply text. Any failure (binding, stub, fetch, non-200) is a logged 503: callers fail closed.
+pub async fn post(
+    env: &Env,
+    binding: &'static str,
+    name: &str,
+    path: &str,
+    body: String,
+) -> Outcome<String> {
+    let ns = env.durable_object(binding).map_err(dependency(binding))?;
+    let stub = ns
+        .id_from_name(name)
+        .and_then(|id| id.get_stub())
+        .map_err(dependency(binding))?;
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", "application/json");
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let req = Request::new_with_init(&format!("https://object{path}"), &init)
+        .map_err(dependency(binding))?;
+    let mut resp = stub
+        .fetch_with_request(req)
+        .await
+        .map_err(dependency(binding))?;
+    if resp.status_code() != 200 {
+        return Err(dependency(binding)(resp.status_code()));
+    }
+    resp.text().await.map_err(dependency(binding))
+}
 
 /// `POST /take` to a `TokenBucket`.
 #[derive(Debug, Serialize, Deserialize)]

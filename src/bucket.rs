@@ -2,35 +2,13 @@
 //! 503: rate limiting fails closed.
 
 use gateway_core::tier::Limits;
-use worker::{Env, Headers, Method, Request, RequestInit};
+use worker::Env;
 
-use crate::durable_objects::{TakeReply, TakeRequest};
+use crate::durable_objects::{self, TakeReply, TakeRequest};
 use crate::edge::{dependency, Outcome};
 
 async fn call(env: &Env, prefix: &str, path: &str, body: String) -> Outcome<String> {
-    let ns = env
-        .durable_object("TOKEN_BUCKET")
-        .map_err(dependency("TokenBucket binding"))?;
-    let stub = ns
-        .id_from_name(prefix)
-        .and_then(|id| id.get_stub())
-        .map_err(dependency("TokenBucket stub"))?;
-    let headers = Headers::new();
-    let _ = headers.set("Content-Type", "application/json");
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("https://bucket{path}"), &init)
-        .map_err(dependency("TokenBucket request"))?;
-    let mut resp = stub
-        .fetch_with_request(req)
-        .await
-        .map_err(dependency("TokenBucket fetch"))?;
-    if resp.status_code() != 200 {
-        return Err(dependency("TokenBucket status")(resp.status_code()));
-    }
-    resp.text().await.map_err(dependency("TokenBucket body"))
+    durable_objects::post(env, "TOKEN_BUCKET", prefix, path, body).await
 }
 
 /// Takes `cost` tokens from the key's bucket.

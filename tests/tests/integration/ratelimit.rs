@@ -170,12 +170,16 @@ async fn concurrent_calls_never_spend_more_than_the_balance() {
     .await;
     let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
     let payment_required = replies.iter().filter(|r| r.status == 402).count();
-    let other: Vec<u16> = replies
+    let other: Vec<&Reply> = replies
         .iter()
-        .map(|r| r.status)
-        .filter(|s| *s != 200 && *s != 402)
+        .filter(|r| r.status != 200 && r.status != 402)
         .collect();
-    assert!(other.is_empty(), "unexpected statuses {other:?}");
+    assert!(
+        other.is_empty(),
+        "unexpected statuses {:?}; first: {:?}",
+        other.iter().map(|r| r.status).collect::<Vec<_>>(),
+        other.first().map(|r| (&r.text, &r.headers))
+    );
     assert!(
         ok.len() >= 100,
         "the balance covers at least 100 calls: {}",
