@@ -9,6 +9,9 @@ state="$1"; port="$2"; mock_port="$3"; inspector="$4"
 parent="$PPID"
 # Workers' console output (scrubbed by the code) goes to the stack's log.
 export WRANGLER_LOG=log
+# A private dev registry: other wrangler dev processes on the machine (another test run, the
+# dev server, one that just exited) must not make this one reload its Workers mid-request.
+export WRANGLER_REGISTRY_PATH="$state/registry"
 mkdir -p "$state"
 cd "$ROOT"
 
