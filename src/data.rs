@@ -5,10 +5,10 @@ use gateway_core::error::ApiError;
 use gateway_core::keys;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::wasm_bindgen::JsValue;
 use worker::{console_error, console_log, D1Database, Request, Response, Url};
 
 use crate::auth::{invalidate, Caller};
+use crate::d1::{self, num as n, text as s};
 use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
 use crate::{bucket, ledger, limits, record, store};
 
@@ -18,13 +18,6 @@ const RETENTION_MS: u64 = RETENTION_DAYS * 86_400_000;
 /// Rows the cron deletes per statement, and statements per run.
 const PURGE_BATCH: u64 = 500;
 const PURGE_MAX_BATCHES: u32 = 1000;
-
-fn s(v: &str) -> JsValue {
-    JsValue::from_str(v)
-}
-fn n(v: u64) -> JsValue {
-    JsValue::from_f64(v as f64)
-}
 
 /// One 404 for another account's id, an unknown id and a malformed id.
 fn archive_not_found() -> ApiError {
@@ -42,16 +35,12 @@ pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Respons
         created_at: f64,
         response: String,
     }
-    let row = gw
-        .db()?
-        .prepare(
-            "SELECT account_id, created_at, response FROM response_archive WHERE request_id = ?1",
-        )
-        .bind(&[s(id)])
-        .map_err(dependency("D1"))?
-        .first::<Row>(None)
-        .await
-        .map_err(dependency("D1"))?;
+    let row = d1::first::<Row>(
+        &gw.db()?,
+        "SELECT account_id, created_at, response FROM response_archive WHERE request_id = ?1",
+        &[s(id)],
+    )
+    .await?;
     let Some(row) = row
         .filter(|r| keys::constant_time_eq(r.account_id.as_bytes(), caller.account_id.as_bytes()))
     else {
@@ -125,17 +114,14 @@ pub async fn get_usage(gw: &Gw, caller: &Caller, url: &Url) -> Outcome<Response>
         credits: Option<f64>,
         cache_hits: Option<f64>,
     }
-    let totals = db
-        .prepare(
-            "SELECT COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
+    let totals = d1::first::<Totals>(
+        &db,
+        "SELECT COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
              SUM(credits) AS credits, SUM(cache_status = 'hit') AS cache_hits FROM usage_events \
              WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3",
-        )
-        .bind(&[s(&caller.account_id), n(from), n(to)])
-        .map_err(dependency("D1"))?
-        .first::<Totals>(None)
-        .await
-        .map_err(dependency("D1"))?;
+        &[s(&caller.account_id), n(from), n(to)],
+    )
+    .await?;
     #[derive(Deserialize)]
     struct Row {
         id: f64,
@@ -153,19 +139,14 @@ pub async fn get_usage(gw: &Gw, caller: &Caller, url: &Url) -> Outcome<Response>
         prompt_prefix: Option<String>,
         created_at: f64,
     }
-    let rows = db
-        .prepare(
-            "SELECT id, key_prefix, request_id, endpoint, providers, cache_status, cache_tier, status_code, \
+    let rows = d1::all::<Row>(
+        &db,
+        "SELECT id, key_prefix, request_id, endpoint, providers, cache_status, cache_tier, status_code, \
              input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at FROM usage_events \
              WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND id < ?4 ORDER BY id DESC LIMIT ?5",
-        )
-        .bind(&[s(&caller.account_id), n(from), n(to), n(cursor), n(limit)])
-        .map_err(dependency("D1"))?
-        .all()
-        .await
-        .map_err(dependency("D1"))?
-        .results::<Row>()
-        .map_err(dependency("D1"))?;
+        &[s(&caller.account_id), n(from), n(to), n(cursor), n(limit)],
+    )
+    .await?;
     let next_cursor = (rows.len() as u64 == limit)
         .then(|| rows.last().map(|r| r.id as u64))
         .flatten();

@@ -7,6 +7,7 @@ mod ask;
 mod auth;
 mod bucket;
 mod cache;
+mod d1;
 mod data;
 mod dev;
 mod dropin;

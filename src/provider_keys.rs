@@ -9,10 +9,10 @@ use gateway_core::error::ApiError;
 use gateway_core::provider::Provider;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, Method, Request, Response};
 
 use crate::auth::{invalidate, Caller};
+use crate::d1::{self, num as n, text as s};
 use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
 use crate::fanout;
 use crate::store;
@@ -21,13 +21,6 @@ use crate::store;
 const ACCESS_LOG_LIMIT: u32 = 100;
 const BODY_LIMIT: usize = 4 * 1024;
 const DB: &str = "D1 provider_keys";
-
-fn s(v: &str) -> JsValue {
-    JsValue::from_str(v)
-}
-fn n(v: u64) -> JsValue {
-    JsValue::from_f64(v as f64)
-}
 
 /// Routes `/v1/provider-keys...` for an authenticated caller.
 pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) -> Outcome<Response> {
@@ -124,16 +117,12 @@ async fn list(gw: &Gw, caller: &Caller) -> Outcome<Response> {
         last4: String,
         created_at: i64,
     }
-    let rows = gw
-        .db()?
-        .prepare("SELECT provider, last4, created_at FROM provider_keys WHERE account_id = ?1 ORDER BY provider")
-        .bind(&[s(&caller.account_id)])
-        .map_err(dependency(DB))?
-        .all()
-        .await
-        .map_err(dependency(DB))?
-        .results::<Row>()
-        .map_err(dependency(DB))?;
+    let rows = d1::all::<Row>(
+        &gw.db()?,
+        "SELECT provider, last4, created_at FROM provider_keys WHERE account_id = ?1 ORDER BY provider",
+        &[s(&caller.account_id)],
+    )
+    .await?;
     let keys: Vec<Value> = rows
         .into_iter()
         .map(|r| json!({"provider": r.provider, "last4": r.last4, "created_at": iso8601(r.created_at as u64)}))
@@ -149,19 +138,13 @@ async fn access_log(gw: &Gw, caller: &Caller) -> Outcome<Response> {
         purpose: String,
         created_at: i64,
     }
-    let rows = gw
-        .db()?
-        .prepare(
-            "SELECT provider, request_id, purpose, created_at FROM key_access_log WHERE account_id = ?1 \
-             ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(&[s(&caller.account_id), n(u64::from(ACCESS_LOG_LIMIT))])
-        .map_err(dependency(DB))?
-        .all()
-        .await
-        .map_err(dependency(DB))?
-        .results::<Row>()
-        .map_err(dependency(DB))?;
+    let rows = d1::all::<Row>(
+        &gw.db()?,
+        "SELECT provider, request_id, purpose, created_at FROM key_access_log WHERE account_id = ?1 \
+         ORDER BY id DESC LIMIT ?2",
+        &[s(&caller.account_id), n(u64::from(ACCESS_LOG_LIMIT))],
+    )
+    .await?;
     let entries: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -194,15 +177,12 @@ async fn sealed_all_in(db: &D1Database, account_id: &str) -> Outcome<BTreeMap<Pr
         provider: String,
         ciphertext: String,
     }
-    let rows = db
-        .prepare("SELECT provider, ciphertext FROM provider_keys WHERE account_id = ?1")
-        .bind(&[s(account_id)])
-        .map_err(dependency(DB))?
-        .all()
-        .await
-        .map_err(dependency(DB))?
-        .results::<Row>()
-        .map_err(dependency(DB))?;
+    let rows = d1::all::<Row>(
+        db,
+        "SELECT provider, ciphertext FROM provider_keys WHERE account_id = ?1",
+        &[s(account_id)],
+    )
+    .await?;
     Ok(rows
         .into_iter()
         .filter_map(|r| Provider::parse(&r.provider).map(|p| (p, r.ciphertext)))

@@ -7,10 +7,10 @@ use gateway_core::cache_control::CacheOutcome;
 use serde_json::Value;
 use std::cell::RefCell;
 
-use worker::wasm_bindgen::JsValue;
 use worker::{console_error, D1Database, D1PreparedStatement};
 
 use crate::auth::Caller;
+use crate::d1::{num as n, opt_text as opt, text as s};
 use crate::edge::Gw;
 
 /// Characters of the prompt kept when the account opted in.
@@ -55,16 +55,6 @@ impl Event {
             self.prompt_prefix = Some(prompt.chars().take(PROMPT_PREFIX_CHARS).collect());
         }
     }
-}
-
-fn s(v: &str) -> JsValue {
-    JsValue::from_str(v)
-}
-fn n(v: u64) -> JsValue {
-    JsValue::from_f64(v as f64)
-}
-fn opt(v: Option<&str>) -> JsValue {
-    v.map_or(JsValue::NULL, s)
 }
 
 /// How long usage rows wait in the isolate before they are written, and how many at most.

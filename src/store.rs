@@ -2,10 +2,10 @@
 
 use gateway_core::error::ApiError;
 use serde::{Deserialize, Serialize};
-use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
 
-use crate::edge::{dependency, Outcome};
+use crate::d1::{self, num, opt_text, text};
+use crate::edge::Outcome;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountRow {
@@ -42,15 +42,6 @@ pub struct KeyListRow {
     pub last_used_at: Option<i64>,
 }
 
-fn s(v: &str) -> JsValue {
-    JsValue::from_str(v)
-}
-fn n(v: u64) -> JsValue {
-    JsValue::from_f64(v as f64)
-}
-
-const DB: &str = "D1";
-
 pub async fn insert_account(
     db: &D1Database,
     id: &str,
@@ -58,24 +49,22 @@ pub async fn insert_account(
     limits_json: Option<&str>,
     now_ms: u64,
 ) -> Outcome<()> {
-    db.prepare("INSERT INTO accounts (id, tier, limits_json, store_prompt_prefix, created_at) VALUES (?1, ?2, ?3, 0, ?4)")
-        .bind(&[s(id), s(tier), limits_json.map_or(JsValue::NULL, s), n(now_ms)])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    Ok(())
+    d1::run(
+        db,
+        "INSERT INTO accounts (id, tier, limits_json, store_prompt_prefix, created_at) VALUES (?1, ?2, ?3, 0, ?4)",
+        &[text(id), text(tier), opt_text(limits_json), num(now_ms)],
+    )
+    .await
+    .map(|_| ())
 }
 
 pub async fn get_account(db: &D1Database, id: &str) -> Outcome<Option<AccountRow>> {
-    db.prepare(
+    d1::first(
+        db,
         "SELECT id, tier, limits_json, store_prompt_prefix, created_at FROM accounts WHERE id = ?1",
+        &[text(id)],
     )
-    .bind(&[s(id)])
-    .map_err(dependency(DB))?
-    .first::<AccountRow>(None)
     .await
-    .map_err(dependency(DB))
 }
 
 /// Changes tier (and enterprise limits); returns false when the account does not exist.
@@ -85,24 +74,23 @@ pub async fn update_tier(
     tier: &str,
     limits_json: Option<&str>,
 ) -> Outcome<bool> {
-    let r = db
-        .prepare("UPDATE accounts SET tier = ?2, limits_json = ?3 WHERE id = ?1")
-        .bind(&[s(id), s(tier), limits_json.map_or(JsValue::NULL, s)])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    Ok(changes(&r) > 0)
+    let changed = d1::run(
+        db,
+        "UPDATE accounts SET tier = ?2, limits_json = ?3 WHERE id = ?1",
+        &[text(id), text(tier), opt_text(limits_json)],
+    )
+    .await?;
+    Ok(changed > 0)
 }
 
 pub async fn set_store_prompt_prefix(db: &D1Database, id: &str, on: bool) -> Outcome<()> {
-    db.prepare("UPDATE accounts SET store_prompt_prefix = ?2 WHERE id = ?1")
-        .bind(&[s(id), n(u64::from(on))])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    Ok(())
+    d1::run(
+        db,
+        "UPDATE accounts SET store_prompt_prefix = ?2 WHERE id = ?1",
+        &[text(id), num(u64::from(on))],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Inserts a key; returns false on a prefix collision (the caller draws a new secret).
@@ -115,51 +103,42 @@ pub async fn insert_key(
     mode: &str,
     now_ms: u64,
 ) -> Outcome<bool> {
-    let r = db
-        .prepare(
-            "INSERT INTO api_keys (prefix, account_id, key_hash, name, mode, status, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6) ON CONFLICT(prefix) DO NOTHING",
-        )
-        .bind(&[
-            s(prefix),
-            s(account_id),
-            s(key_hash),
-            name.map_or(JsValue::NULL, s),
-            s(mode),
-            n(now_ms),
-        ])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    Ok(changes(&r) > 0)
+    let changed = d1::run(
+        db,
+        "INSERT INTO api_keys (prefix, account_id, key_hash, name, mode, status, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6) ON CONFLICT(prefix) DO NOTHING",
+        &[
+            text(prefix),
+            text(account_id),
+            text(key_hash),
+            opt_text(name),
+            text(mode),
+            num(now_ms),
+        ],
+    )
+    .await?;
+    Ok(changed > 0)
 }
 
 pub async fn key_for_auth(db: &D1Database, prefix: &str) -> Outcome<Option<KeyAuthRow>> {
-    db.prepare(
+    d1::first(
+        db,
         "SELECT k.prefix, k.key_hash, k.account_id, k.mode, k.status, a.tier, a.limits_json, a.store_prompt_prefix, \
          (SELECT group_concat(p.provider) FROM provider_keys p WHERE p.account_id = k.account_id) AS byok \
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.prefix = ?1",
+        &[text(prefix)],
     )
-    .bind(&[s(prefix)])
-    .map_err(dependency(DB))?
-    .first::<KeyAuthRow>(None)
     .await
-    .map_err(dependency(DB))
 }
 
 pub async fn list_keys(db: &D1Database, account_id: &str) -> Outcome<Vec<KeyListRow>> {
-    db.prepare(
+    d1::all(
+        db,
         "SELECT prefix, name, mode, status, created_at, last_used_at FROM api_keys \
          WHERE account_id = ?1 ORDER BY created_at, prefix",
+        &[text(account_id)],
     )
-    .bind(&[s(account_id)])
-    .map_err(dependency(DB))?
-    .all()
     .await
-    .map_err(dependency(DB))?
-    .results::<KeyListRow>()
-    .map_err(dependency(DB))
 }
 
 /// Prefixes of all the account's keys (to invalidate their auth cache entries).
@@ -168,15 +147,12 @@ pub async fn key_prefixes(db: &D1Database, account_id: &str) -> Outcome<Vec<Stri
     struct P {
         prefix: String,
     }
-    let rows = db
-        .prepare("SELECT prefix FROM api_keys WHERE account_id = ?1")
-        .bind(&[s(account_id)])
-        .map_err(dependency(DB))?
-        .all()
-        .await
-        .map_err(dependency(DB))?
-        .results::<P>()
-        .map_err(dependency(DB))?;
+    let rows: Vec<P> = d1::all(
+        db,
+        "SELECT prefix FROM api_keys WHERE account_id = ?1",
+        &[text(account_id)],
+    )
+    .await?;
     Ok(rows.into_iter().map(|p| p.prefix).collect())
 }
 
@@ -187,28 +163,23 @@ pub async fn revoke_key(
     prefix: &str,
     now_ms: u64,
 ) -> Outcome<bool> {
-    let r = db
-        .prepare("UPDATE api_keys SET status = 'revoked', revoked_at = ?3 WHERE prefix = ?1 AND account_id = ?2")
-        .bind(&[s(prefix), s(account_id), n(now_ms)])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    Ok(changes(&r) > 0)
+    let changed = d1::run(
+        db,
+        "UPDATE api_keys SET status = 'revoked', revoked_at = ?3 WHERE prefix = ?1 AND account_id = ?2",
+        &[text(prefix), text(account_id), num(now_ms)],
+    )
+    .await?;
+    Ok(changed > 0)
 }
 
 pub async fn touch_key(db: &D1Database, prefix: &str, now_ms: u64) -> Outcome<()> {
-    db.prepare("UPDATE api_keys SET last_used_at = ?2 WHERE prefix = ?1")
-        .bind(&[s(prefix), n(now_ms)])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    Ok(())
-}
-
-fn changes(r: &worker::D1Result) -> usize {
-    r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0)
+    d1::run(
+        db,
+        "UPDATE api_keys SET last_used_at = ?2 WHERE prefix = ?1",
+        &[text(prefix), num(now_ms)],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Maps "no such account" for admin routes.
