@@ -39,22 +39,23 @@ impl AccountLedger {
     }
 }
 
-fn reply(ledger: &Ledger, charged: u64, error: Option<LedgerError>) -> Result<Response> {
-    let error = error.map(|e| {
-        match e {
-            LedgerError::InsufficientCredits { .. } => "insufficient_credits",
-            LedgerError::UnknownReservation => "unknown_reservation",
-            LedgerError::DuplicateReservation => "duplicate_reservation",
-        }
-        .to_string()
-    });
+fn reply(ledger: &Ledger, charged: u64, error: Option<&'static str>) -> Result<Response> {
     Response::from_json(&LedgerReply {
         ok: error.is_none(),
         balance: ledger.balance(),
         available: ledger.available(),
         charged,
-        error,
+        error: error.map(str::to_string),
     })
+}
+
+/// The reply's name for a refusal.
+fn code(e: LedgerError) -> &'static str {
+    match e {
+        LedgerError::InsufficientCredits { .. } => "insufficient_credits",
+        LedgerError::UnknownReservation => "unknown_reservation",
+        LedgerError::DuplicateReservation => "duplicate_reservation",
+    }
 }
 
 impl DurableObject for AccountLedger {
@@ -72,38 +73,53 @@ impl DurableObject for AccountLedger {
         let op: LedgerOp = req.json().await?;
         let now_ms = worker::Date::now().as_millis();
         let mut ledger = self.load().await?;
-        let expired = !ledger.expire(now_ms, RESERVATION_MAX_AGE_MS).is_empty();
-        let (changed, charged, error) = match op {
-            LedgerOp::Balance => (false, 0, None),
-            LedgerOp::Credit { amount } => {
-                ledger.credit(amount);
-                (true, 0, None)
-            }
-            LedgerOp::Reserve { id, amount } => match ledger.reserve(&id, amount, now_ms) {
-                Ok(()) => (true, 0, None),
-                Err(e) => (false, 0, Some(e)),
-            },
-            LedgerOp::Settle { id, actual } => match ledger.settle(&id, actual) {
-                Ok(c) => (true, c, None),
-                Err(e) => (false, 0, Some(e)),
-            },
-            LedgerOp::Release { id } => match ledger.release(&id) {
-                Ok(_) => (true, 0, None),
-                Err(e) => (false, 0, Some(e)),
-            },
-            LedgerOp::Fee { amount } => {
-                let c = ledger.debit_fee(amount);
-                (true, c, None)
-            }
-            LedgerOp::Wipe => {
+        let mut dirty = !ledger.expire(now_ms, RESERVATION_MAX_AGE_MS).is_empty();
+        let ops = match op {
+            LedgerOp::Batch { ops } => ops,
+            op => vec![op],
+        };
+        let (mut charged, mut error) = (0, None);
+        for op in ops {
+            if let LedgerOp::Wipe = op {
                 self.state.storage().delete_all().await?;
                 *self.cached.borrow_mut() = Some(Ledger::default());
-                return reply(&Ledger::default(), 0, None);
+                (ledger, dirty, charged, error) = (Ledger::default(), false, 0, None);
+                continue;
             }
-        };
-        if changed || expired {
+            let changed;
+            (changed, charged, error) = apply(&mut ledger, op, now_ms);
+            dirty |= changed;
+        }
+        if dirty {
             self.save(&ledger).await?;
         }
         reply(&ledger, charged, error)
+    }
+}
+
+/// Applies one operation: whether the ledger changed, what it charged, why it was refused.
+fn apply(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> (bool, u64, Option<&'static str>) {
+    let refused = |e: LedgerError| (false, 0, Some(code(e)));
+    match op {
+        LedgerOp::Balance => (false, 0, None),
+        LedgerOp::Credit { amount } => {
+            ledger.credit(amount);
+            (true, 0, None)
+        }
+        LedgerOp::Reserve { id, amount } => match ledger.reserve(&id, amount, now_ms) {
+            Ok(()) => (true, 0, None),
+            Err(e) => refused(e),
+        },
+        LedgerOp::Settle { id, actual } => match ledger.settle(&id, actual) {
+            Ok(c) => (true, c, None),
+            Err(e) => refused(e),
+        },
+        LedgerOp::Release { id } => match ledger.release(&id) {
+            Ok(_) => (true, 0, None),
+            Err(e) => refused(e),
+        },
+        LedgerOp::Fee { amount } => (true, ledger.debit_fee(amount), None),
+        // `wipe` is applied by the caller; a batch inside a batch is not an operation.
+        LedgerOp::Wipe | LedgerOp::Batch { .. } => (false, 0, Some("unsupported_operation")),
     }
 }

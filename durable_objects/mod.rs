@@ -36,14 +36,14 @@ pub async fn post(
         .with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("https://object{path}"), &init)
         .map_err(dependency(binding))?;
-    let mut resp = stub
+    let resp = stub
         .fetch_with_request(req)
         .await
         .map_err(dependency(binding))?;
     if resp.status_code() != 200 {
         return Err(dependency(binding)(resp.status_code()));
     }
-    resp.text().await.map_err(dependency(binding))
+    crate::body::text(resp).await.map_err(dependency(binding))
 }
 
 /// `POST /take` to a `TokenBucket`.
@@ -73,12 +73,29 @@ pub enum TakeReply {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum LedgerOp {
     Balance,
-    Credit { amount: u64 },
-    Reserve { id: String, amount: u64 },
-    Settle { id: String, actual: u64 },
-    Release { id: String },
-    Fee { amount: u64 },
+    Credit {
+        amount: u64,
+    },
+    Reserve {
+        id: String,
+        amount: u64,
+    },
+    Settle {
+        id: String,
+        actual: u64,
+    },
+    Release {
+        id: String,
+    },
+    Fee {
+        amount: u64,
+    },
     Wipe,
+    /// These operations in order, saved once; the reply is the last one's (a nested batch is
+    /// refused as unknown).
+    Batch {
+        ops: Vec<LedgerOp>,
+    },
 }
 
 /// The ledger's answer to every operation.

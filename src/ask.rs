@@ -8,14 +8,15 @@ use gateway_core::completion::CompletionRequest;
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
 use gateway_core::models::{check_model, default_allowlist, ModelRejection};
+use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{Request, Response};
 
 use crate::auth::Caller;
-use crate::cache::{self, Entry};
-use crate::edge::{json, read_body_capped, require_json, set_header, Gw, Outcome};
+use crate::cache::{self, Entry, RawEntry};
+use crate::edge::{json_text, read_body_capped, require_json, set_header, Gw, Outcome};
 use crate::fanout::{self, ProviderResult};
-use crate::limits::{self, Admission, WithRateHeaders};
+use crate::limits::{self, Admission};
 use crate::record::{self, Event};
 
 const NAMESPACE: &str = "ask/v1";
@@ -54,7 +55,8 @@ pub async fn post(
 
     if mode.reads() {
         if let Some((text, tier)) = cache::lookup(gw, NAMESPACE, key.as_str()).await {
-            if let Ok(entry) = serde_json::from_str::<Entry>(&text) {
+            // The stored results are passed through as they were written: no re-encoding.
+            if let Ok(entry) = serde_json::from_str::<RawEntry>(&text) {
                 let outcome = CacheOutcome::Hit(tier);
                 // The serving fee is debited off the response path; a hit never waits on a DO.
                 let fee = if caller.mode == KeyMode::Test {
@@ -67,14 +69,21 @@ pub async fn post(
                 }
                 event.cache(outcome);
                 event.credits = fee;
-                let results: Vec<Value> = entry.results.iter().map(result_json).collect();
-                return respond(gw, &ask, outcome, key.as_str(), results, fee, None, event);
+                return respond(
+                    gw,
+                    &ask,
+                    outcome,
+                    key.as_str(),
+                    &entry.results,
+                    fee,
+                    None,
+                    event,
+                );
             }
         }
     }
 
-    // Miss: bucket, then credits, then the providers.
-    let admission = limits::admit(gw, caller, &policy).await?;
+    // Miss: the key's bucket and the account's credits, then the providers.
     let calls: Vec<(gateway_core::provider::Provider, CompletionRequest)> = ask
         .providers
         .iter()
@@ -92,9 +101,8 @@ pub async fn post(
             )
         })
         .collect();
-    let reservation = limits::reserve(gw, caller, &calls)
-        .await
-        .map_err(|e| e.with_rate_headers(&admission))?;
+    let (admission, reservation) =
+        limits::gate(gw, caller, &policy, &limits::worst_cases(&calls)).await?;
     let timed = fanout::run(gw, caller, calls).await;
     let results: Vec<ProviderResult> = timed.iter().map(|t| t.result.clone()).collect();
     let credits = limits::settle_later(gw, reservation, &results);
@@ -130,7 +138,7 @@ pub async fn post(
         &ask,
         outcome,
         key.as_str(),
-        body_results,
+        &body_results,
         credits,
         Some(&admission),
         event,
@@ -159,26 +167,42 @@ fn result_json(r: &ProviderResult) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
 
+/// The contract's `/v1/ask` answer, serialized once for both the caller and the archive.
+#[derive(Serialize)]
+struct AskAnswer<'a, R: Serialize> {
+    id: &'a str,
+    created_at: String,
+    cache: Value,
+    results: &'a [R],
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    credits: u64,
+}
+
 #[allow(clippy::too_many_arguments)]
-fn respond(
+fn respond<R: Serialize>(
     gw: &Gw,
     ask: &AskRequest,
     outcome: CacheOutcome,
     key: &str,
-    results: Vec<Value>,
+    results: &[R],
     credits: u64,
     admission: Option<&Admission>,
     event: &mut Event,
 ) -> Outcome<Response> {
-    let body = json!({
-        "id": gw.request_id,
-        "created_at": gw.now_iso(),
-        "cache": outcome.body(ask.scope.as_str(), key),
-        "results": results,
-        "usage": {"credits": credits},
-    });
-    record::archive_later(event, &body);
-    let resp = json(200, &body)?;
+    let body = serde_json::to_string(&AskAnswer {
+        id: &gw.request_id,
+        created_at: gw.now_iso(),
+        cache: outcome.body(ask.scope.as_str(), key),
+        results,
+        usage: Usage { credits },
+    })
+    .map_err(|_| ApiError::internal())?;
+    let resp = json_text(200, body.clone())?;
+    record::archive_later(event, body);
     let h = resp.headers();
     set_header(h, "Cache-Status", &outcome.header());
     set_header(h, "X-Cache-Key", key);

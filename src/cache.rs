@@ -18,6 +18,12 @@ pub struct Entry {
     pub results: Vec<ProviderResult>,
 }
 
+/// An entry as read back on a hit: each result kept as the JSON text that was stored.
+#[derive(Debug, Deserialize)]
+pub struct RawEntry {
+    pub results: Vec<Box<serde_json::value::RawValue>>,
+}
+
 /// L1 address of a key in a namespace (`ask/v1`, `chat/v1`, `messages/v1`).
 pub fn l1_url(namespace: &str, key: &str) -> String {
     format!("https://cache.internal/{namespace}/{key}")
@@ -37,7 +43,7 @@ pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, Cach
     let url = l1_url(namespace, key);
     let cache = Cache::default();
     match cache.get(url.as_str(), false).await {
-        Ok(Some(mut resp)) => match resp.text().await {
+        Ok(Some(resp)) => match crate::body::text(resp).await {
             Ok(text) => return Some((text, CacheTier::L1)),
             Err(e) => console_error!("L1 read failed: {e}"),
         },

@@ -10,7 +10,7 @@ use worker::{console_error, console_log, D1Database, Request, Response, Url};
 use crate::auth::{invalidate, Caller};
 use crate::d1::{self, num as n, text as s};
 use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
-use crate::{bucket, ledger, limits, record, store};
+use crate::{bucket, ledger, record, store};
 
 /// Days an archived answer is served.
 pub const RETENTION_DAYS: u64 = 30;
@@ -248,7 +248,7 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
     }
     // Rows and fees this isolate still holds for the account are dropped, not written.
     record::forget_account(&caller.account_id);
-    limits::forget_fees(&caller.account_id);
+    ledger::forget(&caller.account_id);
     db.batch(stmts).await.map_err(dependency("D1 batch"))?;
     // A batch of usage rows already in flight may land after the delete: sweep once more.
     sweep_later(gw, &caller.account_id);

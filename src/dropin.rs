@@ -86,17 +86,14 @@ pub async fn post(
         }
     }
 
-    // Miss: bucket, then credits, then the provider.
-    let admission = limits::admit(gw, caller, &policy).await?;
+    // Miss: the key's bucket and the account's credits, then the provider.
     let worst = [WorstCase {
         provider,
         model: parsed.model.clone(),
         prompt_bytes: parsed.prompt_bytes,
         max_tokens: u32::try_from(parsed.output_budget).unwrap_or(u32::MAX),
     }];
-    let reservation = limits::reserve_worst(gw, caller, &worst)
-        .await
-        .map_err(|e| e.with_rate_headers(&admission))?;
+    let (admission, reservation) = limits::gate(gw, caller, &policy, &worst).await?;
     let forward: Vec<(&str, String)> = FORWARDED_HEADERS
         .iter()
         .filter_map(|name| req.headers().get(name).ok().flatten().map(|v| (*name, v)))

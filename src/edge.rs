@@ -113,6 +113,15 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Outcome<Response> {
         .map_err(|_| ApiError::internal())
 }
 
+/// A response whose body is already-serialized JSON.
+pub fn json_text(status: u16, body: String) -> Outcome<Response> {
+    let resp = Response::ok(body)
+        .map(|r| r.with_status(status))
+        .map_err(|_| ApiError::internal())?;
+    set_header(resp.headers(), "Content-Type", "application/json");
+    Ok(resp)
+}
+
 /// Sets a header, ignoring invalid values (all values here are produced by the gateway).
 pub fn set_header(headers: &Headers, name: &str, value: &str) {
     let _ = headers.set(name, value);
@@ -169,10 +178,27 @@ pub fn require_json(req: &Request) -> Outcome<()> {
 /// Reads the body, refusing (413) as soon as it passes `limit` bytes: a declared
 /// Content-Length over the limit is refused before anything is read.
 pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8>> {
-    if let Ok(Some(len)) = req.headers().get("Content-Length") {
-        if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64) {
-            return Err(ApiError::body_too_large(limit));
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|len| len.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => return Err(ApiError::body_too_large(limit)),
+        // A declared length within the limit: the runtime enforces it, so the body is read
+        // in one call (one await instead of one per chunk); the cap is still checked.
+        Some(_) => {
+            let body = req
+                .bytes()
+                .await
+                .map_err(|_| ApiError::invalid_request("could not read the request body"))?;
+            if body.len() > limit {
+                return Err(ApiError::body_too_large(limit));
+            }
+            return Ok(body);
         }
+        None => {}
     }
     let mut stream = match req.stream() {
         Ok(s) => s,

@@ -23,6 +23,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::{console_error, Delay, Headers, Method, Request, RequestInit};
 
 use crate::auth::Caller;
+use crate::body;
 use crate::edge::{Gw, Outcome};
 use crate::provider_keys;
 
@@ -181,13 +182,12 @@ async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> Provi
     let Ok(payload) = serde_json::to_string(body) else {
         return unavailable("could not encode request");
     };
-    let mut resp = match post_to_broker(gw, provider, COMPLETE_PATH, headers, payload.into()).await
-    {
+    let resp = match post_to_broker(gw, provider, COMPLETE_PATH, headers, payload.into()).await {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
     let status = resp.status_code();
-    let text = resp.text().await.unwrap_or_default();
+    let text = body::text(resp).await.unwrap_or_default();
     if status == 200 {
         return match serde_json::from_str::<Completion>(&text) {
             Ok(c) => ProviderResult {
@@ -271,7 +271,7 @@ pub async fn passthrough(
     let call = post_to_broker(gw, provider, PASSTHROUGH_PATH, headers, bytes.into());
     futures::pin_mut!(call);
     let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
-    let mut resp = match select(call, timer).await {
+    let resp = match select(call, timer).await {
         Either::Left((Ok(r), _)) => r,
         Either::Left((Err(e), _)) => {
             console_error!("broker {provider}: passthrough: {e}");
@@ -302,7 +302,7 @@ pub async fn passthrough(
         _ => None,
     };
     let retry_after = header("retry-after");
-    let text = resp.text().await.unwrap_or_default();
+    let text = body::text(resp).await.unwrap_or_default();
     if from_upstream {
         return Ok(Passthrough {
             status,
@@ -367,11 +367,11 @@ pub async fn seal(gw: &Gw, provider: Provider, account_id: &str, key: &str) -> O
     let payload = serde_json::to_string(&body).map_err(|_| ApiError::internal())?;
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");
-    let mut resp = post_to_broker(gw, provider, SEAL_PATH, headers, payload.into())
+    let resp = post_to_broker(gw, provider, SEAL_PATH, headers, payload.into())
         .await
         .map_err(crate::edge::dependency("broker seal"))?;
     let status = resp.status_code();
-    let text = resp.text().await.unwrap_or_default();
+    let text = body::text(resp).await.unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     match (status, v["ciphertext"].as_str()) {
         (200, Some(c)) => Ok(c.to_string()),

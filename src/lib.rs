@@ -19,6 +19,8 @@ mod provider_keys;
 mod record;
 mod store;
 
+#[path = "../worker_shared/body.rs"]
+mod body;
 #[path = "../durable_objects/mod.rs"]
 mod durable_objects;
 

@@ -77,7 +77,7 @@ impl WithRateHeaders for ApiError {
 }
 
 /// One token from the key's bucket, or a 429 with the contract's body and headers.
-pub async fn admit(gw: &Gw, caller: &Caller, policy: &Policy) -> Outcome<Admission> {
+async fn admit(gw: &Gw, caller: &Caller, policy: &Policy) -> Outcome<Admission> {
     match bucket::take(&gw.env, &caller.prefix, 1, policy.limits).await? {
         TakeReply::Revoked => Err(ApiError::unauthorized()),
         TakeReply::InsufficientCapacity { burst } => Err(ApiError::new(
@@ -130,13 +130,9 @@ pub struct Used<'a> {
     pub tokens: Tokens,
 }
 
-/// Reserves the worst-case cost of `/v1/ask`'s calls (see [`reserve_worst`]).
-pub async fn reserve(
-    gw: &Gw,
-    caller: &Caller,
-    calls: &[(Provider, CompletionRequest)],
-) -> Outcome<Option<Reservation>> {
-    let worst: Vec<WorstCase> = calls
+/// The worst case of each of `/v1/ask`'s calls.
+pub fn worst_cases(calls: &[(Provider, CompletionRequest)]) -> Vec<WorstCase> {
+    calls
         .iter()
         .map(|(p, c)| WorstCase {
             provider: *p,
@@ -144,13 +140,42 @@ pub async fn reserve(
             prompt_bytes: c.prompt.len() + c.system.as_ref().map_or(0, String::len),
             max_tokens: c.max_tokens,
         })
-        .collect();
-    reserve_worst(gw, caller, &worst).await
+        .collect()
+}
+
+/// The miss path's gate: one token from the key's bucket and the calls' worst-case credits,
+/// asked of the two Durable Objects at the same time (one round trip instead of two). The
+/// bucket decides first in effect: when it refuses (429, revoked, unreachable) the answer is
+/// its refusal and a reservation made meanwhile is released off the response path; when it
+/// admits and the ledger refuses, the 402 carries the admitted call's rate-limit headers.
+pub async fn gate(
+    gw: &Gw,
+    caller: &Caller,
+    policy: &Policy,
+    worst: &[WorstCase],
+) -> Outcome<(Admission, Option<Reservation>)> {
+    let (admission, reservation) =
+        futures::join!(admit(gw, caller, policy), reserve_worst(gw, caller, worst));
+    match (admission, reservation) {
+        (Ok(a), Ok(r)) => Ok((a, r)),
+        (Ok(a), Err(e)) => Err(e.with_rate_headers(&a)),
+        (Err(e), r) => {
+            if let Ok(Some(r)) = r {
+                release_later(gw, r);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Gives a reservation back whole, off the response path (queued for the account's ledger).
+fn release_later(gw: &Gw, r: Reservation) {
+    ledger::queue(gw, &r.account_id, LedgerOp::Release { id: r.id });
 }
 
 /// Reserves the worst-case cost of the calls (test keys are free: no reservation); 402 when
 /// the account cannot cover it. The one reservation path of `/v1/ask` and the drop-in endpoints.
-pub async fn reserve_worst(
+async fn reserve_worst(
     gw: &Gw,
     caller: &Caller,
     calls: &[WorstCase],
@@ -206,13 +231,7 @@ pub fn settle_used_later(gw: &Gw, reservation: Option<Reservation>, used: &[Used
         .iter()
         .map(|u| table.cost(u.provider, u.model, u.tokens.input, u.tokens.output))
         .sum();
-    let env = gw.env.clone();
-    gw.after(async move {
-        let op = LedgerOp::Settle { id: r.id, actual };
-        if let Err(e) = ledger::call(&env, &r.account_id, &op).await {
-            console_error!("ledger settle failed: {}", e.code);
-        }
-    });
+    ledger::queue(gw, &r.account_id, LedgerOp::Settle { id: r.id, actual });
     actual
 }
 
@@ -220,49 +239,9 @@ pub fn cache_hit_fee() -> u64 {
     CACHE_HIT_FEE
 }
 
-/// How long cache-hit fees wait in the isolate before they are debited.
-const FEE_FLUSH_MS: u64 = 100;
-
-thread_local! {
-    /// Cache-hit fees of this isolate not yet debited, per account, and whether a debit is
-    /// scheduled.
-    static FEES: std::cell::RefCell<(std::collections::BTreeMap<String, u64>, bool)> =
-        const { std::cell::RefCell::new((std::collections::BTreeMap::new(), false)) };
-}
-
-/// Debits the cache-hit serving fee after the response is sent: the fees of one account's
-/// hits within 100 ms are summed into one ledger call, so a hit never waits on the ledger and
-/// a burst of hits costs one Durable Object call, not one each.
+/// Debits the cache-hit serving fee after the response is sent: queued with the account's
+/// other ledger operations (fees within one batch are summed), so a hit never waits on the
+/// ledger and a burst of hits costs one Durable Object call, not one each.
 pub fn debit_fee_later(gw: &Gw, account_id: &str, fee: u64) {
-    let schedule = FEES.with(|f| {
-        let mut f = f.borrow_mut();
-        *f.0.entry(account_id.to_string()).or_insert(0) += fee;
-        let schedule = !f.1;
-        f.1 = true;
-        schedule
-    });
-    if !schedule {
-        return;
-    }
-    let env = gw.env.clone();
-    gw.after(async move {
-        worker::Delay::from(std::time::Duration::from_millis(FEE_FLUSH_MS)).await;
-        let due = FEES.with(|f| {
-            let mut f = f.borrow_mut();
-            f.1 = false;
-            std::mem::take(&mut f.0)
-        });
-        for (account_id, amount) in due {
-            if let Err(e) = ledger::call(&env, &account_id, &LedgerOp::Fee { amount }).await {
-                console_error!("cache fee debit failed: {}", e.code);
-            }
-        }
-    });
-}
-
-/// Drops the fees queued for an account being deleted.
-pub fn forget_fees(account_id: &str) {
-    FEES.with(|f| {
-        f.borrow_mut().0.remove(account_id);
-    });
+    ledger::queue(gw, account_id, LedgerOp::Fee { amount: fee });
 }

@@ -4,13 +4,12 @@
 //! 100 ms at most), so a burst of cache hits costs one write, not one per call.
 
 use gateway_core::cache_control::CacheOutcome;
-use serde_json::Value;
 use std::cell::RefCell;
 
-use worker::{console_error, D1Database, D1PreparedStatement};
+use worker::{console_error, D1Database};
 
 use crate::auth::Caller;
-use crate::d1::{num as n, opt_text as opt, text as s};
+use crate::d1::{statement, text as s};
 use crate::edge::Gw;
 
 /// Characters of the prompt kept when the account opted in.
@@ -121,17 +120,24 @@ pub fn forget_account(account_id: &str) {
     });
 }
 
-/// Writes every queued row in one D1 batch.
+/// Writes every queued row in one D1 batch of two statements: each table's rows travel as
+/// one JSON array bound to one parameter and are inserted by `json_each`, so a flush costs the
+/// same two statements whether it holds one row or two hundred.
 async fn flush(db: D1Database) {
     let rows = PENDING.with(|p| std::mem::take(&mut p.borrow_mut().0));
     if rows.is_empty() {
         return;
     }
-    let mut stmts = Vec::with_capacity(rows.len() * 2);
-    for r in &rows {
-        match statements(&db, r) {
-            Ok(mut st) => stmts.append(&mut st),
-            Err(e) => console_error!("usage row not encodable: {e}"),
+    let (usage, archive) = encode_rows(&rows);
+    let mut stmts = Vec::with_capacity(2);
+    match statement(&db, INSERT_USAGE, &[s(&usage)]) {
+        Ok(st) => stmts.push(st),
+        Err(e) => console_error!("usage rows not bindable: {}", e.code),
+    }
+    if let Some(archive) = archive {
+        match statement(&db, INSERT_ARCHIVE, &[s(&archive)]) {
+            Ok(st) => stmts.push(st),
+            Err(e) => console_error!("archive rows not bindable: {}", e.code),
         }
     }
     if let Err(e) = db.batch(stmts).await {
@@ -139,40 +145,58 @@ async fn flush(db: D1Database) {
     }
 }
 
-fn statements(db: &D1Database, r: &Pending) -> worker::Result<Vec<D1PreparedStatement>> {
-    let e = &r.event;
-    let mut stmts = vec![db
-        .prepare(
-            "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, providers, cache_status, \
-             cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
-        .bind(&[
-            s(&e.account_id),
-            s(&e.key_prefix),
-            s(&r.request_id),
-            s(&e.endpoint),
-            s(&e.providers),
-            opt(e.cache_status),
-            opt(e.cache_tier),
-            n(u64::from(r.status)),
-            n(e.tokens.0),
-            n(e.tokens.1),
-            n(e.credits),
-            n(r.latency_ms),
-            opt(e.prompt_prefix.as_deref()),
-            n(r.at_ms),
-        ])?];
-    if let Some(text) = &e.archive {
-        stmts.push(
-            db.prepare("INSERT INTO response_archive (request_id, account_id, created_at, response) VALUES (?1, ?2, ?3, ?4)")
-                .bind(&[s(&r.request_id), s(&e.account_id), n(r.at_ms), s(text)])?,
-        );
-    }
-    Ok(stmts)
+const INSERT_USAGE: &str = "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, \
+providers, cache_status, cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, \
+prompt_prefix, created_at) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
+json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
+json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
+json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]') \
+FROM json_each(?1)";
+
+const INSERT_ARCHIVE: &str = "INSERT INTO response_archive (request_id, account_id, created_at, \
+response) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?1)";
+
+/// The queued rows as the two JSON arrays the inserts read: usage rows (columns in
+/// `INSERT_USAGE` order) and archive rows (`None` when no row has an answer to archive).
+fn encode_rows(rows: &[Pending]) -> (String, Option<String>) {
+    let usage: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let e = &r.event;
+            (
+                &e.account_id,
+                &e.key_prefix,
+                &r.request_id,
+                &e.endpoint,
+                &e.providers,
+                e.cache_status,
+                e.cache_tier,
+                r.status,
+                e.tokens.0,
+                e.tokens.1,
+                e.credits,
+                r.latency_ms,
+                &e.prompt_prefix,
+                r.at_ms,
+            )
+        })
+        .collect();
+    let archive: Vec<_> = rows
+        .iter()
+        .filter_map(|r| {
+            let text = r.event.archive.as_ref()?;
+            Some((&r.request_id, &r.event.account_id, r.at_ms, text))
+        })
+        .collect();
+    (
+        serde_json::to_string(&usage).unwrap_or_default(),
+        (!archive.is_empty()).then(|| serde_json::to_string(&archive).unwrap_or_default()),
+    )
 }
 
 /// Keeps a successful response (the body the caller got) to archive with the usage row.
-pub fn archive_later(event: &mut Event, body: &Value) {
-    event.archive = serde_json::to_string(body).ok();
+pub fn archive_later(event: &mut Event, body: String) {
+    event.archive = Some(body);
 }

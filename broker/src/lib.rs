@@ -4,7 +4,9 @@
 //! format for `/v1/ask`, forwards drop-in requests verbatim, and seals and opens the keys that
 //! accounts bring, writing a `key_access_log` row before a decrypted key is used.
 
-use futures::future::{select, Either};
+#[path = "../../worker_shared/body.rs"]
+mod body;
+
 use gateway_core::adapters;
 use gateway_core::broker::{
     check_request, synthetic_completion, BrokerRequest, SealRequest, ACCOUNT_ID_HEADER,
@@ -22,7 +24,7 @@ use gateway_core::provider::Provider;
 use gateway_core::scrub::{scrub, scrub_secrets};
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    console_log, event, AbortController, Context, Delay, Env, Fetch, Headers, Method, Request,
+    console_log, event, web_sys, AbortSignal, Context, Env, Fetch, Headers, Method, Request,
     RequestInit, Response,
 };
 
@@ -507,34 +509,25 @@ async fn send_upstream(
         .with_body(Some(body));
     let request =
         Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let call = async {
-        let mut resp = fetch
-            .send_with_signal(&signal)
-            .await
-            .map_err(|_| unreachable(&format!("could not reach {provider}")))?;
-        let status = resp.status_code();
-        let retry_after = resp.headers().get("retry-after").ok().flatten();
-        let text = resp
-            .text()
-            .await
-            .map_err(|_| unreachable("upstream connection closed"))?;
-        Ok((status, retry_after, text))
+    // The runtime's own deadline (`AbortSignal.timeout`) covers the headers and the body, and
+    // aborts the upstream request when it passes.
+    let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_f64(timeout_ms as f64));
+    let timed_out = || ProviderError {
+        code: ProviderErrorCode::UpstreamTimeout,
+        message: format!("{provider} did not answer within {timeout_ms} ms"),
+        upstream_status: None,
+        retry_after_ms: None,
     };
-    let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
-    futures::pin_mut!(call);
-    match select(call, timer).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(ProviderError {
-                code: ProviderErrorCode::UpstreamTimeout,
-                message: format!("{provider} did not answer within {timeout_ms} ms"),
-                upstream_status: None,
-                retry_after_ms: None,
-            })
-        }
+    let resp = match Fetch::Request(request).send_with_signal(&signal).await {
+        Ok(resp) => resp,
+        Err(_) if signal.aborted() => return Err(timed_out()),
+        Err(_) => return Err(unreachable(&format!("could not reach {provider}"))),
+    };
+    let status = resp.status_code();
+    let retry_after = resp.headers().get("retry-after").ok().flatten();
+    match body::text(resp).await {
+        Ok(text) => Ok((status, retry_after, text)),
+        Err(_) if signal.aborted() => Err(timed_out()),
+        Err(_) => Err(unreachable("upstream connection closed")),
     }
 }

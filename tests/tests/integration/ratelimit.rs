@@ -295,3 +295,44 @@ async fn a_failing_bucket_fails_closed_with_503_and_retry_after() {
         "never silently admitted"
     );
 }
+
+#[tokio::test]
+async fn a_rate_limited_call_holds_no_credits_and_settlements_are_read_back() {
+    let guard = stack();
+    let s: &Stack = &guard;
+    // The worst case of one call, learned from the 402 of an account with 1 credit.
+    let probe = s.account("enterprise", 1).await;
+    let probe_key = s.key(&probe, "live").await;
+    let n = nonce();
+    let body = |i: usize| json!({"prompt": format!("hold {n} #{i}"), "providers": ["openai"], "params": {"max_tokens": 64}});
+    let r = s.ask(&probe_key, &body(0)).await;
+    assert_eq!(r.status, 402, "{}", r.text);
+    let worst = r.json()["error"]["needed"].as_u64().unwrap();
+
+    // Two worst cases of credit and a bucket of one token.
+    let balance = 2 * worst;
+    let (_, key) = limited_key(s, 1, 1.0, balance).await;
+    let first = s.ask(&key, &body(1)).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let charged = first.json()["usage"]["credits"].as_u64().unwrap();
+    assert!(charged > 0 && charged < worst, "{charged} of {worst}");
+    // The settlement is applied before the next read of the ledger, with no wait.
+    let now = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(now, balance - charged, "balance read right after the call");
+
+    // The second call is refused by the bucket; the credits it reserved meanwhile come back.
+    let second = s.ask(&key, &body(2)).await;
+    assert_well_formed_429(&second, "enterprise");
+    let wait = second.json()["error"]["retry_after_ms"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(wait + 50)).await;
+    // Had the 429 kept its reservation, only 2w - charged - w < w would be available: a 402.
+    let third = s.ask(&key, &body(3)).await;
+    assert_eq!(third.status, 200, "{}", third.text);
+    let third_charged = third.json()["usage"]["credits"].as_u64().unwrap();
+    let end = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(end, balance - charged - third_charged);
+}
