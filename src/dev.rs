@@ -47,6 +47,14 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let reply = crate::bucket::take(&gw.env, prefix, 1, limits).await?;
             json(200, &reply)
         }
+        // The L1 read alone (Cache API lookup of an `ask/v1` key), the reference that bounds
+        // the L1 hit path's throughput under the local runtime.
+        (Method::Get, ["bench", "l1", key]) => {
+            let tier = cache::lookup(gw, "ask/v1", key)
+                .await
+                .map(|(_, t)| t.as_str());
+            json(200, &json!({"tier": tier}))
+        }
         (Method::Post, ["bench", "do-ping", name]) => {
             crate::bucket::ping(&gw.env, name).await?;
             json(200, &json!({}))
