@@ -10,7 +10,7 @@ pub use token_bucket::TokenBucket;
 use gateway_core::bucket::Decision;
 use gateway_core::tier::Limits;
 use serde::{Deserialize, Serialize};
-use worker::{Env, Headers, Method, Request, RequestInit};
+use worker::{Env, Method, Request, RequestInit};
 
 use crate::edge::{dependency, Outcome};
 
@@ -28,12 +28,9 @@ pub async fn post(
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(dependency(binding))?;
-    let headers = Headers::new();
-    let _ = headers.set("Content-Type", "application/json");
+    // The objects parse the body as JSON whatever its type: no headers to build.
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.into()));
+    init.with_method(Method::Post).with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("https://object{path}"), &init)
         .map_err(dependency(binding))?;
     let resp = stub

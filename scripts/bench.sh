@@ -32,7 +32,7 @@
 #   deployed Worker's request would arrive; both are printed.
 #
 # Usage: bench.sh [--no-criterion]
-# Env: BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
+# Env: BENCH_ONLY (which of a, b, c to run; default abc), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
 #      (s per run, 2), BENCH_CONCURRENCY (a and b, 8), BENCH_MISS_CONCURRENCY ("1 4", for c),
 #      BENCH_STATE_ROOT (default /dev/shm if writable, else target/bench-state),
 #      BENCH_KEEP_INSPECTOR (1: leave wrangler's Network tracing on).
@@ -238,7 +238,9 @@ try: v=float(v)
 except ValueError: print("n/a"); sys.exit()
 print("MET" if (v>=t if op==">=" else v<=t) else "MISSED")' "$1" "$2" "$3"; }
 
+ONLY="${BENCH_ONLY:-abc}"
 # a. issue 3: an L1 hit of POST /v1/ask vs the bare route.
+if [[ "$ONLY" == *a* ]]; then
 say ""
 say "## a. L1 cache hit of POST /v1/ask vs the bare route GET /healthz (concurrency $CONC)"
 ask_body="{\"prompt\":\"bench l1 hit $nonce\",\"providers\":[\"openai\"],\"params\":{\"max_tokens\":16}}"
@@ -260,8 +262,10 @@ compare bare_healthz bare_args l1_hit l1_args l1_read_only read_args
 r=$(calc 'a/b' "$(field "$line_l1_hit" rps)" "$(field "$line_bare_healthz" rps)")
 say "RATIO l1_hit / bare_healthz rps = $r  (target >= 0.70: $(verdict "$r" '>=' 0.7))"
 say "  reference: the Cache API read alone (GET route, no auth, no body, no writes) / bare = $(calc 'a/b' "$(field "$line_l1_read_only" rps)" "$(field "$line_bare_healthz" rps)")"
+fi
 
 # b. issue 4: rate-limit decisions through one key's bucket vs a bare DO round trip.
+if [[ "$ONLY" == *b* ]]; then
 say ""
 say "## b. TokenBucket decision vs bare TokenBucket round trip (dev routes, concurrency $CONC)"
 ping_args=(--url "$base/__dev/bench/do-ping/bench-ping-$nonce" --method POST --concurrency "$CONC" --expect '{}')
@@ -270,8 +274,10 @@ take_args=(--url "$base/__dev/bench/bucket/bench-take-$nonce" --method POST --co
 compare do_ping ping_args bucket_take take_args
 r=$(calc 'a/b' "$(field "$line_bucket_take" rps)" "$(field "$line_do_ping" rps)")
 say "RATIO bucket_take / do_ping rps = $r  (target >= 0.80: $(verdict "$r" '>=' 0.8))"
+fi
 
 # c. issue 5: the gateway's miss path with one provider vs the mock upstream directly.
+if [[ "$ONLY" == *c* ]]; then
 say ""
 say "## c. miss-path overhead: POST /v1/ask (openai only, Cache-Control: no-store) vs the mock upstream directly"
 prompt="bench miss path $nonce"
@@ -301,6 +307,8 @@ for c in $MISS_CONC; do
   say "OVERHEAD c=$c through wrangler dev's proxy: ask_miss - mock_direct: p50 +$d50 ms, p99 +$d99 ms$([ -z "$direct" ] && echo "  (target p50 <= 2 ms: $(verdict "$d50" '<=' 2))")"
   say "  of which wrangler dev's own floor (bare route p50): $(v="line_bare_healthz_proxy_c$c"; field "${!v}" p50_ms) ms; the miss path beyond the bare route: p50 +$f50 ms"
 done
+
+fi
 
 say ""
 say "load at end:$(uptime | sed 's/.*load average/ load average/')"

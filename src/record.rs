@@ -101,14 +101,15 @@ pub fn usage_later(gw: &Gw, event: Event, status: u16) {
             gw.after(flush(db));
         }
     }
-    let Ok(db) = gw.db() else { return };
-    if schedule {
-        gw.after(async move {
-            worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
-            PENDING.with(|p| p.borrow_mut().1 = false);
-            flush(db).await;
-        });
+    if !schedule {
+        return;
     }
+    let Ok(db) = gw.db() else { return };
+    gw.after(async move {
+        worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
+        PENDING.with(|p| p.borrow_mut().1 = false);
+        flush(db).await;
+    });
 }
 
 /// Drops the queued rows of an account being deleted.
