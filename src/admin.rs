@@ -7,7 +7,7 @@ use gateway_core::tier::{Limits, Tier};
 use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 
-use crate::auth::{invalidate, require_admin};
+use crate::auth::{invalidate_account, require_admin};
 use crate::edge::{json, random_16, read_json_object, Gw, Outcome};
 use crate::{account, ledger, store};
 
@@ -134,6 +134,6 @@ async fn patch_account(gw: &Gw, id: &str, body: &Map<String, Value>) -> Outcome<
         return Err(store::account_not_found());
     }
     // The next call of any of the account's keys must see the new tier.
-    invalidate(gw, &store::key_prefixes(&db, id).await?).await?;
+    invalidate_account(gw, &db, id).await?;
     json(200, &json!({"account_id": id, "tier": tier.as_str()}))
 }

@@ -4,7 +4,7 @@
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
 use gateway_core::provider::Provider;
-use worker::{console_error, Request};
+use worker::{console_error, D1Database, Request};
 
 use crate::edge::{api_key_header, Gw, Outcome};
 use crate::store::{self, KeyAuthRow};
@@ -188,6 +188,12 @@ pub async fn invalidate(gw: &Gw, prefixes: &[String]) -> Outcome<()> {
     }
     memo::forget(prefixes);
     Ok(())
+}
+
+/// Drops the memo and KV auth cache entries of every key of the account (tier, BYOK or
+/// prompt-prefix change: the next call of any of its keys must read the new row).
+pub async fn invalidate_account(gw: &Gw, db: &D1Database, account_id: &str) -> Outcome<()> {
+    invalidate(gw, &store::key_prefixes(db, account_id).await?).await
 }
 
 /// The admin API: bearer `ADMIN_TOKEN`, compared in constant time; refused entirely when unset.

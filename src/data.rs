@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{console_error, console_log, D1Database, Request, Response, Url};
 
-use crate::auth::{invalidate, Caller};
+use crate::auth::{invalidate, invalidate_account, Caller};
 use crate::d1::{self, num as n, text as s};
 use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
 use crate::{bucket, ledger, record, store};
@@ -216,7 +216,7 @@ pub async fn patch_account(gw: &Gw, caller: &Caller, req: &mut Request) -> Outco
     }
     let db = gw.db()?;
     store::set_store_prompt_prefix(&db, &caller.account_id, on).await?;
-    invalidate(gw, &store::key_prefixes(&db, &caller.account_id).await?).await?;
+    invalidate_account(gw, &db, &caller.account_id).await?;
     json(
         200,
         &json!({"account_id": caller.account_id, "store_prompt_prefix": on}),
@@ -240,11 +240,7 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
         "DELETE FROM api_keys WHERE account_id = ?1",
         "DELETE FROM accounts WHERE id = ?1",
     ] {
-        stmts.push(
-            db.prepare(sql)
-                .bind(std::slice::from_ref(&id))
-                .map_err(dependency("D1"))?,
-        );
+        stmts.push(d1::statement(&db, sql, std::slice::from_ref(&id))?);
     }
     // Rows and fees this isolate still holds for the account are dropped, not written.
     record::forget_account(&caller.account_id);
@@ -274,9 +270,9 @@ fn sweep_later(gw: &Gw, account_id: &str) {
             "DELETE FROM usage_events WHERE account_id = ?1",
             "DELETE FROM response_archive WHERE account_id = ?1",
         ] {
-            match db.prepare(sql).bind(&[s(&id)]) {
-                Ok(st) => stmts.push(st),
-                Err(e) => console_error!("account sweep failed: {e}"),
+            // A statement that cannot be bound is logged by `d1::statement` and left out.
+            if let Ok(st) = d1::statement(&db, sql, &[s(&id)]) {
+                stmts.push(st);
             }
         }
         if let Err(e) = db.batch(stmts).await {
@@ -290,29 +286,17 @@ pub async fn purge_archive(db: &D1Database, now_ms: u64) -> u64 {
     let cutoff = now_ms.saturating_sub(RETENTION_MS);
     let mut deleted = 0u64;
     for _ in 0..PURGE_MAX_BATCHES {
-        let r = db
-            .prepare(
-                "DELETE FROM response_archive WHERE rowid IN \
-                 (SELECT rowid FROM response_archive WHERE created_at < ?1 LIMIT ?2)",
-            )
-            .bind(&[n(cutoff), n(PURGE_BATCH)]);
-        let changes = match r {
-            Ok(st) => match st.run().await {
-                Ok(res) => res
-                    .meta()
-                    .ok()
-                    .flatten()
-                    .and_then(|m| m.changes)
-                    .unwrap_or(0) as u64,
-                Err(e) => {
-                    console_error!("archive purge failed: {e}");
-                    break;
-                }
-            },
-            Err(e) => {
-                console_error!("archive purge failed: {e}");
-                break;
-            }
+        let run = d1::run(
+            db,
+            "DELETE FROM response_archive WHERE rowid IN \
+             (SELECT rowid FROM response_archive WHERE created_at < ?1 LIMIT ?2)",
+            &[n(cutoff), n(PURGE_BATCH)],
+        )
+        .await;
+        // A failure is logged by `d1::run`; the next night's run resumes.
+        let Ok(changes) = run.map(|c| c as u64) else {
+            console_error!("archive purge stopped after {deleted} rows");
+            break;
         };
         deleted += changes;
         if changes < PURGE_BATCH {

@@ -67,13 +67,12 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(0);
             let ms = JsValue::from_f64((days * 86_400_000) as f64);
-            gw.db()?
-                .prepare("UPDATE response_archive SET created_at = created_at - ?2 WHERE request_id = ?1")
-                .bind(&[JsValue::from_str(id), ms])
-                .map_err(dependency("D1"))?
-                .run()
-                .await
-                .map_err(dependency("D1"))?;
+            crate::d1::run(
+                &gw.db()?,
+                "UPDATE response_archive SET created_at = created_at - ?2 WHERE request_id = ?1",
+                &[JsValue::from_str(id), ms],
+            )
+            .await?;
             json(200, &json!({"aged_days": days}))
         }
         // Rows an account has in every table (account deletion must leave none).

@@ -11,16 +11,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Method, Request, Response};
 
-use crate::auth::{invalidate, Caller};
+use crate::auth::{invalidate_account, Caller};
 use crate::d1::{self, num as n, text as s};
-use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
+use crate::edge::{iso8601, json, read_json_object, Gw, Outcome};
 use crate::fanout;
-use crate::store;
 
 /// Entries `GET /v1/provider-keys/access-log` returns, newest first.
 const ACCESS_LOG_LIMIT: u32 = 100;
 const BODY_LIMIT: usize = 4 * 1024;
-const DB: &str = "D1 provider_keys";
 
 /// Routes `/v1/provider-keys...` for an authenticated caller.
 pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) -> Outcome<Response> {
@@ -59,23 +57,17 @@ async fn put(gw: &Gw, req: &mut Request, caller: &Caller, provider: Provider) ->
     byok::check_key(key).map_err(|m| ApiError::invalid_param("key", m))?;
     let ciphertext = fanout::seal(gw, provider, &caller.account_id, key).await?;
     let last4 = byok::last4(key);
-    gw.db()?
-        .prepare(
-            "INSERT INTO provider_keys (account_id, provider, ciphertext, last4, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT(account_id, provider) DO UPDATE SET ciphertext = excluded.ciphertext, \
-             last4 = excluded.last4, created_at = excluded.created_at",
-        )
-        .bind(&[s(&caller.account_id), s(provider.as_str()), s(&ciphertext), s(&last4), n(gw.now_ms)])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    // The auth row carries the account's BYOK providers: the next call must see this key.
-    invalidate(
-        gw,
-        &store::key_prefixes(&gw.db()?, &caller.account_id).await?,
+    let db = gw.db()?;
+    d1::run(
+        &db,
+        "INSERT INTO provider_keys (account_id, provider, ciphertext, last4, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT(account_id, provider) DO UPDATE SET ciphertext = excluded.ciphertext, \
+         last4 = excluded.last4, created_at = excluded.created_at",
+        &[s(&caller.account_id), s(provider.as_str()), s(&ciphertext), s(&last4), n(gw.now_ms)],
     )
     .await?;
+    // The auth row carries the account's BYOK providers: the next call must see this key.
+    invalidate_account(gw, &db, &caller.account_id).await?;
     json(
         200,
         &json!({"provider": provider.as_str(), "last4": last4, "created_at": gw.now_iso()}),
@@ -83,15 +75,13 @@ async fn put(gw: &Gw, req: &mut Request, caller: &Caller, provider: Provider) ->
 }
 
 async fn delete(gw: &Gw, caller: &Caller, provider: Provider) -> Outcome<Response> {
-    let r = gw
-        .db()?
-        .prepare("DELETE FROM provider_keys WHERE account_id = ?1 AND provider = ?2")
-        .bind(&[s(&caller.account_id), s(provider.as_str())])
-        .map_err(dependency(DB))?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
-    let changes = r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0);
+    let db = gw.db()?;
+    let changes = d1::run(
+        &db,
+        "DELETE FROM provider_keys WHERE account_id = ?1 AND provider = ?2",
+        &[s(&caller.account_id), s(provider.as_str())],
+    )
+    .await?;
     if changes == 0 {
         return Err(ApiError::new(
             404,
@@ -99,11 +89,7 @@ async fn delete(gw: &Gw, caller: &Caller, provider: Provider) -> Outcome<Respons
             "this account has no key registered for this provider",
         ));
     }
-    invalidate(
-        gw,
-        &store::key_prefixes(&gw.db()?, &caller.account_id).await?,
-    )
-    .await?;
+    invalidate_account(gw, &db, &caller.account_id).await?;
     json(
         200,
         &json!({"provider": provider.as_str(), "deleted": true}),
