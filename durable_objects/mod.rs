@@ -88,8 +88,8 @@ pub enum LedgerOp {
         amount: u64,
     },
     Wipe,
-    /// These operations in order, saved once; the reply is the last one's (a nested batch is
-    /// refused as unknown).
+    /// These operations in order, saved once; the reply is the last one's (a batch inside a
+    /// batch is refused: `unsupported_operation`).
     Batch {
         ops: Vec<LedgerOp>,
     },

@@ -46,7 +46,8 @@ async fn send(env: &Env, account_id: &str, body: String) -> Outcome<LedgerReply>
     serde_json::from_str(&text).map_err(dependency("AccountLedger reply"))
 }
 
-/// A borrowed `LedgerOp::Batch`, so queued operations are encoded without a copy.
+/// `LedgerOp::Batch` over borrowed operations: how every batch is encoded (queued operations,
+/// possibly followed by the caller's own, are not copied into an owned batch).
 #[derive(serde::Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum LedgerOpRef<'a> {
@@ -78,9 +79,10 @@ pub fn queue(gw: &Gw, account_id: &str, op: LedgerOp) {
         });
         for (account_id, ops) in due {
             let n = ops.len();
-            let body = match serde_json::to_string(&LedgerOp::Batch { ops }) {
-                Ok(b) => b,
-                Err(_) => continue,
+            let Ok(body) = serde_json::to_string(&LedgerOpRef::Batch {
+                ops: ops.iter().collect(),
+            }) else {
+                continue;
             };
             if let Err(e) = send(&env, &account_id, body).await {
                 console_error!("ledger batch of {n} operations failed: {}", e.code);

@@ -130,16 +130,12 @@ async fn flush(db: D1Database) {
         return;
     }
     let (usage, archive) = encode_rows(&rows);
-    let mut stmts = Vec::with_capacity(2);
-    match statement(&db, INSERT_USAGE, &[s(&usage)]) {
-        Ok(st) => stmts.push(st),
-        Err(e) => console_error!("usage rows not bindable: {}", e.code),
-    }
+    // A statement that cannot be bound is logged by `statement` and left out of the batch.
+    let mut stmts: Vec<_> = statement(&db, INSERT_USAGE, &[s(&usage)])
+        .into_iter()
+        .collect();
     if let Some(archive) = archive {
-        match statement(&db, INSERT_ARCHIVE, &[s(&archive)]) {
-            Ok(st) => stmts.push(st),
-            Err(e) => console_error!("archive rows not bindable: {}", e.code),
-        }
+        stmts.extend(statement(&db, INSERT_ARCHIVE, &[s(&archive)]));
     }
     if let Err(e) = db.batch(stmts).await {
         console_error!("usage/archive write of {} rows failed: {e}", rows.len());

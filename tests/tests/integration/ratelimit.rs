@@ -22,6 +22,17 @@ async fn limited_key(s: &Stack, burst: u32, per_second: f64, credits: u64) -> (S
     (a, k)
 }
 
+/// What one call with `body` reserves (its worst case), learned from the 402 it gets on an
+/// account with 1 credit.
+async fn worst_case(s: &Stack, body: &serde_json::Value) -> u64 {
+    let probe = s.account("enterprise", 1).await;
+    let probe_key = s.key(&probe, "live").await;
+    let r = s.ask(&probe_key, body).await;
+    assert_eq!(r.status, 402, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "insufficient_credits");
+    r.json()["error"]["needed"].as_u64().unwrap()
+}
+
 fn miss(n: &str, i: usize) -> serde_json::Value {
     json!({"prompt": format!("limit {n} #{i}"), "providers": ["openai"], "params": {"max_tokens": 16}})
 }
@@ -149,16 +160,10 @@ async fn tiers_differ_and_a_tier_change_applies_to_the_next_call() {
 async fn concurrent_calls_never_spend_more_than_the_balance() {
     let guard = stack_alone();
     let s: &Stack = &guard;
-    // The worst case of one call: what a single call reserves. Learn it from the 402 of an
-    // account with 1 credit, then fund 100 such calls.
-    let probe = s.account("enterprise", 1).await;
-    let probe_key = s.key(&probe, "live").await;
+    // Fund 100 worst-case calls (every prompt has the same length, so the same worst case).
     let n = nonce();
     let body = |i: usize| json!({"prompt": format!("spend {n} #{i:04}"), "providers": ["openai"], "params": {"max_tokens": 64}});
-    let r = s.ask(&probe_key, &body(9999)).await;
-    assert_eq!(r.status, 402, "{}", r.text);
-    assert_eq!(r.json()["error"]["code"], "insufficient_credits");
-    let worst = r.json()["error"]["needed"].as_u64().unwrap();
+    let worst = worst_case(s, &body(9999)).await;
     let balance = worst * 100;
     let (_, key) = limited_key(s, 1000, 1000.0, balance).await;
 
@@ -300,14 +305,9 @@ async fn a_failing_bucket_fails_closed_with_503_and_retry_after() {
 async fn a_rate_limited_call_holds_no_credits_and_settlements_are_read_back() {
     let guard = stack();
     let s: &Stack = &guard;
-    // The worst case of one call, learned from the 402 of an account with 1 credit.
-    let probe = s.account("enterprise", 1).await;
-    let probe_key = s.key(&probe, "live").await;
     let n = nonce();
     let body = |i: usize| json!({"prompt": format!("hold {n} #{i}"), "providers": ["openai"], "params": {"max_tokens": 64}});
-    let r = s.ask(&probe_key, &body(0)).await;
-    assert_eq!(r.status, 402, "{}", r.text);
-    let worst = r.json()["error"]["needed"].as_u64().unwrap();
+    let worst = worst_case(s, &body(0)).await;
 
     // Two worst cases of credit and a bucket of one token.
     let balance = 2 * worst;
