@@ -2,11 +2,13 @@
 //! and open reservations in Durable Object storage; a thin shell over `gateway_core::ledger`.
 
 use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
 
 use gateway_core::ledger::{Ledger, LedgerError};
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
+use wasm_bindgen::prelude::*;
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use super::{LedgerOp, LedgerReply};
+use super::{refuse_fetch, serve_rpc, LedgerOp, LedgerReply, Operations};
 
 const STATE_KEY: &str = "ledger";
 /// A reservation not settled within this long is released (its call surely ended).
@@ -39,14 +41,14 @@ impl AccountLedger {
     }
 }
 
-fn reply(ledger: &Ledger, charged: u64, error: Option<&'static str>) -> Result<Response> {
-    Response::from_json(&LedgerReply {
+fn reply(ledger: &Ledger, charged: u64, error: Option<&'static str>) -> Result<String> {
+    Ok(serde_json::to_string(&LedgerReply {
         ok: error.is_none(),
         balance: ledger.balance(),
         available: ledger.available(),
         charged,
         error: error.map(str::to_string),
-    })
+    })?)
 }
 
 /// The reply's name for a refusal.
@@ -66,11 +68,35 @@ impl DurableObject for AccountLedger {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if req.method() != Method::Post {
-            return Response::error("method not allowed", 405);
-        }
-        let op: LedgerOp = req.json().await?;
+    async fn fetch(&self, _req: Request) -> Result<Response> {
+        refuse_fetch()
+    }
+}
+
+#[wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
+impl AccountLedger {
+    /// The RPC entry point: `stub.rpc(path, body)` (see `durable_objects`).
+    #[wasm_bindgen(js_name = rpc)]
+    pub async fn rpc_call(
+        &self,
+        path: String,
+        body: String,
+    ) -> std::result::Result<JsValue, JsValue> {
+        AssertUnwindSafe(serve_rpc(self, &path, &body)).await
+    }
+}
+
+impl Operations for AccountLedger {
+    /// Every operation is `POST /` with a `LedgerOp` body.
+    async fn operate(&self, path: &str, body: &str) -> Option<Result<String>> {
+        (path == "/").then_some(())?;
+        Some(self.apply_op(body).await)
+    }
+}
+
+impl AccountLedger {
+    async fn apply_op(&self, body: &str) -> Result<String> {
+        let op: LedgerOp = serde_json::from_str(body)?;
         let now_ms = worker::Date::now().as_millis();
         let mut ledger = self.load().await?;
         let mut dirty = !ledger.expire(now_ms, RESERVATION_MAX_AGE_MS).is_empty();

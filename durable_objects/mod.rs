@@ -1,5 +1,11 @@
 //! The gateway's Durable Object classes and the small JSON protocol the gateway speaks to them.
 //! Each class is a thin shell: read the clock, load state, call the pure logic, persist, reply.
+//!
+//! The gateway reaches them by Workers RPC: every class exports one method, `rpc(path, body)`,
+//! which answers the reply's JSON text (or rejects), so a call builds no `Request`, headers or
+//! `Response` on either side (`fetch` is refused).
+//! The runtime offers RPC only on classes deriving from `DurableObject`: `src/entry.mjs`
+//! (the Worker's entry module) gives the generated classes that prototype.
 
 pub mod account_ledger;
 pub mod token_bucket;
@@ -10,12 +16,26 @@ pub use token_bucket::TokenBucket;
 use gateway_core::bucket::Decision;
 use gateway_core::tier::Limits;
 use serde::{Deserialize, Serialize};
-use worker::{Env, Method, Request, RequestInit};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{js_sys, Env, Response};
 
 use crate::edge::{dependency, Outcome};
 
-/// POSTs a JSON body to `path` of the object named `name` in namespace `binding` and returns
-/// the reply text. Any failure (binding, stub, fetch, non-200) is a logged 503: callers fail closed.
+/// A Durable Object stub seen through the RPC method every class here exports.
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type ObjectRpc;
+
+    #[wasm_bindgen(method, catch, js_name = rpc)]
+    fn rpc(this: &ObjectRpc, path: &str, body: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Sends the JSON `body` to operation `path` of the object named `name` in namespace `binding`
+/// and returns the reply text. Any failure (binding, stub, call, refusal) is a logged 503:
+/// callers fail closed.
 pub async fn post(
     env: &Env,
     binding: &'static str,
@@ -28,19 +48,48 @@ pub async fn post(
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(dependency(binding))?;
-    // The objects parse the body as JSON whatever its type: no headers to build.
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("https://object{path}"), &init)
-        .map_err(dependency(binding))?;
-    let resp = stub
-        .fetch_with_request(req)
+    let promise = stub
+        .into_rpc::<ObjectRpc>()
+        .rpc(path, &body)
+        .map_err(|e| dependency(binding)(js_message(&e)))?;
+    let value = JsFuture::from(promise)
         .await
-        .map_err(dependency(binding))?;
-    if resp.status_code() != 200 {
-        return Err(dependency(binding)(resp.status_code()));
+        .map_err(|e| dependency(binding)(js_message(&e)))?;
+    value
+        .as_string()
+        .ok_or_else(|| dependency(binding)("reply is not text"))
+}
+
+/// What a rejected call says (an `Error`'s message, or the value itself).
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "call failed".into())
+}
+
+/// A class's operations, served over RPC: `rpc(path, body)` answers the reply text, or
+/// rejects (failure, unknown operation).
+pub(crate) trait Operations {
+    /// Runs operation `path` on the JSON `body`; `None` for an unknown operation.
+    async fn operate(&self, path: &str, body: &str) -> Option<worker::Result<String>>;
+}
+
+pub(crate) async fn serve_rpc<O: Operations>(
+    object: &O,
+    path: &str,
+    body: &str,
+) -> Result<JsValue, JsValue> {
+    match object.operate(path, body).await {
+        Some(Ok(reply)) => Ok(reply.into()),
+        Some(Err(e)) => Err(js_sys::Error::new(&e.to_string()).into()),
+        None => Err(js_sys::Error::new(&format!("unknown operation {path}")).into()),
     }
-    crate::body::text(resp).await.map_err(dependency(binding))
+}
+
+/// What `fetch` answers: the objects serve their operations over RPC only.
+pub(crate) fn refuse_fetch() -> worker::Result<Response> {
+    Response::error("this object is reached by RPC: rpc(path, body)", 404)
 }
 
 /// `POST /take` to a `TokenBucket`.

@@ -5,9 +5,12 @@ use std::cell::RefCell;
 
 use gateway_core::bucket::{decide, BucketState};
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
+use std::panic::AssertUnwindSafe;
 
-use super::{TakeReply, TakeRequest};
+use wasm_bindgen::prelude::*;
+use worker::{durable_object, DurableObject, Env, Error, Request, Response, Result, State};
+
+use super::{refuse_fetch, serve_rpc, Operations, TakeReply, TakeRequest};
 
 const STATE_KEY: &str = "bucket";
 
@@ -58,53 +61,70 @@ impl DurableObject for TokenBucket {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if req.method() != Method::Post {
-            return Response::error("method not allowed", 405);
-        }
-        match req.path().as_str() {
+    async fn fetch(&self, _req: Request) -> Result<Response> {
+        refuse_fetch()
+    }
+}
+
+#[wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
+impl TokenBucket {
+    /// The RPC entry point: `stub.rpc(path, body)` (see `durable_objects`).
+    #[wasm_bindgen(js_name = rpc)]
+    pub async fn rpc_call(
+        &self,
+        path: String,
+        body: String,
+    ) -> std::result::Result<JsValue, JsValue> {
+        AssertUnwindSafe(serve_rpc(self, &path, &body)).await
+    }
+}
+
+impl Operations for TokenBucket {
+    async fn operate(&self, path: &str, body: &str) -> Option<Result<String>> {
+        Some(match path {
             // A bare round trip, touching neither storage nor state: the baseline of the
             // rate-limit load benchmark (reached only through a dev-only gateway route).
-            "/ping" => Response::from_json(&serde_json::json!({})),
-            "/take" => {
-                let take: TakeRequest = req.json().await?;
-                let now_ms = worker::Date::now().as_millis();
-                let mut stored = self.load().await?;
-                if stored.broken {
-                    return Response::error("bucket unavailable", 500);
-                }
-                if stored.revoked {
-                    return Response::from_json(&TakeReply::Revoked);
-                }
-                let current = stored
-                    .bucket
-                    .unwrap_or_else(|| BucketState::full(&take.limits, now_ms));
-                match decide(&current, now_ms, take.cost, &take.limits) {
-                    Ok((next, decision)) => {
-                        if decision.is_admitted() || stored.bucket.is_none() {
-                            stored.bucket = Some(next);
-                            self.save(stored).await?;
-                        }
-                        Response::from_json(&TakeReply::Decided { decision })
-                    }
-                    Err(e) => {
-                        Response::from_json(&TakeReply::InsufficientCapacity { burst: e.burst })
-                    }
-                }
-            }
-            "/break" => {
-                let mut stored = self.load().await?;
-                stored.broken = true;
-                self.save(stored).await?;
-                Response::from_json(&serde_json::json!({"broken": true}))
-            }
-            "/revoke" => {
-                let mut stored = self.load().await?;
-                stored.revoked = true;
-                self.save(stored).await?;
-                Response::from_json(&serde_json::json!({"revoked": true}))
-            }
-            _ => Response::error("not found", 404),
+            "/ping" => Ok("{}".into()),
+            "/take" => self.take(body).await,
+            "/break" => self.mark(|s| s.broken = true, r#"{"broken":true}"#).await,
+            "/revoke" => self.mark(|s| s.revoked = true, r#"{"revoked":true}"#).await,
+            _ => return None,
+        })
+    }
+}
+
+impl TokenBucket {
+    async fn take(&self, body: &str) -> Result<String> {
+        let take: TakeRequest = serde_json::from_str(body)?;
+        let now_ms = worker::Date::now().as_millis();
+        let mut stored = self.load().await?;
+        if stored.broken {
+            return Err(Error::RustError("bucket unavailable".into()));
         }
+        if stored.revoked {
+            return Ok(serde_json::to_string(&TakeReply::Revoked)?);
+        }
+        let current = stored
+            .bucket
+            .unwrap_or_else(|| BucketState::full(&take.limits, now_ms));
+        let reply = match decide(&current, now_ms, take.cost, &take.limits) {
+            Ok((next, decision)) => {
+                if decision.is_admitted() || stored.bucket.is_none() {
+                    stored.bucket = Some(next);
+                    self.save(stored).await?;
+                }
+                TakeReply::Decided { decision }
+            }
+            Err(e) => TakeReply::InsufficientCapacity { burst: e.burst },
+        };
+        Ok(serde_json::to_string(&reply)?)
+    }
+
+    /// Sets a flag in the stored state and answers `reply`.
+    async fn mark(&self, set: impl FnOnce(&mut Stored), reply: &str) -> Result<String> {
+        let mut stored = self.load().await?;
+        set(&mut stored);
+        self.save(stored).await?;
+        Ok(reply.into())
     }
 }

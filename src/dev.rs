@@ -101,6 +101,18 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             }
             json(200, &serde_json::Value::Object(counts))
         }
+        // Call a broker's RPC method `complete` with the secret the caller gives (header
+        // `x-broker-secret`, empty when absent) and the body as the payload.
+        (Method::Post, ["broker-rpc", provider]) => {
+            let p = Provider::parse(provider).ok_or_else(ApiError::not_found)?;
+            let secret = req.headers().get("x-broker-secret").ok().flatten();
+            let payload = req.text().await.unwrap_or_default();
+            let (status, body) =
+                crate::fanout::complete_rpc(gw, p, secret.as_deref().unwrap_or(""), &payload)
+                    .await
+                    .map_err(dependency("broker"))?;
+            crate::edge::json_text(status, body)
+        }
         // Forward a request to a broker as is: the caller's own headers, no shared secret added.
         (_, ["broker", provider, rest @ ..]) => {
             let p = Provider::parse(provider).ok_or_else(ApiError::not_found)?;

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use futures::future::{join_all, select, Either};
 use gateway_core::broker::{
-    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, COMPLETE_PATH, ORIGIN_HEADER,
-    PASSTHROUGH_PATH, REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER,
-    USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
+    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, PASSTHROUGH_PATH,
+    REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER,
+    USAGE_OUTPUT_HEADER,
 };
 use gateway_core::byok;
 use gateway_core::completion::{Completion, CompletionRequest, Tokens};
@@ -19,8 +19,9 @@ use gateway_core::provider::Provider;
 use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use worker::wasm_bindgen::JsValue;
-use worker::{console_error, Delay, Headers, Method, Request, RequestInit};
+use wasm_bindgen::prelude::*;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{console_error, js_sys, Delay, Headers, Method, Request, RequestInit};
 
 use crate::auth::Caller;
 use crate::body;
@@ -168,6 +169,42 @@ async fn post_to_broker(
         .map_err(|e| scrub(&e.to_string()).into_owned())
 }
 
+/// A broker seen through its Workers RPC method (broker/src/entry.mjs): `complete(secret, body)`
+/// answers `[status, body]`, as `POST /v1/complete` with that secret and body would.
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type BrokerRpc;
+
+    #[wasm_bindgen(method, catch)]
+    fn complete(this: &BrokerRpc, secret: &str, body: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// The broker's `complete(secret, payload)` over its service binding: the status and body it
+/// answered, or why there was no answer.
+pub async fn complete_rpc(
+    gw: &Gw,
+    provider: Provider,
+    secret: &str,
+    payload: &str,
+) -> Result<(u16, String), String> {
+    let fetcher = gw
+        .env
+        .service(provider.binding())
+        .map_err(|_| "no service binding".to_string())?;
+    let answer = match fetcher.into_rpc::<BrokerRpc>().complete(secret, payload) {
+        Ok(promise) => JsFuture::from(promise).await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| scrub(&format!("{e:?}")).into_owned())?;
+    let answer = js_sys::Array::from(&answer);
+    match (answer.get(0).as_f64(), answer.get(1).as_string()) {
+        (Some(status), Some(text)) => Ok((status as u16, text)),
+        _ => Err("malformed broker answer".into()),
+    }
+}
+
+/// One completion from a provider's broker, by RPC over its service binding.
 async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> ProviderResult {
     let unavailable = |what: &str| {
         console_error!("broker {provider}: {what}");
@@ -177,17 +214,14 @@ async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> Provi
             format!("the {provider} broker is unavailable"),
         )
     };
-    let headers = Headers::new();
-    let _ = headers.set("Content-Type", "application/json");
     let Ok(payload) = serde_json::to_string(body) else {
         return unavailable("could not encode request");
     };
-    let resp = match post_to_broker(gw, provider, COMPLETE_PATH, headers, payload.into()).await {
-        Ok(r) => r,
+    let secret = gw.var("BROKER_SHARED_SECRET").unwrap_or_default();
+    let (status, text) = match complete_rpc(gw, provider, &secret, &payload).await {
+        Ok(answer) => answer,
         Err(e) => return unavailable(&e),
     };
-    let status = resp.status_code();
-    let text = body::text(resp).await.unwrap_or_default();
     if status == 200 {
         return match serde_json::from_str::<Completion>(&text) {
             Ok(c) => ProviderResult {

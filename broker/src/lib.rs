@@ -22,10 +22,13 @@ use gateway_core::keys::constant_time_eq;
 use gateway_core::models::default_allowlist;
 use gateway_core::provider::Provider;
 use gateway_core::scrub::{scrub, scrub_secrets};
+use std::panic::AssertUnwindSafe;
+
+use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    console_log, event, web_sys, AbortSignal, Context, Env, Fetch, Headers, Method, Request,
-    RequestInit, Response,
+    console_log, event, js_sys, web_sys, AbortSignal, Context, Env, Fetch, Headers, Method,
+    Request, RequestInit, Response,
 };
 
 /// Default upstream timeout, when `UPSTREAM_TIMEOUT_MS` is not set.
@@ -56,12 +59,39 @@ fn reply_error(e: &ApiError) -> worker::Result<Response> {
 
 /// An upstream failure as the broker's 502 envelope, its message scrubbed of every key pattern
 /// and of the key actually used.
-fn reply_provider_error(e: &ProviderError, key: &str) -> Result<Response, ApiError> {
+fn reply_provider_error(e: &ProviderError, key: &str) -> Result<Reply, ApiError> {
     let mut e = e.clone();
     e.message = scrub_secrets(&e.message, &[key]).into_owned();
-    Response::from_json(&serde_json::json!({ "error": e }))
-        .map(|r| r.with_status(502))
-        .map_err(|_| ApiError::internal())
+    Reply::json(502, &serde_json::json!({ "error": e }))
+}
+
+/// A completion answer: its status and JSON body. Served as an HTTP response by `fetch` and
+/// as `[status, body]` by the RPC method `complete`.
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl Reply {
+    fn json<T: serde::Serialize>(status: u16, v: &T) -> Result<Reply, ApiError> {
+        let body = serde_json::to_string(v).map_err(|_| ApiError::internal())?;
+        Ok(Reply { status, body })
+    }
+
+    fn error(e: &ApiError) -> Reply {
+        Reply {
+            status: e.status,
+            body: e.body().to_string(),
+        }
+    }
+
+    fn into_response(self) -> Result<Response, ApiError> {
+        let resp = Response::ok(self.body)
+            .map_err(|_| ApiError::internal())?
+            .with_status(self.status);
+        let _ = resp.headers().set("Content-Type", "application/json");
+        Ok(resp)
+    }
 }
 
 #[event(fetch)]
@@ -72,18 +102,12 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     }
 }
 
-async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
-    // 1. The shared secret, before anything else.
+/// The shared secret (checked first, in constant time) and this broker's provider.
+fn admit(env: &Env, given: &str) -> Result<Provider, ApiError> {
     let expected = var(env, "BROKER_SHARED_SECRET").ok_or_else(|| {
         log("broker misconfigured: BROKER_SHARED_SECRET is not set");
         ApiError::new(401, "unauthorized", "missing or invalid broker secret")
     })?;
-    let given = req
-        .headers()
-        .get(SECRET_HEADER)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
             401,
@@ -91,21 +115,57 @@ async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
             "missing or invalid broker secret",
         ));
     }
-    let provider = var(env, "PROVIDER")
+    var(env, "PROVIDER")
         .and_then(|p| Provider::parse(&p))
         .ok_or_else(|| {
             log("broker misconfigured: PROVIDER is not a provider name");
             ApiError::internal()
-        })?;
+        })
+}
+
+async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+    // 1. The shared secret, before anything else.
+    let given = req
+        .headers()
+        .get(SECRET_HEADER)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let provider = admit(env, &given)?;
     if req.method() != Method::Post {
         return Err(ApiError::not_found());
     }
     match req.path().as_str() {
-        COMPLETE_PATH => complete(req, env, provider).await,
+        COMPLETE_PATH => {
+            let body = read_capped(&mut req, BROKER_BODY_LIMIT).await?;
+            complete(&body, env, provider).await?.into_response()
+        }
         PASSTHROUGH_PATH => passthrough(req, env, provider).await,
         SEAL_PATH => seal(req, env, provider).await,
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// `POST /v1/complete` as a Workers RPC method, the way the gateway calls it: `complete(secret,
+/// body)` answers `[status, body]` exactly as `fetch` would answer that request. Exported to
+/// the Worker's entry class by broker/src/entry.mjs, which passes the Worker's `env`.
+#[wasm_bindgen(
+    wasm_bindgen = ::worker::wasm_bindgen,
+    wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+    js_sys = ::worker::js_sys
+)]
+pub async fn broker_complete(env: Env, secret: String, body: String) -> Result<JsValue, JsValue> {
+    let run = async {
+        let provider = admit(&env, &secret)?;
+        if body.len() > BROKER_BODY_LIMIT {
+            return Err(ApiError::body_too_large(BROKER_BODY_LIMIT));
+        }
+        complete(body.as_bytes(), &env, provider).await
+    };
+    let reply = AssertUnwindSafe(run)
+        .await
+        .unwrap_or_else(|e| Reply::error(&e));
+    Ok(js_sys::Array::of2(&JsValue::from(reply.status), &JsValue::from(reply.body)).into())
 }
 
 async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
@@ -146,10 +206,9 @@ fn upstream_base(env: &Env) -> Result<String, ApiError> {
 }
 
 /// `POST /v1/complete`: one `/v1/ask` completion in the provider's wire format.
-async fn complete(mut req: Request, env: &Env, provider: Provider) -> Result<Response, ApiError> {
-    // 2. The request, capped and parsed.
-    let body = read_capped(&mut req, BROKER_BODY_LIMIT).await?;
-    let call: BrokerRequest = serde_json::from_slice(&body)
+async fn complete(body: &[u8], env: &Env, provider: Provider) -> Result<Reply, ApiError> {
+    // 2. The request (capped by the caller), parsed.
+    let call: BrokerRequest = serde_json::from_slice(body)
         .map_err(|_| ApiError::invalid_request("body is not a broker request"))?;
 
     // 3. Allowlist and caps, before the key is touched.
@@ -162,7 +221,7 @@ async fn complete(mut req: Request, env: &Env, provider: Provider) -> Result<Res
 
     // 4. Test keys never reach the provider.
     if call.test_mode {
-        return json_ok(&synthetic_completion(provider, &call.completion));
+        return Reply::json(200, &synthetic_completion(provider, &call.completion));
     }
 
     // 5. The upstream call, with the account's own key when it brought one.
@@ -197,7 +256,7 @@ async fn complete(mut req: Request, env: &Env, provider: Provider) -> Result<Res
         Err(e) => Err(e),
     };
     match result {
-        Ok(completion) => json_ok(&completion),
+        Ok(completion) => Reply::json(200, &completion),
         Err(e) => {
             log(&scrub_secrets(
                 &format!(

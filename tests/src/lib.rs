@@ -116,8 +116,8 @@ pub fn stack_alone() -> StackGuard {
 fn start() -> Stack {
     let root = root();
     for needed in [
-        "build/worker/shim.mjs",
-        "broker/build/worker/shim.mjs",
+        "build/worker/entry.mjs",
+        "broker/build/worker/entry.mjs",
         "target/release/mock-provider",
     ] {
         assert!(

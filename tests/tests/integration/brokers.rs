@@ -223,20 +223,24 @@ async fn model_allowlist_refuses_unlisted_and_non_text_models() {
 #[tokio::test]
 async fn a_broker_refuses_a_missing_or_wrong_shared_secret() {
     let s = &stack();
-    let body = json!({"request_id": "req_x", "account_id": "acct_x", "test_mode": false,
-        "completion": {"model": "gpt-4o-mini", "prompt": "hi", "max_tokens": 5}});
     let n = nonce();
-    for secret in [None, Some("wrong-secret"), Some("")] {
-        let mut rb = s
-            .client
-            .post(s.url("/__dev/broker/openai/v1/complete"))
-            .json(&body);
-        if let Some(sec) = secret {
-            rb = rb.header("x-broker-secret", sec);
+    let body = json!({"request_id": "req_x", "account_id": "acct_x", "test_mode": false,
+        "completion": {"model": "gpt-4o-mini", "prompt": format!("secret {n}"), "max_tokens": 5}});
+    // Over HTTP (`POST /v1/complete`, the secret in a header) and over RPC (`complete(secret,
+    // body)`, the way the gateway calls a broker): the same refusal, and no upstream call.
+    for path in [
+        "/__dev/broker/openai/v1/complete",
+        "/__dev/broker-rpc/openai",
+    ] {
+        for secret in [None, Some("wrong-secret"), Some("")] {
+            let mut rb = s.client.post(s.url(path)).json(&body);
+            if let Some(sec) = secret {
+                rb = rb.header("x-broker-secret", sec);
+            }
+            let r = send(rb).await;
+            assert_eq!(r.status, 401, "{path} {secret:?}: {}", r.text);
+            assert_eq!(r.json()["error"]["code"], "unauthorized");
         }
-        let r = send(rb).await;
-        assert_eq!(r.status, 401, "{secret:?}: {}", r.text);
-        assert_eq!(r.json()["error"]["code"], "unauthorized");
     }
     assert_eq!(s.mock_calls(&n).await["total"], 0);
 }

@@ -1,0 +1,15 @@
+// The gateway Worker's entry module: the module worker-build generates, with its Durable Object
+// classes made to derive from `DurableObject`. The runtime serves Workers RPC only to such
+// classes, and the gateway calls its objects by RPC (`rpc(path, body)`, durable_objects/mod.rs).
+// scripts/build.sh copies this file next to the generated shim.
+import { DurableObject } from "cloudflare:workers";
+import * as generated from "./shim.mjs";
+
+export * from "./shim.mjs";
+export { default } from "./shim.mjs";
+
+for (const name of ["TokenBucket", "AccountLedger"]) {
+  const cls = generated[name];
+  Object.setPrototypeOf(cls.prototype, DurableObject.prototype);
+  Object.setPrototypeOf(cls, DurableObject);
+}
