@@ -1,7 +1,7 @@
 //! `AccountLedger`: one per account (`id_from_name(account_id)`), holding the credit balance
 //! and open reservations in Durable Object storage; a thin shell over `gateway_core::ledger`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 
 use gateway_core::ledger::{Ledger, LedgerError};
@@ -18,6 +18,9 @@ const RESERVATION_MAX_AGE_MS: u64 = 10 * 60 * 1000;
 pub struct AccountLedger {
     state: State,
     cached: RefCell<Option<Ledger>>,
+    /// Test hook (set only through the gateway's dev-only route): how many of the next `batch`
+    /// calls fail before touching the ledger, so tests can see queued operations retried.
+    failing_batches: Cell<u32>,
 }
 
 impl AccountLedger {
@@ -65,6 +68,7 @@ impl DurableObject for AccountLedger {
         AccountLedger {
             state,
             cached: RefCell::new(None),
+            failing_batches: Cell::new(0),
         }
     }
 
@@ -97,6 +101,14 @@ impl Operations for AccountLedger {
 impl AccountLedger {
     async fn apply_op(&self, body: &str) -> Result<String> {
         let op: LedgerOp = serde_json::from_str(body)?;
+        if let LedgerOp::FailBatches { count } = op {
+            self.failing_batches.set(count);
+            return reply(&self.load().await?, 0, None);
+        }
+        if matches!(op, LedgerOp::Batch { .. }) && self.failing_batches.get() > 0 {
+            self.failing_batches.set(self.failing_batches.get() - 1);
+            return Err(worker::Error::RustError("batch refused (test hook)".into()));
+        }
         let now_ms = worker::Date::now().as_millis();
         let mut ledger = self.load().await?;
         let mut dirty = !ledger.expire(now_ms, RESERVATION_MAX_AGE_MS).is_empty();
@@ -145,7 +157,10 @@ fn apply(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> (bool, u64, Option<&
             Err(e) => refused(e),
         },
         LedgerOp::Fee { amount } => (true, ledger.debit_fee(amount), None),
-        // `wipe` is applied by the caller; a batch inside a batch is not an operation.
-        LedgerOp::Wipe | LedgerOp::Batch { .. } => (false, 0, Some("unsupported_operation")),
+        // `wipe` is applied by the caller; a batch inside a batch and the test hook are not
+        // operations.
+        LedgerOp::Wipe | LedgerOp::Batch { .. } | LedgerOp::FailBatches { .. } => {
+            (false, 0, Some("unsupported_operation"))
+        }
     }
 }

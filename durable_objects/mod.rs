@@ -142,6 +142,19 @@ pub enum LedgerOp {
     Batch {
         ops: Vec<LedgerOp>,
     },
+    /// Test hook (dev-only route): the next `count` batches fail before touching the ledger.
+    FailBatches {
+        count: u32,
+    },
+}
+
+impl LedgerOp {
+    /// Whether applying the operation twice has the effect of applying it once: a reservation
+    /// is settled or released at most once (a repeat is refused as `unknown_reservation`). Only
+    /// such operations are sent again after a call whose outcome is unknown.
+    pub fn is_retry_safe(&self) -> bool {
+        matches!(self, LedgerOp::Settle { .. } | LedgerOp::Release { .. })
+    }
 }
 
 /// The ledger's answer to every operation.

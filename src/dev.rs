@@ -9,6 +9,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, Response};
 
 use crate::cache;
+use crate::durable_objects::LedgerOp;
 use crate::edge::{dependency, json, Gw, Outcome};
 
 pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
@@ -36,6 +37,19 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         (Method::Post, ["bucket", prefix, "revoke"]) => {
             crate::bucket::revoke(&gw.env, prefix).await?;
             json(200, &json!({"revoked": true}))
+        }
+        // An account's ledger read without carrying the isolate's queued operations along, and
+        // a hook that makes its next N batches fail: together they show queued settlements
+        // retried rather than lost.
+        (Method::Get, ["ledger", account]) => {
+            let reply = crate::ledger::send_alone(&gw.env, account, &LedgerOp::Balance).await?;
+            json(200, &reply)
+        }
+        (Method::Post, ["ledger", account, "fail-batches", count]) => {
+            let count = count.parse().map_err(|_| ApiError::not_found())?;
+            let op = LedgerOp::FailBatches { count };
+            crate::ledger::send_alone(&gw.env, account, &op).await?;
+            json(200, &json!({"failing_batches": count}))
         }
         // Load benchmarks (scripts/bench.sh): one real rate-limit decision through the key's
         // TokenBucket with limits that never deny, and a bare round trip to a bucket instance.

@@ -1,6 +1,9 @@
 //! The gateway's edge plumbing: the per-request context (env, clock read once, request id),
 //! JSON responses, the error envelope, capped body reading, randomness and dependency failures.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use futures::StreamExt;
 use gateway_core::error::ApiError;
 use gateway_core::keys;
@@ -10,6 +13,11 @@ use worker::{console_error, Context, Env, Headers, Request, Response};
 
 /// `Result` of everything the routes do: errors are already contract errors.
 pub type Outcome<T> = std::result::Result<T, ApiError>;
+
+thread_local! {
+    /// The vars and secrets this isolate has read (`None`: unset or empty).
+    static VARS: RefCell<HashMap<&'static str, Option<String>>> = RefCell::new(HashMap::new());
+}
 
 /// What one request carries through the gateway: bindings, the clock (read once), its id.
 pub struct Gw {
@@ -29,14 +37,23 @@ impl Gw {
         }
     }
 
-    /// A plain-text environment variable, if set and non-empty.
-    pub fn var(&self, name: &str) -> Option<String> {
-        self.env
-            .var(name)
-            .ok()
-            .map(|v| v.to_string())
-            .or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
-            .filter(|v| !v.is_empty())
+    /// A plain-text environment variable or secret, if set and non-empty. Read once per
+    /// isolate: a Worker's vars and secrets are fixed for the life of its isolate (a changed
+    /// value comes with a new deployment, hence new isolates).
+    pub fn var(&self, name: &'static str) -> Option<String> {
+        VARS.with(|vars| {
+            vars.borrow_mut()
+                .entry(name)
+                .or_insert_with(|| {
+                    self.env
+                        .var(name)
+                        .ok()
+                        .map(|v| v.to_string())
+                        .or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
+                        .filter(|v| !v.is_empty())
+                })
+                .clone()
+        })
     }
 
     /// True only under the project's local dev configuration (never set in wrangler.toml).

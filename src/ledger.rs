@@ -4,6 +4,8 @@
 //! wait in an isolate-local queue per account and travel together: at most `FLUSH_MS` later in
 //! one `batch` call, or sooner, ahead of the next call this isolate makes to the same account's
 //! ledger (a reservation or a balance read then sees every earlier operation applied first).
+//! A batch whose send fails is retried with back-off, with only its retry-safe operations
+//! (settlements and releases, which a ledger applies at most once).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -23,7 +25,7 @@ thread_local! {
 }
 
 /// Sends `op` to the account's ledger, preceded by the operations queued for that account
-/// (one call either way). On failure the queued operations go back to the queue.
+/// (one call either way). On failure the queued retry-safe operations go back to the queue.
 pub async fn call(env: &Env, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
     let queued = take_queued(account_id);
     let body = if queued.is_empty() {
@@ -35,8 +37,12 @@ pub async fn call(env: &Env, account_id: &str, op: &LedgerOp) -> Outcome<LedgerR
     }
     .map_err(dependency("encode"))?;
     let result = send(env, account_id, body).await;
-    if result.is_err() && !queued.is_empty() {
-        requeue(account_id, queued);
+    if result.is_err() {
+        // The failed call may have been applied: only retry-safe operations go back.
+        let retry: Vec<LedgerOp> = queued.into_iter().filter(LedgerOp::is_retry_safe).collect();
+        if !retry.is_empty() {
+            requeue(account_id, retry);
+        }
     }
     result
 }
@@ -66,29 +72,60 @@ pub fn queue(gw: &Gw, account_id: &str, op: LedgerOp) {
         }
         !std::mem::replace(&mut q.1, true)
     });
-    if !schedule {
-        return;
+    if schedule {
+        gw.after(flush_later(gw.env.clone()));
     }
-    let env = gw.env.clone();
-    gw.after(async move {
-        worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
-        let due = QUEUE.with(|q| {
-            let mut q = q.borrow_mut();
-            q.1 = false;
-            std::mem::take(&mut q.0)
-        });
-        for (account_id, ops) in due {
-            let n = ops.len();
-            let Ok(body) = serde_json::to_string(&LedgerOpRef::Batch {
-                ops: ops.iter().collect(),
-            }) else {
-                continue;
-            };
-            if let Err(e) = send(&env, &account_id, body).await {
-                console_error!("ledger batch of {n} operations failed: {}", e.code);
+}
+
+/// How long a batch whose send failed waits before each new attempt; then it is dropped.
+const RETRY_MS: [u64; 3] = [200, 1_000, 5_000];
+
+/// Sends every account's queued operations `FLUSH_MS` from now. A batch whose send fails is
+/// sent again after `RETRY_MS` (its retry-safe operations only: the failed call may have been
+/// applied, and a fee must not be charged twice), ahead of anything queued meanwhile.
+async fn flush_later(env: Env) {
+    worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
+    let due = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        q.1 = false;
+        std::mem::take(&mut q.0)
+    });
+    let retries = due.into_iter().map(|(account_id, ops)| {
+        let env = env.clone();
+        async move {
+            let mut ops = ops;
+            for (attempt, wait_ms) in std::iter::once(0).chain(RETRY_MS).enumerate() {
+                if wait_ms > 0 {
+                    worker::Delay::from(std::time::Duration::from_millis(wait_ms)).await;
+                    // Operations queued meanwhile travel in the same batch, after these.
+                    ops.extend(take_queued(&account_id));
+                }
+                let Ok(body) = serde_json::to_string(&LedgerOpRef::Batch {
+                    ops: ops.iter().collect(),
+                }) else {
+                    return;
+                };
+                match send(&env, &account_id, body).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        let before = ops.len();
+                        ops.retain(LedgerOp::is_retry_safe);
+                        console_error!(
+                            "ledger batch of {before} operations failed (attempt {}): {}; {} to retry",
+                            attempt + 1,
+                            e.code,
+                            ops.len()
+                        );
+                        if ops.is_empty() {
+                            return;
+                        }
+                    }
+                }
             }
+            console_error!("ledger batch of {} operations dropped after retries", ops.len());
         }
     });
+    futures::future::join_all(retries).await;
 }
 
 fn take_queued(account_id: &str) -> Vec<LedgerOp> {
@@ -102,6 +139,13 @@ fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) {
         ops.append(slot);
         *slot = ops;
     });
+}
+
+/// Sends `op` alone, leaving the account's queue as it is (dev-only routes: a test can then
+/// tell what the queue delivered from what a call carried along).
+pub async fn send_alone(env: &Env, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
+    let body = serde_json::to_string(op).map_err(dependency("encode"))?;
+    send(env, account_id, body).await
 }
 
 /// Drops the operations queued for an account being deleted.

@@ -2,6 +2,9 @@
 //! (429 with exact retry headers), and the account's credit reservation, settled after the
 //! fanout. Cache hits only pay a serving fee, debited off the response path.
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
 use gateway_core::bucket::Decision;
 use gateway_core::completion::{CompletionRequest, Tokens};
 use gateway_core::error::ApiError;
@@ -25,24 +28,41 @@ pub struct Policy {
     pub max_tokens_cap: u32,
 }
 
-pub fn tier_config(gw: &Gw) -> TierConfig {
-    match gw.var("TIER_CONFIG") {
-        Some(json) => TierConfig::from_json(&json).unwrap_or_else(|e| {
-            console_error!("TIER_CONFIG is invalid, using defaults: {e}");
-            TierConfig::default()
-        }),
-        None => TierConfig::default(),
-    }
+thread_local! {
+    /// The tiers and prices in force, built once per isolate from `TIER_CONFIG` and
+    /// `PRICE_TABLE` (or the defaults), like every var (`Gw::var`).
+    static TIERS: OnceCell<Rc<TierConfig>> = const { OnceCell::new() };
+    static PRICES: OnceCell<Rc<PriceTable>> = const { OnceCell::new() };
 }
 
-pub fn price_table(gw: &Gw) -> PriceTable {
-    match gw.var("PRICE_TABLE") {
-        Some(json) => PriceTable::from_json(&json).unwrap_or_else(|e| {
-            console_error!("PRICE_TABLE is invalid, using defaults: {}", e.0);
-            PriceTable::default()
-        }),
-        None => PriceTable::default(),
-    }
+pub fn tier_config(gw: &Gw) -> Rc<TierConfig> {
+    TIERS.with(|c| {
+        c.get_or_init(|| {
+            Rc::new(match gw.var("TIER_CONFIG") {
+                Some(json) => TierConfig::from_json(&json).unwrap_or_else(|e| {
+                    console_error!("TIER_CONFIG is invalid, using defaults: {e}");
+                    TierConfig::default()
+                }),
+                None => TierConfig::default(),
+            })
+        })
+        .clone()
+    })
+}
+
+pub fn price_table(gw: &Gw) -> Rc<PriceTable> {
+    PRICES.with(|c| {
+        c.get_or_init(|| {
+            Rc::new(match gw.var("PRICE_TABLE") {
+                Some(json) => PriceTable::from_json(&json).unwrap_or_else(|e| {
+                    console_error!("PRICE_TABLE is invalid, using defaults: {}", e.0);
+                    PriceTable::default()
+                }),
+                None => PriceTable::default(),
+            })
+        })
+        .clone()
+    })
 }
 
 pub fn policy(gw: &Gw, caller: &Caller) -> Policy {

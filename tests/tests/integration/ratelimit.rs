@@ -336,3 +336,64 @@ async fn a_rate_limited_call_holds_no_credits_and_settlements_are_read_back() {
         .unwrap();
     assert_eq!(end, balance - charged - third_charged);
 }
+
+/// A queued settlement whose batch fails is sent again after a back-off, not lost.
+#[tokio::test]
+async fn a_settlement_whose_batch_fails_is_retried() {
+    let s = &stack();
+    let n = nonce();
+    let balance = 1_000_000;
+    let account = s.account("pro", balance).await;
+    let key = s.key(&account, "live").await;
+    // The ledger refuses its next two batches: the timed flush (100 ms after the call) and the
+    // first retry (200 ms later); the second retry comes 1 s after that.
+    let hook = s
+        .post(
+            &format!("/__dev/ledger/{account}/fail-batches/2"),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(hook.status, 200, "{}", hook.text);
+    let call = s
+        .ask(&key, &json!({"prompt": format!("retry {n}"), "providers": ["openai"], "params": {"max_tokens": 16}}))
+        .await;
+    assert_eq!(call.status, 200, "{}", call.text);
+    let charged = call.json()["usage"]["credits"].as_u64().unwrap();
+    assert!(charged > 0);
+    // Read without carrying the isolate's queued operations along.
+    let ledger = || async {
+        let r = s.get(&format!("/__dev/ledger/{account}"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = r.json();
+        (
+            v["balance"].as_u64().unwrap(),
+            v["available"].as_u64().unwrap(),
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (early, held) = ledger().await;
+    assert_eq!(
+        early, balance,
+        "the failing batches did not reach the ledger"
+    );
+    assert!(held < balance, "the reservation is still held");
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let (now, available) = ledger().await;
+        if now != balance {
+            assert_eq!(
+                now,
+                balance - charged,
+                "settled once, for what the call said"
+            );
+            assert_eq!(available, now, "no reservation left");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the settlement was never retried"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
