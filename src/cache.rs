@@ -41,8 +41,12 @@ pub fn l2_name(namespace: &str, key: &str) -> String {
 /// An L2 hit is copied into L1 with `wait_until`.
 pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, CacheTier)> {
     let url = l1_url(namespace, key);
-    let cache = Cache::default();
-    match cache.get(url.as_str(), false).await {
+    let found = if gw.dev_fails("l1") {
+        Err(injected("L1"))
+    } else {
+        Cache::default().get(url.as_str(), false).await
+    };
+    match found {
         Ok(Some(resp)) => match crate::body::text(resp).await {
             Ok(text) => return Some((text, CacheTier::L1)),
             Err(e) => console_error!("L1 read failed: {e}"),
@@ -51,11 +55,19 @@ pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, Cach
         Err(e) => console_error!("L1 lookup failed: {e}"),
     }
     let kv = gw.kv().ok()?;
-    match kv.get(&l2_name(namespace, key)).text().await {
+    let found = if gw.dev_fails("l2") {
+        Err(worker::kv::KvError::InvalidKvStore(
+            injected("L2").to_string(),
+        ))
+    } else {
+        kv.get(&l2_name(namespace, key)).text().await
+    };
+    match found {
         Ok(Some(text)) => {
             let copy = text.clone();
+            let fail = gw.dev_fails("l1");
             gw.after(async move {
-                put_l1(&url, &copy).await;
+                put_l1(&url, &copy, fail).await;
             });
             Some((text, CacheTier::L2))
         }
@@ -67,7 +79,16 @@ pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, Cach
     }
 }
 
-async fn put_l1(url: &str, text: &str) {
+/// The error a tier failure injected by the test hook (`Gw::dev_fails`) stands for.
+fn injected(tier: &str) -> worker::Error {
+    worker::Error::RustError(format!("{tier} unavailable (injected by x-dev-fail)"))
+}
+
+async fn put_l1(url: &str, text: &str, fail: bool) {
+    if fail {
+        console_error!("L1 write failed: {}", injected("L1"));
+        return;
+    }
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");
     let _ = headers.set("Cache-Control", &format!("max-age={TTL_S}"));
@@ -85,8 +106,13 @@ pub fn store(gw: &Gw, namespace: &str, key: &str, text: String) {
     let url = l1_url(namespace, key);
     let name = l2_name(namespace, key);
     let kv = gw.kv().ok();
+    let (fail_l1, fail_l2) = (gw.dev_fails("l1"), gw.dev_fails("l2"));
     gw.after(async move {
-        put_l1(&url, &text).await;
+        put_l1(&url, &text, fail_l1).await;
+        if fail_l2 {
+            console_error!("L2 write failed: {}", injected("L2"));
+            return;
+        }
         if let Some(kv) = kv {
             match kv.put(&name, text) {
                 Ok(put) => {

@@ -25,16 +25,34 @@ pub struct Gw {
     pub ctx: Context,
     pub now_ms: u64,
     pub request_id: String,
+    /// Test hook, local dev only (`DEV_MODE=1`): the storage tiers this request must see fail,
+    /// from its `x-dev-fail` header (`l1`, `l2`, comma-separated). Empty everywhere else.
+    dev_fail: String,
 }
 
 impl Gw {
-    pub fn new(env: Env, ctx: Context) -> Self {
-        Gw {
+    pub fn new(env: Env, ctx: Context, req: &Request) -> Self {
+        let mut gw = Gw {
             env,
             ctx,
             now_ms: worker::Date::now().as_millis(),
             request_id: keys::make_id("req", &random_16()),
+            dev_fail: String::new(),
+        };
+        if gw.dev_mode() {
+            gw.dev_fail = req
+                .headers()
+                .get("x-dev-fail")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
         }
+        gw
+    }
+
+    /// Whether this request must see `tier` fail (the test hook above).
+    pub fn dev_fails(&self, tier: &str) -> bool {
+        !self.dev_fail.is_empty() && self.dev_fail.split(',').any(|t| t.trim() == tier)
     }
 
     /// A plain-text environment variable or secret, if set and non-empty. Read once per

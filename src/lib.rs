@@ -47,7 +47,7 @@ Policy: https://edge-gateway.invalid/security-policy\n";
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let gw = Gw::new(env, ctx);
+    let gw = Gw::new(env, ctx, &req);
     let resp = match route(&gw, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e, &gw.request_id),

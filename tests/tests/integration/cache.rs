@@ -294,3 +294,64 @@ async fn a_partial_upstream_failure_is_not_cached() {
     assert_eq!(second.json()["cache"]["status"], "miss");
     assert_eq!(s.mock_calls(&n).await["total"], 4);
 }
+
+async fn ask_failing(s: &Stack, key: &str, body: &Value, tiers: &str) -> Reply {
+    let rb = s
+        .client
+        .post(s.url("/v1/ask"))
+        .bearer_auth(key)
+        .header("x-dev-fail", tiers)
+        .json(body);
+    send(rb).await
+}
+
+/// A failing tier (here made to fail by the dev-only `x-dev-fail` hook, at the point where a
+/// real Cache API or KV error is handled) is a miss and a log line, never a failed request.
+#[tokio::test]
+async fn a_failing_tier_is_a_logged_miss_not_a_failed_request() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"prompt": format!("failing tiers {n}"), "providers": ["openai"]});
+
+    // Both tiers fail to write: the answer is served, and nothing is stored.
+    let first = ask_failing(s, &key, &body, "l1,l2").await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json()["cache"]["status"], "miss");
+    assert!(first.json()["results"][0]["content"].is_string());
+    let cache_key = first.header("x-cache-key").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let l2 = s.get(&format!("/__dev/l2/ask/v1/{cache_key}"), None).await;
+    assert!(
+        l2.json()["value"].is_null(),
+        "the failed L2 write stored nothing"
+    );
+
+    // A call that can write stores the entry; then L1 failing falls through to L2.
+    let stored = ask_with(s, &key, &body, None).await;
+    assert_eq!(stored.json()["cache"]["status"], "miss");
+    wait_stored(s, &cache_key).await;
+    assert_eq!(s.mock_calls(&n).await["total"], 2);
+    let l1_down = ask_failing(s, &key, &body, "l1").await;
+    assert_eq!(l1_down.status, 200, "{}", l1_down.text);
+    assert_eq!(l1_down.json()["cache"]["status"], "hit");
+    assert_eq!(l1_down.json()["cache"]["tier"], "l2");
+
+    // Both failing to read: a fresh fanout answers.
+    let both_down = ask_failing(s, &key, &body, "l1,l2").await;
+    assert_eq!(both_down.status, 200, "{}", both_down.text);
+    assert_eq!(both_down.json()["cache"]["status"], "miss");
+    assert_eq!(s.mock_calls(&n).await["total"], 3);
+
+    // Every failure was logged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = std::fs::read_to_string(s.state_dir.join("stack.log")).unwrap();
+    for line in [
+        "L1 lookup failed",
+        "L2 lookup failed",
+        "L1 write failed",
+        "L2 write failed",
+    ] {
+        assert!(log.contains(line), "`{line}` is logged");
+    }
+}
