@@ -50,8 +50,13 @@ pub async fn post(
         CacheScopeKind::Private => Scope::Private(caller.account_id.clone()),
     };
     let key = ask_cache_key(&scope, &ask.prompt, &ask.providers, &ask.key_params);
-    let mode =
-        RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref());
+    // Test keys neither read nor write the cache: their synthetic answers must never be served
+    // to a live key, and they are not served what live keys paid for.
+    let mode = if caller.mode == KeyMode::Test {
+        RequestCacheMode::Bypass
+    } else {
+        RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref())
+    };
 
     if mode.reads() {
         if let Some((text, tier)) = cache::lookup(gw, NAMESPACE, key.as_str()).await {
@@ -59,14 +64,8 @@ pub async fn post(
             if let Ok(entry) = serde_json::from_str::<RawEntry>(&text) {
                 let outcome = CacheOutcome::Hit(tier);
                 // The serving fee is debited off the response path; a hit never waits on a DO.
-                let fee = if caller.mode == KeyMode::Test {
-                    0
-                } else {
-                    limits::cache_hit_fee()
-                };
-                if fee > 0 {
-                    limits::debit_fee_later(gw, &caller.account_id, fee);
-                }
+                let fee = limits::cache_hit_fee();
+                limits::debit_fee_later(gw, &caller.account_id, fee);
                 event.cache(outcome);
                 event.credits = fee;
                 return respond(

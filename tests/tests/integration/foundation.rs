@@ -309,3 +309,43 @@ async fn test_keys_get_synthetic_answers_without_upstream_calls() {
     assert_eq!(body["usage"]["credits"], 0);
     assert_eq!(s.mock_calls(&n).await["total"], 0);
 }
+
+/// A test key's synthetic answer never reaches the cache, so a live key asking the same
+/// question gets a real answer; and a test key is never served what live keys paid for.
+#[tokio::test]
+async fn test_keys_neither_read_nor_write_the_cache() {
+    let s = &stack();
+    let a = s.account("free", 0).await;
+    let test_key = s.key(&a, "test").await;
+    let (_, live_key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"prompt": format!("poison {n}"), "providers": ["openai"]});
+    let synthetic = s.ask(&test_key, &body).await;
+    assert_eq!(synthetic.status, 200, "{}", synthetic.text);
+    assert_eq!(synthetic.json()["cache"]["status"], "bypass");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let live = s.ask(&live_key, &body).await;
+    assert_eq!(live.status, 200, "{}", live.text);
+    let content = live.json()["results"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !content.starts_with("[test "),
+        "a live key got a test answer: {content}"
+    );
+    assert_eq!(live.json()["cache"]["status"], "miss");
+    assert_eq!(s.mock_calls(&n).await["total"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // The live answer is now cached; the test key still gets its synthetic one.
+    let again = s.ask(&test_key, &body).await;
+    assert_eq!(again.json()["cache"]["status"], "bypass");
+    let content = again.json()["results"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(content.starts_with("[test "), "{content}");
+    assert_eq!(s.mock_calls(&n).await["total"], 1);
+}
