@@ -68,7 +68,7 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
     let method = req.method();
     match (method.as_ref(), segs) {
         ("GET", ["account"]) => {
-            let bal = ledger::balance(&gw.env, &caller.account_id).await?;
+            let bal = ledger::balance(gw, &caller.account_id).await?;
             json(
                 200,
                 &json!({"account_id": caller.account_id, "tier": caller.tier, "credits_balance": bal.balance}),

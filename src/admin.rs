@@ -44,7 +44,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 .ok_or_else(|| {
                     ApiError::invalid_param("amount", "`amount` must be a positive integer")
                 })?;
-            let bal = ledger::credit(&gw.env, &id, amount).await?;
+            let bal = ledger::credit(gw, &id, amount).await?;
             json(
                 200,
                 &json!({"account_id": id, "credits_balance": bal.balance}),
@@ -118,7 +118,7 @@ async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
     let id = keys::make_id("acct", &random_16());
     // Credit the ledger first: a failure leaves no account row behind.
     if credits > 0 {
-        ledger::credit(&gw.env, &id, credits).await?;
+        ledger::credit(gw, &id, credits).await?;
     }
     store::insert_account(&gw.db()?, &id, tier.as_str(), limits.as_deref(), gw.now_ms).await?;
     json(

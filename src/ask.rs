@@ -104,7 +104,7 @@ pub async fn post(
         limits::gate(gw, caller, &policy, &limits::worst_cases(&calls)).await?;
     let timed = fanout::run(gw, caller, calls).await;
     let results: Vec<ProviderResult> = timed.iter().map(|t| t.result.clone()).collect();
-    let credits = limits::settle_later(gw, reservation, &results);
+    let credits = limits::settle_later(gw, reservation, &results, &ask.models);
 
     let all_ok = results.iter().all(|r| r.completion().is_some());
     let stored = mode.writes() && all_ok;

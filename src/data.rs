@@ -56,14 +56,20 @@ pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Respons
     json(200, &body)
 }
 
-/// Parses a time bound: epoch milliseconds or an ISO-8601 date-time.
+/// The latest instant a JavaScript `Date` can hold (epoch ms): bounds past it are refused.
+const MAX_TIME_MS: u64 = 8_640_000_000_000_000;
+
+/// Parses a time bound: epoch milliseconds or an ISO-8601 date-time, within `Date`'s range.
 fn time_param(name: &str, v: &str) -> Outcome<u64> {
-    if let Ok(ms) = v.parse::<u64>() {
-        return Ok(ms);
-    }
-    let ms = worker::js_sys::Date::parse(v);
-    if ms.is_finite() && ms >= 0.0 {
-        Ok(ms as u64)
+    let ms = match v.parse::<u64>() {
+        Ok(ms) => Some(ms),
+        Err(_) => {
+            let ms = worker::js_sys::Date::parse(v);
+            (ms.is_finite() && ms >= 0.0).then_some(ms as u64)
+        }
+    };
+    if let Some(ms) = ms.filter(|ms| *ms <= MAX_TIME_MS) {
+        Ok(ms)
     } else {
         Err(ApiError::invalid_param(
             name,
@@ -252,7 +258,7 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
     for p in &prefixes {
         bucket::revoke(&gw.env, p).await?;
     }
-    ledger::wipe(&gw.env, &caller.account_id).await?;
+    ledger::wipe(gw, &caller.account_id).await?;
     json(
         200,
         &json!({"account_id": caller.account_id, "deleted": true}),

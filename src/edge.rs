@@ -103,7 +103,8 @@ impl Gw {
 
 /// Milliseconds since the epoch → `2026-11-22T15:00:00Z`.
 pub fn iso8601(ms: u64) -> String {
-    let d = js_date(ms);
+    // Past `Date`'s range `toISOString` would throw: clamp (callers bound user input first).
+    let d = js_date(ms.min(8_640_000_000_000_000));
     let s = d.to_iso_string().as_string().unwrap_or_default();
     // `2026-11-22T15:00:00.123Z` → drop the milliseconds.
     match s.find('.') {

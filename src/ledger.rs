@@ -26,7 +26,7 @@ thread_local! {
 
 /// Sends `op` to the account's ledger, preceded by the operations queued for that account
 /// (one call either way). On failure the queued retry-safe operations go back to the queue.
-pub async fn call(env: &Env, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
+pub async fn call(gw: &Gw, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
     let queued = take_queued(account_id);
     let body = if queued.is_empty() {
         serde_json::to_string(op)
@@ -36,12 +36,13 @@ pub async fn call(env: &Env, account_id: &str, op: &LedgerOp) -> Outcome<LedgerR
         })
     }
     .map_err(dependency("encode"))?;
-    let result = send(env, account_id, body).await;
+    let result = send(&gw.env, account_id, body).await;
     if result.is_err() {
-        // The failed call may have been applied: only retry-safe operations go back.
+        // The failed call may have been applied: only retry-safe operations go back, and a
+        // flush is scheduled for them if none is pending.
         let retry: Vec<LedgerOp> = queued.into_iter().filter(LedgerOp::is_retry_safe).collect();
-        if !retry.is_empty() {
-            requeue(account_id, retry);
+        if !retry.is_empty() && requeue(account_id, retry) {
+            gw.after(flush_later(gw.env.clone()));
         }
     }
     result
@@ -132,13 +133,16 @@ fn take_queued(account_id: &str) -> Vec<LedgerOp> {
     QUEUE.with(|q| q.borrow_mut().0.remove(account_id).unwrap_or_default())
 }
 
-fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) {
+/// Puts `ops` back at the head of the account's queue; true if no flush was pending (the
+/// caller schedules one).
+fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) -> bool {
     QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         let slot = q.0.entry(account_id.to_string()).or_default();
         ops.append(slot);
         *slot = ops;
-    });
+        !std::mem::replace(&mut q.1, true)
+    })
 }
 
 /// Sends `op` alone, leaving the account's queue as it is (dev-only routes: a test can then
@@ -153,14 +157,14 @@ pub fn forget(account_id: &str) {
     take_queued(account_id);
 }
 
-pub async fn credit(env: &Env, account_id: &str, amount: u64) -> Outcome<LedgerReply> {
-    call(env, account_id, &LedgerOp::Credit { amount }).await
+pub async fn credit(gw: &Gw, account_id: &str, amount: u64) -> Outcome<LedgerReply> {
+    call(gw, account_id, &LedgerOp::Credit { amount }).await
 }
 
-pub async fn balance(env: &Env, account_id: &str) -> Outcome<LedgerReply> {
-    call(env, account_id, &LedgerOp::Balance).await
+pub async fn balance(gw: &Gw, account_id: &str) -> Outcome<LedgerReply> {
+    call(gw, account_id, &LedgerOp::Balance).await
 }
 
-pub async fn wipe(env: &Env, account_id: &str) -> Outcome<()> {
-    call(env, account_id, &LedgerOp::Wipe).await.map(|_| ())
+pub async fn wipe(gw: &Gw, account_id: &str) -> Outcome<()> {
+    call(gw, account_id, &LedgerOp::Wipe).await.map(|_| ())
 }

@@ -3,6 +3,7 @@
 //! fanout. Cache hits only pay a serving fee, debited off the response path.
 
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use gateway_core::bucket::Decision;
@@ -210,7 +211,7 @@ async fn reserve_worst(
         .sum();
     let id = gw.request_id.clone();
     let reply = ledger::call(
-        &gw.env,
+        gw,
         &caller.account_id,
         &LedgerOp::Reserve {
             id: id.clone(),
@@ -227,14 +228,22 @@ async fn reserve_worst(
     }))
 }
 
-/// The actual cost of `/v1/ask`'s results (see [`settle_used_later`]).
-pub fn settle_later(gw: &Gw, reservation: Option<Reservation>, results: &[ProviderResult]) -> u64 {
+/// The actual cost of `/v1/ask`'s results (see [`settle_used_later`]), each priced at the
+/// model that was asked for (`models`), as its reservation was: providers answer with their
+/// own names for it (`gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), which the price table
+/// does not list.
+pub fn settle_later(
+    gw: &Gw,
+    reservation: Option<Reservation>,
+    results: &[ProviderResult],
+    models: &BTreeMap<Provider, String>,
+) -> u64 {
     let used: Vec<Used> = results
         .iter()
         .filter_map(|res| {
             res.completion().map(|c| Used {
                 provider: res.provider,
-                model: &c.model,
+                model: models.get(&res.provider).unwrap_or(&c.model),
                 tokens: c.tokens,
             })
         })

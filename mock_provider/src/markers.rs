@@ -2,7 +2,8 @@
 //! request itself, so tests running in parallel never disturb one another.
 //!
 //! Faults: `delay:<ms>` (wait, then go on), `500`, `503`, `529`, `429`, `401`, `malformed`,
-//! `drop`, `echo_key`, `html401`. Several markers may apply to one request: their delays add
+//! `drop`, `echo_key`, `html401`; and `dated_model` (answer normally, naming the model the way
+//! the real APIs do, with a snapshot date: `gpt-4o-mini-2024-07-18`). Several markers may apply to one request: their delays add
 //! up, and the first other fault wins (`[[mock:*=delay:200]][[mock:*=drop]]` waits, then drops).
 
 use crate::wire::Api;
@@ -31,6 +32,8 @@ pub enum Fault {
 pub struct Plan {
     pub delay_ms: u64,
     pub fault: Option<Fault>,
+    /// Name the model with a snapshot date in the answer.
+    pub dated_model: bool,
 }
 
 const OPEN: &str = "[[mock:";
@@ -65,6 +68,10 @@ pub fn plan(api: Api, prompt: &str) -> Result<Plan, String> {
             plan.delay_ms = plan.delay_ms.saturating_add(ms).min(MAX_DELAY_MS);
             continue;
         }
+        if fault == "dated_model" {
+            plan.dated_model = true;
+            continue;
+        }
         let parsed = parse_fault(fault).ok_or_else(|| format!("unknown fault: {fault}"))?;
         plan.fault.get_or_insert(parsed);
     }
@@ -89,6 +96,18 @@ fn parse_fault(s: &str) -> Option<Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dated_model_is_not_a_fault() {
+        let p = plan(Api::OpenAi, "[[mock:openai=dated_model]] hi").unwrap();
+        assert!(p.dated_model);
+        assert_eq!(p.fault, None);
+        assert!(
+            !plan(Api::Gemini, "[[mock:openai=dated_model]]")
+                .unwrap()
+                .dated_model
+        );
+    }
 
     #[test]
     fn no_marker_is_the_empty_plan() {
@@ -162,7 +181,8 @@ mod tests {
             p,
             Plan {
                 delay_ms: 250,
-                fault: None
+                fault: None,
+                dated_model: false,
             }
         );
     }

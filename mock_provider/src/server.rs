@@ -336,7 +336,13 @@ async fn handle(
         });
     }
     let answer = wire::answer(api, model, &x.prompt, x.input_words, x.max_tokens);
-    let mut body = wire::success_body(api, model, &answer, unix_now());
+    // Real APIs name the snapshot that answered (`gpt-4o-mini-2024-07-18`).
+    let answered = if plan.dated_model {
+        format!("{model}-2024-07-18")
+    } else {
+        model.to_string()
+    };
+    let mut body = wire::success_body(api, &answered, &answer, unix_now());
     if plan.fault == Some(Fault::Malformed) {
         let mut cut = body.len() / 2;
         while !body.is_char_boundary(cut) {

@@ -308,6 +308,14 @@ async fn usage_is_per_account_and_paginates() {
         s.get("/v1/usage?from=yesterday", Some(&a)).await.status,
         400
     );
+    // Past the range of a date: a 400 naming the parameter, not a failed Worker.
+    for q in ["from=9000000000000000", "to=18446744073709551615"] {
+        let r = s.get(&format!("/v1/usage?{q}"), Some(&a)).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.text);
+        assert_eq!(r.json()["error"]["code"], "invalid_param", "{q}");
+    }
+    let edge = s.get("/v1/usage?to=8640000000000000", Some(&a)).await;
+    assert_eq!(edge.status, 200, "{}", edge.text);
 }
 
 #[tokio::test]

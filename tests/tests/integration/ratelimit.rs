@@ -397,3 +397,47 @@ async fn a_settlement_whose_batch_fails_is_retried() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Providers answer with their own name for the model (a dated snapshot, as the real APIs do);
+/// the call is still charged at the price of the model asked for, as it was reserved.
+#[tokio::test]
+async fn a_call_is_charged_at_the_asked_models_price_whatever_name_the_provider_answers_with() {
+    use gateway_core::pricing::PriceTable;
+    use gateway_core::provider::Provider;
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    // In the order of `results` (sorted by provider name).
+    let asked = [
+        (Provider::Anthropic, "claude-haiku-4-5"),
+        (Provider::OpenAi, "gpt-4o-mini"),
+    ];
+    let prompt = format!("dated {n} [[mock:*=dated_model]] {}", "word ".repeat(3000));
+    let r = s
+        .ask(&key, &json!({"prompt": prompt, "providers": ["openai", "anthropic"],
+            "params": {"max_tokens": 1024, "models": {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let table = PriceTable::default();
+    let (mut expected, mut at_unknown_name) = (0, 0);
+    for (res, (provider, model)) in r.json()["results"].as_array().unwrap().iter().zip(asked) {
+        assert_eq!(res["provider"], provider.as_str());
+        let answered = res["model"].as_str().unwrap();
+        assert_eq!(
+            answered,
+            format!("{model}-2024-07-18"),
+            "the provider's own name is shown"
+        );
+        let (i, o) = (
+            res["tokens"]["input"].as_u64().unwrap(),
+            res["tokens"]["output"].as_u64().unwrap(),
+        );
+        expected += table.cost(provider, model, i, o);
+        at_unknown_name += table.cost(provider, answered, i, o);
+    }
+    assert_ne!(
+        expected, at_unknown_name,
+        "the test must tell the two prices apart"
+    );
+    assert_eq!(r.json()["usage"]["credits"].as_u64().unwrap(), expected);
+}
