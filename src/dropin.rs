@@ -4,12 +4,15 @@
 //! the same cache, rate limits, credits and metering as `/v1/ask`, and errors in a shape both
 //! SDKs read.
 
+use std::borrow::Cow;
+
 use gateway_core::cache_control::{CacheOutcome, RequestCacheMode};
 use gateway_core::cache_key::{request_cache_key, ScopeKind};
 use gateway_core::dropin::{self, Dialect, SCOPE_HEADER};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
 use gateway_core::models::default_allowlist;
+use serde_json::Value;
 use worker::{Request, Response};
 
 use crate::auth::Caller;
@@ -68,10 +71,29 @@ pub async fn post(
     } else {
         asked
     };
+    // The headers forwarded upstream change the answer (`anthropic-beta` turns features on),
+    // so they are part of the key: `[body, {header: value}]` when there are any (a body is a
+    // JSON object, so the two shapes never meet), the body alone otherwise.
+    let forward: Vec<(&str, String)> = FORWARDED_HEADERS
+        .iter()
+        .filter_map(|name| req.headers().get(name).ok().flatten().map(|v| (*name, v)))
+        .collect();
+    let keyed = if forward.is_empty() {
+        Cow::Borrowed(&parsed.value)
+    } else {
+        let headers: serde_json::Map<String, Value> = forward
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+            .collect();
+        Cow::Owned(Value::Array(vec![
+            parsed.value.clone(),
+            Value::Object(headers),
+        ]))
+    };
     let key = request_cache_key(
         dialect.namespace(),
         &kind.for_account(&caller.account_id),
-        &parsed.value,
+        &keyed,
     );
     let ns = dialect.namespace();
 
@@ -94,10 +116,6 @@ pub async fn post(
         max_tokens: u32::try_from(parsed.output_budget).unwrap_or(u32::MAX),
     }];
     let (admission, reservation) = limits::gate(gw, caller, &policy, &worst).await?;
-    let forward: Vec<(&str, String)> = FORWARDED_HEADERS
-        .iter()
-        .filter_map(|name| req.headers().get(name).ok().flatten().map(|v| (*name, v)))
-        .collect();
     let reply = fanout::passthrough(
         gw,
         provider,

@@ -28,6 +28,7 @@ pub use durable_objects::{AccountLedger, TokenBucket};
 
 use gateway_core::dropin::Dialect;
 use gateway_core::error::ApiError;
+use gateway_core::keys::KeyMode;
 use serde_json::json;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
@@ -113,6 +114,23 @@ async fn v1(
     event: &mut Event,
 ) -> Outcome<Response> {
     let method = req.method();
+    // A test key reads the account but never changes it (`docs/DECISIONS.md`).
+    let changes_account = matches!(
+        (&method, segs),
+        (Method::Post, ["keys"])
+            | (Method::Delete, ["keys", _])
+            | (Method::Patch, ["account"])
+            | (Method::Delete, ["account"])
+            | (Method::Put, ["provider-keys", _])
+            | (Method::Delete, ["provider-keys", _])
+    );
+    if changes_account && caller.mode == KeyMode::Test {
+        return Err(ApiError::new(
+            403,
+            "live_key_required",
+            "a test key can read the account but not change it: use a live key",
+        ));
+    }
     match (method, segs) {
         (Method::Post, ["ask"]) => ask::post(gw, req, caller, event).await,
         (Method::Post, ["chat", "completions"]) => {

@@ -832,3 +832,37 @@ async fn an_ask_paid_with_the_accounts_own_key_is_cached_privately() {
         .await;
     assert_eq!(g.json()["cache"]["scope"], "shared");
 }
+
+/// The headers forwarded upstream are part of the key: an answer given with `anthropic-beta`
+/// is not served to the same body without it (nor with another value), and repeats still hit.
+#[tokio::test]
+async fn forwarded_headers_are_part_of_the_cache_key() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let prompt = format!("beta {}", nonce());
+    let body = messages_body(&prompt);
+    let beta = [("anthropic-beta", "interleaved-thinking-2025-05-14")];
+    let other = [("anthropic-beta", "token-efficient-tools-2025-02-19")];
+    let mut keys = Vec::new();
+    for (i, headers) in [&beta[..], &[], &other[..]].into_iter().enumerate() {
+        let r = dropin(s, "/v1/messages", &key, &body, headers).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["type"], "message");
+        assert_eq!(
+            r.header("cache-status").unwrap(),
+            "edge-gateway; fwd=uri-miss; stored",
+            "call {i} must miss"
+        );
+        keys.push(r.header("x-cache-key").unwrap());
+        assert_eq!(total(&s.mock_calls(&prompt).await), i as u64 + 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2]);
+    let again = dropin(s, "/v1/messages", &key, &body, &beta).await;
+    assert_eq!(again.header("x-cache-key").unwrap(), keys[0]);
+    assert_eq!(
+        again.header("cache-status").unwrap(),
+        "edge-gateway; hit; detail=l1"
+    );
+    assert_eq!(total(&s.mock_calls(&prompt).await), 3);
+}

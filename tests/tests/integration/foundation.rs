@@ -349,3 +349,39 @@ async fn test_keys_neither_read_nor_write_the_cache() {
     assert!(content.starts_with("[test "), "{content}");
     assert_eq!(s.mock_calls(&n).await["total"], 1);
 }
+
+/// A test key reads its account but cannot change it: no live key minted with it, no account
+/// deleted, no provider key registered.
+#[tokio::test]
+async fn a_test_key_cannot_change_its_account() {
+    let s = &stack();
+    let (account, live) = s.live_key().await;
+    let test = s.key(&account, "test").await;
+    let refused = [
+        s.post("/v1/keys", Some(&test), &json!({"mode": "live"}))
+            .await,
+        s.post("/v1/keys", Some(&test), &json!({"mode": "test"}))
+            .await,
+        s.delete(&format!("/v1/keys/{}", &live[..12]), Some(&test))
+            .await,
+        s.delete("/v1/account", Some(&test)).await,
+        s.delete("/v1/provider-keys/openai", Some(&test)).await,
+    ];
+    for r in refused {
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert_eq!(r.json()["error"]["code"], "live_key_required");
+    }
+    // Reading works, and the account and its live key are untouched.
+    assert_eq!(s.get("/v1/account", Some(&test)).await.status, 200);
+    let keys = s.get("/v1/keys", Some(&live)).await.json();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2, "{keys}");
+    assert!(keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["status"] == "active"));
+    let minted = s
+        .post("/v1/keys", Some(&live), &json!({"mode": "test"}))
+        .await;
+    assert_eq!(minted.status, 201, "{}", minted.text);
+}
