@@ -112,7 +112,9 @@ pub async fn post(
     let worst = [WorstCase {
         provider,
         model: parsed.model.clone(),
-        prompt_bytes: parsed.prompt_bytes,
+        // The whole body, not only the messages' text: tool definitions, response formats and
+        // the like are billed as input too, and a call is never charged past its reservation.
+        prompt_bytes: body.len(),
         max_tokens: u32::try_from(parsed.output_budget).unwrap_or(u32::MAX),
     }];
     let (admission, reservation) = limits::gate(gw, caller, &policy, &worst).await?;

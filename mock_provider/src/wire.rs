@@ -109,6 +109,10 @@ pub fn extract(api: Api, body: &Value, path_model: Option<&str>) -> Extracted {
         }
     }
     x.input_words = x.all_text.split_whitespace().count() as u64;
+    // Tool definitions are input too (the real APIs bill them as prompt tokens).
+    if let Some(tools) = body.get("tools") {
+        x.input_words += tools.to_string().split_whitespace().count() as u64;
+    }
     x.max_tokens = match api {
         Api::OpenAi => body
             .get("max_completion_tokens")

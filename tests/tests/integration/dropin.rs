@@ -866,3 +866,35 @@ async fn forwarded_headers_are_part_of_the_cache_key() {
     );
     assert_eq!(total(&s.mock_calls(&prompt).await), 3);
 }
+
+/// A drop-in call's input is more than its messages (tool definitions are billed as input):
+/// its reservation covers the whole body, so the call is charged what it used.
+#[tokio::test]
+async fn a_drop_in_call_is_charged_for_input_beyond_its_messages() {
+    use gateway_core::pricing::PriceTable;
+    use gateway_core::provider::Provider;
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"model": "gpt-4o", "max_completion_tokens": 16,
+        "messages": [{"role": "user", "content": format!("tools {n}")}],
+        "tools": [{"type": "function", "function": {"name": "lookup",
+            "description": "word ".repeat(40_000), "parameters": {"type": "object"}}}]});
+    let r = chat(s, &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let usage = &r.json()["usage"];
+    let (input, output) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
+    assert!(
+        input > 40_000,
+        "the mock billed the tools as input: {input}"
+    );
+    let expected = PriceTable::default().cost(Provider::OpenAi, "gpt-4o", input, output);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let balance = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(balance, 1_000_000 - expected, "charged what the call used");
+}
