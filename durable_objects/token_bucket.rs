@@ -88,6 +88,11 @@ impl Operations for TokenBucket {
             "/take" => self.take(body).await,
             "/break" => self.mark(|s| s.broken = true, r#"{"broken":true}"#).await,
             "/revoke" => self.mark(|s| s.revoked = true, r#"{"revoked":true}"#).await,
+            // A new key took this prefix (its previous key's account was deleted): start over.
+            "/reset" => {
+                self.mark(|s| *s = Stored::default(), r#"{"reset":true}"#)
+                    .await
+            }
             _ => return None,
         })
     }

@@ -43,9 +43,22 @@ pub async fn mint_key(
     name: Option<&str>,
     mode: KeyMode,
 ) -> Outcome<MintedKey> {
+    mint_key_from(gw, account_id, name, mode, random_32).await
+}
+
+/// [`mint_key`] with secrets from `draw` (a dev-only route fixes their first bytes, hence the
+/// prefix). Once the key's row holds the prefix, the prefix's bucket is cleared: a prefix is
+/// free again only after its previous key's account was deleted, which revoked that bucket.
+pub async fn mint_key_from(
+    gw: &Gw,
+    account_id: &str,
+    name: Option<&str>,
+    mode: KeyMode,
+    draw: impl Fn() -> Outcome<[u8; 32]>,
+) -> Outcome<MintedKey> {
     let db = gw.db()?;
     for _ in 0..8 {
-        let minted = keys::mint(mode, &random_32()?);
+        let minted = keys::mint(mode, &draw()?);
         if store::insert_key(
             &db,
             &minted.prefix,
@@ -57,6 +70,7 @@ pub async fn mint_key(
         )
         .await?
         {
+            bucket::reset(&gw.env, &minted.prefix).await?;
             return Ok(minted);
         }
     }

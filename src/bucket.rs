@@ -24,6 +24,12 @@ pub async fn break_for_tests(env: &Env, prefix: &str) -> Outcome<()> {
     call(env, prefix, "/break", "{}".into()).await.map(|_| ())
 }
 
+/// Clears the bucket of a prefix a new key has just taken: a prefix is free again only once
+/// its previous key's account was deleted, which left that bucket revoked.
+pub async fn reset(env: &Env, prefix: &str) -> Outcome<()> {
+    call(env, prefix, "/reset", "{}".into()).await.map(|_| ())
+}
+
 /// Marks the key revoked in its bucket: refused from the next call on.
 pub async fn revoke(env: &Env, prefix: &str) -> Outcome<()> {
     call(env, prefix, "/revoke", "{}".into()).await.map(|_| ())

@@ -28,6 +28,32 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let value = gw.kv()?.get(&name).text().await.map_err(dependency("KV"))?;
             json(200, &json!({"value": value}))
         }
+        // Mint a live key whose secret starts with the given 3 bytes (hex), hence whose prefix
+        // is known in advance: a test can make a new key take a deleted account's prefix.
+        (Method::Post, ["accounts", account, "keys", "seeded", seed]) => {
+            let seed: [u8; 3] = (0..3)
+                .map(|i| {
+                    seed.get(2 * i..2 * i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| ApiError::invalid_param("seed", "3 bytes in hex"))?;
+            let draw = || {
+                let mut secret = crate::edge::random_32()?;
+                secret[..3].copy_from_slice(&seed);
+                Ok(secret)
+            };
+            let minted = crate::account::mint_key_from(
+                gw,
+                account,
+                None,
+                gateway_core::keys::KeyMode::Live,
+                draw,
+            )
+            .await?;
+            json(201, &json!({"key": minted.token, "prefix": minted.prefix}))
+        }
         // Make a key's bucket fail, so a test can see the gateway fail closed.
         (Method::Post, ["bucket", prefix, "break"]) => {
             crate::bucket::break_for_tests(&gw.env, prefix).await?;

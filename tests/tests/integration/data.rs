@@ -351,3 +351,59 @@ async fn deleting_an_account_leaves_no_row_and_its_keys_get_401() {
         assert_eq!(s.ask(k, &private).await.status, 401);
     }
 }
+
+/// A live key of `account` whose prefix `seed` (3 bytes, hex) fixes: (token, prefix).
+async fn seeded_key(s: &Stack, account: &str, seed: &str) -> (String, String) {
+    let r = s
+        .post(
+            &format!("/__dev/accounts/{account}/keys/seeded/{seed}"),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let v = r.json();
+    let field = |name: &str| v[name].as_str().unwrap().to_string();
+    (field("key"), field("prefix"))
+}
+
+/// A miss (no-store) with `key`.
+async fn ask_miss(s: &Stack, key: &str) -> Reply {
+    let rb = s
+        .client
+        .post(s.url("/v1/ask"))
+        .bearer_auth(key)
+        .header("Cache-Control", "no-store")
+        .json(&json!({"prompt": format!("reuse {}", nonce()), "providers": ["openai"]}));
+    send(rb).await
+}
+
+/// Deleting an account frees its keys' prefixes, and revokes their buckets; a new key that
+/// draws such a prefix starts with a clean bucket rather than a revoked one.
+#[tokio::test]
+async fn a_new_key_on_a_deleted_accounts_prefix_works() {
+    let s = &stack();
+    // Three bytes fix the key's prefix; random per run.
+    let seed: String = nonce()
+        .bytes()
+        .rev()
+        .take(6)
+        .map(|b| format!("{:x}", b % 16))
+        .collect();
+    let first_account = s.account("pro", 1_000_000).await;
+    let (first, prefix) = seeded_key(s, &first_account, &seed).await;
+    assert_eq!(ask_miss(s, &first).await.status, 200);
+    let deleted = s.delete("/v1/account", Some(&first)).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+
+    let second_account = s.account("pro", 1_000_000).await;
+    let (second, again) = seeded_key(s, &second_account, &seed).await;
+    assert_eq!(again, prefix, "the new key took the freed prefix");
+    assert_eq!(
+        ask_miss(s, &first).await.status,
+        401,
+        "the deleted key stays dead"
+    );
+    let r = ask_miss(s, &second).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
