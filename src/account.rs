@@ -70,7 +70,11 @@ pub async fn mint_key_from(
         )
         .await?
         {
-            bucket::reset(&gw.env, &minted.prefix).await?;
+            if let Err(e) = bucket::reset(&gw.env, &minted.prefix).await {
+                // Nobody will hold this key's secret: leave no active row behind.
+                store::revoke_key(&db, account_id, &minted.prefix, gw.now_ms).await?;
+                return Err(e);
+            }
             return Ok(minted);
         }
     }

@@ -229,8 +229,9 @@ pub async fn patch_account(gw: &Gw, caller: &Caller, req: &mut Request) -> Outco
     )
 }
 
-/// `DELETE /v1/account`: every row of the account in every table goes in one D1 batch (a
-/// transaction); then its keys' auth cache entries and buckets, and its ledger, are cleared.
+/// `DELETE /v1/account`: its keys' buckets are revoked, then every row of the account in every
+/// table goes in one D1 batch (a transaction); then its keys' auth cache entries and its
+/// ledger are cleared.
 /// Private cache entries become unreachable: their scope names an account id no key can
 /// authenticate as again (ids are random and never reused).
 pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
@@ -248,6 +249,11 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
     ] {
         stmts.push(d1::statement(&db, sql, std::slice::from_ref(&id))?);
     }
+    // The buckets are revoked while the rows still hold their prefixes: a key minted later
+    // on a freed prefix clears its bucket after this (account::mint_key_from), never before.
+    for p in &prefixes {
+        bucket::revoke(&gw.env, p).await?;
+    }
     // Rows and fees this isolate still holds for the account are dropped, not written.
     record::forget_account(&caller.account_id);
     ledger::forget(&caller.account_id);
@@ -255,9 +261,6 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
     // A batch of usage rows already in flight may land after the delete: sweep once more.
     sweep_later(gw, &caller.account_id);
     invalidate(gw, &prefixes).await?;
-    for p in &prefixes {
-        bucket::revoke(&gw.env, p).await?;
-    }
     ledger::wipe(gw, &caller.account_id).await?;
     json(
         200,

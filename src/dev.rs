@@ -142,10 +142,15 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             json(200, &serde_json::Value::Object(counts))
         }
         // Call a broker's RPC method `complete` with the secret the caller gives (header
-        // `x-broker-secret`, empty when absent) and the body as the payload.
+        // `x-broker-secret`, empty when absent, the gateway's own for `configured`) and the
+        // body as the payload.
         (Method::Post, ["broker-rpc", provider]) => {
             let p = Provider::parse(provider).ok_or_else(ApiError::not_found)?;
-            let secret = req.headers().get("x-broker-secret").ok().flatten();
+            // `x-broker-secret: configured` stands for the gateway's own secret.
+            let secret = match req.headers().get("x-broker-secret").ok().flatten() {
+                Some(s) if s == "configured" => gw.var("BROKER_SHARED_SECRET"),
+                other => other,
+            };
             let payload = req.text().await.unwrap_or_default();
             let (status, body) =
                 crate::fanout::complete_rpc(gw, p, secret.as_deref().unwrap_or(""), &payload)

@@ -5,7 +5,8 @@
 //! one `batch` call, or sooner, ahead of the next call this isolate makes to the same account's
 //! ledger (a reservation or a balance read then sees every earlier operation applied first).
 //! A batch whose send fails is retried with back-off, with only its retry-safe operations
-//! (settlements and releases, which a ledger applies at most once).
+//! (settlements and releases, which a ledger applies at most once), kept in the queue between
+//! attempts.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -41,8 +42,9 @@ pub async fn call(gw: &Gw, account_id: &str, op: &LedgerOp) -> Outcome<LedgerRep
         // The failed call may have been applied: only retry-safe operations go back, and a
         // flush is scheduled for them if none is pending.
         let retry: Vec<LedgerOp> = queued.into_iter().filter(LedgerOp::is_retry_safe).collect();
-        if !retry.is_empty() && requeue(account_id, retry) {
-            gw.after(flush_later(gw.env.clone()));
+        if !retry.is_empty() {
+            requeue(account_id, retry);
+            schedule_flush(gw);
         }
     }
     result
@@ -78,12 +80,10 @@ pub fn queue(gw: &Gw, account_id: &str, op: LedgerOp) {
     }
 }
 
-/// How long a batch whose send failed waits before each new attempt; then it is dropped.
+/// How long an account's failed batch waits before each new attempt.
 const RETRY_MS: [u64; 3] = [200, 1_000, 5_000];
 
-/// Sends every account's queued operations `FLUSH_MS` from now. A batch whose send fails is
-/// sent again after `RETRY_MS` (its retry-safe operations only: the failed call may have been
-/// applied, and a fee must not be charged twice), ahead of anything queued meanwhile.
+/// Sends every account's queued operations `FLUSH_MS` from now, each account's as one batch.
 async fn flush_later(env: Env) {
     worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
     let due = QUEUE.with(|q| {
@@ -91,58 +91,72 @@ async fn flush_later(env: Env) {
         q.1 = false;
         std::mem::take(&mut q.0)
     });
-    let retries = due.into_iter().map(|(account_id, ops)| {
-        let env = env.clone();
-        async move {
-            let mut ops = ops;
-            for (attempt, wait_ms) in std::iter::once(0).chain(RETRY_MS).enumerate() {
-                if wait_ms > 0 {
-                    worker::Delay::from(std::time::Duration::from_millis(wait_ms)).await;
-                    // Operations queued meanwhile travel in the same batch, after these.
-                    ops.extend(take_queued(&account_id));
-                }
-                let Ok(body) = serde_json::to_string(&LedgerOpRef::Batch {
-                    ops: ops.iter().collect(),
-                }) else {
-                    return;
-                };
-                match send(&env, &account_id, body).await {
-                    Ok(_) => return,
-                    Err(e) => {
-                        let before = ops.len();
-                        ops.retain(LedgerOp::is_retry_safe);
-                        console_error!(
-                            "ledger batch of {before} operations failed (attempt {}): {}; {} to retry",
-                            attempt + 1,
-                            e.code,
-                            ops.len()
-                        );
-                        if ops.is_empty() {
-                            return;
-                        }
-                    }
-                }
+    let sends = due
+        .into_iter()
+        .map(|(account_id, ops)| deliver(env.clone(), account_id, ops));
+    futures::future::join_all(sends).await;
+}
+
+/// Sends an account's batch. When the send fails, its retry-safe operations (the failed call
+/// may have been applied, and a fee must not be charged twice) go back to the head of the
+/// account's queue, where any call of the account carries them along, and are sent again
+/// after each `RETRY_MS` wait with whatever was queued meanwhile. After the last attempt they
+/// stay queued: the isolate's next flush or ledger call for the account sends them.
+async fn deliver(env: Env, account_id: String, mut ops: Vec<LedgerOp>) {
+    for (attempt, wait_ms) in std::iter::once(0).chain(RETRY_MS).enumerate() {
+        if wait_ms > 0 {
+            worker::Delay::from(std::time::Duration::from_millis(wait_ms)).await;
+            // Another flush or a call of the account may have sent them meanwhile.
+            ops = take_queued(&account_id);
+            if ops.is_empty() {
+                return;
             }
-            console_error!("ledger batch of {} operations dropped after retries", ops.len());
         }
-    });
-    futures::future::join_all(retries).await;
+        let Ok(body) = serde_json::to_string(&LedgerOpRef::Batch {
+            ops: ops.iter().collect(),
+        }) else {
+            return;
+        };
+        match send(&env, &account_id, body).await {
+            Ok(_) => return,
+            Err(e) => {
+                let before = ops.len();
+                ops.retain(LedgerOp::is_retry_safe);
+                console_error!(
+                    "ledger batch of {before} operations failed (attempt {}): {}; {} kept",
+                    attempt + 1,
+                    e.code,
+                    ops.len()
+                );
+                if ops.is_empty() {
+                    return;
+                }
+                requeue(&account_id, std::mem::take(&mut ops));
+            }
+        }
+    }
 }
 
 fn take_queued(account_id: &str) -> Vec<LedgerOp> {
     QUEUE.with(|q| q.borrow_mut().0.remove(account_id).unwrap_or_default())
 }
 
-/// Puts `ops` back at the head of the account's queue; true if no flush was pending (the
-/// caller schedules one).
-fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) -> bool {
+/// Puts `ops` back at the head of the account's queue.
+fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) {
     QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         let slot = q.0.entry(account_id.to_string()).or_default();
         ops.append(slot);
         *slot = ops;
-        !std::mem::replace(&mut q.1, true)
-    })
+    });
+}
+
+/// Makes sure a flush is pending (after operations went back to the queue).
+fn schedule_flush(gw: &Gw) {
+    let schedule = QUEUE.with(|q| !std::mem::replace(&mut q.borrow_mut().1, true));
+    if schedule {
+        gw.after(flush_later(gw.env.clone()));
+    }
 }
 
 /// Sends `op` alone, leaving the account's queue as it is (dev-only routes: a test can then

@@ -148,16 +148,22 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
 
 /// `POST /v1/complete` as a Workers RPC method, the way the gateway calls it: `complete(secret,
 /// body)` answers `[status, body]` exactly as `fetch` would answer that request. Exported to
-/// the Worker's entry class by broker/src/entry.mjs, which passes the Worker's `env`.
+/// the Worker's entry class by broker/src/entry.mjs, which passes the Worker's `env` and, for a
+/// body it did not copy because it is over the limit, `oversized`.
 #[wasm_bindgen(
     wasm_bindgen = ::worker::wasm_bindgen,
     wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
     js_sys = ::worker::js_sys
 )]
-pub async fn broker_complete(env: Env, secret: String, body: String) -> Result<JsValue, JsValue> {
+pub async fn broker_complete(
+    env: Env,
+    secret: String,
+    body: String,
+    oversized: bool,
+) -> Result<JsValue, JsValue> {
     let run = async {
         let provider = admit(&env, &secret)?;
-        if body.len() > BROKER_BODY_LIMIT {
+        if oversized || body.len() > BROKER_BODY_LIMIT {
             return Err(ApiError::body_too_large(BROKER_BODY_LIMIT));
         }
         complete(body.as_bytes(), &env, provider).await
