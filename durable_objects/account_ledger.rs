@@ -2,13 +2,12 @@
 //! and open reservations in Durable Object storage; a thin shell over `gateway_core::ledger`.
 
 use std::cell::{Cell, RefCell};
-use std::panic::AssertUnwindSafe;
 
 use gateway_core::ledger::{Ledger, LedgerError};
 use wasm_bindgen::prelude::*;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use super::{refuse_fetch, serve_rpc, LedgerOp, LedgerReply, Operations};
+use super::{refuse_fetch, LedgerOp, LedgerReply, Operations};
 
 const STATE_KEY: &str = "ledger";
 /// A reservation not settled within this long is released (its call surely ended).
@@ -77,18 +76,7 @@ impl DurableObject for AccountLedger {
     }
 }
 
-#[wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
-impl AccountLedger {
-    /// The RPC entry point: `stub.rpc(path, body)` (see `durable_objects`).
-    #[wasm_bindgen(js_name = rpc)]
-    pub async fn rpc_call(
-        &self,
-        path: String,
-        body: String,
-    ) -> std::result::Result<JsValue, JsValue> {
-        AssertUnwindSafe(serve_rpc(self, &path, &body)).await
-    }
-}
+export_rpc!(AccountLedger);
 
 impl Operations for AccountLedger {
     /// Every operation is `POST /` with a `LedgerOp` body.

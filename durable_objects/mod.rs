@@ -7,6 +7,30 @@
 //! The runtime offers RPC only on classes deriving from `DurableObject`: `src/entry.mjs`
 //! (the Worker's entry module) gives the generated classes that prototype.
 
+/// Exports `rpc(path, body)`, the method the gateway calls, on a class implementing
+/// [`Operations`] (defined before the class modules, which use it).
+#[rustfmt::skip] // rustfmt formats this body differently on each pass
+macro_rules! export_rpc {
+    ($class:ident) => {
+        #[wasm_bindgen(
+            wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+            js_sys = ::worker::js_sys
+        )]
+        impl $class {
+            /// The RPC entry point: `stub.rpc(path, body)` (see `durable_objects`).
+            #[wasm_bindgen(js_name = rpc)]
+            pub async fn rpc_call(
+                &self,
+                path: String,
+                body: String,
+            ) -> std::result::Result<JsValue, JsValue> {
+                let serve = $crate::durable_objects::serve_rpc(self, &path, &body);
+                std::panic::AssertUnwindSafe(serve).await
+            }
+        }
+    };
+}
+
 pub mod account_ledger;
 pub mod token_bucket;
 

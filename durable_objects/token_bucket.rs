@@ -5,12 +5,11 @@ use std::cell::RefCell;
 
 use gateway_core::bucket::{decide, BucketState};
 use serde::{Deserialize, Serialize};
-use std::panic::AssertUnwindSafe;
 
 use wasm_bindgen::prelude::*;
 use worker::{durable_object, DurableObject, Env, Error, Request, Response, Result, State};
 
-use super::{refuse_fetch, serve_rpc, Operations, TakeReply, TakeRequest};
+use super::{refuse_fetch, Operations, TakeReply, TakeRequest};
 
 const STATE_KEY: &str = "bucket";
 
@@ -66,18 +65,7 @@ impl DurableObject for TokenBucket {
     }
 }
 
-#[wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
-impl TokenBucket {
-    /// The RPC entry point: `stub.rpc(path, body)` (see `durable_objects`).
-    #[wasm_bindgen(js_name = rpc)]
-    pub async fn rpc_call(
-        &self,
-        path: String,
-        body: String,
-    ) -> std::result::Result<JsValue, JsValue> {
-        AssertUnwindSafe(serve_rpc(self, &path, &body)).await
-    }
-}
+export_rpc!(TokenBucket);
 
 impl Operations for TokenBucket {
     async fn operate(&self, path: &str, body: &str) -> Option<Result<String>> {
