@@ -100,6 +100,17 @@ impl Caller {
     }
 }
 
+/// Re-reads the caller's key row from D1, past the isolate memo and the KV auth cache: a call
+/// that changes the account must come from a key that is active now, not one revoked in the
+/// last seconds elsewhere (whose caches there may still say active).
+pub async fn confirm_active(gw: &Gw, caller: &Caller) -> Outcome<()> {
+    let row = crate::store::key_for_auth(&gw.db()?, &caller.prefix).await?;
+    match row {
+        Some(r) if r.status == "active" && r.account_id == caller.account_id => Ok(()),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
 pub fn auth_cache_key(prefix: &str) -> String {
     format!("auth:{prefix}")
 }

@@ -54,6 +54,17 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             .await?;
             json(201, &json!({"key": minted.token, "prefix": minted.prefix}))
         }
+        // Revoke a key in D1 only, as another colo's revocation looks to this isolate before
+        // its caches catch up (memo 5 s, KV 60 s).
+        (Method::Post, ["keys", prefix, "revoke-row-only"]) => {
+            crate::d1::run(
+                &gw.db()?,
+                "UPDATE api_keys SET status = 'revoked' WHERE prefix = ?1",
+                &[JsValue::from_str(prefix)],
+            )
+            .await?;
+            json(200, &json!({"revoked_in_d1": prefix}))
+        }
         // Make a key's bucket fail, so a test can see the gateway fail closed.
         (Method::Post, ["bucket", prefix, "break"]) => {
             crate::bucket::break_for_tests(&gw.env, prefix).await?;

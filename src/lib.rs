@@ -131,6 +131,9 @@ async fn v1(
             "a test key can read the account but not change it: use a live key",
         ));
     }
+    if changes_account {
+        auth::confirm_active(gw, caller).await?;
+    }
     match (method, segs) {
         (Method::Post, ["ask"]) => ask::post(gw, req, caller, event).await,
         (Method::Post, ["chat", "completions"]) => {

@@ -123,7 +123,8 @@ pub fn forget_account(account_id: &str) {
 
 /// Writes every queued row in one D1 batch of two statements: each table's rows travel as
 /// one JSON array bound to one parameter and are inserted by `json_each`, so a flush costs the
-/// same two statements whether it holds one row or two hundred.
+/// same two statements whether it holds one row or two hundred. Rows of an account that no
+/// longer exists (deleted while the call was running) are not written.
 async fn flush(db: D1Database) {
     let rows = PENDING.with(|p| std::mem::take(&mut p.borrow_mut().0));
     if rows.is_empty() {
@@ -149,11 +150,12 @@ json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$
 json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
 json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
 json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]') \
-FROM json_each(?1)";
+FROM json_each(?1) WHERE json_extract(value, '$[0]') IN (SELECT id FROM accounts)";
 
 const INSERT_ARCHIVE: &str = "INSERT INTO response_archive (request_id, account_id, created_at, \
 response) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?1)";
+json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?1) \
+WHERE json_extract(value, '$[1]') IN (SELECT id FROM accounts)";
 
 /// The queued rows as the two JSON arrays the inserts read: usage rows (columns in
 /// `INSERT_USAGE` order) and archive rows (`None` when no row has an answer to archive).

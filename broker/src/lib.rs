@@ -526,20 +526,32 @@ async fn audit(
 ) -> Result<(), String> {
     let db = env.d1("DB").map_err(|e| e.to_string())?;
     let now = worker::Date::now().as_millis();
-    db.prepare(
-        "INSERT INTO key_access_log (account_id, provider, request_id, purpose, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .bind(&[
-        JsValue::from_str(account_id),
-        JsValue::from_str(provider.as_str()),
-        JsValue::from_str(request_id),
-        JsValue::from_str(purpose),
-        JsValue::from_f64(now as f64),
-    ])
-    .map_err(|e| e.to_string())?
-    .run()
-    .await
-    .map_err(|e| e.to_string())?;
+    // No row for an account deleted while the call was on its way: and then no key use.
+    let result = db
+        .prepare(
+            "INSERT INTO key_access_log (account_id, provider, request_id, purpose, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+        )
+        .bind(&[
+            JsValue::from_str(account_id),
+            JsValue::from_str(provider.as_str()),
+            JsValue::from_str(request_id),
+            JsValue::from_str(purpose),
+            JsValue::from_f64(now as f64),
+        ])
+        .map_err(|e| e.to_string())?
+        .run()
+        .await
+        .map_err(|e| e.to_string())?;
+    let written = result
+        .meta()
+        .ok()
+        .flatten()
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    if written == 0 {
+        return Err("the account no longer exists".into());
+    }
     Ok(())
 }
 

@@ -407,3 +407,28 @@ async fn a_new_key_on_a_deleted_accounts_prefix_works() {
     let r = ask_miss(s, &second).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A call still running when its account is deleted leaves no row behind when it ends.
+#[tokio::test]
+async fn a_call_in_flight_during_account_deletion_leaves_no_row() {
+    let s = &stack();
+    let (account, key) = s.live_key().await;
+    let other = s.key(&account, "live").await;
+    let n = nonce();
+    let body =
+        json!({"prompt": format!("slow {n} [[mock:openai=delay:1500]]"), "providers": ["openai"]});
+    let slow = s.ask(&key, &body);
+    let delete = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.delete("/v1/account", Some(&other)).await
+    };
+    let (call, deleted) = tokio::join!(slow, delete);
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert_eq!(call.status, 200, "{}", call.text);
+    assert_eq!(s.mock_calls(&n).await["total"], 1, "the call was in flight");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after: Value = s.get(&format!("/__dev/rows/{account}"), None).await.json();
+    for (table, count) in after.as_object().unwrap() {
+        assert_eq!(count, 0, "{table} has rows: {after}");
+    }
+}

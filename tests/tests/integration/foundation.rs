@@ -385,3 +385,32 @@ async fn a_test_key_cannot_change_its_account() {
         .await;
     assert_eq!(minted.status, 201, "{}", minted.text);
 }
+
+/// A key revoked a moment ago, as seen by an isolate whose caches still say active, may still
+/// be served reads (the documented window) but cannot change the account.
+#[tokio::test]
+async fn a_key_revoked_elsewhere_cannot_change_the_account_while_caches_lag() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    assert_eq!(s.get("/v1/account", Some(&key)).await.status, 200);
+    let r = s
+        .post(
+            &format!("/__dev/keys/{}/revoke-row-only", &key[..12]),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        s.get("/v1/account", Some(&key)).await.status,
+        200,
+        "this isolate's caches still hold the key as active"
+    );
+    for r in [
+        s.post("/v1/keys", Some(&key), &json!({"mode": "live"}))
+            .await,
+        s.delete("/v1/account", Some(&key)).await,
+    ] {
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+}
