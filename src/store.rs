@@ -76,7 +76,10 @@ pub async fn update_tier(
 ) -> Outcome<bool> {
     let changed = d1::run(
         db,
-        "UPDATE accounts SET tier = ?2, limits_json = ?3 WHERE id = ?1",
+        // Limits given replace the stored ones; none given keep them while the account stays
+        // enterprise (the only tier they apply to), and drop them otherwise.
+        "UPDATE accounts SET tier = ?2, limits_json = CASE WHEN ?3 IS NOT NULL THEN ?3 \
+         WHEN ?2 = 'enterprise' THEN limits_json ELSE NULL END WHERE id = ?1",
         &[text(id), text(tier), opt_text(limits_json)],
     )
     .await?;

@@ -442,3 +442,37 @@ async fn a_call_is_charged_at_the_asked_models_price_whatever_name_the_provider_
     );
     assert_eq!(r.json()["usage"]["credits"].as_u64().unwrap(), expected);
 }
+
+async fn patch_tier(s: &Stack, account: &str, tier: &str) -> u16 {
+    let path = format!("/admin/accounts/{account}");
+    s.admin(Method::PATCH, &path, &json!({"tier": tier}))
+        .await
+        .status
+}
+
+/// Re-applying the enterprise tier without `limits` keeps the account's own limits; moving to
+/// another tier drops them.
+#[tokio::test]
+async fn a_tier_patch_without_limits_keeps_enterprise_limits() {
+    let s = &stack();
+    let (account, key) = limited_key(s, 7, 1.0, 1_000_000).await;
+    let limit = |r: &Reply| r.header("x-ratelimit-limit").unwrap();
+    let body =
+        |i: u32| json!({"prompt": format!("limits {} #{i}", nonce()), "providers": ["openai"]});
+    let first = s.ask(&key, &body(1)).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(limit(&first), "7");
+    assert_eq!(patch_tier(s, &account, "enterprise").await, 200);
+    let again = s.ask(&key, &body(2)).await;
+    assert_eq!(limit(&again), "7", "the enterprise limits were kept");
+    assert_eq!(patch_tier(s, &account, "pro").await, 200);
+    let pro = s.ask(&key, &body(3)).await;
+    assert_eq!(limit(&pro), "60", "pro's own burst");
+    assert_eq!(patch_tier(s, &account, "enterprise").await, 200);
+    let back = s.ask(&key, &body(4)).await;
+    assert_ne!(
+        limit(&back),
+        "7",
+        "the old limits went with the tier change"
+    );
+}
