@@ -81,7 +81,9 @@ export_rpc!(AccountLedger);
 impl Operations for AccountLedger {
     /// Every operation is `POST /` with a `LedgerOp` body.
     async fn operate(&self, path: &str, body: &str) -> Option<Result<String>> {
-        (path == "/").then_some(())?;
+        if path != "/" {
+            return None;
+        }
         Some(self.apply_op(body).await)
     }
 }

@@ -41,11 +41,9 @@ use gateway_core::bucket::Decision;
 use gateway_core::tier::Limits;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::{js_sys, Env, Response};
 
-use crate::edge::{dependency, Outcome};
+use crate::edge::{dependency, rpc_call, Outcome};
 
 /// A Durable Object stub seen through the RPC method every class here exports.
 #[wasm_bindgen]
@@ -72,24 +70,12 @@ pub async fn post(
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(dependency(binding))?;
-    let promise = stub
-        .into_rpc::<ObjectRpc>()
-        .rpc(path, &body)
-        .map_err(|e| dependency(binding)(js_message(&e)))?;
-    let value = JsFuture::from(promise)
+    let value = rpc_call(stub.into_rpc::<ObjectRpc>().rpc(path, &body))
         .await
-        .map_err(|e| dependency(binding)(js_message(&e)))?;
+        .map_err(dependency(binding))?;
     value
         .as_string()
         .ok_or_else(|| dependency(binding)("reply is not text"))
-}
-
-/// What a rejected call says (an `Error`'s message, or the value itself).
-fn js_message(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "call failed".into())
 }
 
 /// A class's operations, served over RPC: `rpc(path, body)` answers the reply text, or

@@ -12,6 +12,12 @@ use crate::cache;
 use crate::durable_objects::LedgerOp;
 use crate::edge::{dependency, json, Gw, Outcome};
 
+/// A `COUNT(*) AS n` row.
+#[derive(serde::Deserialize)]
+struct Count {
+    n: u64,
+}
+
 pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
     if !gw.dev_mode() {
         return Err(ApiError::not_found());
@@ -138,17 +144,10 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 ("provider_keys", "account_id"),
                 ("key_access_log", "account_id"),
             ] {
-                let n = db
-                    .prepare(format!(
-                        "SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1"
-                    ))
-                    .bind(&[JsValue::from_str(account)])
-                    .map_err(dependency("D1"))?
-                    .first::<f64>(Some("n"))
-                    .await
-                    .map_err(dependency("D1"))?
-                    .unwrap_or(0.0);
-                counts.insert(table.into(), json!(n as u64));
+                let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1");
+                let row: Option<Count> =
+                    crate::d1::first(&db, &sql, &[JsValue::from_str(account)]).await?;
+                counts.insert(table.into(), json!(row.map_or(0, |c| c.n)));
             }
             json(200, &serde_json::Value::Object(counts))
         }

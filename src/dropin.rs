@@ -4,8 +4,6 @@
 //! the same cache, rate limits, credits and metering as `/v1/ask`, and errors in a shape both
 //! SDKs read.
 
-use std::borrow::Cow;
-
 use gateway_core::cache_control::{CacheOutcome, RequestCacheMode};
 use gateway_core::cache_key::{request_cache_key, ScopeKind};
 use gateway_core::dropin::{self, Dialect, SCOPE_HEADER};
@@ -79,16 +77,13 @@ pub async fn post(
         .filter_map(|name| req.headers().get(name).ok().flatten().map(|v| (*name, v)))
         .collect();
     let keyed = if forward.is_empty() {
-        Cow::Borrowed(&parsed.value)
+        parsed.value
     } else {
         let headers: serde_json::Map<String, Value> = forward
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
             .collect();
-        Cow::Owned(Value::Array(vec![
-            parsed.value.clone(),
-            Value::Object(headers),
-        ]))
+        Value::Array(vec![parsed.value, Value::Object(headers)])
     };
     let key = request_cache_key(
         dialect.namespace(),

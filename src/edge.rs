@@ -9,6 +9,8 @@ use gateway_core::error::ApiError;
 use gateway_core::keys;
 use gateway_core::scrub::scrub;
 use serde::Serialize;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{console_error, Context, Env, Headers, Request, Response};
 
 /// `Result` of everything the routes do: errors are already contract errors.
@@ -147,6 +149,21 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Outcome<Response> {
     Response::from_json(body)
         .map(|r| r.with_status(status))
         .map_err(|_| ApiError::internal())
+}
+
+/// Awaits a Workers RPC call (a method of a Durable Object stub or a service binding, as bound
+/// by `wasm_bindgen`): its value, or what the rejection (or the failed call) said.
+pub async fn rpc_call(call: Result<worker::js_sys::Promise, JsValue>) -> Result<JsValue, String> {
+    let promise = call.map_err(|e| js_message(&e))?;
+    JsFuture::from(promise).await.map_err(|e| js_message(&e))
+}
+
+/// What a rejected call says (an `Error`'s message, or the value itself).
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<worker::js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "call failed".into())
 }
 
 /// A response whose body is already-serialized JSON.

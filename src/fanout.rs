@@ -20,12 +20,11 @@ use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::{console_error, js_sys, Delay, Headers, Method, Request, RequestInit};
 
 use crate::auth::Caller;
 use crate::body;
-use crate::edge::{Gw, Outcome};
+use crate::edge::{rpc_call, Gw, Outcome};
 use crate::provider_keys;
 
 /// Default per-provider timeout when `PROVIDER_TIMEOUT_MS` is unset.
@@ -192,11 +191,9 @@ pub async fn complete_rpc(
         .env
         .service(provider.binding())
         .map_err(|_| "no service binding".to_string())?;
-    let answer = match fetcher.into_rpc::<BrokerRpc>().complete(secret, payload) {
-        Ok(promise) => JsFuture::from(promise).await,
-        Err(e) => Err(e),
-    }
-    .map_err(|e| scrub(&format!("{e:?}")).into_owned())?;
+    let answer = rpc_call(fetcher.into_rpc::<BrokerRpc>().complete(secret, payload))
+        .await
+        .map_err(|e| scrub(&e).into_owned())?;
     let answer = js_sys::Array::from(&answer);
     match (answer.get(0).as_f64(), answer.get(1).as_string()) {
         (Some(status), Some(text)) => Ok((status as u16, text)),

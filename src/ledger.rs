@@ -66,18 +66,15 @@ enum LedgerOpRef<'a> {
 /// Queues `op` for the account's next batch (sent after the response, within `FLUSH_MS`).
 /// Consecutive fees are summed into one operation.
 pub fn queue(gw: &Gw, account_id: &str, op: LedgerOp) {
-    let schedule = QUEUE.with(|q| {
+    QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         let ops = q.0.entry(account_id.to_string()).or_default();
         match (ops.last_mut(), &op) {
             (Some(LedgerOp::Fee { amount: sum }), LedgerOp::Fee { amount }) => *sum += amount,
             _ => ops.push(op),
         }
-        !std::mem::replace(&mut q.1, true)
     });
-    if schedule {
-        gw.after(flush_later(gw.env.clone()));
-    }
+    schedule_flush(gw);
 }
 
 /// How long an account's failed batch waits before each new attempt.
@@ -151,7 +148,7 @@ fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) {
     });
 }
 
-/// Makes sure a flush is pending (after operations went back to the queue).
+/// Makes sure a flush is pending (after operations were queued or went back to the queue).
 fn schedule_flush(gw: &Gw) {
     let schedule = QUEUE.with(|q| !std::mem::replace(&mut q.borrow_mut().1, true));
     if schedule {

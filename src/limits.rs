@@ -38,31 +38,34 @@ thread_local! {
 
 pub fn tier_config(gw: &Gw) -> Rc<TierConfig> {
     TIERS.with(|c| {
-        c.get_or_init(|| {
-            Rc::new(match gw.var("TIER_CONFIG") {
-                Some(json) => TierConfig::from_json(&json).unwrap_or_else(|e| {
-                    console_error!("TIER_CONFIG is invalid, using defaults: {e}");
-                    TierConfig::default()
-                }),
-                None => TierConfig::default(),
-            })
-        })
-        .clone()
+        c.get_or_init(|| from_var(gw, "TIER_CONFIG", TierConfig::from_json))
+            .clone()
     })
 }
 
 pub fn price_table(gw: &Gw) -> Rc<PriceTable> {
     PRICES.with(|c| {
         c.get_or_init(|| {
-            Rc::new(match gw.var("PRICE_TABLE") {
-                Some(json) => PriceTable::from_json(&json).unwrap_or_else(|e| {
-                    console_error!("PRICE_TABLE is invalid, using defaults: {}", e.0);
-                    PriceTable::default()
-                }),
-                None => PriceTable::default(),
+            from_var(gw, "PRICE_TABLE", |j| {
+                PriceTable::from_json(j).map_err(|e| e.0)
             })
         })
         .clone()
+    })
+}
+
+/// The table a JSON var overrides, or the defaults when it is unset or invalid (logged).
+fn from_var<T: Default, E: std::fmt::Display>(
+    gw: &Gw,
+    name: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Rc<T> {
+    Rc::new(match gw.var(name) {
+        Some(json) => parse(&json).unwrap_or_else(|e| {
+            console_error!("{name} is invalid, using defaults: {e}");
+            T::default()
+        }),
+        None => T::default(),
     })
 }
 

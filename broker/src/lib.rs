@@ -65,8 +65,8 @@ fn reply_provider_error(e: &ProviderError, key: &str) -> Result<Reply, ApiError>
     Reply::json(502, &serde_json::json!({ "error": e }))
 }
 
-/// A completion answer: its status and JSON body. Served as an HTTP response by `fetch` and
-/// as `[status, body]` by the RPC method `complete`.
+/// A JSON answer: its status and body. Served as an HTTP response by `fetch`, and as
+/// `[status, body]` by the RPC method `complete`.
 struct Reply {
     status: u16,
     body: String,
@@ -461,7 +461,7 @@ async fn seal(mut req: Request, env: &Env, provider: Provider) -> Result<Respons
     })?;
     let ciphertext = byok::seal(&master, &r.account_id, provider, &r.key, nonce)
         .map_err(|_| ApiError::internal())?;
-    json_ok(&serde_json::json!({ "ciphertext": ciphertext }))
+    Reply::json(200, &serde_json::json!({ "ciphertext": ciphertext }))?.into_response()
 }
 
 /// Decrypts the account's key and records the access before returning it. A key whose access
@@ -553,10 +553,6 @@ async fn audit(
         return Err("the account no longer exists".into());
     }
     Ok(())
-}
-
-fn json_ok<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
-    Response::from_json(v).map_err(|_| ApiError::internal())
 }
 
 /// One POST upstream, bounded by `timeout_ms`: the status, the `retry-after` header and the
