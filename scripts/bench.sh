@@ -10,6 +10,9 @@
 #   c. miss-path overhead: POST /v1/ask (one provider, no-store) vs the mock upstream called
 #      directly with the equivalent body (target <= 2 ms added at p50), measured at the
 #      Worker's own socket and, for reference, through wrangler dev's proxy
+#   d. the reference for a.: a JS Worker of a dozen lines (benches/reference-worker) whose only
+#      work is a caches.default hit, vs its own bare route, under its own wrangler dev with the
+#      same flags, once the gateway's stack is stopped: what the local runtime allows any L1 hit
 # The summary goes to stdout and target/bench-report.txt.
 #
 # Three properties of wrangler dev would otherwise swamp the figures with costs production does
@@ -32,7 +35,7 @@
 #   deployed Worker's request would arrive; both are printed.
 #
 # Usage: bench.sh [--no-criterion]
-# Env: BENCH_ONLY (which of a, b, c to run; default abc), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
+# Env: BENCH_ONLY (which of a, b, c, d to run; default abcd), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
 #      (s per run, 2), BENCH_CONCURRENCY (a and b, 8), BENCH_MISS_CONCURRENCY ("1 4", for c),
 #      BENCH_STATE_ROOT (default /dev/shm if writable, else target/bench-state),
 #      BENCH_KEEP_INSPECTOR (1: leave wrangler's Network tracing on).
@@ -61,12 +64,14 @@ mkdir -p "$ROOT/target"
 report="$ROOT/target/bench-report.txt"
 summary="$(mktemp)"
 say() { echo "$*" | tee -a "$summary"; }
-stack=""; work=""
+stack=""; ref=""; work=""
+stop_group() { # stop_group PGID: a process group we started, and wait for its leader
+  kill -- -"$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
-  if [ -n "$stack" ]; then
-    kill -- -"$stack" 2>/dev/null || true
-    wait "$stack" 2>/dev/null || true
-  fi
+  if [ -n "$stack" ]; then stop_group "$stack"; fi
+  if [ -n "$ref" ]; then stop_group "$ref"; fi
   if [ -n "$work" ]; then rm -rf "$work"; fi
   if [ -f "$summary" ]; then cp "$summary" "$report"; rm -f "$summary"; fi
 }
@@ -172,12 +177,9 @@ for p in sorted(ports - skip):
 PY
 )
 say "the Workers' runtime socket (behind wrangler's proxy): ${direct:-not found}"
-attached=$(grep -ho '/core:user:[A-Za-z0-9_-]*' "$work"/wrangler-logs/* 2>/dev/null | tail -1 | sed 's|/core:user:||' || true)
-if [ "${BENCH_KEEP_INSPECTOR:-0}" = 1 ]; then
-  tracing="left on (BENCH_KEEP_INSPECTOR=1)"
-else
-  # A DevTools client's `Network.disable`, through wrangler's inspector proxy.
-  tracing=$(node -e '
+# A DevTools client's `Network.disable`, through wrangler's inspector proxy on port $1.
+disable_tracing() {
+  node -e '
     const [wsPath, port] = process.argv.slice(1);
     const ws = new (require(wsPath))(`ws://127.0.0.1:${port}/ws`);
     const timer = setTimeout(() => { console.log("NOT disabled (timeout)"); process.exit(0); }, 20000);
@@ -189,7 +191,13 @@ else
       clearTimeout(timer); ws.close();
     });
     ws.on("error", (e) => { console.log("NOT disabled: " + e.message); process.exit(0); });
-  ' "$ROOT/node_modules/ws" "$inspector" 2>&1 || echo "NOT disabled")
+  ' "$ROOT/node_modules/ws" "$1" 2>&1 || echo "NOT disabled"
+}
+attached=$(grep -ho '/core:user:[A-Za-z0-9_-]*' "$work"/wrangler-logs/* 2>/dev/null | tail -1 | sed 's|/core:user:||' || true)
+if [ "${BENCH_KEEP_INSPECTOR:-0}" = 1 ]; then
+  tracing="left on (BENCH_KEEP_INSPECTOR=1)"
+else
+  tracing=$(disable_tracing "$inspector")
 fi
 say "wrangler inspector attached to: ${attached:-unknown}; its Network tracing: $tracing"
 
@@ -238,7 +246,7 @@ try: v=float(v)
 except ValueError: print("n/a"); sys.exit()
 print("MET" if (v>=t if op==">=" else v<=t) else "MISSED")' "$1" "$2" "$3"; }
 
-ONLY="${BENCH_ONLY:-abc}"
+ONLY="${BENCH_ONLY:-abcd}"
 # a. issue 3: an L1 hit of POST /v1/ask vs the bare route.
 if [[ "$ONLY" == *a* ]]; then
 say ""
@@ -308,6 +316,43 @@ for c in $MISS_CONC; do
   say "  of which wrangler dev's own floor (bare route p50): $(v="line_bare_healthz_proxy_c$c"; field "${!v}" p50_ms) ms; the miss path beyond the bare route: p50 +$f50 ms"
 done
 
+fi
+
+# d. the reference for a.: what the local runtime allows a Cache API hit with no gateway code.
+if [[ "$ONLY" == *d* ]]; then
+say ""
+say "## d. reference for a.: a JS Worker's caches.default hit vs its own bare route (concurrency $CONC)"
+stop_group "$stack"; stack=""
+ref_port=$(free_port); ref_inspector=$(free_port)
+mkdir -p "$work/ref"
+cp benches/reference-worker/worker.js benches/reference-worker/wrangler.toml "$work/ref/"
+(cd "$work/ref" && WRANGLER_LOG=log WRANGLER_LOG_PATH="$work/ref/logs" WRANGLER_REGISTRY_PATH="$work/ref/registry" \
+  exec setsid wrangler dev -c wrangler.toml --local --ip 127.0.0.1 --port "$ref_port" \
+  --inspector-port "$ref_inspector" --persist-to "$work/ref/persist" --test-scheduled \
+  --show-interactive-dev-session=false) >"$work/ref.log" 2>&1 &
+ref=$!
+ref_base="http://127.0.0.1:$ref_port"
+up=0
+for _ in $(seq 1 120); do
+  if curl -fsS "$ref_base/healthz" >/dev/null 2>&1; then up=1; break; fi
+  kill -0 "$ref" 2>/dev/null || break
+  sleep 0.5
+done
+if [ "$up" = 1 ]; then
+  say "reference Worker: wrangler dev on $ref_base; its Network tracing: $(disable_tracing "$ref_inspector")"
+  # A stored entry of the size of the gateway's L1 answer in a. (about 400 bytes).
+  ref_entry="{\"tier\":\"l1\",\"results\":[{\"provider\":\"openai\",\"model\":\"gpt-4o-mini\",\"content\":\"[openai/gpt-4o-mini] reference entry $nonce, about as long as the gateway's\",\"citations\":[],\"tokens\":{\"input\":4,\"output\":6}}],\"padding\":\"$(printf '%0150d' 0)\"}"
+  ref_key=$(printf '%s' "$nonce" | sha256sum | cut -c1-64)
+  curl -fsS -X PUT --data-binary "$ref_entry" "$ref_base/hit/$ref_key" >/dev/null
+  ref_bare_args=(--url "$ref_base/healthz" --concurrency "$CONC" --expect '"ok":true')
+  ref_hit_args=(--url "$ref_base/hit/$ref_key" --concurrency "$CONC" --expect '"tier":"l1"')
+  compare ref_bare ref_bare_args ref_cache_hit ref_hit_args
+  say "RATIO reference: caches.default hit / bare route rps = $(calc 'a/b' "$(field "$line_ref_cache_hit" rps)" "$(field "$line_ref_bare" rps)")  (no gateway code: the local runtime's own bound for a.)"
+else
+  say "the reference Worker did not come up; see $work/ref.log"
+  tail -20 "$work/ref.log" >&2
+fi
+stop_group "$ref"; ref=""
 fi
 
 say ""
