@@ -210,6 +210,8 @@ curl -fsS "${admin[@]}" -X PATCH -d '{"tier":"enterprise","limits":{"burst":1000
   "$base/admin/accounts/$account" >/dev/null
 key=$(curl -fsS "${admin[@]}" -d '{"name":"bench","mode":"live"}' "$base/admin/accounts/$account/keys" | jget key)
 nonce="$$-$(date +%s)"
+# The body of the L1 hit figure (a.), and of its reference (d.).
+ask_body="{\"prompt\":\"bench l1 hit $nonce\",\"providers\":[\"openai\"],\"params\":{\"max_tokens\":16}}"
 
 # compare LABEL_1 ARRAY_1 LABEL_2 ARRAY_2 ...: runs each target (loadgen args in the named
 # array) once per round, alternating, then prints one merged line per target; sets line_<LABEL>.
@@ -251,7 +253,6 @@ ONLY="${BENCH_ONLY:-abcd}"
 if [[ "$ONLY" == *a* ]]; then
 say ""
 say "## a. L1 cache hit of POST /v1/ask vs the bare route GET /healthz (concurrency $CONC)"
-ask_body="{\"prompt\":\"bench l1 hit $nonce\",\"providers\":[\"openai\"],\"params\":{\"max_tokens\":16}}"
 auth=(-H "Authorization: Bearer $key" -H "Content-Type: application/json")
 curl -fsS "${auth[@]}" -d "$ask_body" "$base/v1/ask" >/dev/null
 tier=""
@@ -346,8 +347,12 @@ if [ "$up" = 1 ]; then
   curl -fsS -X PUT --data-binary "$ref_entry" "$ref_base/hit/$ref_key" >/dev/null
   ref_bare_args=(--url "$ref_base/healthz" --concurrency "$CONC" --expect '"ok":true')
   ref_hit_args=(--url "$ref_base/hit/$ref_key" --concurrency "$CONC" --expect '"tier":"l1"')
-  compare ref_bare ref_bare_args ref_cache_hit ref_hit_args
+  # The same hit as a POST shaped like a.'s (its headers and body, the body read).
+  ref_post_args=(--url "$ref_base/hit/$ref_key" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --body "$ask_body" --concurrency "$CONC" --expect '"tier":"l1"')
+  compare ref_bare ref_bare_args ref_cache_hit ref_hit_args ref_cache_hit_post ref_post_args
   say "RATIO reference: caches.default hit / bare route rps = $(calc 'a/b' "$(field "$line_ref_cache_hit" rps)" "$(field "$line_ref_bare" rps)")  (no gateway code: the local runtime's own bound for a.)"
+  say "  the same hit as a POST shaped like a.'s / bare route = $(calc 'a/b' "$(field "$line_ref_cache_hit_post" rps)" "$(field "$line_ref_bare" rps)")"
 else
   say "the reference Worker did not come up; see $work/ref.log"
   tail -20 "$work/ref.log" >&2

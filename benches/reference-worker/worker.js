@@ -2,7 +2,8 @@
 // itself allows a Cache API hit, with no gateway code at all. GET /healthz is its bare route;
 // PUT /hit/<key> stores the request body under https://cache.internal/ref/<key> in
 // caches.default, and GET /hit/<key> reads it back and answers the stored text, as an L1 hit
-// of the gateway answers its stored results.
+// of the gateway answers its stored results. POST /hit/<key> does the same after reading the
+// request body, as a POST /v1/ask hit has to.
 export default {
   async fetch(request) {
     const path = new URL(request.url).pathname;
@@ -17,6 +18,7 @@ export default {
       await caches.default.put(key, stored);
       return Response.json({ stored: true });
     }
+    if (request.method === "POST") await request.text();
     const hit = await caches.default.match(key);
     if (!hit) return Response.json({ error: "miss" }, { status: 404 });
     return new Response(await hit.text(), { headers: { "Content-Type": "application/json" } });
