@@ -49,6 +49,9 @@ gw["vars"].update(
         "PROVIDER_TIMEOUT_MS": os.environ.get("PROVIDER_TIMEOUT_MS", "5000"),
     }
 )
+# The test suite lowers D1's 1 MB value limit so that a burst of large answers reaches it.
+if os.environ.get("DEV_D1_VALUE_LIMIT"):
+    gw["vars"]["DEV_D1_VALUE_LIMIT"] = os.environ["DEV_D1_VALUE_LIMIT"]
 
 
 def write(name, cfg, secrets_):

@@ -1,13 +1,32 @@
 //! The gateway's one way to run a D1 statement: bind values, then read rows, one row or the
 //! number of changed rows. Any D1 failure is a logged 503 (fail closed).
 
+use std::cell::Cell;
+
+use gateway_core::batch::D1_VALUE_LIMIT;
 use serde::de::DeserializeOwned;
-use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{js_sys, D1Database, D1PreparedStatement};
 
 use crate::edge::{dependency, Outcome};
 
 const DB: &str = "D1";
+
+thread_local! {
+    /// The largest text value a statement binds: D1's own limit, lowered only by the local
+    /// test configuration (`DEV_D1_VALUE_LIMIT`, `DEV_MODE=1`) so the suite can reach it.
+    static VALUE_LIMIT: Cell<usize> = const { Cell::new(D1_VALUE_LIMIT) };
+}
+
+/// The largest text value a statement may bind, in bytes.
+pub fn value_limit() -> usize {
+    VALUE_LIMIT.with(Cell::get)
+}
+
+/// Lowers the limit for this isolate (local test configuration only, see `Gw::new`).
+pub fn set_value_limit(bytes: usize) {
+    VALUE_LIMIT.with(|l| l.set(bytes.min(D1_VALUE_LIMIT)));
+}
 
 /// A text parameter.
 pub fn text(v: &str) -> JsValue {
@@ -24,8 +43,20 @@ pub fn opt_text(v: Option<&str>) -> JsValue {
     v.map_or(JsValue::NULL, text)
 }
 
-/// `sql` with `args` bound.
+/// `sql` with `args` bound. A text value over the limit is refused here, as D1 would refuse
+/// it (its length in UTF-16 units is at most its length in UTF-8 bytes, so nothing D1 takes is
+/// refused).
 pub fn statement(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<D1PreparedStatement> {
+    let limit = value_limit();
+    if let Some(units) = args
+        .iter()
+        .filter_map(|a| a.dyn_ref::<js_sys::JsString>())
+        .map(|s| s.length() as usize)
+        .find(|units| *units > limit)
+    {
+        let e = format!("a bound text value of {units} units is over the {limit}-byte limit");
+        return Err(dependency(DB)(e));
+    }
     db.prepare(sql).bind(args).map_err(dependency(DB))
 }
 

@@ -48,6 +48,9 @@ impl Gw {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
+            if let Some(limit) = gw.var("DEV_D1_VALUE_LIMIT").and_then(|v| v.parse().ok()) {
+                crate::d1::set_value_limit(limit);
+            }
         }
         gw
     }

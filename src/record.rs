@@ -1,15 +1,17 @@
 //! What the gateway remembers about calls: one usage event per call (never prompt or response
 //! text, unless the account opted in to a 200-character prompt prefix) and the 30-day response
-//! archive. Both are written off the response path, batched per isolate (one D1 batch per
-//! 100 ms at most), so a burst of cache hits costs one write, not one per call.
+//! archive. Both are written off the response path, batched per isolate (one D1 write per
+//! 100 ms at most, split only when its values would exceed D1's 1 MB limit), so a burst of
+//! cache hits costs one write, not one per call.
 
 use gateway_core::cache_control::CacheOutcome;
 use std::cell::RefCell;
 
+use gateway_core::batch::pack_json_arrays;
 use worker::{console_error, D1Database};
 
 use crate::auth::Caller;
-use crate::d1::{statement, text as s};
+use crate::d1::{statement, text as s, value_limit};
 use crate::edge::Gw;
 
 /// Characters of the prompt kept when the account opted in.
@@ -121,25 +123,51 @@ pub fn forget_account(account_id: &str) {
     });
 }
 
-/// Writes every queued row in one D1 batch of two statements: each table's rows travel as
-/// one JSON array bound to one parameter and are inserted by `json_each`, so a flush costs the
-/// same two statements whether it holds one row or two hundred. Rows of an account that no
-/// longer exists (deleted while the call was running) are not written.
+/// Writes every queued row: each table's rows travel as JSON arrays, each bound to one
+/// parameter and inserted by `json_each`, so a flush usually costs one D1 batch of two
+/// statements whether it holds one row or two hundred. D1 refuses a value over 1 MB, so rows
+/// are packed into as many arrays as that needs, and statements into batches whose values
+/// stay under it; an archived answer over the limit alone cannot be stored and is left out
+/// (its usage row is still written). Rows of an account that no longer exists (deleted while
+/// the call was running) are not written.
 async fn flush(db: D1Database) {
     let rows = PENDING.with(|p| std::mem::take(&mut p.borrow_mut().0));
     if rows.is_empty() {
         return;
     }
+    let limit = value_limit();
     let (usage, archive) = encode_rows(&rows);
-    // A statement that cannot be bound is logged by `statement` and left out of the batch.
-    let mut stmts: Vec<_> = statement(&db, INSERT_USAGE, &[s(&usage)])
-        .into_iter()
-        .collect();
-    if let Some(archive) = archive {
-        stmts.extend(statement(&db, INSERT_ARCHIVE, &[s(&archive)]));
+    let usage = pack_json_arrays(&usage, limit);
+    let archive = pack_json_arrays(&archive, limit);
+    let left_out = usage.oversized.len() + archive.oversized.len();
+    if left_out > 0 {
+        console_error!("{left_out} usage/archive rows over D1's value limit were not written");
     }
-    if let Err(e) = db.batch(stmts).await {
-        console_error!("usage/archive write of {} rows failed: {e}", rows.len());
+    let arrays = usage
+        .arrays
+        .iter()
+        .map(|a| (INSERT_USAGE, a))
+        .chain(archive.arrays.iter().map(|a| (INSERT_ARCHIVE, a)));
+    // Consecutive statements share a batch while their values fit the limit together.
+    let mut batches: Vec<(usize, Vec<_>)> = Vec::new();
+    for (sql, array) in arrays {
+        // A statement that cannot be bound is logged by `statement` and left out.
+        let Ok(stmt) = statement(&db, sql, &[s(array)]) else {
+            continue;
+        };
+        match batches.last_mut() {
+            Some((bytes, stmts)) if *bytes + array.len() <= limit => {
+                *bytes += array.len();
+                stmts.push(stmt);
+            }
+            _ => batches.push((array.len(), vec![stmt])),
+        }
+    }
+    for (_, stmts) in batches {
+        let n = stmts.len();
+        if let Err(e) = db.batch(stmts).await {
+            console_error!("usage/archive write ({n} statements) failed: {e}");
+        }
     }
 }
 
@@ -157,14 +185,14 @@ response) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
 json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?1) \
 WHERE json_extract(value, '$[1]') IN (SELECT id FROM accounts)";
 
-/// The queued rows as the two JSON arrays the inserts read: usage rows (columns in
-/// `INSERT_USAGE` order) and archive rows (`None` when no row has an answer to archive).
-fn encode_rows(rows: &[Pending]) -> (String, Option<String>) {
-    let usage: Vec<_> = rows
+/// The queued rows as the JSON values the inserts read: one usage row each (columns in
+/// `INSERT_USAGE` order), and one archive row for each that has an answer to archive.
+fn encode_rows(rows: &[Pending]) -> (Vec<String>, Vec<String>) {
+    let usage = rows
         .iter()
-        .map(|r| {
+        .filter_map(|r| {
             let e = &r.event;
-            (
+            serde_json::to_string(&(
                 &e.account_id,
                 &e.key_prefix,
                 &r.request_id,
@@ -179,20 +207,18 @@ fn encode_rows(rows: &[Pending]) -> (String, Option<String>) {
                 r.latency_ms,
                 &e.prompt_prefix,
                 r.at_ms,
-            )
+            ))
+            .ok()
         })
         .collect();
-    let archive: Vec<_> = rows
+    let archive = rows
         .iter()
         .filter_map(|r| {
             let text = r.event.archive.as_ref()?;
-            Some((&r.request_id, &r.event.account_id, r.at_ms, text))
+            serde_json::to_string(&(&r.request_id, &r.event.account_id, r.at_ms, text)).ok()
         })
         .collect();
-    (
-        serde_json::to_string(&usage).unwrap_or_default(),
-        (!archive.is_empty()).then(|| serde_json::to_string(&archive).unwrap_or_default()),
-    )
+    (usage, archive)
 }
 
 /// Keeps a successful response (the body the caller got) to archive with the usage row.

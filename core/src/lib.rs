@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod ask;
+pub mod batch;
 pub mod broker;
 pub mod bucket;
 pub mod byok;

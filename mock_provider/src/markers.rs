@@ -3,7 +3,9 @@
 //!
 //! Faults: `delay:<ms>` (wait, then go on), `500`, `503`, `529`, `429`, `401`, `malformed`,
 //! `drop`, `echo_key`, `html401`; and `dated_model` (answer normally, naming the model the way
-//! the real APIs do, with a snapshot date: `gpt-4o-mini-2024-07-18`). Several markers may apply to one request: their delays add
+//! the real APIs do, with a snapshot date: `gpt-4o-mini-2024-07-18`), and `long:<chars>` (answer
+//! normally, with that many more characters in one word at the end of the content, as a long
+//! completion would bring). Several markers may apply to one request: their delays add
 //! up, and the first other fault wins (`[[mock:*=delay:200]][[mock:*=drop]]` waits, then drops).
 
 use crate::wire::Api;
@@ -34,12 +36,16 @@ pub struct Plan {
     pub fault: Option<Fault>,
     /// Name the model with a snapshot date in the answer.
     pub dated_model: bool,
+    /// Characters added to the answer's content.
+    pub long_chars: usize,
 }
 
 const OPEN: &str = "[[mock:";
 const CLOSE: &str = "]]";
 /// Longest delay a marker may ask for (10 minutes).
 const MAX_DELAY_MS: u64 = 600_000;
+/// Most characters a `long:` marker may add (2 MB).
+const MAX_LONG_CHARS: usize = 2_000_000;
 
 /// The plan for `api` from the markers in `prompt`. A marker aimed at this provider (or `*`)
 /// with a fault it does not know is an error (the mock answers 400 naming it), so a typo in a
@@ -72,6 +78,11 @@ pub fn plan(api: Api, prompt: &str) -> Result<Plan, String> {
             plan.dated_model = true;
             continue;
         }
+        if let Some(n) = fault.strip_prefix("long:") {
+            let n: usize = n.trim().parse().map_err(|_| format!("bad long: {fault}"))?;
+            plan.long_chars = n.min(MAX_LONG_CHARS);
+            continue;
+        }
         let parsed = parse_fault(fault).ok_or_else(|| format!("unknown fault: {fault}"))?;
         plan.fault.get_or_insert(parsed);
     }
@@ -96,6 +107,13 @@ fn parse_fault(s: &str) -> Option<Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_adds_characters_and_is_not_a_fault() {
+        let p = plan(Api::Anthropic, "[[mock:*=long:5000]] hi").unwrap();
+        assert_eq!((p.long_chars, p.fault), (5000, None));
+        assert!(plan(Api::Anthropic, "[[mock:*=long:lots]]").is_err());
+    }
 
     #[test]
     fn dated_model_is_not_a_fault() {
@@ -183,6 +201,7 @@ mod tests {
                 delay_ms: 250,
                 fault: None,
                 dated_model: false,
+                long_chars: 0,
             }
         );
     }

@@ -335,7 +335,12 @@ async fn handle(
             Invalid::Reply(r) => r,
         });
     }
-    let answer = wire::answer(api, model, &x.prompt, x.input_words, x.max_tokens);
+    let mut answer = wire::answer(api, model, &x.prompt, x.input_words, x.max_tokens);
+    if plan.long_chars > 0 {
+        answer.content.push(' ');
+        answer.content.push_str(&"z".repeat(plan.long_chars));
+        answer.output_tokens += 1;
+    }
     // Real APIs name the snapshot that answered (`gpt-4o-mini-2024-07-18`).
     let answered = if plan.dated_model {
         format!("{model}-2024-07-18")

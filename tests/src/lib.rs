@@ -15,6 +15,8 @@ pub use reqwest;
 pub use serde_json::{json, Value};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The largest text value the suite's gateway binds in a D1 statement (D1's own: 1,000,000 bytes).
+pub const DEV_D1_VALUE_LIMIT: usize = 96 * 1024;
 
 /// The running stack.
 pub struct Stack {
@@ -143,6 +145,8 @@ fn start() -> Stack {
         .arg(inspector.to_string())
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("PROVIDER_TIMEOUT_MS", "3000")
+        // D1 refuses values over 1 MB; the suite's limit is lower so a test can reach it.
+        .env("DEV_D1_VALUE_LIMIT", DEV_D1_VALUE_LIMIT.to_string())
         .env("UPSTREAM_TIMEOUT_MS", "2500")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))

@@ -432,3 +432,58 @@ async fn a_call_in_flight_during_account_deletion_leaves_no_row() {
         assert_eq!(count, 0, "{table} has rows: {after}");
     }
 }
+
+/// D1 refuses a bound value over its limit (1 MB; the suite's stack sets it lower): a burst of
+/// large answers queued for one write is split over as many statements as the limit needs, so
+/// every usage and archive row lands; an answer over the limit alone is not archived, and costs
+/// no other row its place.
+#[tokio::test]
+async fn a_burst_of_large_answers_is_recorded_whole_under_d1s_value_limit() {
+    use integration_tests::DEV_D1_VALUE_LIMIT;
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let ask = |chars: usize| json!({"prompt": format!("large answers {n} [[mock:*=long:{chars}]]"), "providers": ["openai"]});
+    let large = ask(DEV_D1_VALUE_LIMIT * 2 / 5);
+    let first = s.ask(&key, &large).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let size = first.text.len();
+    assert!(
+        size * 3 > DEV_D1_VALUE_LIMIT && size < DEV_D1_VALUE_LIMIT,
+        "an answer of {size} bytes: three must not fit one value, one must"
+    );
+    // Twelve hits of that answer and one answer over the limit, at once: one or two writes.
+    let over = ask(DEV_D1_VALUE_LIMIT + 1000);
+    let mut calls: Vec<_> = (0..12).map(|_| s.ask(&key, &large)).collect();
+    calls.push(s.ask(&key, &over));
+    let replies = futures::future::join_all(calls).await;
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let (over_reply, hits) = replies.split_last().unwrap();
+    for r in std::iter::once(&first).chain(hits) {
+        let body = r.json();
+        let got = archived(s, &key, body["id"].as_str().unwrap()).await;
+        assert_eq!(got.status, 200, "{}", got.text);
+        assert_eq!(got.json(), body);
+    }
+    let over_id = over_reply.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.get(&format!("/v1/ask/{over_id}"), Some(&key))
+            .await
+            .status,
+        404
+    );
+    // Every call has its usage row, the one over the limit included.
+    let usage = s.get("/v1/usage?limit=100", Some(&key)).await.json();
+    let ids: Vec<&str> = usage["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["request_id"].as_str())
+        .collect();
+    for r in std::iter::once(&first).chain(&replies) {
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        assert!(ids.contains(&id.as_str()), "no usage row for {id}");
+    }
+}
