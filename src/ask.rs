@@ -37,8 +37,9 @@ pub async fn post(
         .map(|p| p.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    event.set_prompt(caller, &ask.prompt);
     check_models(&ask)?;
+    // Only a prompt that passed validation is kept (`docs/DECISIONS.md`).
+    event.set_prompt(caller, &ask.prompt);
 
     // An answer paid with the account's own provider key is never shared.
     let byok = ask.providers.iter().any(|p| caller.has_byok(*p));
@@ -75,7 +76,7 @@ pub async fn post(
                     key.as_str(),
                     &entry.results,
                     fee,
-                    None,
+                    Some(&Admission::hit(&policy)),
                     event,
                 );
             }
@@ -106,8 +107,11 @@ pub async fn post(
     let results: Vec<ProviderResult> = timed.iter().map(|t| t.result.clone()).collect();
     let credits = limits::settle_later(gw, reservation, &results, &ask.models);
 
-    let all_ok = results.iter().all(|r| r.completion().is_some());
-    let stored = mode.writes() && all_ok;
+    // Stored only if every provider answered, and with text (`Completion::is_cacheable`).
+    let cacheable = results
+        .iter()
+        .all(|r| r.completion().is_some_and(|c| c.is_cacheable()));
+    let stored = mode.writes() && cacheable;
     if stored {
         if let Ok(text) = serde_json::to_string(&Entry {
             results: results.clone(),

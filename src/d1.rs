@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{js_sys, D1Database, D1PreparedStatement};
 
+use crate::d1_retry::retry_busy;
 use crate::edge::{dependency, Outcome};
 
 const DB: &str = "D1";
@@ -66,8 +67,8 @@ pub async fn all<T: DeserializeOwned>(
     sql: &str,
     args: &[JsValue],
 ) -> Outcome<Vec<T>> {
-    statement(db, sql, args)?
-        .all()
+    let st = statement(db, sql, args)?;
+    retry_busy(|| st.all())
         .await
         .map_err(dependency(DB))?
         .results::<T>()
@@ -80,17 +81,20 @@ pub async fn first<T: DeserializeOwned>(
     sql: &str,
     args: &[JsValue],
 ) -> Outcome<Option<T>> {
-    statement(db, sql, args)?
-        .first::<T>(None)
+    let st = statement(db, sql, args)?;
+    retry_busy(|| st.first::<T>(None))
         .await
         .map_err(dependency(DB))
 }
 
 /// Runs a write; returns how many rows it changed.
 pub async fn run(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<usize> {
-    let r = statement(db, sql, args)?
-        .run()
-        .await
-        .map_err(dependency(DB))?;
+    let st = statement(db, sql, args)?;
+    let r = retry_busy(|| st.run()).await.map_err(dependency(DB))?;
     Ok(r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
+}
+
+/// Runs `stmts` as one D1 batch (one transaction), again if it met a lock conflict.
+pub async fn batch(db: &D1Database, stmts: Vec<D1PreparedStatement>) -> worker::Result<()> {
+    retry_busy(|| db.batch(stmts.clone())).await.map(|_| ())
 }

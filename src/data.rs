@@ -257,7 +257,9 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
     // Rows and fees this isolate still holds for the account are dropped, not written.
     record::forget_account(&caller.account_id);
     ledger::forget(&caller.account_id);
-    db.batch(stmts).await.map_err(dependency("D1 batch"))?;
+    d1::batch(&db, stmts)
+        .await
+        .map_err(dependency("D1 batch"))?;
     // A batch of usage rows already in flight may land after the delete: sweep once more.
     sweep_later(gw, &caller.account_id);
     invalidate(gw, &prefixes).await?;
@@ -284,7 +286,7 @@ fn sweep_later(gw: &Gw, account_id: &str) {
                 stmts.push(st);
             }
         }
-        if let Err(e) = db.batch(stmts).await {
+        if let Err(e) = d1::batch(&db, stmts).await {
             console_error!("account sweep failed: {e}");
         }
     });

@@ -50,9 +50,9 @@ pub async fn post(
         policy.max_tokens_cap,
     )?;
     event.providers = provider.as_str().to_string();
-    event.set_prompt(caller, &parsed.last_user_text);
-
     let asked = scope_header(&req)?;
+    // Only a prompt that passed validation is kept (`docs/DECISIONS.md`).
+    event.set_prompt(caller, &parsed.last_user_text);
     let test_mode = caller.mode == KeyMode::Test;
     let mode = if test_mode {
         RequestCacheMode::Bypass
@@ -99,7 +99,16 @@ pub async fn post(
             limits::debit_fee_later(gw, &caller.account_id, fee);
             event.cache(outcome);
             event.credits = fee;
-            return respond(200, text, outcome, key.as_str(), kind, None, None);
+            let admission = Admission::hit(&policy);
+            return respond(
+                200,
+                text,
+                outcome,
+                key.as_str(),
+                kind,
+                Some(&admission),
+                None,
+            );
         }
     }
 

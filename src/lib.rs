@@ -21,6 +21,8 @@ mod store;
 
 #[path = "../worker_shared/body.rs"]
 mod body;
+#[path = "../worker_shared/d1_retry.rs"]
+mod d1_retry;
 #[path = "../durable_objects/mod.rs"]
 mod durable_objects;
 

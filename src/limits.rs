@@ -12,7 +12,7 @@ use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
 use gateway_core::pricing::{PriceTable, CACHE_HIT_FEE};
 use gateway_core::provider::Provider;
-use gateway_core::ratelimit_headers::{rate_limit_headers, rate_limited_body};
+use gateway_core::ratelimit_headers::{policy_headers, rate_limit_headers, rate_limited_body};
 use gateway_core::tier::{Limits, Tier, TierConfig};
 use worker::console_error;
 
@@ -86,6 +86,15 @@ pub fn policy(gw: &Gw, caller: &Caller) -> Policy {
 /// An admitted call: the rate-limit headers for its response.
 pub struct Admission {
     pub headers: Vec<(&'static str, String)>,
+}
+
+impl Admission {
+    /// A cache hit's: it takes no bucket token, so it carries the tier's policy headers only.
+    pub fn hit(policy: &Policy) -> Admission {
+        Admission {
+            headers: policy_headers(&policy.limits, policy.tier),
+        }
+    }
 }
 
 /// Adds the admitted call's rate-limit headers to a later error (402, ...).

@@ -165,7 +165,7 @@ async fn flush(db: D1Database) {
     }
     for (_, stmts) in batches {
         let n = stmts.len();
-        if let Err(e) = db.batch(stmts).await {
+        if let Err(e) = crate::d1::batch(&db, stmts).await {
             console_error!("usage/archive write ({n} statements) failed: {e}");
         }
     }

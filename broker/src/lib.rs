@@ -6,6 +6,8 @@
 
 #[path = "../../worker_shared/body.rs"]
 mod body;
+#[path = "../../worker_shared/d1_retry.rs"]
+mod d1_retry;
 
 use gateway_core::adapters;
 use gateway_core::broker::{
@@ -527,7 +529,7 @@ async fn audit(
     let db = env.d1("DB").map_err(|e| e.to_string())?;
     let now = worker::Date::now().as_millis();
     // No row for an account deleted while the call was on its way: and then no key use.
-    let result = db
+    let insert = db
         .prepare(
             "INSERT INTO key_access_log (account_id, provider, request_id, purpose, created_at) \
          SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
@@ -539,8 +541,8 @@ async fn audit(
             JsValue::from_str(purpose),
             JsValue::from_f64(now as f64),
         ])
-        .map_err(|e| e.to_string())?
-        .run()
+        .map_err(|e| e.to_string())?;
+    let result = d1_retry::retry_busy(|| insert.run())
         .await
         .map_err(|e| e.to_string())?;
     let written = result

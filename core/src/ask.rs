@@ -260,7 +260,12 @@ fn build(
             .entry(*p)
             .or_insert_with(|| p.default_model().to_string());
     }
-    // The key's params: what the caller sent, with the model actually used for each provider.
+    // The key's params: what the caller sent, with the model actually used for each provider;
+    // and, when the caller sent no `max_tokens` and the tier's cap lowered the default, the
+    // value used (that tier's answers are shorter than the same question's elsewhere).
+    if !params.contains_key("max_tokens") && max_tokens != DEFAULT_MAX_TOKENS {
+        params.insert("max_tokens".into(), Value::from(max_tokens));
+    }
     let key_models: Map<String, Value> = models
         .iter()
         .map(|(p, m)| (p.as_str().to_string(), Value::String(m.clone())))
@@ -330,6 +335,23 @@ mod tests {
             a.key_params,
             json!({"models": {"anthropic": "claude-haiku-4-5", "openai": "gpt-4o-mini"}})
         );
+    }
+
+    /// The default `max_tokens` depends on the tier's cap: a tier capped below the default
+    /// gets shorter answers, so its key differs from the others' (and equals that of a call
+    /// asking for that many tokens); under the default, the key is the contract's.
+    #[test]
+    fn a_default_max_tokens_lowered_by_the_cap_is_in_the_key_params() {
+        let body = json!({"prompt": "hi", "providers": ["openai"]}).to_string();
+        let capped = parse_ask(body.as_bytes(), 100).unwrap();
+        let uncapped = parse_ask(body.as_bytes(), 1024).unwrap();
+        assert_eq!(capped.max_tokens, 100);
+        assert_eq!(capped.key_params["max_tokens"], 100);
+        assert_ne!(capped.key_params, uncapped.key_params);
+        assert!(uncapped.key_params.get("max_tokens").is_none());
+        let asked =
+            ask(json!({"prompt": "hi", "providers": ["openai"], "params": {"max_tokens": 100}}));
+        assert_eq!(asked.unwrap().key_params, capped.key_params);
     }
 
     #[test]

@@ -35,6 +35,16 @@ pub struct Completion {
     pub tokens: Tokens,
 }
 
+impl Completion {
+    /// Whether this answer may be cached and served to other calls: it has text. A provider
+    /// can answer 200 with no text at all (Gemini spending its whole `maxOutputTokens` on
+    /// thinking, a reasoning model cut at its limit, a refusal with no content); that answer is
+    /// still returned to its caller, but never stored for 24 hours.
+    pub fn is_cacheable(&self) -> bool {
+        !self.content.trim().is_empty()
+    }
+}
+
 /// Token counts as the provider bills them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tokens {
@@ -145,6 +155,19 @@ impl std::error::Error for ProviderError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_answer_with_text_is_cacheable() {
+        let answer = |content: &str| Completion {
+            model: "m".into(),
+            content: content.into(),
+            citations: Vec::new(),
+            tokens: Tokens::default(),
+        };
+        assert!(answer("Paris.").is_cacheable());
+        assert!(!answer("").is_cacheable());
+        assert!(!answer(" \n\t").is_cacheable());
+    }
 
     #[test]
     fn error_codes_serialize_as_snake_case_wire_names() {

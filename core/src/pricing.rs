@@ -44,11 +44,18 @@ impl Price {
     }
 }
 
-/// (provider, model, price) of the built-in table.
-const DEFAULT_PRICES: [(Provider, &str, Price); 9] = [
+/// (provider, model, price) of the built-in table: every model of the default allowlists
+/// (`models::default_allowlist`), at its list price per million tokens in dollars × 100.
+const DEFAULT_PRICES: [(Provider, &str, Price); 20] = [
     (Provider::OpenAi, "gpt-4o-mini", Price::new(15, 60)),
     (Provider::OpenAi, "gpt-4o", Price::new(250, 1000)),
+    (Provider::OpenAi, "gpt-4.1", Price::new(200, 800)),
     (Provider::OpenAi, "gpt-4.1-mini", Price::new(40, 160)),
+    (Provider::OpenAi, "gpt-4.1-nano", Price::new(10, 40)),
+    (Provider::OpenAi, "gpt-5", Price::new(125, 1000)),
+    (Provider::OpenAi, "gpt-5-mini", Price::new(25, 200)),
+    (Provider::OpenAi, "o3-mini", Price::new(110, 440)),
+    (Provider::OpenAi, "o4-mini", Price::new(110, 440)),
     (
         Provider::Anthropic,
         "claude-haiku-4-5",
@@ -59,18 +66,39 @@ const DEFAULT_PRICES: [(Provider, &str, Price); 9] = [
         "claude-sonnet-4-5",
         Price::new(300, 1500),
     ),
+    (
+        Provider::Anthropic,
+        "claude-opus-4-1",
+        Price::new(1500, 7500),
+    ),
+    (
+        Provider::Anthropic,
+        "claude-3-5-haiku-latest",
+        Price::new(80, 400),
+    ),
     (Provider::Gemini, "gemini-2.5-flash", Price::new(30, 250)),
     (Provider::Gemini, "gemini-2.5-pro", Price::new(125, 1000)),
+    (Provider::Gemini, "gemini-2.0-flash", Price::new(10, 40)),
     (Provider::Perplexity, "sonar", Price::new(100, 100)),
     (Provider::Perplexity, "sonar-pro", Price::new(300, 1500)),
+    (
+        Provider::Perplexity,
+        "sonar-reasoning",
+        Price::new(100, 500),
+    ),
+    (
+        Provider::Perplexity,
+        "sonar-reasoning-pro",
+        Price::new(200, 800),
+    ),
 ];
 
-/// The price of a model not in the table: the provider's dearest listed model, so an unknown
-/// model is never undercharged against the defaults.
+/// The price of a model not in the table: the provider's dearest listed model (dearest on
+/// both sides), so an unknown model is never undercharged against the defaults.
 fn default_fallback(provider: Provider) -> Price {
     match provider {
         Provider::OpenAi => Price::new(250, 1000),
-        Provider::Anthropic => Price::new(300, 1500),
+        Provider::Anthropic => Price::new(1500, 7500),
         Provider::Gemini => Price::new(125, 1000),
         Provider::Perplexity => Price::new(300, 1500),
     }
@@ -191,6 +219,24 @@ pub fn estimate_input_tokens(prompt_bytes: usize) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A model the gateway lets through but does not price would be charged at the fallback
+    /// (gpt-4.1-nano at gpt-4o's price, 25x its list price); the fallback is the dearest.
+    #[test]
+    fn every_allowlisted_model_is_priced_and_no_price_exceeds_the_fallback() {
+        let t = PriceTable::default();
+        for p in Provider::ALL {
+            for model in crate::models::default_allowlist(p) {
+                let listed = t.models.get(&p).and_then(|m| m.get(*model));
+                assert!(listed.is_some(), "{p}/{model} has no price");
+            }
+            let fallback = t.fallback[&p];
+            for price in t.models[&p].values() {
+                assert!(price.input_per_1k <= fallback.input_per_1k, "{p}");
+                assert!(price.output_per_1k <= fallback.output_per_1k, "{p}");
+            }
+        }
+    }
 
     #[test]
     fn every_provider_default_model_is_priced() {

@@ -28,21 +28,35 @@ pub fn rate_limit_headers(
     let name = tier.as_str();
     let remaining = decision.remaining();
     let reset_s = ceil_secs(decision.reset_ms());
-    let mut headers = vec![
-        (
-            "RateLimit-Policy",
-            format!("\"{name}\";q={};w={}", limits.burst, limits.window_secs()),
-        ),
+    let mut headers = policy_headers(limits, tier);
+    headers.extend([
         ("RateLimit", format!("\"{name}\";r={remaining};t={reset_s}")),
-        ("X-RateLimit-Limit", limits.burst.to_string()),
         ("X-RateLimit-Remaining", remaining.to_string()),
         ("X-RateLimit-Reset", reset_s.to_string()),
-    ];
+    ]);
     if let Decision::Denied { retry_after_ms, .. } = decision {
         headers.push(("Retry-After", ceil_secs(*retry_after_ms).to_string()));
         headers.push(("retry-after-ms", retry_after_ms.to_string()));
     }
     headers
+}
+
+/// The headers a response carries without asking the bucket, as a cache hit does (it takes no
+/// token, so its bucket state is not read): the tier's policy, `RateLimit-Policy` and
+/// `X-RateLimit-Limit`.
+pub fn policy_headers(limits: &Limits, tier: Tier) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "RateLimit-Policy",
+            format!(
+                "\"{}\";q={};w={}",
+                tier.as_str(),
+                limits.burst,
+                limits.window_secs()
+            ),
+        ),
+        ("X-RateLimit-Limit", limits.burst.to_string()),
+    ]
 }
 
 /// The 429 body: `{"error": {"code": "rate_limited", "message": "...", "tier": "free",
@@ -88,8 +102,8 @@ mod tests {
             h,
             vec![
                 ("RateLimit-Policy", "\"free\";q=10;w=60".to_string()),
-                ("RateLimit", "\"free\";r=3;t=42".to_string()),
                 ("X-RateLimit-Limit", "10".to_string()),
+                ("RateLimit", "\"free\";r=3;t=42".to_string()),
                 ("X-RateLimit-Remaining", "3".to_string()),
                 ("X-RateLimit-Reset", "42".to_string()),
             ]

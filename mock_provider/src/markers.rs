@@ -5,7 +5,8 @@
 //! `drop`, `echo_key`, `html401`; and `dated_model` (answer normally, naming the model the way
 //! the real APIs do, with a snapshot date: `gpt-4o-mini-2024-07-18`), and `long:<chars>` (answer
 //! normally, with that many more characters in one word at the end of the content, as a long
-//! completion would bring). Several markers may apply to one request: their delays add
+//! completion would bring), and `empty` (answer 200 with no text, cut at the output limit, as
+//! Gemini does when thinking used up `maxOutputTokens`). Several markers may apply to one request: their delays add
 //! up, and the first other fault wins (`[[mock:*=delay:200]][[mock:*=drop]]` waits, then drops).
 
 use crate::wire::Api;
@@ -38,6 +39,8 @@ pub struct Plan {
     pub dated_model: bool,
     /// Characters added to the answer's content.
     pub long_chars: usize,
+    /// Answer with no text, cut at the output limit.
+    pub empty: bool,
 }
 
 const OPEN: &str = "[[mock:";
@@ -76,6 +79,10 @@ pub fn plan(api: Api, prompt: &str) -> Result<Plan, String> {
         }
         if fault == "dated_model" {
             plan.dated_model = true;
+            continue;
+        }
+        if fault == "empty" {
+            plan.empty = true;
             continue;
         }
         if let Some(n) = fault.strip_prefix("long:") {
@@ -202,6 +209,7 @@ mod tests {
                 fault: None,
                 dated_model: false,
                 long_chars: 0,
+                empty: false,
             }
         );
     }

@@ -336,6 +336,10 @@ async fn handle(
         });
     }
     let mut answer = wire::answer(api, model, &x.prompt, x.input_words, x.max_tokens);
+    if plan.empty {
+        answer.content.clear();
+        answer.truncated = true;
+    }
     if plan.long_chars > 0 {
         answer.content.push(' ');
         answer.content.push_str(&"z".repeat(plan.long_chars));

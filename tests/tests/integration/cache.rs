@@ -54,6 +54,16 @@ async fn miss_then_hit_makes_no_new_upstream_call() {
         "edge-gateway; hit; detail=l1"
     );
     assert_eq!(second.header("x-cache-key").unwrap(), cache_key);
+    // A hit takes no bucket token: it carries the tier's policy, not a bucket reading.
+    let (policy, limit) = (
+        first
+            .header("ratelimit-policy")
+            .expect("a miss carries RateLimit-Policy"),
+        first.header("x-ratelimit-limit").unwrap(),
+    );
+    assert_eq!(second.header("ratelimit-policy"), Some(policy));
+    assert_eq!(second.header("x-ratelimit-limit"), Some(limit));
+    assert_eq!(second.header("ratelimit"), None);
     assert_eq!(
         s.mock_calls(&n).await["total"],
         2,
@@ -285,6 +295,35 @@ async fn a_partial_upstream_failure_is_not_cached() {
         .unwrap()
         .iter()
         .any(|r| r["provider"] == "openai" && r["content"].is_string()));
+    assert_eq!(
+        first.header("cache-status").unwrap(),
+        "edge-gateway; fwd=uri-miss"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = s.ask(&key, &body).await;
+    assert_eq!(second.json()["cache"]["status"], "miss");
+    assert_eq!(s.mock_calls(&n).await["total"], 4);
+}
+
+/// A provider can answer 200 with no text (Gemini whose thinking used up `maxOutputTokens`):
+/// the caller gets that answer, but it is not stored, so no other call is served it for 24 h.
+#[tokio::test]
+async fn an_answer_without_text_is_returned_but_not_cached() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"prompt": format!("thinking [[mock:gemini=empty]] {n}"), "providers": ["openai", "gemini"]});
+    let first = s.ask(&key, &body).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let b = first.json();
+    let gem = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == "gemini")
+        .unwrap()
+        .clone();
+    assert_eq!(gem["content"], "", "{gem}");
     assert_eq!(
         first.header("cache-status").unwrap(),
         "edge-gateway; fwd=uri-miss"

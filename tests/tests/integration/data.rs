@@ -251,6 +251,15 @@ async fn usage_rows_for_every_outcome_without_prompt_text() {
             .status,
         400
     );
+    // Refused for its model (403): parsed, but it did not pass validation, so it is not kept.
+    let r = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("refused {marker}"), "providers": ["openai"],
+                "params": {"models": {"openai": "dall-e-3"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
     // Validation failed before the prompt was read: the opt-in applies to prompts we parsed.
     let tail = "TAILMARK".repeat(40);
     let r = s.ask(&key, &json!({"prompt": format!("{marker} {tail}"), "providers": ["openai"], "cache_scope": "private"})).await;
@@ -266,6 +275,17 @@ async fn usage_rows_for_every_outcome_without_prompt_text() {
         .to_string();
     assert!(kept.starts_with(&marker));
     assert_eq!(kept.chars().count(), 200);
+    assert!(
+        u["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e["prompt_prefix"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("refused")),
+        "the refused call's prompt was kept: {u}"
+    );
 }
 
 #[tokio::test]
