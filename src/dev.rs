@@ -28,11 +28,47 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let dropped = cache::drop_l1(&format!("{ns}/{version}"), key).await;
             json(200, &json!({"dropped": dropped}))
         }
-        // Read the raw L2 value, so a test can check what an entry holds.
+        // Read the raw L2 value and its metadata, so a test can check what an entry holds.
         (Method::Get, ["l2", ns, version, key]) => {
             let name = cache::l2_name(&format!("{ns}/{version}"), key);
-            let value = gw.kv()?.get(&name).text().await.map_err(dependency("KV"))?;
-            json(200, &json!({"value": value}))
+            let (value, meta) = gw
+                .kv()?
+                .get(&name)
+                .text_with_metadata::<cache::L2Meta>()
+                .await
+                .map_err(dependency("KV"))?;
+            json(
+                200,
+                &json!({"value": value, "stored_at": meta.map(|m| m.stored_at)}),
+            )
+        }
+        // Make an L2 entry older by `seconds` (its stored date moves back; its KV expiry stays).
+        (Method::Post, ["l2", ns, version, key, "age"]) => {
+            let body = crate::edge::read_json_object(&mut req, 1024).await?;
+            let seconds = body
+                .get("seconds")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let name = cache::l2_name(&format!("{ns}/{version}"), key);
+            let kv = gw.kv()?;
+            let (value, meta) = kv
+                .get(&name)
+                .text_with_metadata::<cache::L2Meta>()
+                .await
+                .map_err(dependency("KV"))?;
+            let (Some(value), Some(meta)) = (value, meta) else {
+                return Err(ApiError::not_found());
+            };
+            let older = cache::L2Meta {
+                stored_at: meta.stored_at.saturating_sub(seconds.saturating_mul(1000)),
+            };
+            cache::put_l2(&kv, &name, value, older, cache::TTL_S).await;
+            json(200, &json!({"stored_at": older.stored_at}))
+        }
+        // The `Cache-Control` of an L1 entry (its lifetime), if there is one.
+        (Method::Get, ["l1", ns, version, key]) => {
+            let cc = cache::l1_cache_control(&format!("{ns}/{version}"), key).await;
+            json(200, &json!({"cache_control": cc}))
         }
         // Mint a live key whose secret starts with the given 3 bytes (hex), hence whose prefix
         // is known in advance: a test can make a new key take a deleted account's prefix.

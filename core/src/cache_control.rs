@@ -128,9 +128,29 @@ impl CacheOutcome {
     }
 }
 
+/// Whole seconds an entry stored at `stored_at_ms` has left of its `ttl_s` at `now_ms`, rounded
+/// down: the `max-age` of an L2 entry copied into L1, so the copy expires with the entry and an
+/// answer is never served past its 24 hours (a copy given a fresh `ttl_s` could be).
+pub fn remaining_ttl_s(stored_at_ms: u64, now_ms: u64, ttl_s: u64) -> u64 {
+    let age_ms = now_ms.saturating_sub(stored_at_ms);
+    ttl_s.saturating_mul(1000).saturating_sub(age_ms) / 1000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_expires_with_its_entry() {
+        let day = 86_400;
+        assert_eq!(remaining_ttl_s(1_000, 1_000, day), day);
+        // 58.5 s short of 24 h old: 58 whole seconds left.
+        assert_eq!(remaining_ttl_s(0, (day - 59) * 1000 + 500, day), 58);
+        assert_eq!(remaining_ttl_s(0, day * 1000, day), 0);
+        assert_eq!(remaining_ttl_s(0, u64::MAX, day), 0);
+        // A clock behind the writer's: no more than the whole TTL.
+        assert_eq!(remaining_ttl_s(5_000, 1_000, day), day);
+    }
 
     #[test]
     fn absent_header_is_default() {

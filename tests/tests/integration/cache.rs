@@ -118,6 +118,57 @@ async fn l2_hit_is_promoted_to_l1() {
     assert_eq!(s.mock_calls(&n).await["total"], 1);
 }
 
+/// An L2 entry copied into L1 keeps its own expiry: a copy made near the end of the entry's
+/// 24 hours lives only what is left of them, so no answer is served past 24 hours.
+#[tokio::test]
+async fn an_l2_copy_in_l1_expires_with_the_entry() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"prompt": format!("expire with me {n}"), "providers": ["openai"]});
+    let first = s.ask(&key, &body).await;
+    let cache_key = first.header("x-cache-key").unwrap();
+    wait_stored(s, &cache_key).await;
+    let fresh = s
+        .get(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
+        .await
+        .json();
+    assert_eq!(fresh["cache_control"], "max-age=86400", "{fresh}");
+    // The entry is now 2 minutes short of 24 hours old; L1 loses its copy.
+    let aged = s
+        .post(
+            &format!("/__dev/l2/ask/v1/{cache_key}/age"),
+            None,
+            &json!({"seconds": 86_400 - 120}),
+        )
+        .await;
+    assert_eq!(aged.status, 200, "{}", aged.text);
+    let d = s
+        .delete(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
+        .await;
+    assert_eq!(d.status, 200, "{}", d.text);
+    let l2 = s.ask(&key, &body).await;
+    assert_eq!(l2.json()["cache"]["tier"], "l2", "{}", l2.text);
+    let mut cc = Value::Null;
+    for _ in 0..40 {
+        cc = s
+            .get(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
+            .await
+            .json()["cache_control"]
+            .clone();
+        if !cc.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let max_age: u64 = cc
+        .as_str()
+        .and_then(|v| v.strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no copy in L1: {cc}"));
+    assert!((100..=120).contains(&max_age), "the copy lives {max_age} s");
+}
+
 #[tokio::test]
 async fn normalization_variants_share_an_entry() {
     let s = &stack();
