@@ -117,7 +117,8 @@ pub async fn post(
         provider,
         model: parsed.model.clone(),
         // The whole body, not only the messages' text: tool definitions, response formats and
-        // the like are billed as input too, and a call is never charged past its reservation.
+        // the like are billed as input too (a cost past the reservation is still charged, from
+        // what the balance has beyond other calls' reservations).
         prompt_bytes: body.len(),
         max_tokens: u32::try_from(parsed.output_budget).unwrap_or(u32::MAX),
     }];

@@ -110,15 +110,21 @@ impl Ledger {
         Ok(())
     }
 
-    /// Closes reservation `id`, charging `min(actual, reserved)` and releasing the rest.
-    /// Returns the credits charged. A second settle (or a settle after release) of the same id
-    /// is `UnknownReservation` and charges nothing.
+    /// Closes reservation `id`, charging the actual cost and releasing what it leaves of the
+    /// reservation. A cost over the reservation (the provider billed more than the worst case
+    /// estimated) is charged too, as far as the balance goes without uncovering other open
+    /// reservations: the charge is `min(actual, available())` once this reservation is closed,
+    /// which is at least `min(actual, reserved)`. Returns the credits charged. A second settle
+    /// (or a settle after release) of the same id is `UnknownReservation` and charges nothing.
     pub fn settle(&mut self, id: &str, actual: u64) -> Result<u64, LedgerError> {
         let reservation = self
             .reservations
             .remove(id)
             .ok_or(LedgerError::UnknownReservation)?;
-        let charged = actual.min(reservation.amount).min(self.balance);
+        // (On a ledger whose reservations exceed its balance, which only a hand edit makes,
+        // the reserved part is still charged as far as the balance goes.)
+        let covered = reservation.amount.min(self.balance).max(self.available());
+        let charged = actual.min(covered);
         self.balance -= charged;
         Ok(charged)
     }
@@ -198,15 +204,24 @@ mod tests {
     }
 
     #[test]
-    fn settle_charges_actual_up_to_the_reservation() {
+    fn settle_charges_the_actual_cost_even_past_the_reservation() {
         let mut l = Ledger::new(100);
         l.reserve("a", 30, 0).unwrap();
         assert_eq!(l.settle("a", 12), Ok(12));
         assert_eq!(l.balance(), 88);
         assert_eq!(l.available(), 88);
+        // The provider billed more than the worst case: charged in full.
         l.reserve("b", 30, 0).unwrap();
-        assert_eq!(l.settle("b", 500), Ok(30));
-        assert_eq!(l.balance(), 58);
+        assert_eq!(l.settle("b", 50), Ok(50));
+        assert_eq!(l.balance(), 38);
+        // Past what the balance has beyond another call's reservation: only that much, and
+        // the other reservation stays covered.
+        l.reserve("c", 10, 0).unwrap();
+        l.reserve("d", 20, 0).unwrap();
+        assert_eq!(l.settle("c", 500), Ok(18));
+        assert_eq!((l.balance(), l.available()), (20, 0));
+        assert_eq!(l.settle("d", 20), Ok(20));
+        assert_eq!(l.balance(), 0);
     }
 
     #[test]
@@ -343,7 +358,14 @@ mod tests {
                         let held = before.reservation(&id).map(|r| r.amount);
                         match l.settle(&id, actual) {
                             Ok(c) => {
-                                prop_assert_eq!(Some(c), held.map(|h| h.min(actual)));
+                                // The actual cost, as far as the balance goes beyond the
+                                // other reservations; never less than the reserved part.
+                                let held = held.unwrap();
+                                let mut closed = before.clone();
+                                closed.reservations.remove(&id);
+                                let covered = held.min(before.balance()).max(closed.available());
+                                prop_assert_eq!(c, actual.min(covered));
+                                prop_assert!(c >= held.min(actual).min(before.balance()));
                                 charged += c;
                                 prop_assert_eq!(l.settle(&id, actual), Err(LedgerError::UnknownReservation));
                             }

@@ -6,7 +6,9 @@
 //! the real APIs do, with a snapshot date: `gpt-4o-mini-2024-07-18`), and `long:<chars>` (answer
 //! normally, with that many more characters in one word at the end of the content, as a long
 //! completion would bring), and `empty` (answer 200 with no text, cut at the output limit, as
-//! Gemini does when thinking used up `maxOutputTokens`). Several markers may apply to one request: their delays add
+//! Gemini does when thinking used up `maxOutputTokens`), and `input_tokens:<n>` (answer
+//! normally, billing that many input tokens, as a provider counting media by URL or a
+//! tokenizer above the gateway's estimate would). Several markers may apply to one request: their delays add
 //! up, and the first other fault wins (`[[mock:*=delay:200]][[mock:*=drop]]` waits, then drops).
 
 use crate::wire::Api;
@@ -41,6 +43,8 @@ pub struct Plan {
     pub long_chars: usize,
     /// Answer with no text, cut at the output limit.
     pub empty: bool,
+    /// Input tokens to bill instead of the prompt's words.
+    pub input_tokens: Option<u64>,
 }
 
 const OPEN: &str = "[[mock:";
@@ -79,6 +83,14 @@ pub fn plan(api: Api, prompt: &str) -> Result<Plan, String> {
         }
         if fault == "dated_model" {
             plan.dated_model = true;
+            continue;
+        }
+        if let Some(n) = fault.strip_prefix("input_tokens:") {
+            let n: u64 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad input_tokens: {fault}"))?;
+            plan.input_tokens = Some(n);
             continue;
         }
         if fault == "empty" {
@@ -210,6 +222,7 @@ mod tests {
                 dated_model: false,
                 long_chars: 0,
                 empty: false,
+                input_tokens: None,
             }
         );
     }

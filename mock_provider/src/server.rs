@@ -336,6 +336,9 @@ async fn handle(
         });
     }
     let mut answer = wire::answer(api, model, &x.prompt, x.input_words, x.max_tokens);
+    if let Some(n) = plan.input_tokens {
+        answer.input_tokens = n;
+    }
     if plan.empty {
         answer.content.clear();
         answer.truncated = true;

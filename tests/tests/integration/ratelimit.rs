@@ -337,6 +337,31 @@ async fn a_rate_limited_call_holds_no_credits_and_settlements_are_read_back() {
     assert_eq!(end, balance - charged - third_charged);
 }
 
+/// A provider can bill more than the worst case reserved (media given by URL, a tokenizer above
+/// the estimate): the call is charged what it cost, not capped at its reservation, and the
+/// answer's `usage.credits` is what the balance lost.
+#[tokio::test]
+async fn a_call_billed_past_its_reservation_is_charged_in_full() {
+    let s = &stack();
+    let n = nonce();
+    let body = json!({"prompt": format!("billed more [[mock:openai=input_tokens:200000]] {n}"),
+        "providers": ["openai"], "params": {"max_tokens": 16}});
+    let worst = worst_case(s, &body).await;
+    let (_, key) = limited_key(s, 100, 10.0, 1_000_000).await;
+    let r = s.ask(&key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let charged = r.json()["usage"]["credits"].as_u64().unwrap();
+    // gpt-4o-mini: 200,000 input tokens at 15 credits per 1,000.
+    assert!(
+        charged >= 3_000 && charged > 10 * worst,
+        "{charged} (worst case {worst})"
+    );
+    let now = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(now, 1_000_000 - charged);
+}
+
 /// A queued settlement whose batch fails is sent again after a back-off, not lost.
 #[tokio::test]
 async fn a_settlement_whose_batch_fails_is_retried() {
