@@ -4,7 +4,9 @@
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
 use gateway_core::provider::Provider;
-use worker::{console_error, D1Database, Request};
+use std::time::Duration;
+
+use worker::{console_error, D1Database, Delay, Request};
 
 use crate::edge::{api_key_header, Gw, Outcome};
 use crate::store::{self, KeyAuthRow};
@@ -175,7 +177,11 @@ async fn load_row(gw: &Gw, prefix: &str) -> Outcome<KeyAuthRow> {
         let row2 = row.clone();
         let db = gw.db()?;
         let (prefix, now) = (prefix.to_string(), gw.now_ms);
+        let delay_ms = gw.dev_auth_cache_delay_ms;
         gw.after(async move {
+            if delay_ms > 0 {
+                Delay::from(Duration::from_millis(delay_ms)).await;
+            }
             if let Ok(put) = kv.put(&auth_cache_key(&prefix), &row2) {
                 if let Err(e) = put.expiration_ttl(AUTH_CACHE_TTL_S).execute().await {
                     console_error!("auth cache write failed: {e}");
@@ -186,6 +192,9 @@ async fn load_row(gw: &Gw, prefix: &str) -> Outcome<KeyAuthRow> {
     }
     Ok(row)
 }
+
+/// How long after an invalidation its KV deletes are made again.
+const REINVALIDATE_MS: u64 = 2_000;
 
 /// Drops the memo and KV auth cache entries of these key prefixes (revocation, tier change).
 pub async fn invalidate(gw: &Gw, prefixes: &[String]) -> Outcome<()> {
@@ -198,6 +207,18 @@ pub async fn invalidate(gw: &Gw, prefixes: &[String]) -> Outcome<()> {
             .map_err(crate::edge::dependency("KV auth cache delete"))?;
     }
     memo::forget(prefixes);
+    // A call that read the old row from D1 just before the change may write it to KV just
+    // after these deletes (its write runs after its response): delete once more a little
+    // later, so such a row lives 2 s at most instead of the cache's 60 s.
+    let again = prefixes.to_vec();
+    gw.after(async move {
+        Delay::from(Duration::from_millis(REINVALIDATE_MS)).await;
+        for p in &again {
+            if let Err(e) = kv.delete(&auth_cache_key(p)).await {
+                console_error!("auth cache re-delete failed: {e}");
+            }
+        }
+    });
     Ok(())
 }
 

@@ -30,6 +30,9 @@ pub struct Gw {
     /// Test hook, local dev only (`DEV_MODE=1`): the storage tiers this request must see fail,
     /// from its `x-dev-fail` header (`l1`, `l2`, comma-separated). Empty everywhere else.
     dev_fail: String,
+    /// Test hook, local dev only: how long this request's KV auth-cache write waits, from its
+    /// `x-dev-auth-cache-delay-ms` header (a race with a revocation, made wide). 0 elsewhere.
+    pub dev_auth_cache_delay_ms: u64,
 }
 
 impl Gw {
@@ -40,6 +43,7 @@ impl Gw {
             now_ms: worker::Date::now().as_millis(),
             request_id: keys::make_id("req", &random_16()),
             dev_fail: String::new(),
+            dev_auth_cache_delay_ms: 0,
         };
         if gw.dev_mode() {
             gw.dev_fail = req
@@ -48,6 +52,14 @@ impl Gw {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
+            gw.dev_auth_cache_delay_ms = req
+                .headers()
+                .get("x-dev-auth-cache-delay-ms")
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+                .min(10_000);
             if let Some(limit) = gw.var("DEV_D1_VALUE_LIMIT").and_then(|v| v.parse().ok()) {
                 crate::d1::set_value_limit(limit);
             }

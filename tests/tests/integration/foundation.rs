@@ -1,5 +1,7 @@
 //! Accounts, keys, admin auth, body validation and a fanout, through the public API.
 
+use std::time::Duration;
+
 use integration_tests::{json, nonce, reqwest::Method, send, stack};
 
 fn ask_body(prompt: &str) -> serde_json::Value {
@@ -147,6 +149,39 @@ async fn revoked_key_is_refused_on_the_next_ask() {
     let after = s.ask(&k2, &body2).await;
     assert_eq!(after.status, 401, "{}", after.text);
     assert_eq!(s.mock_calls(&format!("again {n}")).await["total"], 0);
+}
+
+/// A call that read a key's row from D1 just before the key was revoked writes that (active)
+/// row to the KV auth cache just after the revocation deleted it (the dev hook widens that
+/// window to 500 ms). The revocation deletes the entry again 2 s later, so the key is refused
+/// from then on, not for the rest of the cache's 60 s.
+#[tokio::test]
+async fn a_revocation_racing_an_auth_cache_write_still_takes_effect() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let v = s
+        .post("/v1/keys", Some(&key), &json!({"name": "racing"}))
+        .await
+        .json();
+    let (k2, prefix) = (
+        v["key"].as_str().unwrap().to_string(),
+        v["prefix"].as_str().unwrap().to_string(),
+    );
+    // First use of k2: its row comes from D1; its KV write waits 500 ms.
+    let first = send(
+        s.client
+            .get(s.url("/v1/account"))
+            .bearer_auth(&k2)
+            .header("x-dev-auth-cache-delay-ms", "500"),
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let revoked = s.delete(&format!("/v1/keys/{prefix}"), Some(&key)).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    // The stale row lands in KV after the revocation; the second delete removes it.
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let after = s.get("/v1/account", Some(&k2)).await;
+    assert_eq!(after.status, 401, "{}", after.text);
 }
 
 #[tokio::test]
