@@ -50,8 +50,10 @@ gw["vars"].update(
     }
 )
 # The test suite lowers D1's 1 MB value limit so that a burst of large answers reaches it.
-if os.environ.get("DEV_D1_VALUE_LIMIT"):
-    gw["vars"]["DEV_D1_VALUE_LIMIT"] = os.environ["DEV_D1_VALUE_LIMIT"]
+# It lowers the per-account key cap (1,000) the same way.
+for name in ("DEV_D1_VALUE_LIMIT", "DEV_MAX_KEYS_PER_ACCOUNT"):
+    if os.environ.get(name):
+        gw["vars"][name] = os.environ[name]
 
 
 def write(name, cfg, secrets_):

@@ -81,6 +81,25 @@ pub async fn mint_key_from(
     Err(ApiError::unavailable(1))
 }
 
+/// Most key rows an account may hold through `POST /v1/keys`, revoked keys included (a revoked
+/// key keeps its prefix until the daily cron drops it, `KEY_RETENTION_DAYS` after revocation):
+/// one account minting and revoking in a loop cannot use up the 262,144 prefixes every
+/// account draws from. The admin API is not capped.
+pub const MAX_KEYS_PER_ACCOUNT: u64 = 1_000;
+
+/// Days a revoked key's row (and prefix) is kept.
+pub const KEY_RETENTION_DAYS: u64 = 30;
+
+/// The cap, lowered only by the local test configuration (`DEV_MAX_KEYS_PER_ACCOUNT`).
+fn key_limit(gw: &Gw) -> u64 {
+    let dev = gw
+        .dev_mode()
+        .then(|| gw.var("DEV_MAX_KEYS_PER_ACCOUNT"))
+        .flatten()
+        .and_then(|v| v.parse().ok());
+    dev.unwrap_or(MAX_KEYS_PER_ACCOUNT)
+}
+
 /// Routes `/v1/account` and `/v1/keys...` for an authenticated caller.
 pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) -> Outcome<Response> {
     let method = req.method();
@@ -95,6 +114,19 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
         ("POST", ["keys"]) => {
             let body = read_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = key_request(&body)?;
+            let limit = key_limit(gw);
+            let held = store::count_keys(&gw.db()?, &caller.account_id).await?;
+            if held >= limit {
+                return Err(ApiError::new(
+                    409,
+                    "key_limit_reached",
+                    format!(
+                        "this account holds {held} keys (active, or revoked in the last \
+                         {KEY_RETENTION_DAYS} days); it may hold {limit}"
+                    ),
+                )
+                .with("max", limit));
+            }
             let minted = mint_key(gw, &caller.account_id, name.as_deref(), mode).await?;
             json(
                 201,

@@ -293,6 +293,22 @@ fn sweep_later(gw: &Gw, account_id: &str) {
 }
 
 /// The daily retention cron: deletes archive rows older than 30 days in bounded batches.
+/// The daily cron's other half: deletes the rows of keys revoked more than
+/// `KEY_RETENTION_DAYS` ago, freeing their prefixes and their place under the account's key cap
+/// (a freed prefix drawn again gets a cleared bucket at minting). Returns the rows deleted.
+pub async fn purge_revoked_keys(db: &D1Database, now_ms: u64) -> u64 {
+    let cutoff = now_ms.saturating_sub(crate::account::KEY_RETENTION_DAYS * 86_400_000);
+    let deleted = d1::run(
+        db,
+        "DELETE FROM api_keys WHERE status = 'revoked' AND revoked_at < ?1",
+        &[n(cutoff)],
+    )
+    .await
+    .unwrap_or(0);
+    console_log!("key purge: deleted {deleted} keys revoked before the retention window");
+    deleted as u64
+}
+
 pub async fn purge_archive(db: &D1Database, now_ms: u64) -> u64 {
     let cutoff = now_ms.saturating_sub(RETENTION_MS);
     let mut deleted = 0u64;

@@ -107,6 +107,24 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             .await?;
             json(200, &json!({"revoked_in_d1": prefix}))
         }
+        // Move a revoked key's revocation back by N days (the key purge's clock).
+        (Method::Post, ["keys", prefix, "age"]) => {
+            let body = crate::edge::read_json_object(&mut req, 1024).await?;
+            let days = body
+                .get("days")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            crate::d1::run(
+                &gw.db()?,
+                "UPDATE api_keys SET revoked_at = revoked_at - ?2 WHERE prefix = ?1",
+                &[
+                    JsValue::from_str(prefix),
+                    JsValue::from_f64(days.saturating_mul(86_400_000) as f64),
+                ],
+            )
+            .await?;
+            json(200, &json!({"aged": prefix}))
+        }
         // Make a key's bucket fail, so a test can see the gateway fail closed.
         (Method::Post, ["bucket", prefix, "break"]) => {
             crate::bucket::break_for_tests(&gw.env, prefix).await?;

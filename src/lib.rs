@@ -65,6 +65,7 @@ pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) 
     match env.d1("DB") {
         Ok(db) => {
             data::purge_archive(&db, now_ms).await;
+            data::purge_revoked_keys(&db, now_ms).await;
         }
         Err(e) => worker::console_error!("cron: no D1 binding: {e}"),
     }

@@ -97,6 +97,21 @@ pub async fn set_store_prompt_prefix(db: &D1Database, id: &str, on: bool) -> Out
 }
 
 /// Inserts a key; returns false on a prefix collision (the caller draws a new secret).
+/// How many key rows the account holds, active or revoked.
+pub async fn count_keys(db: &D1Database, account_id: &str) -> Outcome<u64> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: u64,
+    }
+    let row = d1::first::<Count>(
+        db,
+        "SELECT COUNT(*) AS n FROM api_keys WHERE account_id = ?1",
+        &[text(account_id)],
+    )
+    .await?;
+    Ok(row.map_or(0, |r| r.n))
+}
+
 pub async fn insert_key(
     db: &D1Database,
     prefix: &str,

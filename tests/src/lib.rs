@@ -17,6 +17,8 @@ pub use serde_json::{json, Value};
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// The largest text value the suite's gateway binds in a D1 statement (D1's own: 1,000,000 bytes).
 pub const DEV_D1_VALUE_LIMIT: usize = 96 * 1024;
+/// The most keys one account of the suite may mint through `POST /v1/keys` (default 1,000).
+pub const DEV_MAX_KEYS_PER_ACCOUNT: u64 = 12;
 
 /// The running stack.
 pub struct Stack {
@@ -147,6 +149,10 @@ fn start() -> Stack {
         .env("PROVIDER_TIMEOUT_MS", "3000")
         // D1 refuses values over 1 MB; the suite's limit is lower so a test can reach it.
         .env("DEV_D1_VALUE_LIMIT", DEV_D1_VALUE_LIMIT.to_string())
+        .env(
+            "DEV_MAX_KEYS_PER_ACCOUNT",
+            DEV_MAX_KEYS_PER_ACCOUNT.to_string(),
+        )
         .env("UPSTREAM_TIMEOUT_MS", "2500")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))

@@ -184,6 +184,60 @@ async fn a_revocation_racing_an_auth_cache_write_still_takes_effect() {
     assert_eq!(after.status, 401, "{}", after.text);
 }
 
+/// One account cannot use up the shared prefix space by minting (and revoking) keys in a loop:
+/// `POST /v1/keys` stops at the account's cap (1,000; the suite's stack sets 12), revoked keys
+/// included, with a 409; the daily cron drops keys revoked over 30 days ago, which frees room.
+#[tokio::test]
+async fn minting_stops_at_the_key_cap_until_old_revoked_keys_are_purged() {
+    use integration_tests::DEV_MAX_KEYS_PER_ACCOUNT;
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let mut prefixes = Vec::new();
+    for i in 1..DEV_MAX_KEYS_PER_ACCOUNT {
+        let r = s
+            .post("/v1/keys", Some(&key), &json!({"name": format!("k{i}")}))
+            .await;
+        assert_eq!(r.status, 201, "key {i}: {}", r.text);
+        prefixes.push(r.json()["prefix"].as_str().unwrap().to_string());
+    }
+    // Revoked keys still count.
+    let victim = prefixes.pop().unwrap();
+    assert_eq!(
+        s.delete(&format!("/v1/keys/{victim}"), Some(&key))
+            .await
+            .status,
+        200
+    );
+    let full = s
+        .post("/v1/keys", Some(&key), &json!({"name": "one too many"}))
+        .await;
+    assert_eq!(full.status, 409, "{}", full.text);
+    assert_eq!(full.json()["error"]["code"], "key_limit_reached");
+    assert_eq!(full.json()["error"]["max"], DEV_MAX_KEYS_PER_ACCOUNT);
+    // 31 days after its revocation, the cron drops the revoked key: room for one more.
+    let aged = s
+        .post(
+            &format!("/__dev/keys/{victim}/age"),
+            None,
+            &json!({"days": 31}),
+        )
+        .await;
+    assert_eq!(aged.status, 200, "{}", aged.text);
+    let cron = send(
+        s.client
+            .get(s.url("/__scheduled"))
+            .query(&[("cron", "0 4 * * *")]),
+    )
+    .await;
+    assert_eq!(cron.status, 200, "{}", cron.text);
+    let again = s
+        .post("/v1/keys", Some(&key), &json!({"name": "room again"}))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    let listed = s.get("/v1/keys", Some(&key)).await.json();
+    assert!(!listed.to_string().contains(&victim), "{listed}");
+}
+
 #[tokio::test]
 async fn keys_list_shows_prefix_name_and_last_use_never_the_hash() {
     let s = &stack();
