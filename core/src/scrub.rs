@@ -9,7 +9,10 @@
 //! - header or field echoes whose name ends in `authorization`, `api-key`, `api_key`, `apikey`,
 //!   `secret`, `token` or `password`, followed by `:` or `=` (`x-api-key: …`,
 //!   `"x-goog-api-key":"…"`, `Authorization: Basic …`; an auth scheme word is kept);
-//! - a `key=` query parameter (`?key=…`, `&key=…`), as Gemini URLs carry it.
+//! - a `key=` query parameter (`?key=…`, `&key=…`), as Gemini URLs carry it;
+//! - the platform's provider account ids that upstream errors name: OpenAI's `org-…` (8+
+//!   characters) and the UUID in Anthropic's `organization (…)`. Not secrets, but every caller
+//!   seeing a 429 passed on would otherwise learn the operator's provider accounts.
 //!
 //! A key pattern only starts at a word boundary, so `task-list`, `skeleton` or `ask` are left alone.
 
@@ -22,6 +25,8 @@ pub const REDACTED: &str = "[REDACTED]";
 const MIN_KEY_BODY: usize = 4;
 /// A Google API key is `AIza` plus 35 characters; accept 35 or more characters in all.
 const MIN_GOOGLE_BODY: usize = 31;
+/// Minimum characters after `org-` in an OpenAI organization id.
+const MIN_ORG_ID: usize = 8;
 /// Minimum length of a free-standing bearer token, so prose such as "bearer of" is kept.
 const MIN_BEARER_TOKEN: usize = 6;
 
@@ -47,6 +52,7 @@ static TRIGGER: [bool; 256] = {
     t[b'B' as usize] = true;
     t[b':' as usize] = true;
     t[b'=' as usize] = true;
+    t[b'o' as usize] = true;
     t
 };
 
@@ -161,8 +167,20 @@ fn match_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
             prefixed(b"lvk_live_", MIN_KEY_BODY).or_else(|| prefixed(b"lvk_test_", MIN_KEY_BODY))
         }
         b'b' | b'B' => bearer_token(b, i),
+        b'o' => prefixed(b"org-", MIN_ORG_ID).or_else(|| anthropic_org(b, i)),
         _ => None,
     }
+}
+
+/// `organization (<uuid>)` starting at `i`: redacts the UUID only.
+fn anthropic_org(b: &[u8], i: usize) -> Option<(usize, usize)> {
+    const LEAD: &[u8] = b"organization (";
+    if !b.get(i..)?.starts_with(LEAD) {
+        return None;
+    }
+    let id_start = i + LEAD.len();
+    let end = run(b, id_start, |c| c.is_ascii_hexdigit() || c == b'-');
+    (end - id_start == 36 && b.get(end) == Some(&b')')).then_some((id_start, end))
 }
 
 /// `Bearer <token>` starting at `i`: redacts the token only.
@@ -263,6 +281,21 @@ mod tests {
 
     fn s(x: &str) -> String {
         scrub(x).into_owned()
+    }
+
+    #[test]
+    fn redacts_the_platforms_provider_account_ids_from_429_messages() {
+        let openai = include_str!("../../fixtures/providers/openai/error_429.json");
+        let anthropic = include_str!("../../fixtures/providers/anthropic/error_429.json");
+        assert!(!s(openai).contains("org-XXXX"), "{}", s(openai));
+        assert!(s(openai).contains("in organization [REDACTED] on tokens per min"));
+        assert!(!s(anthropic).contains("00000000-0000"), "{}", s(anthropic));
+        assert!(s(anthropic).contains("your organization ([REDACTED]) of 30,000"));
+        // Words that merely start the same way are kept.
+        assert_eq!(
+            s("org-chart organization (see below) organizer"),
+            "org-chart organization (see below) organizer"
+        );
     }
 
     #[test]
