@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 
 use crate::auth::{invalidate, Caller};
-use crate::edge::{json, random_32, read_json_object, Gw, Outcome};
+use crate::edge::{json, only_fields, random_32, read_optional_json_object, Gw, Outcome};
 use crate::{bucket, ledger, store};
 
 const SMALL_BODY: usize = 16 * 1024;
@@ -15,6 +15,7 @@ const NAME_LIMIT: usize = 100;
 
 /// `{"name"?, "mode"?}` of a key-minting request.
 pub fn key_request(body: &Map<String, Value>) -> Outcome<(Option<String>, KeyMode)> {
+    only_fields(body, &["name", "mode"])?;
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.len() <= NAME_LIMIT && !s.chars().any(char::is_control) => {
@@ -112,7 +113,7 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
             )
         }
         ("POST", ["keys"]) => {
-            let body = read_json_object(&mut req, SMALL_BODY).await?;
+            let body = read_optional_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = key_request(&body)?;
             let limit = key_limit(gw);
             let held = store::count_keys(&gw.db()?, &caller.account_id).await?;

@@ -8,7 +8,9 @@ use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 
 use crate::auth::{invalidate_account, require_admin};
-use crate::edge::{json, random_16, read_json_object, Gw, Outcome};
+use crate::edge::{
+    json, only_fields, random_16, read_json_object, read_optional_json_object, Gw, Outcome,
+};
 use crate::{account, ledger, store};
 
 const SMALL_BODY: usize = 16 * 1024;
@@ -21,7 +23,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         ("POST", ["accounts"]) => create_account(gw, &mut req).await,
         ("POST", ["accounts", id, "keys"]) => {
             let id = existing_account(gw, id).await?;
-            let body = read_json_object(&mut req, SMALL_BODY).await?;
+            let body = read_optional_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = account::key_request(&body)?;
             let minted = account::mint_key(gw, &id, name.as_deref(), mode).await?;
             json(
@@ -37,6 +39,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         ("POST", ["accounts", id, "credits"]) => {
             let id = existing_account(gw, id).await?;
             let body = read_json_object(&mut req, SMALL_BODY).await?;
+            only_fields(&body, &["amount"])?;
             let amount = body
                 .get("amount")
                 .and_then(Value::as_u64)
@@ -85,6 +88,9 @@ fn parse_tier(body: &Map<String, Value>) -> Outcome<(Tier, Option<String>)> {
                     "`limits` can only be set on the enterprise tier",
                 ));
             }
+            if let Some(obj) = v.as_object() {
+                only_fields(obj, &["burst", "per_second"])?;
+            }
             let burst = v.get("burst").and_then(Value::as_u64);
             let per_second = v.get("per_second").and_then(Value::as_f64);
             let (Some(burst), Some(per_second)) = (burst, per_second) else {
@@ -105,6 +111,7 @@ fn parse_tier(body: &Map<String, Value>) -> Outcome<(Tier, Option<String>)> {
 
 async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
     let body = read_json_object(req, SMALL_BODY).await?;
+    only_fields(&body, &["tier", "limits", "credits"])?;
     let (tier, limits) = parse_tier(&body)?;
     let credits = match body.get("credits") {
         None => 0,
@@ -128,6 +135,7 @@ async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
 }
 
 async fn patch_account(gw: &Gw, id: &str, body: &Map<String, Value>) -> Outcome<Response> {
+    only_fields(body, &["tier", "limits"])?;
     let (tier, limits) = parse_tier(body)?;
     let db = gw.db()?;
     if !store::update_tier(&db, id, tier.as_str(), limits.as_deref()).await? {

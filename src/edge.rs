@@ -286,6 +286,41 @@ pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8
 }
 
 /// Reads a small JSON body (admin and account routes) into a JSON object.
+/// The body's JSON object, or an empty object when the request has no body at all (a route
+/// whose fields are all optional, such as `POST /v1/keys`).
+pub async fn read_optional_json_object(
+    req: &mut Request,
+    limit: usize,
+) -> Outcome<serde_json::Map<String, serde_json::Value>> {
+    let h = req.headers();
+    let declared_empty = h.get("Content-Length").ok().flatten().as_deref() == Some("0");
+    let undeclared = h.get("Content-Length").ok().flatten().is_none()
+        && h.get("Transfer-Encoding").ok().flatten().is_none()
+        && h.get("Content-Type").ok().flatten().is_none();
+    if declared_empty || undeclared {
+        return Ok(serde_json::Map::new());
+    }
+    read_json_object(req, limit).await
+}
+
+/// Refuses a field of `body` not in `allowed` (a misspelled field is an error, not ignored).
+pub fn only_fields(
+    body: &serde_json::Map<String, serde_json::Value>,
+    allowed: &[&str],
+) -> Outcome<()> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => {
+            let k: String = k.chars().take(40).collect();
+            Err(ApiError::invalid_request(format!(
+                "unknown field `{k}`; expected {}",
+                allowed.join(", ")
+            ))
+            .with("field", k))
+        }
+    }
+}
+
 pub async fn read_json_object(
     req: &mut Request,
     limit: usize,

@@ -12,7 +12,7 @@ export { default } from "./shim.mjs";
 // limit in UTF-16 units is over it in bytes too (BROKER_BODY_LIMIT, core/src/broker.rs), and
 // is not copied: it is refused as too large once the secret has passed. A secret longer than
 // any real one is not copied either (it is wrong).
-const BODY_LIMIT = 128 * 1024;
+const BODY_LIMIT = 320 * 1024;
 const SECRET_LIMIT = 1024;
 
 const complete = Broker.prototype.broker_complete;

@@ -95,6 +95,16 @@ pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiErro
     if prompt.trim().is_empty() {
         return Err(ApiError::invalid_request("`prompt` must not be empty").with("field", "prompt"));
     }
+    // A prompt of punctuation alone ("?", "...") normalizes to nothing: all such prompts would
+    // share one cache key, and one caller's answer would be served for another's question.
+    // (Only a prompt without a letter or digit is normalized here, to confirm.)
+    if !prompt.chars().any(char::is_alphanumeric) && crate::normalize::normalize(&prompt).is_empty()
+    {
+        return Err(ApiError::invalid_request(
+            "`prompt` is empty once normalized (it holds only punctuation and whitespace)",
+        )
+        .with("field", "prompt"));
+    }
 
     let providers = parse_providers(obj.remove("providers"))?;
 
@@ -322,6 +332,20 @@ mod tests {
 
     fn ask(v: Value) -> Result<AskRequest, ApiError> {
         parse_ask(v.to_string().as_bytes(), 1024)
+    }
+
+    #[test]
+    fn a_prompt_of_punctuation_alone_is_refused_not_keyed_as_empty() {
+        for p in ["?", "!!!", "...", "¿¡", " - ", "?\n!"] {
+            let e = ask(json!({"prompt": p, "providers": ["openai"]})).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_request"), "{p:?}");
+        }
+        for p in ["a?", "😀", "42", "(x)"] {
+            assert!(
+                ask(json!({"prompt": p, "providers": ["openai"]})).is_ok(),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

@@ -33,8 +33,10 @@ pub const BYOK_HEADER: &str = "x-gw-byok-ciphertext";
 pub const ORIGIN_HEADER: &str = "x-passthrough-origin";
 pub const USAGE_INPUT_HEADER: &str = "x-usage-input-tokens";
 pub const USAGE_OUTPUT_HEADER: &str = "x-usage-output-tokens";
-/// Largest body a broker reads.
-pub const BROKER_BODY_LIMIT: usize = 128 * 1024;
+/// Largest body a broker reads: above the largest `/v1/ask` completion the gateway can send,
+/// a 20,480-byte prompt and a 20,480-byte system prompt of control characters, each written
+/// as a 6-byte `\u00XX` escape in JSON (about 246 KB with the ids and the BYOK ciphertext).
+pub const BROKER_BODY_LIMIT: usize = 320 * 1024;
 /// Default cap on output tokens a broker lets through.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 16_384;
 
@@ -142,6 +144,29 @@ mod tests {
             temperature: None,
             top_p: None,
         }
+    }
+
+    /// The largest request `/v1/ask` accepts must reach the broker whole, JSON escapes and all.
+    #[test]
+    fn the_largest_valid_completion_fits_the_broker_limit() {
+        let worst = "\u{1}".repeat(crate::ask::PROMPT_LIMIT);
+        let request = BrokerRequest {
+            request_id: format!("req_{}", "0".repeat(32)),
+            account_id: format!("acct_{}", "0".repeat(32)),
+            test_mode: false,
+            completion: CompletionRequest {
+                model: "claude-3-5-haiku-latest".into(),
+                prompt: worst.clone(),
+                system: Some(worst),
+                max_tokens: u32::MAX,
+                temperature: Some(0.123_456_789),
+                top_p: Some(0.987_654_321),
+            },
+            byok_ciphertext: Some("A".repeat(4096)),
+        };
+        let body = serde_json::to_string(&request).unwrap();
+        assert!(body.len() > 128 * 1024, "the case this limit is for");
+        assert!(body.len() <= BROKER_BODY_LIMIT, "{} bytes", body.len());
     }
 
     #[test]

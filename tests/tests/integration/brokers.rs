@@ -247,7 +247,7 @@ async fn a_broker_refuses_a_missing_or_wrong_shared_secret() {
     // Over RPC an oversized body is refused too, after the secret: 401 without it, 413 with it;
     // and the right secret with a normal body is answered.
     let big = json!({"request_id": "req_x", "account_id": "acct_x", "test_mode": false,
-        "completion": {"model": "gpt-4o-mini", "prompt": format!("{n} {}", "x".repeat(200_000)), "max_tokens": 5}});
+        "completion": {"model": "gpt-4o-mini", "prompt": format!("{n} {}", "x".repeat(400_000)), "max_tokens": 5}});
     for (secret, status) in [("wrong-secret", 401), ("configured", 413)] {
         let rb = s
             .client

@@ -238,6 +238,63 @@ async fn minting_stops_at_the_key_cap_until_old_revoked_keys_are_purged() {
     assert!(!listed.to_string().contains(&victim), "{listed}");
 }
 
+/// `POST /v1/keys` needs no body (its fields are optional); a misspelled field, there or in the
+/// admin API, is a 400 naming it, not silently ignored (a stored state the operator did not
+/// ask for).
+#[tokio::test]
+async fn optional_bodies_may_be_absent_and_misspelled_fields_are_refused() {
+    let s = &stack();
+    let (account, key) = s.live_key().await;
+    let bare = send(s.client.post(s.url("/v1/keys")).bearer_auth(&key)).await;
+    assert_eq!(bare.status, 201, "{}", bare.text);
+    assert_eq!(bare.json()["mode"], "live");
+    let typo = s.post("/v1/keys", Some(&key), &json!({"nmae": "x"})).await;
+    assert_eq!(
+        (typo.status, typo.json()["error"]["field"].clone()),
+        (400, json!("nmae")),
+        "{}",
+        typo.text
+    );
+
+    let path = format!("/admin/accounts/{account}");
+    let limit = s
+        .admin(
+            Method::PATCH,
+            &path,
+            &json!({"tier": "enterprise", "limit": {"burst": 1000, "per_second": 50}}),
+        )
+        .await;
+    assert_eq!(
+        (limit.status, limit.json()["error"]["field"].clone()),
+        (400, json!("limit")),
+        "{}",
+        limit.text
+    );
+    let inner = s
+        .admin(
+            Method::PATCH,
+            &path,
+            &json!({"tier": "enterprise", "limits": {"burst": 5, "per_second": 1, "burts": 9}}),
+        )
+        .await;
+    assert_eq!(inner.status, 400, "{}", inner.text);
+    let credit = s
+        .admin(
+            Method::POST,
+            "/admin/accounts",
+            &json!({"tier": "pro", "credit": 5000}),
+        )
+        .await;
+    assert_eq!(
+        (credit.status, credit.json()["error"]["field"].clone()),
+        (400, json!("credit")),
+        "{}",
+        credit.text
+    );
+    // Nothing was changed by the refused calls.
+    assert_eq!(s.get("/v1/account", Some(&key)).await.json()["tier"], "pro");
+}
+
 #[tokio::test]
 async fn keys_list_shows_prefix_name_and_last_use_never_the_hash() {
     let s = &stack();
