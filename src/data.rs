@@ -41,19 +41,43 @@ pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Respons
         &[s(id)],
     )
     .await?;
+    let expired = || {
+        ApiError::new(410, "expired", "this answer is past the retention window")
+            .with("retention_days", RETENTION_DAYS)
+    };
     let Some(row) = row
         .filter(|r| keys::constant_time_eq(r.account_id.as_bytes(), caller.account_id.as_bytes()))
     else {
-        return Err(archive_not_found());
+        // Gone from the archive: if it was this account's answer and is past the window (the
+        // cron deleted it), still 410; otherwise the one 404.
+        return Err(if answered_before(gw, caller, id, RETENTION_MS).await? {
+            expired()
+        } else {
+            archive_not_found()
+        });
     };
     if gw.now_ms.saturating_sub(row.created_at as u64) > RETENTION_MS {
-        return Err(
-            ApiError::new(410, "expired", "this answer is past the retention window")
-                .with("retention_days", RETENTION_DAYS),
-        );
+        return Err(expired());
     }
     let body: Value = serde_json::from_str(&row.response).map_err(|_| ApiError::internal())?;
     json(200, &body)
+}
+
+/// Whether the caller's account was answered (200) under request `id` more than `age_ms` ago,
+/// by its usage row (kept after the archive row is gone).
+async fn answered_before(gw: &Gw, caller: &Caller, id: &str, age_ms: u64) -> Outcome<bool> {
+    #[derive(Deserialize)]
+    struct Found {
+        created_at: f64,
+    }
+    let found = d1::first::<Found>(
+        &gw.db()?,
+        "SELECT created_at FROM usage_events WHERE request_id = ?1 AND account_id = ?2 \
+         AND status_code = 200",
+        &[s(id), s(&caller.account_id)],
+    )
+    .await?;
+    Ok(found.is_some_and(|f| gw.now_ms.saturating_sub(f.created_at as u64) > age_ms))
 }
 
 /// The latest instant a JavaScript `Date` can hold (epoch ms): bounds past it are refused.
@@ -254,12 +278,13 @@ pub async fn delete_account(gw: &Gw, caller: &Caller) -> Outcome<Response> {
     for p in &prefixes {
         bucket::revoke(&gw.env, p).await?;
     }
-    // Rows and fees this isolate still holds for the account are dropped, not written.
-    record::forget_account(&caller.account_id);
-    ledger::forget(&caller.account_id);
     d1::batch(&db, stmts)
         .await
         .map_err(dependency("D1 batch"))?;
+    // Rows and fees this isolate still holds for the account are dropped, not written (only
+    // now: had the delete failed, the account and its pending charges and rows would stay).
+    record::forget_account(&caller.account_id);
+    ledger::forget(&caller.account_id);
     // A batch of usage rows already in flight may land after the delete: sweep once more.
     sweep_later(gw, &caller.account_id);
     invalidate(gw, &prefixes).await?;
@@ -292,7 +317,6 @@ fn sweep_later(gw: &Gw, account_id: &str) {
     });
 }
 
-/// The daily retention cron: deletes archive rows older than 30 days in bounded batches.
 /// The daily cron's other half: deletes the rows of keys revoked more than
 /// `KEY_RETENTION_DAYS` ago, freeing their prefixes and their place under the account's key cap
 /// (a freed prefix drawn again gets a cleared bucket at minting). Returns the rows deleted.
@@ -309,6 +333,7 @@ pub async fn purge_revoked_keys(db: &D1Database, now_ms: u64) -> u64 {
     deleted as u64
 }
 
+/// The daily retention cron: deletes archive rows older than 30 days in bounded batches.
 pub async fn purge_archive(db: &D1Database, now_ms: u64) -> u64 {
     let cutoff = now_ms.saturating_sub(RETENTION_MS);
     let mut deleted = 0u64;

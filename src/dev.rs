@@ -178,12 +178,13 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(0);
             let ms = JsValue::from_f64((days * 86_400_000) as f64);
-            crate::d1::run(
-                &gw.db()?,
-                "UPDATE response_archive SET created_at = created_at - ?2 WHERE request_id = ?1",
-                &[JsValue::from_str(id), ms],
-            )
-            .await?;
+            let db = gw.db()?;
+            for table in ["response_archive", "usage_events"] {
+                let sql = format!(
+                    "UPDATE {table} SET created_at = created_at - ?2 WHERE request_id = ?1"
+                );
+                crate::d1::run(&db, &sql, &[JsValue::from_str(id), ms.clone()]).await?;
+            }
             json(200, &json!({"aged_days": days}))
         }
         // Rows an account has in every table (account deletion must leave none).

@@ -58,14 +58,26 @@ async fn put(gw: &Gw, req: &mut Request, caller: &Caller, provider: Provider) ->
     let ciphertext = fanout::seal(gw, provider, &caller.account_id, key).await?;
     let last4 = byok::last4(key);
     let db = gw.db()?;
-    d1::run(
+    // Stored only while the account exists: a deletion that ran while the key was being
+    // sealed must not be followed by a row nobody can reach or remove.
+    let stored = d1::run(
         &db,
-        "INSERT INTO provider_keys (account_id, provider, ciphertext, last4, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+        "INSERT INTO provider_keys (account_id, provider, ciphertext, last4, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1) \
          ON CONFLICT(account_id, provider) DO UPDATE SET ciphertext = excluded.ciphertext, \
          last4 = excluded.last4, created_at = excluded.created_at",
-        &[s(&caller.account_id), s(provider.as_str()), s(&ciphertext), s(&last4), n(gw.now_ms)],
+        &[
+            s(&caller.account_id),
+            s(provider.as_str()),
+            s(&ciphertext),
+            s(&last4),
+            n(gw.now_ms),
+        ],
     )
     .await?;
+    if stored == 0 {
+        return Err(ApiError::unauthorized());
+    }
     // The auth row carries the account's BYOK providers: the next call must see this key.
     invalidate_account(gw, &db, &caller.account_id).await?;
     json(

@@ -105,7 +105,7 @@ async fn other_accounts_unknown_and_malformed_ids_get_identical_404s() {
 #[tokio::test]
 async fn past_30_days_the_owner_gets_410_and_the_cron_deletes_old_rows() {
     let s = &stack();
-    let (_, key) = s.live_key().await;
+    let (account, key) = s.live_key().await;
     let old = s
         .ask(
             &key,
@@ -144,10 +144,21 @@ async fn past_30_days_the_owner_gets_410_and_the_cron_deletes_old_rows() {
     )
     .await;
     assert_eq!(cron.status, 200, "{}", cron.text);
+    // Deleted by the cron (the account's archive holds only the new row), and still a 410 for
+    // its owner; another account still gets the one 404.
+    let rows = s.get(&format!("/__dev/rows/{account}"), None).await.json();
+    assert_eq!(rows["response_archive"], 1, "{rows}");
     assert_eq!(
         s.get(&format!("/v1/ask/{old_id}"), Some(&key)).await.status,
-        404,
-        "deleted by the cron"
+        410,
+        "deleted by the cron, still expired for its owner"
+    );
+    let (_, other) = s.live_key().await;
+    assert_eq!(
+        s.get(&format!("/v1/ask/{old_id}"), Some(&other))
+            .await
+            .status,
+        404
     );
     assert_eq!(
         s.get(&format!("/v1/ask/{new_id}"), Some(&key)).await.status,
