@@ -37,14 +37,16 @@ pub fn key_request(body: &Map<String, Value>) -> Outcome<(Option<String>, KeyMod
     Ok((name, mode))
 }
 
-/// Mints a key for the account, drawing a new secret on a prefix collision.
+/// Mints a key for the account, drawing a new secret on a prefix collision; with a cap, only
+/// while the account holds fewer key rows (409 `key_limit_reached` at it).
 pub async fn mint_key(
     gw: &Gw,
     account_id: &str,
     name: Option<&str>,
     mode: KeyMode,
+    cap: Option<u64>,
 ) -> Outcome<MintedKey> {
-    mint_key_from(gw, account_id, name, mode, random_32).await
+    mint_key_from(gw, account_id, name, mode, cap, random_32).await
 }
 
 /// [`mint_key`] with secrets from `draw` (a dev-only route fixes their first bytes, hence the
@@ -55,12 +57,15 @@ pub async fn mint_key_from(
     account_id: &str,
     name: Option<&str>,
     mode: KeyMode,
+    cap: Option<u64>,
     draw: impl Fn() -> Outcome<[u8; 32]>,
 ) -> Outcome<MintedKey> {
     let db = gw.db()?;
+    // Uncapped: above any count (and exact as a JS number).
+    let max_keys = cap.unwrap_or(1 << 53);
     for _ in 0..8 {
         let minted = keys::mint(mode, &draw()?);
-        if store::insert_key(
+        let inserted = store::insert_key(
             &db,
             &minted.prefix,
             account_id,
@@ -68,18 +73,37 @@ pub async fn mint_key_from(
             name,
             mode.as_str(),
             gw.now_ms,
+            max_keys,
         )
-        .await?
-        {
-            if let Err(e) = bucket::reset(&gw.env, &minted.prefix).await {
-                // Nobody will hold this key's secret: leave no active row behind.
-                store::revoke_key(&db, account_id, &minted.prefix, gw.now_ms).await?;
-                return Err(e);
+        .await?;
+        if !inserted {
+            // At the cap, or the prefix was taken (then draw again).
+            let held = store::count_keys(&db, account_id).await?;
+            if held >= max_keys {
+                return Err(key_limit_reached(held, max_keys));
             }
-            return Ok(minted);
+            continue;
         }
+        if let Err(e) = bucket::reset(&gw.env, &minted.prefix).await {
+            // Nobody will hold this key's secret: leave no active row behind.
+            store::revoke_key(&db, account_id, &minted.prefix, gw.now_ms).await?;
+            return Err(e);
+        }
+        return Ok(minted);
     }
     Err(ApiError::unavailable(1))
+}
+
+fn key_limit_reached(held: u64, limit: u64) -> ApiError {
+    ApiError::new(
+        409,
+        "key_limit_reached",
+        format!(
+            "this account holds {held} keys (active, or revoked in the last \
+             {KEY_RETENTION_DAYS} days); it may hold {limit}"
+        ),
+    )
+    .with("max", limit)
 }
 
 /// Most key rows an account may hold through `POST /v1/keys`, revoked keys included (a revoked
@@ -115,20 +139,8 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
         ("POST", ["keys"]) => {
             let body = read_optional_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = key_request(&body)?;
-            let limit = key_limit(gw);
-            let held = store::count_keys(&gw.db()?, &caller.account_id).await?;
-            if held >= limit {
-                return Err(ApiError::new(
-                    409,
-                    "key_limit_reached",
-                    format!(
-                        "this account holds {held} keys (active, or revoked in the last \
-                         {KEY_RETENTION_DAYS} days); it may hold {limit}"
-                    ),
-                )
-                .with("max", limit));
-            }
-            let minted = mint_key(gw, &caller.account_id, name.as_deref(), mode).await?;
+            let cap = Some(key_limit(gw));
+            let minted = mint_key(gw, &caller.account_id, name.as_deref(), mode, cap).await?;
             json(
                 201,
                 &json!({"key": minted.token, "prefix": minted.prefix, "name": name, "mode": mode.as_str()}),

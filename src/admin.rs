@@ -25,7 +25,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let id = existing_account(gw, id).await?;
             let body = read_optional_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = account::key_request(&body)?;
-            let minted = account::mint_key(gw, &id, name.as_deref(), mode).await?;
+            let minted = account::mint_key(gw, &id, name.as_deref(), mode, None).await?;
             json(
                 201,
                 &json!({"key": minted.token, "prefix": minted.prefix, "mode": mode.as_str()}),

@@ -63,8 +63,8 @@ pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Respons
     json(200, &body)
 }
 
-/// Whether the caller's account was answered (200) under request `id` more than `age_ms` ago,
-/// by its usage row (kept after the archive row is gone).
+/// Whether the caller's account was answered by `POST /v1/ask` (200, the archived kind) under
+/// request `id` more than `age_ms` ago, by its usage row (kept after the archive row is gone).
 async fn answered_before(gw: &Gw, caller: &Caller, id: &str, age_ms: u64) -> Outcome<bool> {
     #[derive(Deserialize)]
     struct Found {
@@ -73,7 +73,7 @@ async fn answered_before(gw: &Gw, caller: &Caller, id: &str, age_ms: u64) -> Out
     let found = d1::first::<Found>(
         &gw.db()?,
         "SELECT created_at FROM usage_events WHERE request_id = ?1 AND account_id = ?2 \
-         AND status_code = 200",
+         AND status_code = 200 AND endpoint = 'POST /v1/ask'",
         &[s(id), s(&caller.account_id)],
     )
     .await?;

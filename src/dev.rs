@@ -91,6 +91,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 account,
                 None,
                 gateway_core::keys::KeyMode::Live,
+                None,
                 draw,
             )
             .await?;

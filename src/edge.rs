@@ -286,21 +286,18 @@ pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8
 }
 
 /// Reads a small JSON body (admin and account routes) into a JSON object.
-/// The body's JSON object, or an empty object when the request has no body at all (a route
-/// whose fields are all optional, such as `POST /v1/keys`).
+/// The body's JSON object, or an empty object when the request's body is empty (a route whose
+/// fields are all optional, such as `POST /v1/keys`). A body with bytes in it must be JSON.
 pub async fn read_optional_json_object(
     req: &mut Request,
     limit: usize,
 ) -> Outcome<serde_json::Map<String, serde_json::Value>> {
-    let h = req.headers();
-    let declared_empty = h.get("Content-Length").ok().flatten().as_deref() == Some("0");
-    let undeclared = h.get("Content-Length").ok().flatten().is_none()
-        && h.get("Transfer-Encoding").ok().flatten().is_none()
-        && h.get("Content-Type").ok().flatten().is_none();
-    if declared_empty || undeclared {
+    let body = read_body_capped(req, limit).await?;
+    if body.is_empty() {
         return Ok(serde_json::Map::new());
     }
-    read_json_object(req, limit).await
+    require_json(req)?;
+    json_object(&body)
 }
 
 /// Refuses a field of `body` not in `allowed` (a misspelled field is an error, not ignored).
@@ -327,7 +324,12 @@ pub async fn read_json_object(
 ) -> Outcome<serde_json::Map<String, serde_json::Value>> {
     require_json(req)?;
     let body = read_body_capped(req, limit).await?;
-    match serde_json::from_slice::<serde_json::Value>(&body) {
+    json_object(&body)
+}
+
+/// `body` as a JSON object, or the 400 for what it is instead.
+fn json_object(body: &[u8]) -> Outcome<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::invalid_request("the body must be a JSON object")),
         Err(e) => Err(ApiError::invalid_json(

@@ -96,7 +96,6 @@ pub async fn set_store_prompt_prefix(db: &D1Database, id: &str, on: bool) -> Out
     .map(|_| ())
 }
 
-/// Inserts a key; returns false on a prefix collision (the caller draws a new secret).
 /// How many key rows the account holds, active or revoked.
 pub async fn count_keys(db: &D1Database, account_id: &str) -> Outcome<u64> {
     #[derive(Deserialize)]
@@ -112,6 +111,10 @@ pub async fn count_keys(db: &D1Database, account_id: &str) -> Outcome<u64> {
     Ok(row.map_or(0, |r| r.n))
 }
 
+/// Inserts a key if the account holds fewer than `max_keys` rows (checked in the same
+/// statement, so parallel mints cannot pass the cap together); returns false on a prefix
+/// collision or at the cap (the caller tells them apart with [`count_keys`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_key(
     db: &D1Database,
     prefix: &str,
@@ -120,11 +123,14 @@ pub async fn insert_key(
     name: Option<&str>,
     mode: &str,
     now_ms: u64,
+    max_keys: u64,
 ) -> Outcome<bool> {
     let changed = d1::run(
         db,
         "INSERT INTO api_keys (prefix, account_id, key_hash, name, mode, status, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6) ON CONFLICT(prefix) DO NOTHING",
+         SELECT ?1, ?2, ?3, ?4, ?5, 'active', ?6 \
+         WHERE (SELECT COUNT(*) FROM api_keys WHERE account_id = ?2) < ?7 \
+         ON CONFLICT(prefix) DO NOTHING",
         &[
             text(prefix),
             text(account_id),
@@ -132,6 +138,7 @@ pub async fn insert_key(
             opt_text(name),
             text(mode),
             num(now_ms),
+            num(max_keys),
         ],
     )
     .await?;

@@ -160,6 +160,17 @@ async fn past_30_days_the_owner_gets_410_and_the_cron_deletes_old_rows() {
             .status,
         404
     );
+    // A 200 that was never an archived answer (GET /v1/account) stays a 404 when old.
+    let acct = s.get("/v1/account", Some(&key)).await;
+    let acct_id = acct.header("x-request-id").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    age(s, &acct_id, 31).await;
+    assert_eq!(
+        s.get(&format!("/v1/ask/{acct_id}"), Some(&key))
+            .await
+            .status,
+        404
+    );
     assert_eq!(
         s.get(&format!("/v1/ask/{new_id}"), Some(&key)).await.status,
         200

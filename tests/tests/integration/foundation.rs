@@ -192,14 +192,25 @@ async fn minting_stops_at_the_key_cap_until_old_revoked_keys_are_purged() {
     use integration_tests::DEV_MAX_KEYS_PER_ACCOUNT;
     let s = &stack();
     let (_, key) = s.live_key().await;
+    // Twice the cap's worth of mints at once: the cap holds (checked in the insert itself).
+    let bodies: Vec<_> = (0..2 * DEV_MAX_KEYS_PER_ACCOUNT)
+        .map(|i| json!({"name": format!("k{i}")}))
+        .collect();
+    let mints = bodies.iter().map(|b| s.post("/v1/keys", Some(&key), b));
+    let replies = futures::future::join_all(mints).await;
     let mut prefixes = Vec::new();
-    for i in 1..DEV_MAX_KEYS_PER_ACCOUNT {
-        let r = s
-            .post("/v1/keys", Some(&key), &json!({"name": format!("k{i}")}))
-            .await;
-        assert_eq!(r.status, 201, "key {i}: {}", r.text);
-        prefixes.push(r.json()["prefix"].as_str().unwrap().to_string());
+    for r in &replies {
+        match r.status {
+            201 => prefixes.push(r.json()["prefix"].as_str().unwrap().to_string()),
+            409 => assert_eq!(r.json()["error"]["code"], "key_limit_reached"),
+            other => panic!("{other}: {}", r.text),
+        }
     }
+    assert_eq!(
+        prefixes.len() as u64,
+        DEV_MAX_KEYS_PER_ACCOUNT - 1,
+        "the account's first key counts"
+    );
     // Revoked keys still count.
     let victim = prefixes.pop().unwrap();
     assert_eq!(
@@ -248,6 +259,15 @@ async fn optional_bodies_may_be_absent_and_misspelled_fields_are_refused() {
     let bare = send(s.client.post(s.url("/v1/keys")).bearer_auth(&key)).await;
     assert_eq!(bare.status, 201, "{}", bare.text);
     assert_eq!(bare.json()["mode"], "live");
+    // A body is never ignored: without a JSON content type it is a 415, not a default key.
+    let untyped = send(
+        s.client
+            .post(s.url("/v1/keys"))
+            .bearer_auth(&key)
+            .body(r#"{"mode":"test"}"#),
+    )
+    .await;
+    assert_eq!(untyped.status, 415, "{}", untyped.text);
     let typo = s.post("/v1/keys", Some(&key), &json!({"nmae": "x"})).await;
     assert_eq!(
         (typo.status, typo.json()["error"]["field"].clone()),
