@@ -49,6 +49,9 @@ pub enum ResultBody {
 pub struct ResultError {
     pub code: String,
     pub message: String,
+    /// When the provider said to come back (its `retry-after`, or Gemini's `retryDelay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ProviderResult {
@@ -65,6 +68,7 @@ impl ProviderResult {
                 error: ResultError {
                     code: code.into(),
                     message,
+                    retry_after_ms: None,
                 },
             },
         }
@@ -240,7 +244,11 @@ async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> Provi
             .unwrap_or("the broker failed"),
     )
     .into_owned();
-    ProviderResult::error(provider, &code, message)
+    let mut result = ProviderResult::error(provider, &code, message);
+    if let ResultBody::Err { error } = &mut result.outcome {
+        error.retry_after_ms = v["error"]["retry_after_ms"].as_u64();
+    }
+    result
 }
 
 /// A drop-in call's answer from upstream (or the broker's synthetic test answer): the status

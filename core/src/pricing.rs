@@ -16,12 +16,15 @@ pub const CACHE_HIT_FEE: u64 = 1;
 /// Tokens added to every input estimate for the chat framing around the prompt.
 pub const INPUT_TOKEN_OVERHEAD: u64 = 16;
 
-/// Credits per 1,000 tokens.
+/// Credits per 1,000 tokens, and per request where the provider bills one (Perplexity's
+/// request fee).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub input_per_1k: u64,
     pub output_per_1k: u64,
+    #[serde(default)]
+    pub per_request: u64,
 }
 
 impl Price {
@@ -29,17 +32,29 @@ impl Price {
         Price {
             input_per_1k,
             output_per_1k,
+            per_request: 0,
         }
     }
 
-    /// Credits for this many tokens: `ceil((in × input + out × output) / 1000)`, at least 1,
-    /// saturating at `u64::MAX`.
+    /// A price with a fee per request on top of the tokens.
+    pub const fn with_request_fee(input_per_1k: u64, output_per_1k: u64, fee: u64) -> Price {
+        Price {
+            input_per_1k,
+            output_per_1k,
+            per_request: fee,
+        }
+    }
+
+    /// Credits for one request of this many tokens:
+    /// `ceil((in × input + out × output) / 1000) + per_request`, at least 1, saturating at
+    /// `u64::MAX`.
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> u64 {
         // Each product fits in u128; only their sum can overflow.
         let milli = (u128::from(input_tokens) * u128::from(self.input_per_1k))
             .saturating_add(u128::from(output_tokens) * u128::from(self.output_per_1k));
         u64::try_from(milli.div_ceil(1000))
             .unwrap_or(u64::MAX)
+            .saturating_add(self.per_request)
             .max(1)
     }
 }
@@ -79,17 +94,27 @@ const DEFAULT_PRICES: [(Provider, &str, Price); 20] = [
     (Provider::Gemini, "gemini-2.5-flash", Price::new(30, 250)),
     (Provider::Gemini, "gemini-2.5-pro", Price::new(125, 1000)),
     (Provider::Gemini, "gemini-2.0-flash", Price::new(10, 40)),
-    (Provider::Perplexity, "sonar", Price::new(100, 100)),
-    (Provider::Perplexity, "sonar-pro", Price::new(300, 1500)),
+    // Perplexity also bills each request (its search), by search context size: the low
+    // context's $5 per 1,000 requests (sonar, sonar-reasoning) or $6 (the pro models).
+    (
+        Provider::Perplexity,
+        "sonar",
+        Price::with_request_fee(100, 100, 500),
+    ),
+    (
+        Provider::Perplexity,
+        "sonar-pro",
+        Price::with_request_fee(300, 1500, 600),
+    ),
     (
         Provider::Perplexity,
         "sonar-reasoning",
-        Price::new(100, 500),
+        Price::with_request_fee(100, 500, 500),
     ),
     (
         Provider::Perplexity,
         "sonar-reasoning-pro",
-        Price::new(200, 800),
+        Price::with_request_fee(200, 800, 600),
     ),
 ];
 
@@ -100,7 +125,7 @@ fn default_fallback(provider: Provider) -> Price {
         Provider::OpenAi => Price::new(250, 1000),
         Provider::Anthropic => Price::new(1500, 7500),
         Provider::Gemini => Price::new(125, 1000),
-        Provider::Perplexity => Price::new(300, 1500),
+        Provider::Perplexity => Price::with_request_fee(300, 1500, 600),
     }
 }
 
@@ -234,8 +259,25 @@ mod tests {
             for price in t.models[&p].values() {
                 assert!(price.input_per_1k <= fallback.input_per_1k, "{p}");
                 assert!(price.output_per_1k <= fallback.output_per_1k, "{p}");
+                assert!(price.per_request <= fallback.per_request, "{p}");
             }
         }
+    }
+
+    /// Perplexity's documented sonar reply (`usage.cost.request_cost: 0.005` for 34 tokens):
+    /// the request fee is most of the cost, and is charged.
+    #[test]
+    fn perplexity_calls_pay_the_request_fee() {
+        let t = PriceTable::default();
+        let cost = t.cost(Provider::Perplexity, "sonar", 12, 22);
+        assert_eq!(
+            cost,
+            4 + 500,
+            "34 tokens at $1/M (3.4, rounded up) + the $0.005 fee"
+        );
+        assert_eq!(t.cost(Provider::OpenAi, "gpt-4o-mini", 12, 22), 2);
+        let worst = t.worst_case(Provider::Perplexity, "sonar", 100, 16);
+        assert!(worst > 500, "the reservation covers the fee: {worst}");
     }
 
     #[test]
@@ -255,7 +297,10 @@ mod tests {
             t.price(Provider::Anthropic, "claude-sonnet-4-5"),
             Price::new(300, 1500)
         );
-        assert_eq!(t.price(Provider::Perplexity, "sonar"), Price::new(100, 100));
+        assert_eq!(
+            t.price(Provider::Perplexity, "sonar"),
+            Price::with_request_fee(100, 100, 500)
+        );
         // A model is priced at its own provider only.
         assert_eq!(
             t.price(Provider::Gemini, "gpt-4o-mini"),

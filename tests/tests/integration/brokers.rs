@@ -169,6 +169,10 @@ async fn every_fault_kind_becomes_a_typed_per_provider_error() {
         let bad = result(&body, provider);
         assert_eq!(bad["error"]["code"], code, "{fault}: {bad}");
         assert!(bad["error"]["message"].is_string());
+        // The provider's own retry hint reaches the caller (the mock's 429: retry-after: 2).
+        if fault == "429" {
+            assert_eq!(bad["error"]["retry_after_ms"], 2000, "{bad}");
+        }
         assert!(
             result(&body, "gemini")["content"].is_string(),
             "the other provider still answers ({fault})"
