@@ -37,9 +37,11 @@ impl AccountLedger {
         Ok(ledger)
     }
 
+    /// Stores the ledger, then remembers it: a write that fails leaves the object as stored.
     async fn save(&self, ledger: &Ledger) -> Result<()> {
+        self.state.storage().put(STATE_KEY, ledger).await?;
         *self.cached.borrow_mut() = Some(ledger.clone());
-        self.state.storage().put(STATE_KEY, ledger).await
+        Ok(())
     }
 }
 

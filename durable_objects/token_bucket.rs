@@ -46,9 +46,11 @@ impl TokenBucket {
         Ok(stored)
     }
 
+    /// Stores the state, then remembers it: a write that fails leaves the object as stored.
     async fn save(&self, stored: Stored) -> Result<()> {
-        *self.cached.borrow_mut() = Some(stored.clone());
-        self.state.storage().put(STATE_KEY, &stored).await
+        self.state.storage().put(STATE_KEY, &stored).await?;
+        *self.cached.borrow_mut() = Some(stored);
+        Ok(())
     }
 }
 

@@ -230,7 +230,17 @@ async fn reserve_worst(
             amount,
         },
     )
-    .await?;
+    .await;
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(e) => {
+            // The ledger may have applied the reservation before the call failed (a lost
+            // reply): give it back, so it does not hold the credits for 10 minutes. Releasing
+            // an id the ledger does not hold does nothing.
+            ledger::queue(gw, &caller.account_id, LedgerOp::Release { id });
+            return Err(e);
+        }
+    };
     if !reply.ok {
         return Err(ApiError::insufficient_credits(amount, reply.available));
     }

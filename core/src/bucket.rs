@@ -541,10 +541,11 @@ mod tests {
         prop_oneof![
             // Small buckets that the walk drains, so the bound is tight.
             8 => (1u32..=20, 0.01f64..=50.0).prop_map(|(b, r)| limits(b, r)),
-            2 => (1u32..=1_000_000, 1e-6f64..=100_000.0).prop_map(|(b, r)| limits(b, r)),
+            2 => (1u32..=1_000_000, crate::tier::MIN_PER_SECOND..=100_000.0)
+                .prop_map(|(b, r)| limits(b, r)),
             1 => Just(limits(10, 10.0 / 60.0)),
             1 => Just(limits(2, 3.0)),
-            1 => Just(limits(1, 1e-9)),
+            1 => Just(limits(1, crate::tier::MIN_PER_SECOND)),
         ]
     }
 

@@ -42,6 +42,10 @@ impl std::fmt::Display for Tier {
 pub const MAX_BURST: u32 = 1_000_000;
 /// Largest accepted refill rate, tokens per second.
 pub const MAX_PER_SECOND: f64 = 100_000.0;
+/// Slowest refill: one token a day. A slower one's refill interval in nanoseconds would pass
+/// 2^53, which Durable Object storage (JS numbers) cannot hold exactly, and every write of
+/// the bucket would fail.
+pub const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
 /// Largest accepted per-tier `max_tokens` cap.
 pub const MAX_MAX_TOKENS: u32 = 1_000_000;
 
@@ -90,7 +94,8 @@ impl std::fmt::Display for LimitsError {
             }
             LimitsError::RateOutOfRange { per_second } => write!(
                 f,
-                "per_second must be above 0 and at most {MAX_PER_SECOND}, got {per_second}"
+                "per_second must be at least one a day ({MIN_PER_SECOND}) and at most \
+                 {MAX_PER_SECOND}, got {per_second}"
             ),
         }
     }
@@ -99,12 +104,13 @@ impl std::fmt::Display for LimitsError {
 impl std::error::Error for LimitsError {}
 
 impl Limits {
-    /// Validated limits: `burst` in `1..=1_000_000`, `per_second` finite, `> 0`, `<= 100_000`.
+    /// Validated limits: `burst` in `1..=1_000_000`, `per_second` finite, at least one a day
+    /// (`MIN_PER_SECOND`) and `<= 100_000`.
     pub fn new(burst: u32, per_second: f64) -> Result<Limits, LimitsError> {
         if !(1..=MAX_BURST).contains(&burst) {
             return Err(LimitsError::BurstOutOfRange { burst });
         }
-        if !(per_second.is_finite() && per_second > 0.0 && per_second <= MAX_PER_SECOND) {
+        if !(per_second.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&per_second)) {
             return Err(LimitsError::RateOutOfRange { per_second });
         }
         Ok(Limits { burst, per_second })
@@ -332,6 +338,15 @@ fn max_tokens(tier: Tier, given: Option<u32>, default: u32) -> Result<u32, TierC
 mod tests {
     use super::*;
 
+    /// Slower than one a day is refused: its refill interval would not fit a JS number, and
+    /// the bucket's storage write would fail on every call.
+    #[test]
+    fn the_slowest_refill_is_one_a_day_and_fits_a_js_number() {
+        assert!(Limits::new(1000, 0.000_000_1).is_err());
+        let slowest = Limits::new(1000, MIN_PER_SECOND).unwrap();
+        assert!(slowest.refill_interval_ns() <= 1 << 53);
+    }
+
     #[test]
     fn tier_names_round_trip_and_parse_is_case_sensitive() {
         for tier in Tier::ALL {
@@ -347,7 +362,7 @@ mod tests {
 
     #[test]
     fn limits_new_enforces_bounds() {
-        assert!(Limits::new(1, 1e-9).is_ok());
+        assert!(Limits::new(1, MIN_PER_SECOND).is_ok());
         assert!(Limits::new(MAX_BURST, MAX_PER_SECOND).is_ok());
         assert_eq!(
             Limits::new(0, 1.0),
