@@ -57,6 +57,8 @@ pub struct Tokens {
 #[serde(rename_all = "snake_case")]
 pub enum ProviderErrorCode {
     UpstreamRateLimited,
+    /// The platform's provider account is out of quota or credit: a 429 that no retry cures.
+    UpstreamQuotaExhausted,
     UpstreamAuthFailed,
     UpstreamBadRequest,
     UpstreamOverloaded,
@@ -69,8 +71,9 @@ pub enum ProviderErrorCode {
 }
 
 impl ProviderErrorCode {
-    pub const ALL: [ProviderErrorCode; 10] = [
+    pub const ALL: [ProviderErrorCode; 11] = [
         ProviderErrorCode::UpstreamRateLimited,
+        ProviderErrorCode::UpstreamQuotaExhausted,
         ProviderErrorCode::UpstreamAuthFailed,
         ProviderErrorCode::UpstreamBadRequest,
         ProviderErrorCode::UpstreamOverloaded,
@@ -86,6 +89,7 @@ impl ProviderErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderErrorCode::UpstreamRateLimited => "upstream_rate_limited",
+            ProviderErrorCode::UpstreamQuotaExhausted => "upstream_quota_exhausted",
             ProviderErrorCode::UpstreamAuthFailed => "upstream_auth_failed",
             ProviderErrorCode::UpstreamBadRequest => "upstream_bad_request",
             ProviderErrorCode::UpstreamOverloaded => "upstream_overloaded",

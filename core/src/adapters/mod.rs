@@ -233,7 +233,10 @@ pub(crate) fn upstream_error(
     let parsed = read_error_body(body);
     let detail = parsed.as_ref();
     let overloaded_kind = detail.and_then(|d| d.kind.as_deref()) == Some("overloaded_error");
+    // OpenAI answers an exhausted quota or billing limit with a 429 too (`insufficient_quota`).
+    let quota_kind = detail.and_then(|d| d.kind.as_deref()) == Some("insufficient_quota");
     let code = match status {
+        429 if quota_kind => ProviderErrorCode::UpstreamQuotaExhausted,
         429 => ProviderErrorCode::UpstreamRateLimited,
         401 | 403 => ProviderErrorCode::UpstreamAuthFailed,
         _ if detail.is_some_and(|d| d.key_invalid) => ProviderErrorCode::UpstreamAuthFailed,
@@ -247,6 +250,9 @@ pub(crate) fn upstream_error(
     };
     let what = match code {
         ProviderErrorCode::UpstreamRateLimited => "rate limited the request",
+        ProviderErrorCode::UpstreamQuotaExhausted => {
+            "refused the request: the platform's quota or billing limit there is exhausted"
+        }
         ProviderErrorCode::UpstreamAuthFailed => "rejected the broker's credentials",
         ProviderErrorCode::UpstreamTimeout => "timed out",
         ProviderErrorCode::PromptTooLarge => "refused the request as too large",
@@ -285,6 +291,23 @@ mod tests {
 
     fn err(status: u16, body: &str) -> ProviderError {
         upstream_error(Provider::OpenAi, status, None, body)
+    }
+
+    /// OpenAI's quota and billing 429 (documented: `type`/`code` `insufficient_quota`) is not
+    /// a rate limit: no retry cures it, so it is told apart; the documented rate-limit 429 is
+    /// still a rate limit.
+    #[test]
+    fn an_exhausted_quota_is_not_reported_as_a_rate_limit() {
+        let quota = r#"{"error": {"message": "You exceeded your current quota, please check your plan and billing details.", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}"#;
+        assert_eq!(
+            err(429, quota).code,
+            ProviderErrorCode::UpstreamQuotaExhausted
+        );
+        let documented = include_str!("../../../fixtures/providers/openai/error_429.json");
+        assert_eq!(
+            err(429, documented).code,
+            ProviderErrorCode::UpstreamRateLimited
+        );
     }
 
     #[test]
