@@ -136,15 +136,19 @@ WRANGLER_LOG_PATH="$work/wrangler-logs" \
   setsid bash "$snap/scripts/stack.sh" "$work/state" "$port" "$mock_port" "$inspector" >"$work/stack.log" 2>&1 &
 stack=$!
 
+# wait_up URL PID TRIES: waits (0.5 s a try) until URL/healthz answers; fails early if PID exits.
+wait_up() {
+  local _
+  for _ in $(seq 1 "$3"); do
+    curl -fsS "$1/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
 base="http://127.0.0.1:$port"
 mock="http://127.0.0.1:$mock_port"
-up=0
-for _ in $(seq 1 300); do
-  if curl -fsS "$base/healthz" >/dev/null 2>&1; then up=1; break; fi
-  kill -0 "$stack" 2>/dev/null || break
-  sleep 0.5
-done
-if [ "$up" != 1 ]; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
+if ! wait_up "$base" "$stack" 300; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
 say "stack: wrangler dev on $base, state under $BENCH_STATE_ROOT; each figure: $ROUNDS alternating runs of ${WARMUP}s warmup + ${DURATION}s"
 # The runtime's own socket: a port of one of the stack's workerd processes, other than wrangler's
 # proxy and inspector, that answers GET /healthz like the gateway.
@@ -333,13 +337,7 @@ cp benches/reference-worker/worker.js benches/reference-worker/wrangler.toml "$w
   --show-interactive-dev-session=false) >"$work/ref.log" 2>&1 &
 ref=$!
 ref_base="http://127.0.0.1:$ref_port"
-up=0
-for _ in $(seq 1 120); do
-  if curl -fsS "$ref_base/healthz" >/dev/null 2>&1; then up=1; break; fi
-  kill -0 "$ref" 2>/dev/null || break
-  sleep 0.5
-done
-if [ "$up" = 1 ]; then
+if wait_up "$ref_base" "$ref" 120; then
   say "reference Worker: wrangler dev on $ref_base; its Network tracing: $(disable_tracing "$ref_inspector")"
   # A stored entry of the size of the gateway's L1 answer in a. (about 400 bytes).
   ref_entry="{\"tier\":\"l1\",\"results\":[{\"provider\":\"openai\",\"model\":\"gpt-4o-mini\",\"content\":\"[openai/gpt-4o-mini] reference entry $nonce, about as long as the gateway's\",\"citations\":[],\"tokens\":{\"input\":4,\"output\":6}}],\"padding\":\"$(printf '%0150d' 0)\"}"

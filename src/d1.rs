@@ -87,6 +87,15 @@ pub async fn first<T: DeserializeOwned>(
         .map_err(dependency(DB))
 }
 
+/// The `n` of a `SELECT COUNT(*) AS n ...` (0 when no row).
+pub async fn count(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<u64> {
+    #[derive(serde::Deserialize)]
+    struct Count {
+        n: u64,
+    }
+    Ok(first::<Count>(db, sql, args).await?.map_or(0, |c| c.n))
+}
+
 /// Runs a write; returns how many rows it changed.
 pub async fn run(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<usize> {
     let st = statement(db, sql, args)?;

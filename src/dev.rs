@@ -12,10 +12,14 @@ use crate::cache;
 use crate::durable_objects::LedgerOp;
 use crate::edge::{dependency, json, Gw, Outcome};
 
-/// A `COUNT(*) AS n` row.
-#[derive(serde::Deserialize)]
-struct Count {
-    n: u64,
+/// A whole-number field of a small JSON body, 0 when absent (the dev routes' `days`,
+/// `seconds`).
+async fn u64_field(req: &mut Request, name: &str) -> Outcome<u64> {
+    let body = crate::edge::read_json_object(req, 1024).await?;
+    Ok(body
+        .get(name)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0))
 }
 
 pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
@@ -44,11 +48,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         }
         // Make an L2 entry older by `seconds` (its stored date moves back; its KV expiry stays).
         (Method::Post, ["l2", ns, version, key, "age"]) => {
-            let body = crate::edge::read_json_object(&mut req, 1024).await?;
-            let seconds = body
-                .get("seconds")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
+            let seconds = u64_field(&mut req, "seconds").await?;
             let name = cache::l2_name(&format!("{ns}/{version}"), key);
             let kv = gw.kv()?;
             let (value, meta) = kv
@@ -110,11 +110,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         }
         // Move a revoked key's revocation back by N days (the key purge's clock).
         (Method::Post, ["keys", prefix, "age"]) => {
-            let body = crate::edge::read_json_object(&mut req, 1024).await?;
-            let days = body
-                .get("days")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
+            let days = u64_field(&mut req, "days").await?;
             crate::d1::run(
                 &gw.db()?,
                 "UPDATE api_keys SET revoked_at = revoked_at - ?2 WHERE prefix = ?1",
@@ -173,12 +169,8 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         }
         // Age an archived answer by N days (the archive's clock is the row's created_at).
         (Method::Post, ["archive", id, "age"]) => {
-            let body = crate::edge::read_json_object(&mut req, 1024).await?;
-            let days = body
-                .get("days")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
-            let ms = JsValue::from_f64((days * 86_400_000) as f64);
+            let days = u64_field(&mut req, "days").await?;
+            let ms = JsValue::from_f64(days.saturating_mul(86_400_000) as f64);
             let db = gw.db()?;
             for table in ["response_archive", "usage_events"] {
                 let sql = format!(
@@ -201,9 +193,8 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 ("key_access_log", "account_id"),
             ] {
                 let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1");
-                let row: Option<Count> =
-                    crate::d1::first(&db, &sql, &[JsValue::from_str(account)]).await?;
-                counts.insert(table.into(), json!(row.map_or(0, |c| c.n)));
+                let n = crate::d1::count(&db, &sql, &[JsValue::from_str(account)]).await?;
+                counts.insert(table.into(), json!(n));
             }
             json(200, &serde_json::Value::Object(counts))
         }

@@ -98,17 +98,12 @@ pub async fn set_store_prompt_prefix(db: &D1Database, id: &str, on: bool) -> Out
 
 /// How many key rows the account holds, active or revoked.
 pub async fn count_keys(db: &D1Database, account_id: &str) -> Outcome<u64> {
-    #[derive(Deserialize)]
-    struct Count {
-        n: u64,
-    }
-    let row = d1::first::<Count>(
+    d1::count(
         db,
         "SELECT COUNT(*) AS n FROM api_keys WHERE account_id = ?1",
         &[text(account_id)],
     )
-    .await?;
-    Ok(row.map_or(0, |r| r.n))
+    .await
 }
 
 /// Inserts a key if the account holds fewer than `max_keys` rows (checked in the same

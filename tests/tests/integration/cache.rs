@@ -26,6 +26,14 @@ async fn wait_stored(s: &Stack, key: &str) -> Value {
     panic!("entry {key} never reached L2");
 }
 
+/// Drops an `ask/v1` entry from L1 only (dev route), so the next lookup reaches L2.
+async fn drop_l1(s: &Stack, cache_key: &str) {
+    let d = s
+        .delete(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
+        .await;
+    assert_eq!(d.status, 200, "{}", d.text);
+}
+
 #[tokio::test]
 async fn miss_then_hit_makes_no_new_upstream_call() {
     let s = &stack();
@@ -92,10 +100,7 @@ async fn l2_hit_is_promoted_to_l1() {
     wait_stored(s, &cache_key).await;
     // Make sure L1 has it, then drop it from L1 only.
     assert_eq!(s.ask(&key, &body).await.json()["cache"]["tier"], "l1");
-    let d = s
-        .delete(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
-        .await;
-    assert_eq!(d.status, 200, "{}", d.text);
+    drop_l1(s, &cache_key).await;
     let l2 = s.ask(&key, &body).await;
     assert_eq!(l2.json()["cache"]["tier"], "l2", "{}", l2.text);
     assert_eq!(
@@ -143,10 +148,7 @@ async fn an_l2_copy_in_l1_expires_with_the_entry() {
         )
         .await;
     assert_eq!(aged.status, 200, "{}", aged.text);
-    let d = s
-        .delete(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
-        .await;
-    assert_eq!(d.status, 200, "{}", d.text);
+    drop_l1(s, &cache_key).await;
     let l2 = s.ask(&key, &body).await;
     assert_eq!(l2.json()["cache"]["tier"], "l2", "{}", l2.text);
     let mut cc = Value::Null;

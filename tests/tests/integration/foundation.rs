@@ -2,7 +2,16 @@
 
 use std::time::Duration;
 
-use integration_tests::{json, nonce, reqwest::Method, send, stack};
+use integration_tests::{json, nonce, reqwest::Method, send, stack, Stack};
+
+/// A new key minted with `key` (`POST /v1/keys`): (token, prefix).
+async fn mint(s: &Stack, key: &str, name: &str) -> (String, String) {
+    let r = s.post("/v1/keys", Some(key), &json!({"name": name})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let v = r.json();
+    let field = |f: &str| v[f].as_str().unwrap().to_string();
+    (field("key"), field("prefix"))
+}
 
 fn ask_body(prompt: &str) -> serde_json::Value {
     json!({"prompt": prompt, "providers": ["openai", "anthropic", "gemini", "perplexity"]})
@@ -128,14 +137,7 @@ async fn unknown_malformed_and_revoked_keys_get_one_identical_401() {
 async fn revoked_key_is_refused_on_the_next_ask() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    let r = s
-        .post("/v1/keys", Some(&key), &json!({"name": "second"}))
-        .await;
-    let v = r.json();
-    let (k2, prefix) = (
-        v["key"].as_str().unwrap().to_string(),
-        v["prefix"].as_str().unwrap().to_string(),
-    );
+    let (k2, prefix) = mint(s, &key, "second").await;
     let n = nonce();
     let body = json!({"prompt": format!("revocation {n}"), "providers": ["openai"]});
     assert_eq!(s.ask(&k2, &body).await.status, 200);
@@ -159,14 +161,7 @@ async fn revoked_key_is_refused_on_the_next_ask() {
 async fn a_revocation_racing_an_auth_cache_write_still_takes_effect() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    let v = s
-        .post("/v1/keys", Some(&key), &json!({"name": "racing"}))
-        .await
-        .json();
-    let (k2, prefix) = (
-        v["key"].as_str().unwrap().to_string(),
-        v["prefix"].as_str().unwrap().to_string(),
-    );
+    let (k2, prefix) = mint(s, &key, "racing").await;
     // First use of k2: its row comes from D1; its KV write waits 500 ms.
     let first = send(
         s.client
