@@ -1,9 +1,9 @@
 //! `AccountLedger`: one per account (`id_from_name(account_id)`), holding the credit balance
-//! and open reservations in Durable Object storage; a thin shell over `gateway_core::ledger`.
+//! and open reservations in Durable Object storage; a thin shell over `gateway_core::credits::ledger`.
 
 use std::cell::{Cell, RefCell};
 
-use gateway_core::ledger::{Ledger, LedgerError};
+use gateway_core::credits::ledger::{Ledger, LedgerError};
 use wasm_bindgen::prelude::*;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 

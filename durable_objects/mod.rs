@@ -37,8 +37,8 @@ pub mod token_bucket;
 pub use account_ledger::AccountLedger;
 pub use token_bucket::TokenBucket;
 
-use gateway_core::bucket::Decision;
-use gateway_core::tier::Limits;
+use gateway_core::limits::bucket::Decision;
+use gateway_core::limits::tier::Limits;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use worker::{js_sys, Env, Response};

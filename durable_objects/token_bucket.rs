@@ -1,9 +1,9 @@
 //! `TokenBucket`: one per API key (`id_from_name(key_prefix)`), holding the key's bucket state
-//! and revoked flag in Durable Object storage; a thin shell over `gateway_core::bucket`.
+//! and revoked flag in Durable Object storage; a thin shell over `gateway_core::limits::bucket`.
 
 use std::cell::RefCell;
 
-use gateway_core::bucket::{decide, BucketState};
+use gateway_core::limits::bucket::{decide, BucketState};
 use serde::{Deserialize, Serialize};
 
 use wasm_bindgen::prelude::*;

@@ -3,7 +3,7 @@
 
 use gateway_core::error::ApiError;
 use gateway_core::keys;
-use gateway_core::tier::{Limits, Tier};
+use gateway_core::limits::tier::{Limits, Tier};
 use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 

@@ -1,13 +1,13 @@
 //! `POST /v1/ask`: validate, look up the cache, then (on a miss) pass the key's token bucket
 //! and the account's ledger, fan out to the brokers, and answer in the contract's shape.
 
-use gateway_core::ask::{parse_ask, AskRequest, CacheScopeKind, BODY_LIMIT};
-use gateway_core::cache_control::{CacheOutcome, RequestCacheMode};
-use gateway_core::cache_key::{ask_cache_key, Scope};
-use gateway_core::completion::CompletionRequest;
+use gateway_core::api::ask::{parse_ask, AskRequest, CacheScopeKind, BODY_LIMIT};
+use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
+use gateway_core::cache::key::{ask_cache_key, Scope};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
-use gateway_core::models::{check_model, default_allowlist, ModelRejection};
+use gateway_core::providers::completion::CompletionRequest;
+use gateway_core::providers::models::{check_model, default_allowlist, ModelRejection};
 use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{Request, Response};
@@ -84,7 +84,7 @@ pub async fn post(
     }
 
     // Miss: the key's bucket and the account's credits, then the providers.
-    let calls: Vec<(gateway_core::provider::Provider, CompletionRequest)> = ask
+    let calls: Vec<(gateway_core::providers::Provider, CompletionRequest)> = ask
         .providers
         .iter()
         .map(|p| {

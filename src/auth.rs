@@ -3,7 +3,7 @@
 
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
-use gateway_core::provider::Provider;
+use gateway_core::providers::Provider;
 use std::time::Duration;
 
 use worker::{console_error, D1Database, Delay, Request};

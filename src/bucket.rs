@@ -1,7 +1,7 @@
 //! Client of the `TokenBucket` Durable Object (one per API key). Any failure to reach it is a
 //! 503: rate limiting fails closed.
 
-use gateway_core::tier::Limits;
+use gateway_core::limits::tier::Limits;
 use worker::Env;
 
 use crate::durable_objects::{self, TakeReply, TakeRequest};

@@ -2,7 +2,7 @@
 //! Lookups try L1 then L2; an L2 hit is promoted to L1 off the response path. A failing tier
 //! is logged and treated as a miss, never as a failed request.
 
-use gateway_core::cache_control::{remaining_ttl_s, CacheTier};
+use gateway_core::cache::control::{remaining_ttl_s, CacheTier};
 use serde::{Deserialize, Serialize};
 use worker::kv::KvStore;
 use worker::{console_error, Cache, Headers, Response};

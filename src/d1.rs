@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use gateway_core::batch::D1_VALUE_LIMIT;
+use gateway_core::usage::packing::D1_VALUE_LIMIT;
 use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{js_sys, D1Database, D1PreparedStatement};

@@ -2,8 +2,8 @@
 //! generated local configs set (scripts/devconfig.py); wrangler.toml never does.
 
 use gateway_core::error::ApiError;
-use gateway_core::provider::Provider;
-use gateway_core::tier::{Limits, MAX_BURST, MAX_PER_SECOND};
+use gateway_core::limits::tier::{Limits, MAX_BURST, MAX_PER_SECOND};
+use gateway_core::providers::Provider;
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, Response};

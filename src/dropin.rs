@@ -4,12 +4,12 @@
 //! the same cache, rate limits, credits and metering as `/v1/ask`, and errors in a shape both
 //! SDKs read.
 
-use gateway_core::cache_control::{CacheOutcome, RequestCacheMode};
-use gateway_core::cache_key::{request_cache_key, ScopeKind};
-use gateway_core::dropin::{self, Dialect, SCOPE_HEADER};
+use gateway_core::api::dropin::{self, Dialect, SCOPE_HEADER};
+use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
+use gateway_core::cache::key::{request_cache_key, ScopeKind};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
-use gateway_core::models::default_allowlist;
+use gateway_core::providers::models::default_allowlist;
 use serde_json::Value;
 use worker::{Request, Response};
 

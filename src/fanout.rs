@@ -11,11 +11,11 @@ use gateway_core::broker::{
     REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER,
     USAGE_OUTPUT_HEADER,
 };
-use gateway_core::byok;
-use gateway_core::completion::{Completion, CompletionRequest, Tokens};
 use gateway_core::error::ApiError;
+use gateway_core::keys::byok;
 use gateway_core::keys::KeyMode;
-use gateway_core::provider::Provider;
+use gateway_core::providers::completion::{Completion, CompletionRequest, Tokens};
+use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -28,7 +28,7 @@ mod durable_objects;
 
 pub use durable_objects::{AccountLedger, TokenBucket};
 
-use gateway_core::dropin::Dialect;
+use gateway_core::api::dropin::Dialect;
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
 use serde_json::json;

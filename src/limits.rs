@@ -6,14 +6,14 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use gateway_core::bucket::Decision;
-use gateway_core::completion::{CompletionRequest, Tokens};
+use gateway_core::credits::pricing::{PriceTable, CACHE_HIT_FEE};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
-use gateway_core::pricing::{PriceTable, CACHE_HIT_FEE};
-use gateway_core::provider::Provider;
-use gateway_core::ratelimit_headers::{policy_headers, rate_limit_headers, rate_limited_body};
-use gateway_core::tier::{Limits, Tier, TierConfig};
+use gateway_core::limits::bucket::Decision;
+use gateway_core::limits::headers::{policy_headers, rate_limit_headers, rate_limited_body};
+use gateway_core::limits::tier::{Limits, Tier, TierConfig};
+use gateway_core::providers::completion::{CompletionRequest, Tokens};
+use gateway_core::providers::Provider;
 use worker::console_error;
 
 use crate::auth::Caller;

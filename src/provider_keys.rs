@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use gateway_core::byok;
 use gateway_core::error::ApiError;
-use gateway_core::provider::Provider;
+use gateway_core::keys::byok;
+use gateway_core::providers::Provider;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Method, Request, Response};

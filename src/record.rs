@@ -4,10 +4,10 @@
 //! 100 ms at most, split only when its values would exceed D1's 1 MB limit), so a burst of
 //! cache hits costs one write, not one per call.
 
-use gateway_core::cache_control::CacheOutcome;
+use gateway_core::cache::control::CacheOutcome;
 use std::cell::RefCell;
 
-use gateway_core::batch::pack_json_arrays;
+use gateway_core::usage::packing::pack_json_arrays;
 use worker::{console_error, D1Database};
 
 use crate::auth::Caller;

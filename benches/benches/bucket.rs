@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gateway_core::bucket::{decide, BucketState};
-use gateway_core::ledger::Ledger;
-use gateway_core::tier::{Tier, TierConfig};
+use gateway_core::credits::ledger::Ledger;
+use gateway_core::limits::bucket::{decide, BucketState};
+use gateway_core::limits::tier::{Tier, TierConfig};
 
 fn bucket_decisions(c: &mut Criterion) {
     let limits = TierConfig::default().limits_for(Tier::Pro, None);

@@ -5,9 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gateway_core::cache_key::{ask_cache_key, Scope};
-use gateway_core::normalize::normalize;
-use gateway_core::provider::Provider;
+use gateway_core::cache::key::{ask_cache_key, Scope};
+use gateway_core::cache::normalize::normalize;
+use gateway_core::providers::Provider;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

@@ -9,20 +9,20 @@ mod body;
 #[path = "../../worker_shared/d1_retry.rs"]
 mod d1_retry;
 
-use gateway_core::adapters;
+use gateway_core::api::dropin::{self, Dialect};
 use gateway_core::broker::{
     check_request, synthetic_completion, BrokerRequest, SealRequest, ACCOUNT_ID_HEADER,
     BROKER_BODY_LIMIT, BYOK_HEADER, COMPLETE_PATH, DEFAULT_MAX_OUTPUT_TOKENS, ORIGIN_HEADER,
     PASSTHROUGH_PATH, REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER,
     USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
 };
-use gateway_core::byok::{self, MasterKey};
-use gateway_core::completion::{ProviderError, ProviderErrorCode};
-use gateway_core::dropin::{self, Dialect};
 use gateway_core::error::ApiError;
+use gateway_core::keys::byok::{self, MasterKey};
 use gateway_core::keys::constant_time_eq;
-use gateway_core::models::default_allowlist;
-use gateway_core::provider::Provider;
+use gateway_core::providers::adapters;
+use gateway_core::providers::completion::{ProviderError, ProviderErrorCode};
+use gateway_core::providers::models::default_allowlist;
+use gateway_core::providers::Provider;
 use gateway_core::scrub::{scrub, scrub_secrets};
 use std::panic::AssertUnwindSafe;
 
@@ -411,7 +411,7 @@ async fn passthrough(
 fn upstream_reply(
     status: u16,
     body: String,
-    tokens: Option<gateway_core::completion::Tokens>,
+    tokens: Option<gateway_core::providers::completion::Tokens>,
     retry_after: Option<String>,
 ) -> Result<Response, ApiError> {
     let resp = Response::ok(body)

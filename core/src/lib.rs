@@ -1,24 +1,19 @@
 //! Pure logic shared by the gateway, its Durable Objects and the brokers: no `worker` import,
 //! no clock reads, no I/O. Everything here is tested and benchmarked natively.
+//!
+//! One folder per concern: `api` (request parsing of `/v1/ask` and the drop-in dialects),
+//! `cache` (normalization, canonical JSON, cache keys, cache-control), `limits` (tiers, token
+//! buckets, rate-limit headers), `credits` (ledger, prices), `keys` (API keys, BYOK sealing),
+//! `providers` (models, completions, the providers' wire formats), `broker` (the gateway ↔
+//! broker protocol), `usage` (usage rows and their packing into D1 values).
 
-pub mod adapters;
-pub mod ask;
-pub mod batch;
+pub mod api;
 pub mod broker;
-pub mod bucket;
-pub mod byok;
-pub mod cache_control;
-pub mod cache_key;
-pub mod canonical_json;
-pub mod completion;
-pub mod dropin;
+pub mod cache;
+pub mod credits;
 pub mod error;
 pub mod keys;
-pub mod ledger;
-pub mod models;
-pub mod normalize;
-pub mod pricing;
-pub mod provider;
-pub mod ratelimit_headers;
+pub mod limits;
+pub mod providers;
 pub mod scrub;
-pub mod tier;
+pub mod usage;

@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use gateway_core::adapters::{self, UpstreamRequest};
-use gateway_core::completion::{
+use gateway_core::providers::adapters::{self, UpstreamRequest};
+use gateway_core::providers::completion::{
     Completion, CompletionRequest, ProviderError, ProviderErrorCode, Tokens,
 };
-use gateway_core::provider::Provider;
+use gateway_core::providers::Provider;
 use serde_json::Value;
 
 fn fixtures_dir(p: Provider) -> PathBuf {

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use gateway_core::cache_key::{ask_cache_key, request_cache_key, Scope};
-use gateway_core::canonical_json::canonical_json;
-use gateway_core::normalize::normalize;
-use gateway_core::provider::Provider;
+use gateway_core::cache::canonical_json::canonical_json;
+use gateway_core::cache::key::{ask_cache_key, request_cache_key, Scope};
+use gateway_core::cache::normalize::normalize;
+use gateway_core::providers::Provider;
 use proptest::prelude::*;
 use serde_json::Value;
 

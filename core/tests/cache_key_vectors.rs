@@ -1,9 +1,9 @@
 //! Checks `ask_cache_key`, `request_cache_key` and `normalize` against the fixed vectors in
 //! `tests/vectors/`, which `make_vectors.py` computed independently with Python's stdlib.
 
-use gateway_core::cache_key::{ask_cache_key, request_cache_key, Scope};
-use gateway_core::normalize::normalize;
-use gateway_core::provider::Provider;
+use gateway_core::cache::key::{ask_cache_key, request_cache_key, Scope};
+use gateway_core::cache::normalize::normalize;
+use gateway_core::providers::Provider;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -1,12 +1,14 @@
-//! The gateway's provider adapters (`gateway_core::adapters`) against the mock: every request
+//! The gateway's provider adapters (`gateway_core::providers::adapters`) against the mock: every request
 //! they build is accepted, every answer and fault parses to the expected result. This is the
 //! broker ↔ upstream contract, checked without a broker.
 
 use std::net::SocketAddr;
 
-use gateway_core::adapters::{self, UpstreamRequest};
-use gateway_core::completion::{Completion, CompletionRequest, ProviderError, ProviderErrorCode};
-use gateway_core::provider::Provider;
+use gateway_core::providers::adapters::{self, UpstreamRequest};
+use gateway_core::providers::completion::{
+    Completion, CompletionRequest, ProviderError, ProviderErrorCode,
+};
+use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub_secrets;
 use mock_provider::{serve, MockState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -871,8 +871,8 @@ async fn forwarded_headers_are_part_of_the_cache_key() {
 /// its reservation covers the whole body, so the call is charged what it used.
 #[tokio::test]
 async fn a_drop_in_call_is_charged_for_input_beyond_its_messages() {
-    use gateway_core::pricing::PriceTable;
-    use gateway_core::provider::Provider;
+    use gateway_core::credits::pricing::PriceTable;
+    use gateway_core::providers::Provider;
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();

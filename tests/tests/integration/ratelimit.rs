@@ -428,8 +428,8 @@ async fn a_settlement_whose_batch_fails_is_retried() {
 /// the call is still charged at the price of the model asked for, as it was reserved.
 #[tokio::test]
 async fn a_call_is_charged_at_the_asked_models_price_whatever_name_the_provider_answers_with() {
-    use gateway_core::pricing::PriceTable;
-    use gateway_core::provider::Provider;
+    use gateway_core::credits::pricing::PriceTable;
+    use gateway_core::providers::Provider;
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();

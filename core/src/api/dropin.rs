@@ -9,12 +9,12 @@ use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Vi
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::ask::PROMPT_LIMIT;
-use crate::canonical_json::write_canonical_json_to;
-use crate::completion::Tokens;
+use crate::api::ask::PROMPT_LIMIT;
+use crate::cache::canonical_json::write_canonical_json_to;
 use crate::error::ApiError;
-use crate::models::{check_model, ModelRejection};
-use crate::provider::Provider;
+use crate::providers::completion::Tokens;
+use crate::providers::models::{check_model, ModelRejection};
+use crate::providers::Provider;
 
 /// Largest drop-in request body read at all (the 20 KB text cap applies inside it).
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -410,7 +410,7 @@ pub fn synthetic_response(req: &DropinRequest, created_s: u64) -> (Value, Tokens
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::default_allowlist;
+    use crate::providers::models::default_allowlist;
 
     fn parse(d: Dialect, body: Value, cap: u32) -> Result<DropinRequest, ApiError> {
         let bytes = serde_json::to_vec(&body).unwrap();

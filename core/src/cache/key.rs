@@ -7,9 +7,9 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::canonical_json::{write_canonical_json_to, write_json_string, JsonSink};
-use crate::normalize::write_normalized_json_body;
-use crate::provider::Provider;
+use crate::cache::canonical_json::{write_canonical_json_to, write_json_string, JsonSink};
+use crate::cache::normalize::write_normalized_json_body;
+use crate::providers::Provider;
 
 /// Who may be served a cached answer: everyone, or only the one account that asked.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -190,7 +190,7 @@ impl JsonSink for HashSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canonical_json::canonical_json;
+    use crate::cache::canonical_json::canonical_json;
     use serde_json::json;
 
     fn sha_hex(text: &str) -> String {

@@ -1,6 +1,8 @@
 //! Gateway API keys: minting (`lvk_live_`/`lvk_test_` + 32 random bytes), the 12-character
 //! lookup prefix, the SHA-256 hash that is stored, and constant-time verification.
 
+pub mod byok;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::UpstreamRequest;
 use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
-use crate::completion::{Completion, CompletionRequest, ProviderError, ProviderErrorCode, Tokens};
-use crate::provider::Provider;
+use crate::providers::completion::{
+    Completion, CompletionRequest, ProviderError, ProviderErrorCode, Tokens,
+};
+use crate::providers::Provider;
 use crate::scrub::excerpt;
 
 #[derive(Serialize)]

@@ -23,8 +23,10 @@ pub mod perplexity;
 
 use serde::Serialize;
 
-use crate::completion::{Completion, CompletionRequest, ProviderError, ProviderErrorCode};
-use crate::provider::Provider;
+use crate::providers::completion::{
+    Completion, CompletionRequest, ProviderError, ProviderErrorCode,
+};
+use crate::providers::Provider;
 use crate::scrub::excerpt;
 
 /// One upstream HTTP call, ready for the broker to send. The method is always POST.
@@ -303,7 +305,7 @@ mod tests {
             err(429, quota).code,
             ProviderErrorCode::UpstreamQuotaExhausted
         );
-        let documented = include_str!("../../../fixtures/providers/openai/error_429.json");
+        let documented = include_str!("../../../../fixtures/providers/openai/error_429.json");
         assert_eq!(
             err(429, documented).code,
             ProviderErrorCode::UpstreamRateLimited

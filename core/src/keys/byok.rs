@@ -11,7 +11,7 @@ use base64::Engine;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use crate::provider::Provider;
+use crate::providers::Provider;
 
 /// Bytes of the AES-GCM nonce that prefixes every ciphertext.
 pub const NONCE_LEN: usize = 12;

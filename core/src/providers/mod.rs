@@ -1,5 +1,9 @@
 //! The four upstream LLM providers the gateway fans out to, by their wire names.
 
+pub mod adapters;
+pub mod completion;
+pub mod models;
+
 use serde::{Deserialize, Serialize};
 
 /// An upstream LLM provider. Ordering (derive) is the wire name's alphabetical order,

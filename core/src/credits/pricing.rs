@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::Provider;
+use crate::providers::Provider;
 
 /// What a cache hit costs the account: a small serving fee.
 pub const CACHE_HIT_FEE: u64 = 1;
@@ -251,7 +251,7 @@ mod tests {
     fn every_allowlisted_model_is_priced_and_no_price_exceeds_the_fallback() {
         let t = PriceTable::default();
         for p in Provider::ALL {
-            for model in crate::models::default_allowlist(p) {
+            for model in crate::providers::models::default_allowlist(p) {
                 let listed = t.models.get(&p).and_then(|m| m.get(*model));
                 assert!(listed.is_some(), "{p}/{model} has no price");
             }

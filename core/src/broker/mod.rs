@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ask::PROMPT_LIMIT;
-use crate::completion::{Completion, CompletionRequest, Tokens};
+use crate::api::ask::PROMPT_LIMIT;
 use crate::error::ApiError;
-use crate::models::{check_model, ModelRejection};
-use crate::provider::Provider;
+use crate::providers::completion::{Completion, CompletionRequest, Tokens};
+use crate::providers::models::{check_model, ModelRejection};
+use crate::providers::Provider;
 
 /// Header carrying the gateway ↔ broker shared secret.
 pub const SECRET_HEADER: &str = "x-broker-secret";
@@ -133,7 +133,7 @@ pub fn synthetic_completion(provider: Provider, req: &CompletionRequest) -> Comp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::default_allowlist;
+    use crate::providers::models::default_allowlist;
 
     fn req(model: &str) -> CompletionRequest {
         CompletionRequest {
@@ -149,7 +149,7 @@ mod tests {
     /// The largest request `/v1/ask` accepts must reach the broker whole, JSON escapes and all.
     #[test]
     fn the_largest_valid_completion_fits_the_broker_limit() {
-        let worst = "\u{1}".repeat(crate::ask::PROMPT_LIMIT);
+        let worst = "\u{1}".repeat(crate::api::ask::PROMPT_LIMIT);
         let request = BrokerRequest {
             request_id: format!("req_{}", "0".repeat(32)),
             account_id: format!("acct_{}", "0".repeat(32)),

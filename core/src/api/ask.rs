@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::provider::Provider;
+use crate::providers::Provider;
 
 /// Largest prompt, in bytes of UTF-8, measured before normalization.
 pub const PROMPT_LIMIT: usize = 20 * 1024;
@@ -98,7 +98,8 @@ pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiErro
     // A prompt of punctuation alone ("?", "...") normalizes to nothing: all such prompts would
     // share one cache key, and one caller's answer would be served for another's question.
     // (Only a prompt without a letter or digit is normalized here, to confirm.)
-    if !prompt.chars().any(char::is_alphanumeric) && crate::normalize::normalize(&prompt).is_empty()
+    if !prompt.chars().any(char::is_alphanumeric)
+        && crate::cache::normalize::normalize(&prompt).is_empty()
     {
         return Err(ApiError::invalid_request(
             "`prompt` is empty once normalized (it holds only punctuation and whitespace)",

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tier::Limits;
+use crate::limits::tier::Limits;
 
 const NS_PER_MS: u128 = 1_000_000;
 
@@ -242,7 +242,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tier::{Tier, TierConfig};
+    use crate::limits::tier::{Tier, TierConfig};
     use proptest::prelude::*;
 
     fn limits(burst: u32, per_second: f64) -> Limits {
@@ -541,11 +541,11 @@ mod tests {
         prop_oneof![
             // Small buckets that the walk drains, so the bound is tight.
             8 => (1u32..=20, 0.01f64..=50.0).prop_map(|(b, r)| limits(b, r)),
-            2 => (1u32..=1_000_000, crate::tier::MIN_PER_SECOND..=100_000.0)
+            2 => (1u32..=1_000_000, crate::limits::tier::MIN_PER_SECOND..=100_000.0)
                 .prop_map(|(b, r)| limits(b, r)),
             1 => Just(limits(10, 10.0 / 60.0)),
             1 => Just(limits(2, 3.0)),
-            1 => Just(limits(1, crate::tier::MIN_PER_SECOND)),
+            1 => Just(limits(1, crate::limits::tier::MIN_PER_SECOND)),
         ]
     }
 

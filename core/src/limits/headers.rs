@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::bucket::Decision;
-use crate::tier::{Limits, Tier};
+use crate::limits::bucket::Decision;
+use crate::limits::tier::{Limits, Tier};
 
 /// Whole seconds covering `ms`, rounded up, so a client that waits this long never comes
 /// back too early.
@@ -77,8 +77,8 @@ pub fn rate_limited_body(tier: Tier, retry_after_ms: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bucket::{decide, BucketState};
-    use crate::tier::TierConfig;
+    use crate::limits::bucket::{decide, BucketState};
+    use crate::limits::tier::TierConfig;
 
     fn header<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
         headers

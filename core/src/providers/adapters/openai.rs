@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
 use super::{ChatMessage, UpstreamRequest};
-use crate::completion::{Completion, CompletionRequest, ProviderError, Tokens};
-use crate::provider::Provider;
+use crate::providers::completion::{Completion, CompletionRequest, ProviderError, Tokens};
+use crate::providers::Provider;
 
 #[derive(Serialize)]
 struct RequestBody<'a> {
@@ -124,7 +124,7 @@ pub fn parse_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::completion::ProviderErrorCode;
+    use crate::providers::completion::ProviderErrorCode;
 
     fn req(model: &str) -> CompletionRequest {
         CompletionRequest {

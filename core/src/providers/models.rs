@@ -2,7 +2,7 @@
 //! uses its key: non-text model families (image, audio, video, embeddings, …) are refused even
 //! when an allowlist names them.
 
-use crate::provider::Provider;
+use crate::providers::Provider;
 
 const OPENAI: &[&str] = &[
     "gpt-4o",

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::UpstreamRequest;
 use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
-use crate::completion::{Completion, CompletionRequest, ProviderError, Tokens};
-use crate::provider::Provider;
+use crate::providers::completion::{Completion, CompletionRequest, ProviderError, Tokens};
+use crate::providers::Provider;
 
 /// The API version header value the adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -119,7 +119,7 @@ pub fn parse_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::completion::ProviderErrorCode;
+    use crate::providers::completion::ProviderErrorCode;
 
     #[test]
     fn builds_messages_request() {

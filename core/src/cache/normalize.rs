@@ -12,7 +12,7 @@
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
-use crate::canonical_json::{escape, needs_escape, write_json_string_body};
+use crate::cache::canonical_json::{escape, needs_escape, write_json_string_body};
 
 /// Further passes the non-ASCII path may run if one pass was not a fixed point.
 const MAX_EXTRA_PASSES: usize = 8;

@@ -1,0 +1,4 @@
+//! What callers send: `POST /v1/ask` and the drop-in dialects, parsed and validated.
+
+pub mod ask;
+pub mod dropin;
