@@ -133,7 +133,7 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
             let bal = ledger::balance(gw, &caller.account_id).await?;
             json(
                 200,
-                &json!({"account_id": caller.account_id, "tier": caller.tier, "credits_balance": bal.balance}),
+                &json!({"account_id": caller.account_id, "tier": caller.tier.as_str(), "credits_balance": bal.balance}),
             )
         }
         ("POST", ["keys"]) => {

@@ -1,11 +1,9 @@
 //! `POST /v1/ask`: validate, look up the cache, then (on a miss) pass the key's token bucket
 //! and the account's ledger, fan out to the brokers, and answer in the contract's shape.
 
-use gateway_core::api::ask::{parse_ask, AskRequest, CacheScopeKind, BODY_LIMIT};
-use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
-use gateway_core::cache::key::{ask_cache_key, Scope};
+use gateway_core::api::ask::{parse_ask, AskRequest, BODY_LIMIT};
+use gateway_core::cache::key::{ask_cache_key, CacheKey, Namespace, ScopeKind};
 use gateway_core::error::ApiError;
-use gateway_core::keys::KeyMode;
 use gateway_core::providers::completion::CompletionRequest;
 use gateway_core::providers::models::{check_model, default_allowlist, ModelRejection};
 use serde::Serialize;
@@ -13,13 +11,12 @@ use serde_json::{json, Value};
 use worker::{Request, Response};
 
 use crate::auth::Caller;
-use crate::cache::{self, Entry, RawEntry};
+use crate::cache::{Entry, RawEntry};
 use crate::edge::{json_text, read_body_capped, require_json, set_header, Gw, Outcome};
-use crate::fanout::{self, ProviderResult};
-use crate::limits::{self, Admission};
+use crate::fanout::{self, ProviderResult, Timed};
+use crate::limits::{self, Used, WorstCase};
+use crate::pipeline::{self, Endpoint, Served};
 use crate::record::{self, Event};
-
-const NAMESPACE: &str = "ask/v1";
 
 pub async fn post(
     gw: &Gw,
@@ -42,110 +39,132 @@ pub async fn post(
     event.set_prompt(caller, &ask.prompt);
 
     // An answer paid with the account's own provider key is never shared.
-    let byok = ask.providers.iter().any(|p| caller.has_byok(*p));
-    if byok {
-        ask.scope = CacheScopeKind::Private;
+    if ask.providers.iter().any(|p| caller.has_byok(*p)) {
+        ask.scope = ScopeKind::Private;
     }
-    let scope = match ask.scope {
-        CacheScopeKind::Shared => Scope::Shared,
-        CacheScopeKind::Private => Scope::Private(caller.account_id.clone()),
-    };
-    let key = ask_cache_key(&scope, &ask.prompt, &ask.providers, &ask.key_params);
-    // Test keys neither read nor write the cache: their synthetic answers must never be served
-    // to a live key, and they are not served what live keys paid for.
-    let mode = if caller.mode == KeyMode::Test {
-        RequestCacheMode::Bypass
-    } else {
-        RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref())
-    };
+    let key = ask_cache_key(
+        &ask.scope.for_account(&caller.account_id),
+        &ask.prompt,
+        &ask.providers,
+        &ask.key_params,
+    );
+    let mode = pipeline::cache_mode(caller, &req);
+    pipeline::run(gw, caller, &policy, &Ask { ask, key }, mode, event).await
+}
 
-    if mode.reads() {
-        if let Some((text, tier)) = cache::lookup(gw, NAMESPACE, key.as_str()).await {
-            // The stored results are passed through as they were written: no re-encoding.
-            if let Ok(entry) = serde_json::from_str::<RawEntry>(&text) {
-                let outcome = CacheOutcome::Hit(tier);
-                // The serving fee is debited off the response path; a hit never waits on a DO.
-                let fee = limits::cache_hit_fee();
-                limits::debit_fee_later(gw, &caller.account_id, fee);
-                event.cache(outcome);
-                event.credits = fee;
-                return respond(
-                    gw,
-                    &ask,
-                    outcome,
-                    key.as_str(),
-                    &entry.results,
-                    fee,
-                    Some(&Admission::hit(&policy)),
-                    event,
-                );
-            }
+/// `/v1/ask` in the pipeline: a fanout to the requested providers' brokers.
+struct Ask {
+    ask: AskRequest,
+    key: CacheKey,
+}
+
+impl Endpoint for Ask {
+    /// Each provider's result with its latency, in the request's provider order.
+    type Answer = Vec<Timed>;
+
+    fn namespace(&self) -> Namespace {
+        Namespace::Ask
+    }
+
+    fn key(&self) -> &CacheKey {
+        &self.key
+    }
+
+    fn worst_cases(&self) -> Vec<WorstCase> {
+        let a = &self.ask;
+        a.providers
+            .iter()
+            .map(|p| WorstCase {
+                provider: *p,
+                model: a.models[p].clone(),
+                prompt_bytes: a.prompt.len() + a.system.as_ref().map_or(0, String::len),
+                max_tokens: a.max_tokens,
+            })
+            .collect()
+    }
+
+    fn answer_hit(
+        &self,
+        gw: &Gw,
+        text: String,
+        served: Served,
+        event: &mut Event,
+    ) -> Option<Outcome<Response>> {
+        // The stored results are passed through as they were written: no re-encoding.
+        let entry = serde_json::from_str::<RawEntry>(&text).ok()?;
+        Some(respond(gw, &self.ask, &served, &entry.results, event))
+    }
+
+    async fn call(&self, gw: &Gw, caller: &Caller) -> Outcome<Vec<Timed>> {
+        let a = &self.ask;
+        let calls = a
+            .providers
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    CompletionRequest {
+                        model: a.models[p].clone(),
+                        prompt: a.prompt.clone(),
+                        system: a.system.clone(),
+                        max_tokens: a.max_tokens,
+                        temperature: a.temperature,
+                        top_p: a.top_p,
+                    },
+                )
+            })
+            .collect();
+        Ok(fanout::run(gw, caller, calls).await)
+    }
+
+    /// Each result priced at the model that was asked for, as its reservation was: providers
+    /// answer with their own names for it (`gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), which
+    /// the price table does not list.
+    fn used<'a>(&'a self, answer: &'a Vec<Timed>) -> Vec<Used<'a>> {
+        answer
+            .iter()
+            .filter_map(|t| {
+                let c = t.result.completion()?;
+                Some(Used {
+                    provider: t.result.provider,
+                    model: self.ask.models.get(&t.result.provider).unwrap_or(&c.model),
+                    tokens: c.tokens,
+                })
+            })
+            .collect()
+    }
+
+    /// Stored only if every provider answered, and with text (`Completion::is_cacheable`).
+    fn entry(&self, answer: &Vec<Timed>) -> Option<String> {
+        let cacheable = answer
+            .iter()
+            .all(|t| t.result.completion().is_some_and(|c| c.is_cacheable()));
+        if !cacheable {
+            return None;
         }
+        serde_json::to_string(&Entry {
+            results: answer.iter().map(|t| t.result.clone()).collect(),
+        })
+        .ok()
     }
 
-    // Miss: the key's bucket and the account's credits, then the providers.
-    let calls: Vec<(gateway_core::providers::Provider, CompletionRequest)> = ask
-        .providers
-        .iter()
-        .map(|p| {
-            (
-                *p,
-                CompletionRequest {
-                    model: ask.models[p].clone(),
-                    prompt: ask.prompt.clone(),
-                    system: ask.system.clone(),
-                    max_tokens: ask.max_tokens,
-                    temperature: ask.temperature,
-                    top_p: ask.top_p,
-                },
-            )
-        })
-        .collect();
-    let (admission, reservation) =
-        limits::gate(gw, caller, &policy, &limits::worst_cases(&calls)).await?;
-    let timed = fanout::run(gw, caller, calls).await;
-    let results: Vec<ProviderResult> = timed.iter().map(|t| t.result.clone()).collect();
-    let credits = limits::settle_later(gw, reservation, &results, &ask.models);
-
-    // Stored only if every provider answered, and with text (`Completion::is_cacheable`).
-    let cacheable = results
-        .iter()
-        .all(|r| r.completion().is_some_and(|c| c.is_cacheable()));
-    let stored = mode.writes() && cacheable;
-    if stored {
-        if let Ok(text) = serde_json::to_string(&Entry {
-            results: results.clone(),
-        }) {
-            cache::store(gw, NAMESPACE, key.as_str(), text);
-        }
+    fn answer(
+        &self,
+        gw: &Gw,
+        answer: Vec<Timed>,
+        served: Served,
+        event: &mut Event,
+    ) -> Outcome<Response> {
+        let results: Vec<Value> = answer
+            .iter()
+            .map(|t| {
+                let mut v = result_json(&t.result);
+                v["latency_ms"] = json!(t.latency_ms);
+                v
+            })
+            .collect();
+        respond(gw, &self.ask, &served, &results, event)
     }
-    let outcome = CacheOutcome::fetched(mode, stored);
-    event.cache(outcome);
-    event.credits = credits;
-    event.tokens = results
-        .iter()
-        .filter_map(|r| r.completion())
-        .fold((0, 0), |(i, o), c| {
-            (i + c.tokens.input, o + c.tokens.output)
-        });
-    let body_results: Vec<Value> = timed
-        .iter()
-        .map(|t| {
-            let mut v = result_json(&t.result);
-            v["latency_ms"] = json!(t.latency_ms);
-            v
-        })
-        .collect();
-    respond(
-        gw,
-        &ask,
-        outcome,
-        key.as_str(),
-        &body_results,
-        credits,
-        Some(&admission),
-        event,
-    )
 }
 
 /// A model the gateway already knows it will refuse is a 403 for the whole request.
@@ -185,34 +204,32 @@ struct Usage {
     credits: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The contract's answer, archived with the call's usage row.
 fn respond<R: Serialize>(
     gw: &Gw,
     ask: &AskRequest,
-    outcome: CacheOutcome,
-    key: &str,
+    served: &Served,
     results: &[R],
-    credits: u64,
-    admission: Option<&Admission>,
     event: &mut Event,
 ) -> Outcome<Response> {
+    let key = served.key.as_str();
     let body = serde_json::to_string(&AskAnswer {
         id: &gw.request_id,
         created_at: gw.now_iso(),
-        cache: outcome.body(ask.scope.as_str(), key),
+        cache: served.outcome.body(ask.scope.as_str(), key),
         results,
-        usage: Usage { credits },
+        usage: Usage {
+            credits: served.credits,
+        },
     })
     .map_err(|_| ApiError::internal())?;
     let resp = json_text(200, body.clone())?;
     record::archive_later(event, body);
     let h = resp.headers();
-    set_header(h, "Cache-Status", &outcome.header());
+    set_header(h, "Cache-Status", &served.outcome.header());
     set_header(h, "X-Cache-Key", key);
-    if let Some(a) = admission {
-        for (name, value) in &a.headers {
-            set_header(h, name, value);
-        }
+    for (name, value) in &served.admission.headers {
+        set_header(h, name, value);
     }
     Ok(resp)
 }

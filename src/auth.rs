@@ -3,6 +3,7 @@
 
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
+use gateway_core::limits::tier::{Limits, Tier};
 use gateway_core::providers::Provider;
 use std::time::Duration;
 
@@ -82,14 +83,15 @@ mod memo {
     }
 }
 
-/// An authenticated caller.
+/// An authenticated caller: its key row parsed once, at authentication, into typed fields.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub account_id: String,
     pub prefix: String,
     pub mode: KeyMode,
-    pub tier: String,
-    pub limits_json: Option<String>,
+    pub tier: Tier,
+    /// The account's own limits (enterprise accounts), as the admin API set them.
+    pub account_limits: Option<Limits>,
     pub store_prompt_prefix: bool,
     /// Providers for which the account brought its own key.
     pub byok: Vec<Provider>,
@@ -99,6 +101,37 @@ impl Caller {
     /// True when the account brought its own key for `provider`.
     pub fn has_byok(&self, provider: Provider) -> bool {
         self.byok.contains(&provider)
+    }
+
+    pub fn is_test(&self) -> bool {
+        self.mode == KeyMode::Test
+    }
+
+    /// The caller of an active key row whose hash matched. A row whose mode or tier this
+    /// gateway does not know fails closed (401, logged): it is never taken for a live key.
+    fn from_row(row: KeyAuthRow) -> Outcome<Caller> {
+        let (Some(mode), Some(tier)) = (KeyMode::parse(&row.mode), Tier::parse(&row.tier)) else {
+            console_error!("key row with unknown mode or tier refused");
+            return Err(ApiError::unauthorized());
+        };
+        Ok(Caller {
+            account_id: row.account_id,
+            prefix: row.prefix,
+            mode,
+            tier,
+            account_limits: row
+                .limits_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<Limits>(j).ok()),
+            store_prompt_prefix: row.store_prompt_prefix != 0,
+            byok: row
+                .byok
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(Provider::parse)
+                .collect(),
+        })
     }
 }
 
@@ -136,21 +169,7 @@ pub async fn authenticate(gw: &Gw, req: &Request) -> Outcome<Caller> {
     if row.status != "active" || !keys::hash_matches(&row.key_hash, &token) {
         return Err(ApiError::unauthorized());
     }
-    Ok(Caller {
-        account_id: row.account_id,
-        prefix: row.prefix,
-        mode: KeyMode::parse(&row.mode).unwrap_or(KeyMode::Live),
-        tier: row.tier,
-        limits_json: row.limits_json,
-        store_prompt_prefix: row.store_prompt_prefix != 0,
-        byok: row
-            .byok
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(Provider::parse)
-            .collect(),
-    })
+    Caller::from_row(row)
 }
 
 /// A key's auth row from the KV auth cache, else from D1 (then cached in KV if active).

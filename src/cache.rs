@@ -3,6 +3,7 @@
 //! is logged and treated as a miss, never as a failed request.
 
 use gateway_core::cache::control::{remaining_ttl_s, CacheTier};
+use gateway_core::cache::key::Namespace;
 use serde::{Deserialize, Serialize};
 use worker::kv::KvStore;
 use worker::{console_error, Cache, Headers, Response};
@@ -32,23 +33,10 @@ pub struct RawEntry {
     pub results: Vec<Box<serde_json::value::RawValue>>,
 }
 
-/// L1 address of a key in a namespace (`ask/v1`, `chat/v1`, `messages/v1`).
-pub fn l1_url(namespace: &str, key: &str) -> String {
-    format!("https://cache.internal/{namespace}/{key}")
-}
-
-/// L2 (KV) name of a key: `ask:<key>` for /v1/ask, `<ns>:<key>` for the drop-in endpoints.
-pub fn l2_name(namespace: &str, key: &str) -> String {
-    match namespace {
-        "ask/v1" => format!("ask:{key}"),
-        other => format!("{}:{key}", other.split('/').next().unwrap_or(other)),
-    }
-}
-
 /// Looks the key up in L1 then L2. Returns the raw entry text and the tier that had it.
 /// An L2 hit is copied into L1 with `wait_until`.
-pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, CacheTier)> {
-    let url = l1_url(namespace, key);
+pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String, CacheTier)> {
+    let url = namespace.l1_url(key);
     let found = if gw.dev_fails("l1") {
         Err(injected("L1"))
     } else {
@@ -68,7 +56,7 @@ pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, Cach
             injected("L2").to_string(),
         ))
     } else {
-        kv.get(&l2_name(namespace, key))
+        kv.get(&namespace.l2_name(key))
             .text_with_metadata::<L2Meta>()
             .await
     };
@@ -116,9 +104,9 @@ async fn put_l1(url: &str, text: &str, max_age_s: u64, fail: bool) {
 }
 
 /// Writes an entry to both tiers, off the response path.
-pub fn store(gw: &Gw, namespace: &str, key: &str, text: String) {
-    let url = l1_url(namespace, key);
-    let name = l2_name(namespace, key);
+pub fn store(gw: &Gw, namespace: Namespace, key: &str, text: String) {
+    let url = namespace.l1_url(key);
+    let name = namespace.l2_name(key);
     let kv = gw.kv().ok();
     let (fail_l1, fail_l2) = (gw.dev_fails("l1"), gw.dev_fails("l2"));
     let meta = L2Meta {
@@ -153,9 +141,9 @@ pub async fn put_l2(kv: &KvStore, name: &str, text: String, meta: L2Meta, ttl_s:
 }
 
 /// Dev-only: the `Cache-Control` of an L1 entry, if there is one.
-pub async fn l1_cache_control(namespace: &str, key: &str) -> Option<String> {
+pub async fn l1_cache_control(namespace: Namespace, key: &str) -> Option<String> {
     let found = Cache::default()
-        .get(l1_url(namespace, key).as_str(), false)
+        .get(namespace.l1_url(key).as_str(), false)
         .await
         .ok()??;
     Some(
@@ -169,9 +157,9 @@ pub async fn l1_cache_control(namespace: &str, key: &str) -> Option<String> {
 }
 
 /// Dev-only: drops an L1 entry so tests can reach L2 (refused outside local dev).
-pub async fn drop_l1(namespace: &str, key: &str) -> bool {
+pub async fn drop_l1(namespace: Namespace, key: &str) -> bool {
     Cache::default()
-        .delete(l1_url(namespace, key).as_str(), false)
+        .delete(namespace.l1_url(key).as_str(), false)
         .await
         .is_ok()
 }

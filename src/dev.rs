@@ -1,6 +1,7 @@
 //! Dev-only routes for the local test suite, refused (404) unless `DEV_MODE=1`, which only the
 //! generated local configs set (scripts/devconfig.py); wrangler.toml never does.
 
+use gateway_core::cache::key::Namespace;
 use gateway_core::error::ApiError;
 use gateway_core::limits::tier::{Limits, MAX_BURST, MAX_PER_SECOND};
 use gateway_core::providers::Provider;
@@ -22,6 +23,11 @@ async fn u64_field(req: &mut Request, name: &str) -> Outcome<u64> {
         .unwrap_or(0))
 }
 
+/// The namespace named by a dev route's path (`ask/v1`, …), or a 404.
+fn namespace(ns: &str, version: &str) -> Outcome<Namespace> {
+    Namespace::parse(&format!("{ns}/{version}")).ok_or_else(ApiError::not_found)
+}
+
 pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
     if !gw.dev_mode() {
         return Err(ApiError::not_found());
@@ -29,12 +35,12 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
     match (req.method(), segs) {
         // Drop an L1 entry, so a test can reach L2.
         (Method::Delete, ["l1", ns, version, key]) => {
-            let dropped = cache::drop_l1(&format!("{ns}/{version}"), key).await;
+            let dropped = cache::drop_l1(namespace(ns, version)?, key).await;
             json(200, &json!({"dropped": dropped}))
         }
         // Read the raw L2 value and its metadata, so a test can check what an entry holds.
         (Method::Get, ["l2", ns, version, key]) => {
-            let name = cache::l2_name(&format!("{ns}/{version}"), key);
+            let name = namespace(ns, version)?.l2_name(key);
             let (value, meta) = gw
                 .kv()?
                 .get(&name)
@@ -49,7 +55,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // Make an L2 entry older by `seconds` (its stored date moves back; its KV expiry stays).
         (Method::Post, ["l2", ns, version, key, "age"]) => {
             let seconds = u64_field(&mut req, "seconds").await?;
-            let name = cache::l2_name(&format!("{ns}/{version}"), key);
+            let name = namespace(ns, version)?.l2_name(key);
             let kv = gw.kv()?;
             let (value, meta) = kv
                 .get(&name)
@@ -67,7 +73,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         }
         // The `Cache-Control` of an L1 entry (its lifetime), if there is one.
         (Method::Get, ["l1", ns, version, key]) => {
-            let cc = cache::l1_cache_control(&format!("{ns}/{version}"), key).await;
+            let cc = cache::l1_cache_control(namespace(ns, version)?, key).await;
             json(200, &json!({"cache_control": cc}))
         }
         // Mint a live key whose secret starts with the given 3 bytes (hex), hence whose prefix
@@ -158,7 +164,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // The L1 read alone (Cache API lookup of an `ask/v1` key), the reference that bounds
         // the L1 hit path's throughput under the local runtime.
         (Method::Get, ["bench", "l1", key]) => {
-            let tier = cache::lookup(gw, "ask/v1", key)
+            let tier = cache::lookup(gw, Namespace::Ask, key)
                 .await
                 .map(|(_, t)| t.as_str());
             json(200, &json!({"tier": tier}))

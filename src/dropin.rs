@@ -5,27 +5,25 @@
 //! SDKs read.
 
 use gateway_core::api::dropin::{self, Dialect, SCOPE_HEADER};
-use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
-use gateway_core::cache::key::{request_cache_key, ScopeKind};
+use gateway_core::cache::key::{request_cache_key, CacheKey, Namespace, ScopeKind};
 use gateway_core::error::ApiError;
-use gateway_core::keys::KeyMode;
 use gateway_core::providers::models::default_allowlist;
+use gateway_core::providers::Provider;
 use serde_json::Value;
 use worker::{Request, Response};
 
 use crate::auth::Caller;
-use crate::cache;
 use crate::edge::{read_body_capped, require_json, set_header, Gw, Outcome};
-use crate::fanout;
-use crate::limits::{self, Admission, Used, WithRateHeaders, WorstCase};
+use crate::fanout::{self, Passthrough};
+use crate::limits::{self, Used, WorstCase};
+use crate::pipeline::{self, Endpoint, Served};
 use crate::provider_keys;
 use crate::record::Event;
 
 /// Caller headers the Anthropic broker passes on (the API version the SDK speaks, betas).
 const FORWARDED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
-/// One drop-in call. Order as `/v1/ask`: validate, look up the cache (a hit takes no bucket
-/// token), then the key's bucket, the account's credits, the broker; settle and meter.
+/// One drop-in call, through the pipeline (as `/v1/ask`: a hit takes no bucket token).
 ///
 /// Scope: the `x-cache-scope` header (`shared` by default). An account that brought its own
 /// key for this provider is always served from its private scope: that answer was paid with
@@ -53,18 +51,12 @@ pub async fn post(
     let asked = scope_header(&req)?;
     // Only a prompt that passed validation is kept (`docs/DECISIONS.md`).
     event.set_prompt(caller, &parsed.last_user_text);
-    let test_mode = caller.mode == KeyMode::Test;
-    let mode = if test_mode {
-        RequestCacheMode::Bypass
-    } else {
-        RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref())
-    };
-    let sealed = if test_mode || !caller.has_byok(provider) {
+    let sealed = if caller.is_test() || !caller.has_byok(provider) {
         None
     } else {
         provider_keys::sealed(gw, &caller.account_id, provider).await?
     };
-    let kind = if sealed.is_some() {
+    let scope = if sealed.is_some() {
         ScopeKind::Private
     } else {
         asked
@@ -72,7 +64,7 @@ pub async fn post(
     // The headers forwarded upstream change the answer (`anthropic-beta` turns features on),
     // so they are part of the key: `[body, {header: value}]` when there are any (a body is a
     // JSON object, so the two shapes never meet), the body alone otherwise.
-    let forward: Vec<(&str, String)> = FORWARDED_HEADERS
+    let forward: Vec<(&'static str, String)> = FORWARDED_HEADERS
         .iter()
         .filter_map(|name| req.headers().get(name).ok().flatten().map(|v| (*name, v)))
         .collect();
@@ -85,94 +77,129 @@ pub async fn post(
             .collect();
         Value::Array(vec![parsed.value, Value::Object(headers)])
     };
+    let namespace = cache_namespace(dialect);
     let key = request_cache_key(
-        dialect.namespace(),
-        &kind.for_account(&caller.account_id),
+        namespace.as_str(),
+        &scope.for_account(&caller.account_id),
         &keyed,
     );
-    let ns = dialect.namespace();
-
-    if mode.reads() {
-        if let Some((text, tier)) = cache::lookup(gw, ns, key.as_str()).await {
-            let outcome = CacheOutcome::Hit(tier);
-            let fee = limits::cache_hit_fee();
-            limits::debit_fee_later(gw, &caller.account_id, fee);
-            event.cache(outcome);
-            event.credits = fee;
-            let admission = Admission::hit(&policy);
-            return respond(
-                200,
-                text,
-                outcome,
-                key.as_str(),
-                kind,
-                Some(&admission),
-                None,
-            );
-        }
-    }
-
-    // Miss: the key's bucket and the account's credits, then the provider.
-    let worst = [WorstCase {
+    let call = DropIn {
+        namespace,
         provider,
-        model: parsed.model.clone(),
-        // The whole body, not only the messages' text: tool definitions, response formats and
-        // the like are billed as input too (a cost past the reservation is still charged, from
-        // what the balance has beyond other calls' reservations).
-        prompt_bytes: body.len(),
-        max_tokens: u32::try_from(parsed.output_budget).unwrap_or(u32::MAX),
-    }];
-    let (admission, reservation) = limits::gate(gw, caller, &policy, &worst).await?;
-    let reply = fanout::passthrough(
-        gw,
-        provider,
-        &caller.account_id,
-        test_mode,
-        sealed.as_deref(),
-        &forward,
-        &body,
-    )
-    .await;
-    let reply = match reply {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing was used: the reservation is released whole.
-            limits::settle_used_later(gw, reservation, &[]);
-            return Err(e.with_rate_headers(&admission));
-        }
+        key,
+        scope,
+        model: parsed.model,
+        output_budget: parsed.output_budget,
+        sealed,
+        forward,
+        body,
     };
-    let used: Vec<Used> = reply
-        .tokens
-        .iter()
-        .map(|t| Used {
-            provider,
-            model: &parsed.model,
-            tokens: *t,
-        })
-        .collect();
-    let credits = limits::settle_used_later(gw, reservation, &used);
+    let mode = pipeline::cache_mode(caller, &req);
+    pipeline::run(gw, caller, &policy, &call, mode, event).await
+}
 
-    let ok = (200..300).contains(&reply.status) && reply.tokens.is_some();
-    let stored = mode.writes() && ok;
-    if stored {
-        cache::store(gw, ns, key.as_str(), reply.body.clone());
+/// A drop-in call in the pipeline: the body forwarded to one provider's broker as it is.
+struct DropIn {
+    namespace: Namespace,
+    provider: Provider,
+    key: CacheKey,
+    scope: ScopeKind,
+    model: String,
+    output_budget: u64,
+    /// The account's own key for this provider, sealed (BYOK).
+    sealed: Option<String>,
+    forward: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Endpoint for DropIn {
+    type Answer = Passthrough;
+
+    fn namespace(&self) -> Namespace {
+        self.namespace
     }
-    let outcome = CacheOutcome::fetched(mode, stored);
-    event.cache(outcome);
-    event.credits = credits;
-    if let Some(t) = reply.tokens {
-        event.tokens = (t.input, t.output);
+
+    fn key(&self) -> &CacheKey {
+        &self.key
     }
-    let retry_after = reply.retry_after.filter(|_| !ok);
-    respond(
-        reply.status,
-        reply.body,
-        outcome,
-        key.as_str(),
-        kind,
-        Some(&admission),
-        retry_after,
-    )
+
+    fn worst_cases(&self) -> Vec<WorstCase> {
+        vec![WorstCase {
+            provider: self.provider,
+            model: self.model.clone(),
+            // The whole body, not only the messages' text: tool definitions, response formats
+            // and the like are billed as input too (a cost past the reservation is still
+            // charged, from what the balance has beyond other calls' reservations).
+            prompt_bytes: self.body.len(),
+            max_tokens: u32::try_from(self.output_budget).unwrap_or(u32::MAX),
+        }]
+    }
+
+    fn answer_hit(
+        &self,
+        _gw: &Gw,
+        text: String,
+        served: Served,
+        _event: &mut Event,
+    ) -> Option<Outcome<Response>> {
+        Some(respond(200, text, &served, self.scope, None))
+    }
+
+    async fn call(&self, gw: &Gw, caller: &Caller) -> Outcome<Passthrough> {
+        fanout::passthrough(
+            gw,
+            self.provider,
+            &caller.account_id,
+            caller.is_test(),
+            self.sealed.as_deref(),
+            &self.forward,
+            &self.body,
+        )
+        .await
+    }
+
+    fn used<'a>(&'a self, answer: &'a Passthrough) -> Vec<Used<'a>> {
+        answer
+            .tokens
+            .iter()
+            .map(|t| Used {
+                provider: self.provider,
+                model: &self.model,
+                tokens: *t,
+            })
+            .collect()
+    }
+
+    /// A successful answer with its usage is stored as the provider gave it.
+    fn entry(&self, answer: &Passthrough) -> Option<String> {
+        succeeded(answer).then(|| answer.body.clone())
+    }
+
+    fn answer(
+        &self,
+        _gw: &Gw,
+        answer: Passthrough,
+        served: Served,
+        _event: &mut Event,
+    ) -> Outcome<Response> {
+        // The upstream's own retry hint, on its refusals only.
+        let ok = succeeded(&answer);
+        let retry_after = answer.retry_after.filter(|_| !ok);
+        respond(answer.status, answer.body, &served, self.scope, retry_after)
+    }
+}
+
+/// Whether the upstream answered with success and told its usage (what may be stored).
+fn succeeded(answer: &Passthrough) -> bool {
+    (200..300).contains(&answer.status) && answer.tokens.is_some()
+}
+
+/// The cache namespace of a dialect's endpoint.
+fn cache_namespace(dialect: Dialect) -> Namespace {
+    match dialect {
+        Dialect::OpenAiChat => Namespace::Chat,
+        Dialect::AnthropicMessages => Namespace::Messages,
+    }
 }
 
 /// The `x-cache-scope` request header: `shared` (default) or `private`; anything else is a 400.
@@ -190,10 +217,8 @@ fn scope_header(req: &Request) -> Outcome<ScopeKind> {
 fn respond(
     status: u16,
     body: String,
-    outcome: CacheOutcome,
-    key: &str,
+    served: &Served,
     scope: ScopeKind,
-    admission: Option<&Admission>,
     retry_after: Option<String>,
 ) -> Outcome<Response> {
     let resp = Response::ok(body)
@@ -201,13 +226,11 @@ fn respond(
         .with_status(status);
     let h = resp.headers();
     set_header(h, "Content-Type", "application/json");
-    set_header(h, "Cache-Status", &outcome.header());
-    set_header(h, "X-Cache-Key", key);
+    set_header(h, "Cache-Status", &served.outcome.header());
+    set_header(h, "X-Cache-Key", served.key.as_str());
     set_header(h, "X-Cache-Scope", scope.as_str());
-    if let Some(a) = admission {
-        for (name, value) in &a.headers {
-            set_header(h, name, value);
-        }
+    for (name, value) in &served.admission.headers {
+        set_header(h, name, value);
     }
     if let Some(r) = retry_after {
         set_header(h, "Retry-After", &r);

@@ -15,6 +15,7 @@ mod edge;
 mod fanout;
 mod ledger;
 mod limits;
+mod pipeline;
 mod provider_keys;
 mod record;
 mod store;

@@ -3,7 +3,6 @@
 //! fanout. Cache hits only pay a serving fee, debited off the response path.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use gateway_core::credits::pricing::{PriceTable, CACHE_HIT_FEE};
@@ -12,14 +11,13 @@ use gateway_core::keys::KeyMode;
 use gateway_core::limits::bucket::Decision;
 use gateway_core::limits::headers::{policy_headers, rate_limit_headers, rate_limited_body};
 use gateway_core::limits::tier::{Limits, Tier, TierConfig};
-use gateway_core::providers::completion::{CompletionRequest, Tokens};
+use gateway_core::providers::completion::Tokens;
 use gateway_core::providers::Provider;
 use worker::console_error;
 
 use crate::auth::Caller;
 use crate::durable_objects::{LedgerOp, TakeReply};
 use crate::edge::{Gw, Outcome};
-use crate::fanout::ProviderResult;
 use crate::{bucket, ledger};
 
 /// The caller's limits under the configured tiers.
@@ -71,15 +69,10 @@ fn from_var<T: Default, E: std::fmt::Display>(
 
 pub fn policy(gw: &Gw, caller: &Caller) -> Policy {
     let config = tier_config(gw);
-    let tier = Tier::parse(&caller.tier).unwrap_or(Tier::Free);
-    let account_limits = caller
-        .limits_json
-        .as_deref()
-        .and_then(|j| serde_json::from_str::<Limits>(j).ok());
     Policy {
-        tier,
-        limits: config.limits_for(tier, account_limits),
-        max_tokens_cap: config.max_tokens_cap(tier),
+        tier: caller.tier,
+        limits: config.limits_for(caller.tier, caller.account_limits),
+        max_tokens_cap: config.max_tokens_cap(caller.tier),
     }
 }
 
@@ -163,19 +156,6 @@ pub struct Used<'a> {
     pub tokens: Tokens,
 }
 
-/// The worst case of each of `/v1/ask`'s calls.
-pub fn worst_cases(calls: &[(Provider, CompletionRequest)]) -> Vec<WorstCase> {
-    calls
-        .iter()
-        .map(|(p, c)| WorstCase {
-            provider: *p,
-            model: c.model.clone(),
-            prompt_bytes: c.prompt.len() + c.system.as_ref().map_or(0, String::len),
-            max_tokens: c.max_tokens,
-        })
-        .collect()
-}
-
 /// The miss path's gate: one token from the key's bucket and the calls' worst-case credits,
 /// asked of the two Durable Objects at the same time (one round trip instead of two). The
 /// bucket decides first in effect: when it refuses (429, revoked, unreachable) the answer is
@@ -248,29 +228,6 @@ async fn reserve_worst(
         account_id: caller.account_id.clone(),
         id,
     }))
-}
-
-/// The actual cost of `/v1/ask`'s results (see [`settle_used_later`]), each priced at the
-/// model that was asked for (`models`), as its reservation was: providers answer with their
-/// own names for it (`gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), which the price table
-/// does not list.
-pub fn settle_later(
-    gw: &Gw,
-    reservation: Option<Reservation>,
-    results: &[ProviderResult],
-    models: &BTreeMap<Provider, String>,
-) -> u64 {
-    let used: Vec<Used> = results
-        .iter()
-        .filter_map(|res| {
-            res.completion().map(|c| Used {
-                provider: res.provider,
-                model: models.get(&res.provider).unwrap_or(&c.model),
-                tokens: c.tokens,
-            })
-        })
-        .collect();
-    settle_used_later(gw, reservation, &used)
 }
 
 /// The actual cost of the tokens used; settles the reservation with it off the response path

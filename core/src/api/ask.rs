@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::cache::key::ScopeKind;
 use crate::error::ApiError;
 use crate::providers::Provider;
 
@@ -18,29 +19,6 @@ pub const DEFAULT_MAX_TOKENS: u32 = 256;
 /// Longest model name accepted in `params.models`.
 const MODEL_NAME_LIMIT: usize = 100;
 
-/// Where a cached answer may be shared, as the caller asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheScopeKind {
-    Shared,
-    Private,
-}
-
-impl CacheScopeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheScopeKind::Shared => "shared",
-            CacheScopeKind::Private => "private",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "shared" => Some(CacheScopeKind::Shared),
-            "private" => Some(CacheScopeKind::Private),
-            _ => None,
-        }
-    }
-}
-
 /// A validated ask: everything downstream trusts these fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AskRequest {
@@ -53,7 +31,7 @@ pub struct AskRequest {
     pub system: Option<String>,
     /// The model used for each requested provider (defaults filled in).
     pub models: BTreeMap<Provider, String>,
-    pub scope: CacheScopeKind,
+    pub scope: ScopeKind,
     /// The params of the cache key: as the caller sent them, with `models` completed.
     pub key_params: Value,
 }
@@ -110,8 +88,8 @@ pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiErro
     let providers = parse_providers(obj.remove("providers"))?;
 
     let scope = match obj.remove("cache_scope") {
-        None => CacheScopeKind::Shared,
-        Some(Value::String(s)) => CacheScopeKind::parse(&s).ok_or_else(|| {
+        None => ScopeKind::Shared,
+        Some(Value::String(s)) => ScopeKind::parse(&s).ok_or_else(|| {
             ApiError::invalid_request("`cache_scope` must be \"shared\" or \"private\"")
                 .with("field", "cache_scope")
         })?,
@@ -170,7 +148,7 @@ fn build(
     prompt: String,
     providers: Vec<Provider>,
     mut params: Map<String, Value>,
-    scope: CacheScopeKind,
+    scope: ScopeKind,
     cap: u32,
 ) -> Result<AskRequest, ApiError> {
     for key in params.keys() {
@@ -354,7 +332,7 @@ mod tests {
         let a = ask(json!({"prompt": "hi", "providers": ["openai", "anthropic"]})).unwrap();
         assert_eq!(a.providers, vec![Provider::Anthropic, Provider::OpenAi]);
         assert_eq!(a.max_tokens, DEFAULT_MAX_TOKENS);
-        assert_eq!(a.scope, CacheScopeKind::Shared);
+        assert_eq!(a.scope, ScopeKind::Shared);
         assert_eq!(a.models[&Provider::OpenAi], "gpt-4o-mini");
         assert_eq!(
             a.key_params,
@@ -436,7 +414,7 @@ mod tests {
     fn cache_scope_private_and_bad_scope() {
         let a = ask(json!({"prompt": "hi", "providers": ["gemini"], "cache_scope": "private"}))
             .unwrap();
-        assert_eq!(a.scope, CacheScopeKind::Private);
+        assert_eq!(a.scope, ScopeKind::Private);
         let e = ask(json!({"prompt": "hi", "providers": ["gemini"], "cache_scope": "public"}))
             .unwrap_err();
         assert_eq!(e.status, 400);

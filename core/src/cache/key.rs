@@ -36,7 +36,8 @@ impl Scope {
     }
 }
 
-/// The scope a request asks for on the wire, before the account is known.
+/// The scope a request asks for on the wire (`cache_scope` of `/v1/ask`, the drop-in
+/// endpoints' `x-cache-scope` header), before the account is known.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ScopeKind {
     Shared,
@@ -66,6 +67,51 @@ impl ScopeKind {
             ScopeKind::Shared => Scope::Shared,
             ScopeKind::Private => Scope::Private(account_id.to_owned()),
         }
+    }
+}
+
+/// Which endpoint's answers a key belongs to. Each has its own key namespace (the tuple's first
+/// element) and its own names in L1 and L2, so two endpoints never share an entry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Namespace {
+    /// `POST /v1/ask`.
+    Ask,
+    /// `POST /v1/chat/completions` (OpenAI dialect).
+    Chat,
+    /// `POST /v1/messages` (Anthropic dialect).
+    Messages,
+}
+
+impl Namespace {
+    /// The namespace as it enters the key: `ask/v1`, `chat/v1`, `messages/v1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Namespace::Ask => "ask/v1",
+            Namespace::Chat => "chat/v1",
+            Namespace::Messages => "messages/v1",
+        }
+    }
+
+    /// The namespace named by its key string (`ask/v1`, `chat/v1`, `messages/v1`).
+    pub fn parse(s: &str) -> Option<Namespace> {
+        [Namespace::Ask, Namespace::Chat, Namespace::Messages]
+            .into_iter()
+            .find(|n| n.as_str() == s)
+    }
+
+    /// L1 (Cache API) address of `key`: `https://cache.internal/<namespace>/<key>`.
+    pub fn l1_url(self, key: &str) -> String {
+        format!("https://cache.internal/{}/{key}", self.as_str())
+    }
+
+    /// L2 (KV) name of `key`: `ask:<key>`, `chat:<key>`, `messages:<key>`.
+    pub fn l2_name(self, key: &str) -> String {
+        let short = match self {
+            Namespace::Ask => "ask",
+            Namespace::Chat => "chat",
+            Namespace::Messages => "messages",
+        };
+        format!("{short}:{key}")
     }
 }
 
@@ -99,7 +145,9 @@ pub fn ask_cache_key(
     providers.dedup();
 
     let mut h = HashSink::new();
-    h.push_str("[\"ask/v1\",");
+    h.push_str("[");
+    write_json_string(Namespace::Ask.as_str(), &mut h);
+    h.push_str(",");
     write_scope(scope, &mut h);
     h.push_str(",\"");
     h.push_normalized_prompt(prompt);
@@ -189,6 +237,24 @@ impl JsonSink for HashSink {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_namespace_has_its_own_storage_names() {
+        let k = "9f86";
+        assert_eq!(
+            Namespace::Ask.l1_url(k),
+            "https://cache.internal/ask/v1/9f86"
+        );
+        assert_eq!(
+            Namespace::Chat.l1_url(k),
+            "https://cache.internal/chat/v1/9f86"
+        );
+        assert_eq!(Namespace::Ask.l2_name(k), "ask:9f86");
+        assert_eq!(Namespace::Chat.l2_name(k), "chat:9f86");
+        assert_eq!(Namespace::Messages.l2_name(k), "messages:9f86");
+        assert_eq!(Namespace::parse("chat/v1"), Some(Namespace::Chat));
+        assert_eq!(Namespace::parse("chat"), None);
+    }
+
     use super::*;
     use crate::cache::canonical_json::canonical_json;
     use serde_json::json;

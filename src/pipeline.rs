@@ -1,0 +1,148 @@
+//! The one miss-path pipeline of every answering endpoint (`/v1/ask` and the drop-in
+//! endpoints): cache lookup → gate (the key's bucket and the account's credits) → upstream call
+//! → settle → store → meter. What differs per endpoint (how it calls upstream, how it answers,
+//! what is cacheable) is its [`Endpoint`] implementation; the order and the rules are here once.
+
+use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
+use gateway_core::cache::key::{CacheKey, Namespace};
+use gateway_core::providers::completion::Tokens;
+use worker::{Request, Response};
+
+use crate::auth::Caller;
+use crate::cache;
+use crate::edge::{Gw, Outcome};
+use crate::limits::{self, Admission, Policy, Used, WithRateHeaders, WorstCase};
+use crate::record::Event;
+
+/// What an answer is served with: how the cache took part, the key, what the call cost and the
+/// rate-limit headers of its admission.
+pub struct Served<'a> {
+    pub outcome: CacheOutcome,
+    pub key: &'a CacheKey,
+    pub credits: u64,
+    pub admission: &'a Admission,
+}
+
+/// One endpoint's part of the pipeline, for one parsed request.
+pub trait Endpoint {
+    /// The upstream's answer, as this endpoint receives it.
+    type Answer;
+
+    fn namespace(&self) -> Namespace;
+
+    /// The request's cache key (scope included).
+    fn key(&self) -> &CacheKey;
+
+    /// The worst case of each upstream call, as the gate reserves it.
+    fn worst_cases(&self) -> Vec<WorstCase>;
+
+    /// Serves a stored entry: `None` when the text cannot be served (read as a miss).
+    fn answer_hit(
+        &self,
+        gw: &Gw,
+        text: String,
+        served: Served,
+        event: &mut Event,
+    ) -> Option<Outcome<Response>>;
+
+    /// Calls upstream. An `Err` is an answer the caller gets as it is (with the admission's
+    /// rate-limit headers); nothing was used.
+    async fn call(&self, gw: &Gw, caller: &Caller) -> Outcome<Self::Answer>;
+
+    /// The tokens each upstream call used, priced as it was reserved.
+    fn used<'a>(&'a self, answer: &'a Self::Answer) -> Vec<Used<'a>>;
+
+    /// The entry to store, when the answer may be served to later callers.
+    fn entry(&self, answer: &Self::Answer) -> Option<String>;
+
+    /// Answers the caller with a fresh answer.
+    fn answer(
+        &self,
+        gw: &Gw,
+        answer: Self::Answer,
+        served: Served,
+        event: &mut Event,
+    ) -> Outcome<Response>;
+}
+
+/// How the request may use the cache: test keys neither read nor write it (their synthetic
+/// answers must never reach a live key, and they are not served what live keys paid for);
+/// otherwise as the request's `Cache-Control` says.
+pub fn cache_mode(caller: &Caller, req: &Request) -> RequestCacheMode {
+    if caller.is_test() {
+        RequestCacheMode::Bypass
+    } else {
+        RequestCacheMode::from_header(req.headers().get("Cache-Control").ok().flatten().as_deref())
+    }
+}
+
+/// Runs one call through the pipeline.
+pub async fn run<E: Endpoint>(
+    gw: &Gw,
+    caller: &Caller,
+    policy: &Policy,
+    endpoint: &E,
+    mode: RequestCacheMode,
+    event: &mut Event,
+) -> Outcome<Response> {
+    let key = endpoint.key();
+    if mode.reads() {
+        if let Some((text, tier)) = cache::lookup(gw, endpoint.namespace(), key.as_str()).await {
+            let outcome = CacheOutcome::Hit(tier);
+            // The serving fee is debited off the response path; a hit never waits on a DO.
+            let fee = limits::cache_hit_fee();
+            let admission = Admission::hit(policy);
+            let served = Served {
+                outcome,
+                key,
+                credits: fee,
+                admission: &admission,
+            };
+            if let Some(resp) = endpoint.answer_hit(gw, text, served, event) {
+                limits::debit_fee_later(gw, &caller.account_id, fee);
+                event.cache(outcome);
+                event.credits = fee;
+                return resp;
+            }
+        }
+    }
+
+    // Miss: the key's bucket and the account's credits, then upstream.
+    let (admission, reservation) =
+        limits::gate(gw, caller, policy, &endpoint.worst_cases()).await?;
+    let answer = match endpoint.call(gw, caller).await {
+        Ok(a) => a,
+        Err(e) => {
+            // Nothing was used: the reservation is released whole.
+            limits::settle_used_later(gw, reservation, &[]);
+            return Err(e.with_rate_headers(&admission));
+        }
+    };
+    let used = endpoint.used(&answer);
+    let credits = limits::settle_used_later(gw, reservation, &used);
+    event.tokens = used.iter().fold((0, 0), |(i, o), u| {
+        let Tokens { input, output } = u.tokens;
+        (i + input, o + output)
+    });
+    drop(used);
+
+    let entry = if mode.writes() {
+        endpoint.entry(&answer)
+    } else {
+        None
+    };
+    let stored = entry.is_some();
+    if let Some(text) = entry {
+        cache::store(gw, endpoint.namespace(), key.as_str(), text);
+    }
+    let outcome = CacheOutcome::fetched(mode, stored);
+    event.cache(outcome);
+    event.credits = credits;
+    let served = Served {
+        outcome,
+        key,
+        credits,
+        admission: &admission,
+    };
+    endpoint.answer(gw, answer, served, event)
+}
