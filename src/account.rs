@@ -1,41 +1,17 @@
 //! The account API (gateway-key auth): the account itself, its keys, and key minting
 //! shared with the admin API.
 
+use gateway_core::api::account::key_request;
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode, MintedKey};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use worker::{Request, Response};
 
 use crate::auth::{invalidate, Caller};
-use crate::edge::{json, only_fields, random_32, read_optional_json_object, Gw, Outcome};
+use crate::edge::{json, random_32, read_optional_json_object, Gw, Outcome};
 use crate::{bucket, ledger, store};
 
 const SMALL_BODY: usize = 16 * 1024;
-const NAME_LIMIT: usize = 100;
-
-/// `{"name"?, "mode"?}` of a key-minting request.
-pub fn key_request(body: &Map<String, Value>) -> Outcome<(Option<String>, KeyMode)> {
-    only_fields(body, &["name", "mode"])?;
-    let name = match body.get("name") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= NAME_LIMIT && !s.chars().any(char::is_control) => {
-            Some(s.clone())
-        }
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                "name",
-                format!("`name` must be a string of at most {NAME_LIMIT} bytes"),
-            ))
-        }
-    };
-    let mode = match body.get("mode") {
-        None | Some(Value::Null) => KeyMode::Live,
-        Some(v) => v.as_str().and_then(KeyMode::parse).ok_or_else(|| {
-            ApiError::invalid_param("mode", "`mode` must be \"live\" or \"test\"")
-        })?,
-    };
-    Ok((name, mode))
-}
 
 /// Mints a key for the account, drawing a new secret on a prefix collision; with a cap, only
 /// while the account holds fewer key rows (409 `key_limit_reached` at it).

@@ -1,16 +1,15 @@
 //! The admin API (bearer ADMIN_TOKEN): create accounts, mint their keys, change tiers,
 //! add credits.
 
+use gateway_core::api::account::{key_request, only_fields, tier_change};
 use gateway_core::error::ApiError;
 use gateway_core::keys;
-use gateway_core::limits::tier::{Limits, Tier};
+use gateway_core::limits::tier::Limits;
 use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 
 use crate::auth::{invalidate_account, require_admin};
-use crate::edge::{
-    json, only_fields, random_16, read_json_object, read_optional_json_object, Gw, Outcome,
-};
+use crate::edge::{json, random_16, read_json_object, read_optional_json_object, Gw, Outcome};
 use crate::{account, ledger, store};
 
 const SMALL_BODY: usize = 16 * 1024;
@@ -24,7 +23,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         ("POST", ["accounts", id, "keys"]) => {
             let id = existing_account(gw, id).await?;
             let body = read_optional_json_object(&mut req, SMALL_BODY).await?;
-            let (name, mode) = account::key_request(&body)?;
+            let (name, mode) = key_request(&body)?;
             let minted = account::mint_key(gw, &id, name.as_deref(), mode, None).await?;
             json(
                 201,
@@ -70,49 +69,18 @@ async fn existing_account(gw: &Gw, id: &str) -> Outcome<String> {
         .ok_or_else(store::account_not_found)
 }
 
-/// `{"tier", "limits"?}` → the tier and the stored enterprise limits (JSON text).
-fn parse_tier(body: &Map<String, Value>) -> Outcome<(Tier, Option<String>)> {
-    let tier = body
-        .get("tier")
-        .and_then(Value::as_str)
-        .and_then(Tier::parse)
-        .ok_or_else(|| {
-            ApiError::invalid_param("tier", "`tier` must be one of free, pro, scale, enterprise")
-        })?;
-    let limits = match body.get("limits") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            if tier != Tier::Enterprise {
-                return Err(ApiError::invalid_param(
-                    "limits",
-                    "`limits` can only be set on the enterprise tier",
-                ));
-            }
-            if let Some(obj) = v.as_object() {
-                only_fields(obj, &["burst", "per_second"])?;
-            }
-            let burst = v.get("burst").and_then(Value::as_u64);
-            let per_second = v.get("per_second").and_then(Value::as_f64);
-            let (Some(burst), Some(per_second)) = (burst, per_second) else {
-                return Err(ApiError::invalid_param(
-                    "limits",
-                    "`limits` must be {\"burst\": N, \"per_second\": R}",
-                ));
-            };
-            let burst = u32::try_from(burst)
-                .map_err(|_| ApiError::invalid_param("limits", "`limits.burst` is too large"))?;
-            let limits = Limits::new(burst, per_second)
-                .map_err(|e| ApiError::invalid_param("limits", format!("invalid limits: {e}")))?;
-            Some(serde_json::to_string(&limits).map_err(|_| ApiError::internal())?)
-        }
-    };
-    Ok((tier, limits))
+/// Enterprise limits as the accounts row stores them (JSON text).
+fn stored_limits(limits: Option<Limits>) -> Outcome<Option<String>> {
+    limits
+        .map(|l| serde_json::to_string(&l).map_err(|_| ApiError::internal()))
+        .transpose()
 }
 
 async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
     let body = read_json_object(req, SMALL_BODY).await?;
     only_fields(&body, &["tier", "limits", "credits"])?;
-    let (tier, limits) = parse_tier(&body)?;
+    let (tier, limits) = tier_change(&body)?;
+    let limits = stored_limits(limits)?;
     let credits = match body.get("credits") {
         None => 0,
         Some(v) => v
@@ -136,7 +104,8 @@ async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
 
 async fn patch_account(gw: &Gw, id: &str, body: &Map<String, Value>) -> Outcome<Response> {
     only_fields(body, &["tier", "limits"])?;
-    let (tier, limits) = parse_tier(body)?;
+    let (tier, limits) = tier_change(body)?;
+    let limits = stored_limits(limits)?;
     let db = gw.db()?;
     if !store::update_tier(&db, id, tier.as_str(), limits.as_deref()).await? {
         return Err(store::account_not_found());

@@ -300,24 +300,6 @@ pub async fn read_optional_json_object(
     json_object(&body)
 }
 
-/// Refuses a field of `body` not in `allowed` (a misspelled field is an error, not ignored).
-pub fn only_fields(
-    body: &serde_json::Map<String, serde_json::Value>,
-    allowed: &[&str],
-) -> Outcome<()> {
-    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        None => Ok(()),
-        Some(k) => {
-            let k: String = k.chars().take(40).collect();
-            Err(ApiError::invalid_request(format!(
-                "unknown field `{k}`; expected {}",
-                allowed.join(", ")
-            ))
-            .with("field", k))
-        }
-    }
-}
-
 pub async fn read_json_object(
     req: &mut Request,
     limit: usize,

@@ -8,6 +8,7 @@ use gateway_core::cache::control::CacheOutcome;
 use std::cell::RefCell;
 
 use gateway_core::usage::packing::pack_json_arrays;
+use gateway_core::usage::rows::{encode_archive_row, UsageRow, INSERT_ARCHIVE, INSERT_USAGE};
 use worker::{console_error, D1Database};
 
 use crate::auth::Caller;
@@ -171,51 +172,42 @@ async fn flush(db: D1Database) {
     }
 }
 
-const INSERT_USAGE: &str = "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, \
-providers, cache_status, cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, \
-prompt_prefix, created_at) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
-json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
-json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]') \
-FROM json_each(?1) WHERE json_extract(value, '$[0]') IN (SELECT id FROM accounts)";
-
-const INSERT_ARCHIVE: &str = "INSERT INTO response_archive (request_id, account_id, created_at, \
-response) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?1) \
-WHERE json_extract(value, '$[1]') IN (SELECT id FROM accounts)";
-
 /// The queued rows as the JSON values the inserts read: one usage row each (columns in
 /// `INSERT_USAGE` order), and one archive row for each that has an answer to archive.
 fn encode_rows(rows: &[Pending]) -> (Vec<String>, Vec<String>) {
     let usage = rows
         .iter()
-        .filter_map(|r| {
+        .map(|r| {
             let e = &r.event;
-            serde_json::to_string(&(
-                &e.account_id,
-                &e.key_prefix,
-                &r.request_id,
-                &e.endpoint,
-                &e.providers,
-                e.cache_status,
-                e.cache_tier,
-                r.status,
-                e.tokens.0,
-                e.tokens.1,
-                e.credits,
-                r.latency_ms,
-                &e.prompt_prefix,
-                r.at_ms,
-            ))
-            .ok()
+            UsageRow {
+                account_id: &e.account_id,
+                key_prefix: &e.key_prefix,
+                request_id: &r.request_id,
+                endpoint: &e.endpoint,
+                providers: &e.providers,
+                cache_status: e.cache_status,
+                cache_tier: e.cache_tier,
+                status_code: r.status,
+                input_tokens: e.tokens.0,
+                output_tokens: e.tokens.1,
+                credits: e.credits,
+                latency_ms: r.latency_ms,
+                prompt_prefix: e.prompt_prefix.as_deref(),
+                created_at: r.at_ms,
+            }
+            .encode()
         })
         .collect();
     let archive = rows
         .iter()
         .filter_map(|r| {
             let text = r.event.archive.as_ref()?;
-            serde_json::to_string(&(&r.request_id, &r.event.account_id, r.at_ms, text)).ok()
+            Some(encode_archive_row(
+                &r.request_id,
+                &r.event.account_id,
+                r.at_ms,
+                text,
+            ))
         })
         .collect();
     (usage, archive)

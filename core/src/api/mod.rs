@@ -1,4 +1,5 @@
 //! What callers send: `POST /v1/ask` and the drop-in dialects, parsed and validated.
 
+pub mod account;
 pub mod ask;
 pub mod dropin;
