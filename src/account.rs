@@ -60,6 +60,7 @@ pub async fn mint_key_from(
             }
             continue;
         }
+        crate::auth::minted(&minted.prefix);
         if let Err(e) = bucket::reset(&gw.env, &minted.prefix).await {
             // Nobody will hold this key's secret: leave no active row behind.
             store::revoke_key(&db, account_id, &minted.prefix, gw.now_ms).await?;

@@ -151,34 +151,60 @@ pub fn auth_cache_key(prefix: &str) -> String {
 }
 
 /// Authenticates the request's gateway key. Unknown, malformed and revoked keys get the
-/// same 401; a storage failure is a 503 (fail closed).
+/// same 401; a storage failure is a 503 (fail closed). Nothing is written for a token whose
+/// hash did not match (its key's `last_used_at`, the KV auth cache), so a forged token that
+/// borrows a real key's prefix leaves no trace on that key. Prefixes that have no key are
+/// remembered briefly in the isolate, and an isolate that sees many failed lookups answers
+/// 429 for a while, so a walk over prefixes costs no D1 read per request.
 pub async fn authenticate(gw: &Gw, req: &Request) -> Outcome<Caller> {
     let token = api_key_header(req).ok_or_else(ApiError::unauthorized)?;
     let parsed = keys::parse_token(&token).ok_or_else(ApiError::unauthorized)?;
-    let row = match memo::get(parsed.prefix, gw.now_ms) {
-        Some(row) => row,
+    let (row, read) = match memo::get(parsed.prefix, gw.now_ms) {
+        Some(row) => (row, Read::Memo),
         None => {
+            if failures::unknown(parsed.prefix, gw.now_ms) {
+                return Err(ApiError::unauthorized());
+            }
+            if failures::throttled(gw.now_ms) {
+                return Err(failures::throttled_error());
+            }
             let generation = memo::generation();
-            let row = load_row(gw, parsed.prefix).await?;
-            if row.status == "active" {
+            let (row, read) = match load_row(gw, parsed.prefix).await? {
+                Some(found) => found,
+                None => {
+                    failures::remember_unknown(parsed.prefix, gw.now_ms);
+                    return Err(ApiError::unauthorized());
+                }
+            };
+            if row.status == "active" && keys::hash_matches(&row.key_hash, &token) {
                 memo::put(&row, gw.now_ms, generation);
             }
-            row
+            (row, read)
         }
     };
     if row.status != "active" || !keys::hash_matches(&row.key_hash, &token) {
+        failures::count(gw.now_ms);
         return Err(ApiError::unauthorized());
+    }
+    if read == Read::Database {
+        cache_row_later(gw, &row);
     }
     Caller::from_row(row)
 }
 
-/// A key's auth row from the KV auth cache, else from D1 (then cached in KV if active).
-async fn load_row(gw: &Gw, prefix: &str) -> Outcome<KeyAuthRow> {
-    let kv = gw.kv()?;
-    let cache_key = auth_cache_key(prefix);
+/// Where an auth row came from.
+#[derive(PartialEq, Eq)]
+enum Read {
+    Memo,
+    AuthCache,
+    Database,
+}
 
+/// A key's auth row from the KV auth cache, else from D1; `None` when no key has the prefix.
+async fn load_row(gw: &Gw, prefix: &str) -> Outcome<Option<(KeyAuthRow, Read)>> {
+    let kv = gw.kv()?;
     // A failing KV read is a cache miss, not a failed request.
-    let cached = match kv.get(&cache_key).json::<KeyAuthRow>().await {
+    let cached = match kv.get(&auth_cache_key(prefix)).json::<KeyAuthRow>().await {
         Ok(row) => row,
         Err(e) => {
             console_error!("auth cache read failed: {e}");
@@ -186,30 +212,121 @@ async fn load_row(gw: &Gw, prefix: &str) -> Outcome<KeyAuthRow> {
         }
     };
     if let Some(row) = cached {
-        return Ok(row);
+        return Ok(Some((row, Read::AuthCache)));
     }
-    let row = store::key_for_auth(&gw.db()?, prefix)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
-    if row.status == "active" {
-        // Cache only active keys; a miss also refreshes last_used_at (accurate to 60 s).
-        let row2 = row.clone();
-        let db = gw.db()?;
-        let (prefix, now) = (prefix.to_string(), gw.now_ms);
-        let delay_ms = gw.dev_auth_cache_delay_ms;
-        gw.after(async move {
-            if delay_ms > 0 {
-                Delay::from(Duration::from_millis(delay_ms)).await;
+    let row = store::key_for_auth(&gw.db()?, prefix).await?;
+    Ok(row.map(|r| (r, Read::Database)))
+}
+
+/// After a verified call whose row came from D1: caches the row in KV (active keys only) and
+/// refreshes the key's `last_used_at` (accurate to the cache's 60 s), off the response path.
+fn cache_row_later(gw: &Gw, row: &KeyAuthRow) {
+    let (Ok(kv), Ok(db)) = (gw.kv(), gw.db()) else {
+        return;
+    };
+    let row = row.clone();
+    let now = gw.now_ms;
+    let delay_ms = gw.dev_auth_cache_delay_ms;
+    gw.after(async move {
+        if delay_ms > 0 {
+            Delay::from(Duration::from_millis(delay_ms)).await;
+        }
+        if let Ok(put) = kv.put(&auth_cache_key(&row.prefix), &row) {
+            if let Err(e) = put.expiration_ttl(AUTH_CACHE_TTL_S).execute().await {
+                console_error!("auth cache write failed: {e}");
             }
-            if let Ok(put) = kv.put(&auth_cache_key(&prefix), &row2) {
-                if let Err(e) = put.expiration_ttl(AUTH_CACHE_TTL_S).execute().await {
-                    console_error!("auth cache write failed: {e}");
+        }
+        let _ = store::touch_key(&db, &row.prefix, now).await;
+    });
+}
+
+/// Failed authentications seen by this isolate: prefixes that have no key (remembered
+/// `UNKNOWN_TTL_MS`), and a budget of failed lookups per second past which the isolate
+/// answers 429 instead of reading D1 (docs/DECISIONS.md, "Failed authentications").
+mod failures {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use gateway_core::error::ApiError;
+
+    /// How long a prefix with no key is answered 401 without a lookup.
+    pub const UNKNOWN_TTL_MS: u64 = 5_000;
+    /// Failed lookups one isolate allows per second before it throttles.
+    pub const FAILURES_PER_SECOND: u32 = 50;
+    const MAX_UNKNOWN: usize = 4096;
+
+    #[derive(Default)]
+    struct Failures {
+        unknown: HashMap<String, u64>,
+        /// The current second and the failures counted in it.
+        window: (u64, u32),
+    }
+
+    thread_local! {
+        static FAILURES: RefCell<Failures> = RefCell::new(Failures::default());
+    }
+
+    pub fn unknown(prefix: &str, now_ms: u64) -> bool {
+        FAILURES.with(|f| {
+            f.borrow()
+                .unknown
+                .get(prefix)
+                .is_some_and(|until| now_ms < *until)
+        })
+    }
+
+    pub fn remember_unknown(prefix: &str, now_ms: u64) {
+        count(now_ms);
+        FAILURES.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.unknown.len() >= MAX_UNKNOWN {
+                f.unknown.retain(|_, until| now_ms < *until);
+                if f.unknown.len() >= MAX_UNKNOWN {
+                    f.unknown.clear();
                 }
             }
-            let _ = store::touch_key(&db, &prefix, now).await;
-        });
+            f.unknown
+                .insert(prefix.to_string(), now_ms + UNKNOWN_TTL_MS);
+        })
     }
-    Ok(row)
+
+    /// A new key took `prefix` (minted in this isolate): forget that it had none.
+    pub fn forget_unknown(prefix: &str) {
+        FAILURES.with(|f| f.borrow_mut().unknown.remove(prefix));
+    }
+
+    pub fn count(now_ms: u64) {
+        FAILURES.with(|f| {
+            let mut f = f.borrow_mut();
+            let second = now_ms / 1000;
+            if f.window.0 != second {
+                f.window = (second, 0);
+            }
+            f.window.1 = f.window.1.saturating_add(1);
+        })
+    }
+
+    pub fn throttled(now_ms: u64) -> bool {
+        FAILURES.with(|f| {
+            let f = f.borrow();
+            f.window.0 == now_ms / 1000 && f.window.1 >= FAILURES_PER_SECOND
+        })
+    }
+
+    pub fn throttled_error() -> ApiError {
+        ApiError::new(
+            429,
+            "auth_throttled",
+            "too many failed authentications; retry in a second",
+        )
+        .with("retry_after_ms", 1000)
+        .with_header("Retry-After", "1")
+    }
+}
+
+/// A key was just minted on `prefix` in this isolate: it is no longer unknown here.
+pub fn minted(prefix: &str) {
+    failures::forget_unknown(prefix);
 }
 
 /// How long after an invalidation its KV deletes are made again.

@@ -5,4 +5,5 @@ mod cache;
 mod data;
 mod dropin;
 mod foundation;
+mod hardening;
 mod ratelimit;
