@@ -2,6 +2,7 @@
 //! shared with the admin API.
 
 use gateway_core::api::account::key_request;
+use gateway_core::api::route::V1Route;
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode, MintedKey};
 use serde_json::{json, Value};
@@ -102,18 +103,22 @@ fn key_limit(gw: &Gw) -> u64 {
     dev.unwrap_or(MAX_KEYS_PER_ACCOUNT)
 }
 
-/// Routes `/v1/account` and `/v1/keys...` for an authenticated caller.
-pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) -> Outcome<Response> {
-    let method = req.method();
-    match (method.as_ref(), segs) {
-        ("GET", ["account"]) => {
+/// Serves `GET /v1/account` and the `/v1/keys...` routes for an authenticated caller.
+pub async fn route(
+    gw: &Gw,
+    mut req: Request,
+    caller: &Caller,
+    route: V1Route<'_>,
+) -> Outcome<Response> {
+    match route {
+        V1Route::Account => {
             let bal = ledger::balance(gw, &caller.account_id).await?;
             json(
                 200,
                 &json!({"account_id": caller.account_id, "tier": caller.tier.as_str(), "credits_balance": bal.balance}),
             )
         }
-        ("POST", ["keys"]) => {
+        V1Route::KeysMint => {
             let body = read_optional_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = key_request(&body)?;
             let cap = Some(key_limit(gw));
@@ -123,7 +128,7 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
                 &json!({"key": minted.token, "prefix": minted.prefix, "name": name, "mode": mode.as_str()}),
             )
         }
-        ("GET", ["keys"]) => {
+        V1Route::KeysList => {
             let rows = store::list_keys(&gw.db()?, &caller.account_id).await?;
             let keys: Vec<Value> = rows
                 .into_iter()
@@ -140,8 +145,7 @@ pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) ->
                 .collect();
             json(200, &json!({"keys": keys}))
         }
-        ("DELETE", ["keys", prefix]) => revoke(gw, caller, prefix).await,
-        (_, ["account"]) | (_, ["keys"]) | (_, ["keys", _]) => Err(ApiError::method_not_allowed()),
+        V1Route::KeyRevoke { prefix } => revoke(gw, caller, prefix).await,
         _ => Err(ApiError::not_found()),
     }
 }

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use worker::{console_error, console_log, D1Database, Request, Response, Url};
 
 use crate::auth::{invalidate, invalidate_account, Caller};
-use crate::d1::{self, num as n, text as s};
-use crate::edge::{dependency, iso8601, json, read_json_object, Gw, Outcome};
+use crate::d1::{self, num as n, opt_text as opt, text as s};
+use crate::edge::{dependency, iso8601, json, json_text, read_json_object, Gw, Outcome};
 use crate::{bucket, ledger, record, store};
 
 /// Days an archived answer is served.
@@ -24,6 +24,12 @@ fn archive_not_found() -> ApiError {
     ApiError::new(404, "not_found", "no such request")
 }
 
+/// The only key whose calls the caller may read: its own, for a test key; `None` (every key of
+/// the account) for a live key.
+fn own_key(caller: &Caller) -> Option<&str> {
+    caller.is_test().then_some(caller.prefix.as_str())
+}
+
 /// `GET /v1/ask/:id`.
 pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Response> {
     if !keys::is_id("req", id) {
@@ -35,10 +41,16 @@ pub async fn get_archived(gw: &Gw, caller: &Caller, id: &str) -> Outcome<Respons
         created_at: f64,
         response: String,
     }
+    // Answered a moment ago by this isolate: the row may still wait in its write queue.
+    if let Some(body) = record::queued_answer(id, &caller.account_id, own_key(caller)) {
+        return json_text(200, body);
+    }
+    // A test key reads the answers of its own calls only (docs/DECISIONS.md, "Test keys").
     let row = d1::first::<Row>(
         &gw.db()?,
-        "SELECT account_id, created_at, response FROM response_archive WHERE request_id = ?1",
-        &[s(id)],
+        "SELECT account_id, created_at, response FROM response_archive WHERE request_id = ?1 \
+         AND (?2 IS NULL OR EXISTS (SELECT 1 FROM usage_events WHERE request_id = ?1 AND key_prefix = ?2))",
+        &[s(id), opt(own_key(caller))],
     )
     .await?;
     let expired = || {
@@ -73,8 +85,8 @@ async fn answered_before(gw: &Gw, caller: &Caller, id: &str, age_ms: u64) -> Out
     let found = d1::first::<Found>(
         &gw.db()?,
         "SELECT created_at FROM usage_events WHERE request_id = ?1 AND account_id = ?2 \
-         AND status_code = 200 AND endpoint = 'POST /v1/ask'",
-        &[s(id), s(&caller.account_id)],
+         AND status_code = 200 AND endpoint = 'POST /v1/ask' AND (?3 IS NULL OR key_prefix = ?3)",
+        &[s(id), s(&caller.account_id), opt(own_key(caller))],
     )
     .await?;
     Ok(found.is_some_and(|f| gw.now_ms.saturating_sub(f.created_at as u64) > age_ms))
@@ -148,8 +160,9 @@ pub async fn get_usage(gw: &Gw, caller: &Caller, url: &Url) -> Outcome<Response>
         &db,
         "SELECT COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
              SUM(credits) AS credits, SUM(cache_status = 'hit') AS cache_hits FROM usage_events \
-             WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3",
-        &[s(&caller.account_id), n(from), n(to)],
+             WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 \
+             AND (?4 IS NULL OR key_prefix = ?4)",
+        &[s(&caller.account_id), n(from), n(to), opt(own_key(caller))],
     )
     .await?;
     #[derive(Deserialize)]
@@ -173,8 +186,9 @@ pub async fn get_usage(gw: &Gw, caller: &Caller, url: &Url) -> Outcome<Response>
         &db,
         "SELECT id, key_prefix, request_id, endpoint, providers, cache_status, cache_tier, status_code, \
              input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at FROM usage_events \
-             WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND id < ?4 ORDER BY id DESC LIMIT ?5",
-        &[s(&caller.account_id), n(from), n(to), n(cursor), n(limit)],
+             WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND id < ?4 \
+             AND (?6 IS NULL OR key_prefix = ?6) ORDER BY id DESC LIMIT ?5",
+        &[s(&caller.account_id), n(from), n(to), n(cursor), n(limit), opt(own_key(caller))],
     )
     .await?;
     let next_cursor = (rows.len() as u64 == limit)

@@ -30,8 +30,8 @@ mod durable_objects;
 pub use durable_objects::{AccountLedger, TokenBucket};
 
 use gateway_core::api::dropin::Dialect;
+use gateway_core::api::route::V1Route;
 use gateway_core::error::ApiError;
-use gateway_core::keys::KeyMode;
 use serde_json::json;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
@@ -52,12 +52,34 @@ Policy: https://edge-gateway.invalid/security-policy\n";
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let gw = Gw::new(env, ctx, &req);
+    // Responses that hold secrets or account data must not be stored by any cache on the way.
+    let private = holds_account_data(&req);
     let resp = match route(&gw, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e, &gw.request_id),
     };
-    set_header(resp.headers(), "X-Request-Id", &gw.request_id);
+    let h = resp.headers();
+    set_header(h, "X-Request-Id", &gw.request_id);
+    set_header(h, "X-Content-Type-Options", "nosniff");
+    if private {
+        set_header(h, "Cache-Control", "no-store");
+    }
     Ok(resp)
+}
+
+/// Whether the request is for the admin API or an account route of `/v1` (everything there
+/// but the answering endpoints): their responses carry keys, account data or both.
+fn holds_account_data(req: &Request) -> bool {
+    let path = req.path();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["admin", ..] => true,
+        ["v1", rest @ ..] => !matches!(
+            V1Route::parse(req.method().as_ref(), rest),
+            V1Route::Ask | V1Route::ChatCompletions | V1Route::Messages
+        ),
+        _ => false,
+    }
 }
 
 #[event(scheduled)]
@@ -88,22 +110,30 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
         (_, ["admin", rest @ ..]) => admin::route(gw, req, rest).await,
         (_, ["__dev", rest @ ..]) => dev::route(gw, req, rest).await,
         (_, ["v1", rest @ ..]) => {
+            let route = V1Route::parse(method.as_ref(), rest);
             let caller = match auth::authenticate(gw, &req).await {
                 Ok(c) => c,
                 Err(e) => return dropin::in_dialect(rest, Err(e), &gw.request_id),
             };
-            let endpoint = format!(
-                "{} /v1/{}",
-                method.as_ref(),
-                rest.first().copied().unwrap_or("")
-            );
-            let mut event = Event::new(&endpoint, &caller);
-            let result = v1(gw, req, &caller, rest, &mut event).await;
+            let mut event = Event::new(route.endpoint(), &caller);
+            let mut result = v1(gw, req, &caller, route, &mut event).await;
+            // A call that reached neither the cache nor a bucket (a data read, a refused body,
+            // an unknown route) passes the isolate's limiter; refused there, it leaves no row.
+            if !event.gated {
+                if let Err(e) = limits::admit_unmetered(gw, &caller) {
+                    result = Err(e);
+                    event.discard = true;
+                }
+            }
             let status = match &result {
                 Ok(r) => r.status_code(),
                 Err(e) => e.status,
             };
-            record::usage_later(gw, event, status);
+            if route.records_usage() {
+                record::usage_later(gw, event, status);
+            } else {
+                record::count_unrouted(status);
+            }
             dropin::in_dialect(rest, result, &gw.request_id)
         }
         _ => Err(ApiError::not_found()),
@@ -114,55 +144,47 @@ async fn v1(
     gw: &Gw,
     mut req: Request,
     caller: &auth::Caller,
-    segs: &[&str],
+    route: V1Route<'_>,
     event: &mut Event,
 ) -> Outcome<Response> {
-    let method = req.method();
     // A test key reads the account but never changes it (`docs/DECISIONS.md`).
-    let changes_account = matches!(
-        (&method, segs),
-        (Method::Post, ["keys"])
-            | (Method::Delete, ["keys", _])
-            | (Method::Patch, ["account"])
-            | (Method::Delete, ["account"])
-            | (Method::Put, ["provider-keys", _])
-            | (Method::Delete, ["provider-keys", _])
-    );
-    if changes_account && caller.mode == KeyMode::Test {
+    if route.changes_account() && caller.is_test() {
         return Err(ApiError::new(
             403,
             "live_key_required",
             "a test key can read the account but not change it: use a live key",
         ));
     }
-    if changes_account {
+    // Calls that change the account or read its data must come from a key that is active
+    // now, not one revoked in the last seconds elsewhere (whose caches may still say active).
+    if route.changes_account() || route.reads_account_data() {
         auth::confirm_active(gw, caller).await?;
     }
-    match (method, segs) {
-        (Method::Post, ["ask"]) => ask::post(gw, req, caller, event).await,
-        (Method::Post, ["chat", "completions"]) => {
-            dropin::post(gw, req, caller, event, Dialect::OpenAiChat).await
-        }
-        (Method::Post, ["messages"]) => {
-            dropin::post(gw, req, caller, event, Dialect::AnthropicMessages).await
-        }
-        (_, ["chat", "completions"]) | (_, ["messages"]) => Err(ApiError::method_not_allowed()),
-        (_, ["provider-keys", ..]) => provider_keys::route(gw, req, caller, segs).await,
-        (Method::Get, ["ask", id]) => data::get_archived(gw, caller, id).await,
-        (Method::Get, ["usage"]) => {
+    match route {
+        V1Route::Ask => ask::post(gw, req, caller, event).await,
+        V1Route::ChatCompletions => dropin::post(gw, req, caller, event, Dialect::OpenAiChat).await,
+        V1Route::Messages => dropin::post(gw, req, caller, event, Dialect::AnthropicMessages).await,
+        V1Route::ProviderKeysList
+        | V1Route::ProviderKeysAccessLog
+        | V1Route::ProviderKeyPut { .. }
+        | V1Route::ProviderKeyDelete { .. } => provider_keys::route(gw, req, caller, route).await,
+        V1Route::AskArchived { id } => data::get_archived(gw, caller, id).await,
+        V1Route::Usage => {
             let url = req
                 .url()
                 .map_err(|_| ApiError::invalid_request("bad URL"))?;
             data::get_usage(gw, caller, &url).await
         }
-        (Method::Patch, ["account"]) => data::patch_account(gw, caller, &mut req).await,
-        (Method::Delete, ["account"]) => {
+        V1Route::AccountPatch => data::patch_account(gw, caller, &mut req).await,
+        V1Route::AccountDelete => {
             let resp = data::delete_account(gw, caller).await?;
             event.discard = true;
             Ok(resp)
         }
-        (_, ["ask"]) | (_, ["ask", _]) | (_, ["usage"]) => Err(ApiError::method_not_allowed()),
-        (_, ["account"]) | (_, ["keys", ..]) => account::route(gw, req, caller, segs).await,
-        _ => Err(ApiError::not_found()),
+        V1Route::Account | V1Route::KeysList | V1Route::KeysMint | V1Route::KeyRevoke { .. } => {
+            account::route(gw, req, caller, route).await
+        }
+        V1Route::MethodNotAllowed => Err(ApiError::method_not_allowed()),
+        V1Route::NotFound => Err(ApiError::not_found()),
     }
 }

@@ -2,15 +2,16 @@
 //! (429 with exact retry headers), and the account's credit reservation, settled after the
 //! fanout. Cache hits only pay a serving fee, debited off the response path.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use gateway_core::credits::pricing::{PriceTable, CACHE_HIT_FEE};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
-use gateway_core::limits::bucket::Decision;
+use gateway_core::limits::bucket::{decide, BucketState, Decision};
 use gateway_core::limits::headers::{policy_headers, rate_limit_headers, rate_limited_body};
-use gateway_core::limits::tier::{Limits, Tier, TierConfig};
+use gateway_core::limits::tier::{Limits, Tier, TierConfig, UNMETERED_FACTOR};
 use gateway_core::providers::completion::Tokens;
 use gateway_core::providers::Provider;
 use worker::console_error;
@@ -241,6 +242,67 @@ pub fn settle_used_later(gw: &Gw, reservation: Option<Reservation>, used: &[Used
         .sum();
     ledger::queue(gw, &r.account_id, LedgerOp::Settle { id: r.id, actual });
     actual
+}
+
+thread_local! {
+    /// This isolate's buckets of the calls that reach neither the cache nor a provider, per key.
+    static UNMETERED: RefCell<HashMap<String, BucketState>> = RefCell::new(HashMap::new());
+}
+
+/// Most keys the isolate keeps an unmetered bucket for; past it, it starts over.
+const UNMETERED_KEYS: usize = 4096;
+
+/// One token from the isolate's bucket for calls that reached neither the cache nor a bucket
+/// (data reads, refused bodies, unknown routes), at `UNMETERED_FACTOR` times the tier's call
+/// limits; a 429 with the contract's body and headers when it is empty. Per isolate, not
+/// exact across them: it bounds what one client can make one isolate write to D1.
+pub fn admit_unmetered(gw: &Gw, caller: &Caller) -> Outcome<()> {
+    let policy = policy(gw, caller);
+    let limits = policy.limits.scaled(UNMETERED_FACTOR);
+    let now = gw.now_ms;
+    let decision = UNMETERED.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= UNMETERED_KEYS && !m.contains_key(&caller.prefix) {
+            m.clear();
+        }
+        let state = m
+            .entry(caller.prefix.clone())
+            .or_insert_with(|| BucketState::full(&limits, now));
+        match decide(state, now, 1, &limits) {
+            Ok((next, decision)) => {
+                if decision.is_admitted() {
+                    *state = next;
+                }
+                Some(decision)
+            }
+            Err(_) => None,
+        }
+    });
+    match decision {
+        Some(d @ Decision::Denied { .. }) => Err(rate_limited(&policy, &limits, &d)),
+        _ => Ok(()),
+    }
+}
+
+/// The contract's 429 for a denied decision under `limits`: body, retry time and headers.
+fn rate_limited(policy: &Policy, limits: &Limits, decision: &Decision) -> ApiError {
+    let retry_after_ms = match decision {
+        Decision::Denied { retry_after_ms, .. } => *retry_after_ms,
+        Decision::Admitted { .. } => 0,
+    };
+    let body = rate_limited_body(policy.tier, retry_after_ms);
+    let mut e = ApiError::new(
+        429,
+        "rate_limited",
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("rate limited")
+            .to_string(),
+    )
+    .with("tier", policy.tier.as_str())
+    .with("retry_after_ms", retry_after_ms);
+    e.headers = rate_limit_headers(limits, policy.tier, decision);
+    e
 }
 
 pub fn cache_hit_fee() -> u64 {

@@ -86,6 +86,7 @@ pub async fn run<E: Endpoint>(
     event: &mut Event,
 ) -> Outcome<Response> {
     let key = endpoint.key();
+    event.gated = true;
     if mode.reads() {
         if let Some((text, tier)) = cache::lookup(gw, endpoint.namespace(), key.as_str()).await {
             let outcome = CacheOutcome::Hit(tier);

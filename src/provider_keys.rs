@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use gateway_core::api::route::V1Route;
 use gateway_core::error::ApiError;
 use gateway_core::keys::byok;
 use gateway_core::providers::Provider;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{D1Database, Method, Request, Response};
+use worker::{D1Database, Request, Response};
 
 use crate::auth::{invalidate_account, Caller};
 use crate::d1::{self, num as n, text as s};
@@ -20,17 +21,23 @@ use crate::fanout;
 const ACCESS_LOG_LIMIT: u32 = 100;
 const BODY_LIMIT: usize = 4 * 1024;
 
-/// Routes `/v1/provider-keys...` for an authenticated caller.
-pub async fn route(gw: &Gw, mut req: Request, caller: &Caller, segs: &[&str]) -> Outcome<Response> {
-    match (req.method(), segs) {
-        (Method::Get, ["provider-keys"]) => list(gw, caller).await,
-        (Method::Get, ["provider-keys", "access-log"]) => access_log(gw, caller).await,
-        (Method::Put, ["provider-keys", p]) => {
-            let provider = byok_provider(p)?;
+/// Serves the `/v1/provider-keys...` routes for an authenticated caller.
+pub async fn route(
+    gw: &Gw,
+    mut req: Request,
+    caller: &Caller,
+    route: V1Route<'_>,
+) -> Outcome<Response> {
+    match route {
+        V1Route::ProviderKeysList => list(gw, caller).await,
+        V1Route::ProviderKeysAccessLog => access_log(gw, caller).await,
+        V1Route::ProviderKeyPut { provider } => {
+            let provider = byok_provider(provider)?;
             put(gw, &mut req, caller, provider).await
         }
-        (Method::Delete, ["provider-keys", p]) => delete(gw, caller, byok_provider(p)?).await,
-        (_, ["provider-keys"]) | (_, ["provider-keys", _]) => Err(ApiError::method_not_allowed()),
+        V1Route::ProviderKeyDelete { provider } => {
+            delete(gw, caller, byok_provider(provider)?).await
+        }
         _ => Err(ApiError::not_found()),
     }
 }

@@ -6,10 +6,11 @@
 
 use gateway_core::cache::control::CacheOutcome;
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use gateway_core::usage::packing::pack_json_arrays;
 use gateway_core::usage::rows::{encode_archive_row, UsageRow, INSERT_ARCHIVE, INSERT_USAGE};
-use worker::{console_error, D1Database};
+use worker::{console_error, console_log, D1Database};
 
 use crate::auth::Caller;
 use crate::d1::{statement, text as s, value_limit};
@@ -30,8 +31,12 @@ pub struct Event {
     pub tokens: (u64, u64),
     pub credits: u64,
     pub prompt_prefix: Option<String>,
-    /// Set when the call deleted the account: nothing may be written for it afterwards.
+    /// Set when the call deleted the account (nothing may be written for it afterwards), or
+    /// was refused by the isolate's limiter of unmetered calls.
     pub discard: bool,
+    /// Set once the call reached the cache or the key's bucket (a hit, or the miss path's
+    /// gate): every other call passes the isolate's limiter of unmetered calls instead.
+    pub gated: bool,
     /// The answer to archive (successful calls only).
     pub archive: Option<String>,
 }
@@ -75,6 +80,8 @@ struct Pending {
 thread_local! {
     /// Rows of this isolate not yet written, and whether a flush is scheduled.
     static PENDING: RefCell<(Vec<Pending>, bool)> = const { RefCell::new((Vec::new(), false)) };
+    /// Rows of the flushes whose D1 write has not finished yet.
+    static WRITING: RefCell<Vec<Rc<Vec<Pending>>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Queues the call's usage row, and its archived answer if it has one, for the isolate's next
@@ -115,6 +122,40 @@ pub fn usage_later(gw: &Gw, event: Event, status: u16) {
     });
 }
 
+thread_local! {
+    /// Calls to no route (404) or with another method (405) since the last flush, by status:
+    /// counted, not written (each would be a row anyone with a key could add).
+    static UNROUTED: RefCell<(u64, u64)> = const { RefCell::new((0, 0)) };
+}
+
+/// Counts a call to no route; the counts are logged with the isolate's next usage flush.
+pub fn count_unrouted(status: u16) {
+    UNROUTED.with(|u| {
+        let mut u = u.borrow_mut();
+        if status == 405 {
+            u.1 += 1;
+        } else {
+            u.0 += 1;
+        }
+    });
+}
+
+/// The archived answer of request `id` if it still waits in this isolate's queue, for its
+/// account (and, when `key_prefix` is given, only if that key made the call).
+pub fn queued_answer(id: &str, account_id: &str, key_prefix: Option<&str>) -> Option<String> {
+    let find = |rows: &[Pending]| {
+        rows.iter().find_map(|r| {
+            let mine = r.request_id == id
+                && r.event.account_id == account_id
+                && key_prefix.is_none_or(|k| r.event.key_prefix == k);
+            mine.then(|| r.event.archive.clone()).flatten()
+        })
+    };
+    PENDING
+        .with(|p| find(&p.borrow().0))
+        .or_else(|| WRITING.with(|w| w.borrow().iter().find_map(|rows| find(rows))))
+}
+
 /// Drops the queued rows of an account being deleted.
 pub fn forget_account(account_id: &str) {
     PENDING.with(|p| {
@@ -132,12 +173,25 @@ pub fn forget_account(account_id: &str) {
 /// (its usage row is still written). Rows of an account that no longer exists (deleted while
 /// the call was running) are not written.
 async fn flush(db: D1Database) {
+    let (not_found, not_allowed) = UNROUTED.with(|u| std::mem::take(&mut *u.borrow_mut()));
+    if not_found + not_allowed > 0 {
+        console_log!("{{\"unrouted_calls\":{{\"404\":{not_found},\"405\":{not_allowed}}}}}");
+    }
     let rows = PENDING.with(|p| std::mem::take(&mut p.borrow_mut().0));
     if rows.is_empty() {
         return;
     }
+    let rows = Rc::new(rows);
+    // Until its write is done, the flush's answers are still served from the isolate.
+    WRITING.with(|w| w.borrow_mut().push(rows.clone()));
+    write(&db, &rows).await;
+    WRITING.with(|w| w.borrow_mut().retain(|r| !Rc::ptr_eq(r, &rows)));
+}
+
+/// Writes one flush's rows (see [`flush`]).
+async fn write(db: &D1Database, rows: &[Pending]) {
     let limit = value_limit();
-    let (usage, archive) = encode_rows(&rows);
+    let (usage, archive) = encode_rows(rows);
     let usage = pack_json_arrays(&usage, limit);
     let archive = pack_json_arrays(&archive, limit);
     let left_out = usage.oversized.len() + archive.oversized.len();
@@ -153,7 +207,7 @@ async fn flush(db: D1Database) {
     let mut batches: Vec<(usize, Vec<_>)> = Vec::new();
     for (sql, array) in arrays {
         // A statement that cannot be bound is logged by `statement` and left out.
-        let Ok(stmt) = statement(&db, sql, &[s(array)]) else {
+        let Ok(stmt) = statement(db, sql, &[s(array)]) else {
             continue;
         };
         match batches.last_mut() {
@@ -166,7 +220,7 @@ async fn flush(db: D1Database) {
     }
     for (_, stmts) in batches {
         let n = stmts.len();
-        if let Err(e) = crate::d1::batch(&db, stmts).await {
+        if let Err(e) = crate::d1::batch(db, stmts).await {
             console_error!("usage/archive write ({n} statements) failed: {e}");
         }
     }

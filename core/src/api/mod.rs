@@ -3,3 +3,4 @@
 pub mod account;
 pub mod ask;
 pub mod dropin;
+pub mod route;

@@ -116,6 +116,15 @@ impl Limits {
         Ok(Limits { burst, per_second })
     }
 
+    /// These limits `factor` times as wide (burst and rate), within the bounds: the limits of
+    /// the calls that reach neither the cache nor a provider (`UNMETERED_FACTOR`).
+    pub fn scaled(&self, factor: u32) -> Limits {
+        Limits {
+            burst: self.burst.saturating_mul(factor).clamp(1, MAX_BURST),
+            per_second: (self.per_second * f64::from(factor)).clamp(MIN_PER_SECOND, MAX_PER_SECOND),
+        }
+    }
+
     /// Whether these limits are within the bounds [`Limits::new`] enforces.
     pub fn is_valid(&self) -> bool {
         Limits::new(self.burst, self.per_second).is_ok()
@@ -334,9 +343,25 @@ fn max_tokens(tier: Tier, given: Option<u32>, default: u32) -> Result<u32, TierC
     }
 }
 
+/// How much wider than a tier's call limits the limits of its other calls are (data reads,
+/// refused bodies, unknown routes): they cost no provider, but each still costs a D1 read or
+/// row, so they are limited too (docs/DECISIONS.md, "Calls that reach no provider").
+pub const UNMETERED_FACTOR: u32 = 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaled_limits_widen_burst_and_rate_within_bounds() {
+        let free = Limits::new(10, 10.0 / 60.0).unwrap();
+        let wide = free.scaled(UNMETERED_FACTOR);
+        assert_eq!(wide.burst, 100);
+        assert!((wide.per_second - 100.0 / 60.0).abs() < 1e-9);
+        assert!(wide.is_valid());
+        let top = Limits::new(MAX_BURST, MAX_PER_SECOND).unwrap().scaled(10);
+        assert_eq!((top.burst, top.per_second), (MAX_BURST, MAX_PER_SECOND));
+    }
 
     /// Slower than one a day is refused: its refill interval would not fit a JS number, and
     /// the bucket's storage write would fail on every call.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{nonce, stack, stack_alone, Stack};
+use integration_tests::{json, nonce, reqwest::Method, stack, stack_alone, Stack};
 
 /// The `keys` row of `prefix`, as `GET /v1/keys` lists it to `reader`.
 async fn key_row(s: &Stack, reader: &str, prefix: &str) -> serde_json::Value {
@@ -84,4 +84,266 @@ async fn a_walk_over_unknown_prefixes_is_throttled_per_isolate() {
     // A second later the isolate reads D1 again: a real key authenticates.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(s.get("/v1/account", Some(&key)).await.status, 200);
+}
+
+/// Issue 14.3: a key revoked elsewhere (D1 says revoked, this isolate's caches still say
+/// active) reads no data: every data route checks D1, as the paid path checks the bucket.
+#[tokio::test]
+async fn a_key_revoked_elsewhere_reads_no_account_data_while_caches_lag() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let r = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("archived {}", nonce()), "providers": ["openai"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        s.get(&format!("/v1/ask/{id}"), Some(&key)).await.status,
+        200
+    );
+    let r = s
+        .post(
+            &format!("/__dev/keys/{}/revoke-row-only", &key[..12]),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The caches still take the key: an unknown route is a 404, not a 401.
+    assert_eq!(s.get("/v1/no-such-route", Some(&key)).await.status, 404);
+    for path in [
+        format!("/v1/ask/{id}"),
+        "/v1/usage".into(),
+        "/v1/keys".into(),
+        "/v1/account".into(),
+        "/v1/provider-keys".into(),
+        "/v1/provider-keys/access-log".into(),
+    ] {
+        let r = s.get(&path, Some(&key)).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+    }
+}
+
+/// Issue 14.4: usage rows name a route from a fixed list, and 404s and 405s leave no row.
+#[tokio::test]
+async fn unknown_routes_leave_no_usage_row_and_endpoints_are_a_fixed_list() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let long = "x".repeat(16_000);
+    assert_eq!(s.get(&format!("/v1/{long}"), Some(&key)).await.status, 404);
+    assert_eq!(s.get("/v1/messages", Some(&key)).await.status, 405);
+    assert_eq!(s.get("/v1/ask/not-an-id", Some(&key)).await.status, 404);
+    let bad = s.post("/v1/ask", Some(&key), &json!({"prompt": 5})).await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let u = s.get("/v1/usage", Some(&key)).await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    let events = u.json()["events"].as_array().unwrap().clone();
+    let endpoints: Vec<&str> = events
+        .iter()
+        .map(|e| e["endpoint"].as_str().unwrap())
+        .collect();
+    assert!(!u.text.contains(&long[..100]), "a raw path was stored");
+    assert!(
+        !events.iter().any(|e| e["status"] == 405),
+        "a 405 left a row: {endpoints:?}"
+    );
+    assert!(
+        endpoints.contains(&"GET /v1/ask/:id") && endpoints.contains(&"POST /v1/ask"),
+        "{endpoints:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["status"] == 404 && e["endpoint"] == "other"),
+        "{endpoints:?}"
+    );
+    assert!(
+        !s.d1_dump().contains(&long[..1000]),
+        "the raw path reached D1"
+    );
+}
+
+/// Issue 14.4: calls that reach neither the cache nor a provider pass a bucket too.
+#[tokio::test]
+async fn calls_that_reach_no_provider_are_rate_limited() {
+    let s = &stack();
+    // Free tier: 10 calls burst, so 100 for the unmetered calls.
+    let account = s.account("free", 100_000).await;
+    let key = s.key(&account, "live").await;
+    let mut statuses = Vec::new();
+    for _ in 0..110 {
+        let r = s.post("/v1/ask", Some(&key), &json!({"prompt": 5})).await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            let v = r.json();
+            assert_eq!(v["error"]["code"], "rate_limited", "{}", r.text);
+            assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+            break;
+        }
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "never limited: {} calls",
+        statuses.len()
+    );
+    assert!(statuses.len() > 90, "limited too early: {statuses:?}");
+}
+
+/// Issue 14.8: nosniff everywhere; no-store on everything that carries keys or account data.
+#[tokio::test]
+async fn account_responses_are_never_stored_and_never_sniffed() {
+    let s = &stack();
+    let (account, key) = s.live_key().await;
+    let minted = s.post("/v1/keys", Some(&key), &json!({})).await;
+    assert_eq!(minted.status, 201);
+    let admin_minted = s
+        .admin(
+            Method::POST,
+            &format!("/admin/accounts/{account}/keys"),
+            &json!({"name": "x", "mode": "live"}),
+        )
+        .await;
+    assert_eq!(admin_minted.status, 201);
+    let r = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("headers {}", nonce()), "providers": ["gemini"]}),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut private = vec![minted, admin_minted];
+    for path in [
+        format!("/v1/ask/{id}"),
+        "/v1/usage".into(),
+        "/v1/account".into(),
+        "/v1/keys".into(),
+        "/v1/provider-keys".into(),
+        "/v1/provider-keys/access-log".into(),
+    ] {
+        private.push(s.get(&path, Some(&key)).await);
+    }
+    for r in &private {
+        assert_eq!(r.status / 100, 2, "{}", r.text);
+        assert_eq!(
+            r.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{:?}",
+            r.headers
+        );
+    }
+    let public = [
+        r,
+        s.get("/healthz", None).await,
+        s.get("/version", None).await,
+        s.get("/v1/account", Some("lvk_live_nope")).await,
+    ];
+    for r in private.iter().chain(public.iter()) {
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert!(
+            !r.headers
+                .keys()
+                .any(|h| h.as_str().starts_with("access-control-")),
+            "{:?}",
+            r.headers
+        );
+    }
+}
+
+/// Issue 14.10: the id a `POST /v1/ask` just returned is readable at once.
+#[tokio::test]
+async fn an_answer_is_readable_right_after_it_was_given() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    for _ in 0..3 {
+        let r = s
+            .ask(
+                &key,
+                &json!({"prompt": format!("at once {}", nonce()), "providers": ["openai"]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let body = r.json();
+        let id = body["id"].as_str().unwrap();
+        let read = s.get(&format!("/v1/ask/{id}"), Some(&key)).await;
+        assert_eq!(read.status, 200, "{}", read.text);
+        assert_eq!(read.json(), body);
+    }
+}
+
+/// Issue 14.11: a test key reads its own calls only, never the live keys' usage or answers.
+#[tokio::test]
+async fn a_test_key_reads_only_its_own_calls() {
+    let s = &stack();
+    let (account, live) = s.live_key().await;
+    let test = s.key(&account, "test").await;
+    let live_answer = s
+        .ask(
+            &live,
+            &json!({"prompt": format!("live {}", nonce()), "providers": ["openai"]}),
+        )
+        .await;
+    let live_id = live_answer.json()["id"].as_str().unwrap().to_string();
+    let test_answer = s
+        .ask(
+            &test,
+            &json!({"prompt": format!("test {}", nonce()), "providers": ["openai"]}),
+        )
+        .await;
+    assert_eq!(test_answer.status, 200, "{}", test_answer.text);
+    let test_id = test_answer.json()["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.get(&format!("/v1/ask/{live_id}"), Some(&test))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        s.get(&format!("/v1/ask/{test_id}"), Some(&test))
+            .await
+            .status,
+        200
+    );
+    // The live key reads both.
+    assert_eq!(
+        s.get(&format!("/v1/ask/{live_id}"), Some(&live))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.get(&format!("/v1/ask/{test_id}"), Some(&live))
+            .await
+            .status,
+        200
+    );
+    let u = s.get("/v1/usage", Some(&test)).await.json();
+    let prefixes: Vec<&str> = u["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key_prefix"].as_str().unwrap())
+        .collect();
+    assert!(!prefixes.is_empty());
+    assert!(prefixes.iter().all(|p| *p == &test[..12]), "{prefixes:?}");
+    assert_eq!(
+        u["totals"]["calls"].as_u64().unwrap(),
+        prefixes.len() as u64
+    );
+    let all = s.get("/v1/usage", Some(&live)).await.json();
+    assert!(all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["key_prefix"] == live[..12]));
 }
