@@ -153,6 +153,7 @@ pub async fn put_l2(kv: &KvStore, name: &str, text: String, meta: L2Meta, ttl_s:
 }
 
 /// Dev-only: the `Cache-Control` of an L1 entry, if there is one.
+#[cfg(feature = "dev-hooks")]
 pub async fn l1_cache_control(namespace: &str, key: &str) -> Option<String> {
     let found = Cache::default()
         .get(l1_url(namespace, key).as_str(), false)
@@ -169,6 +170,7 @@ pub async fn l1_cache_control(namespace: &str, key: &str) -> Option<String> {
 }
 
 /// Dev-only: drops an L1 entry so tests can reach L2 (refused outside local dev).
+#[cfg(feature = "dev-hooks")]
 pub async fn drop_l1(namespace: &str, key: &str) -> bool {
     Cache::default()
         .delete(l1_url(namespace, key).as_str(), false)
