@@ -177,8 +177,11 @@ async fn load_row(gw: &Gw, prefix: &str) -> Outcome<KeyAuthRow> {
         let row2 = row.clone();
         let db = gw.db()?;
         let (prefix, now) = (prefix.to_string(), gw.now_ms);
+        // Test hook of a `dev-hooks` build (`x-dev-auth-cache-delay-ms`): the write waits.
+        #[cfg(feature = "dev-hooks")]
         let delay_ms = gw.dev_auth_cache_delay_ms;
         gw.after(async move {
+            #[cfg(feature = "dev-hooks")]
             if delay_ms > 0 {
                 Delay::from(Duration::from_millis(delay_ms)).await;
             }

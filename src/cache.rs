@@ -49,11 +49,14 @@ pub fn l2_name(namespace: &str, key: &str) -> String {
 /// An L2 hit is copied into L1 with `wait_until`.
 pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, CacheTier)> {
     let url = l1_url(namespace, key);
+    #[cfg(feature = "dev-hooks")]
     let found = if gw.dev_fails("l1") {
         Err(injected("L1"))
     } else {
         Cache::default().get(url.as_str(), false).await
     };
+    #[cfg(not(feature = "dev-hooks"))]
+    let found = Cache::default().get(url.as_str(), false).await;
     match found {
         Ok(Some(resp)) => match crate::body::text(resp).await {
             Ok(text) => return Some((text, CacheTier::L1)),
@@ -63,6 +66,7 @@ pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, Cach
         Err(e) => console_error!("L1 lookup failed: {e}"),
     }
     let kv = gw.kv().ok()?;
+    #[cfg(feature = "dev-hooks")]
     let found = if gw.dev_fails("l2") {
         Err(worker::kv::KvError::InvalidKvStore(
             injected("L2").to_string(),
@@ -72,15 +76,26 @@ pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, Cach
             .text_with_metadata::<L2Meta>()
             .await
     };
+    #[cfg(not(feature = "dev-hooks"))]
+    let found = kv
+        .get(&l2_name(namespace, key))
+        .text_with_metadata::<L2Meta>()
+        .await;
     match found {
         Ok((Some(text), meta)) => {
             // The copy expires with the entry (an entry without a date is not copied).
             let max_age = meta.map_or(0, |m| remaining_ttl_s(m.stored_at, gw.now_ms, TTL_S));
             if max_age > 0 {
                 let copy = text.clone();
+                #[cfg(feature = "dev-hooks")]
                 let fail = gw.dev_fails("l1");
                 gw.after(async move {
-                    put_l1(&url, &copy, max_age, fail).await;
+                    #[cfg(feature = "dev-hooks")]
+                    if fail {
+                        console_error!("L1 write failed: {}", injected("L1"));
+                        return;
+                    }
+                    put_l1(&url, &copy, max_age).await;
                 });
             }
             Some((text, CacheTier::L2))
@@ -93,16 +108,14 @@ pub async fn lookup(gw: &Gw, namespace: &str, key: &str) -> Option<(String, Cach
     }
 }
 
-/// The error a tier failure injected by the test hook (`Gw::dev_fails`) stands for.
+/// The error a tier failure injected by the `x-dev-fail` test hook (`Gw::dev_fails`, only in
+/// a `dev-hooks` build) stands for, at the point where a real failure of the tier is handled.
+#[cfg(feature = "dev-hooks")]
 fn injected(tier: &str) -> worker::Error {
     worker::Error::RustError(format!("{tier} unavailable (injected by x-dev-fail)"))
 }
 
-async fn put_l1(url: &str, text: &str, max_age_s: u64, fail: bool) {
-    if fail {
-        console_error!("L1 write failed: {}", injected("L1"));
-        return;
-    }
+async fn put_l1(url: &str, text: &str, max_age_s: u64) {
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");
     let _ = headers.set("Cache-Control", &format!("max-age={max_age_s}"));
@@ -120,12 +133,21 @@ pub fn store(gw: &Gw, namespace: &str, key: &str, text: String) {
     let url = l1_url(namespace, key);
     let name = l2_name(namespace, key);
     let kv = gw.kv().ok();
+    #[cfg(feature = "dev-hooks")]
     let (fail_l1, fail_l2) = (gw.dev_fails("l1"), gw.dev_fails("l2"));
     let meta = L2Meta {
         stored_at: gw.now_ms,
     };
     gw.after(async move {
-        put_l1(&url, &text, TTL_S, fail_l1).await;
+        #[cfg(feature = "dev-hooks")]
+        if fail_l1 {
+            console_error!("L1 write failed: {}", injected("L1"));
+        } else {
+            put_l1(&url, &text, TTL_S).await;
+        }
+        #[cfg(not(feature = "dev-hooks"))]
+        put_l1(&url, &text, TTL_S).await;
+        #[cfg(feature = "dev-hooks")]
         if fail_l2 {
             console_error!("L2 write failed: {}", injected("L2"));
             return;
