@@ -114,7 +114,7 @@ PY
 fi
 
 # Build what the stack runs, and the load tool.
-bash scripts/build.sh all
+bash scripts/build.sh --dev-hooks all
 cargo build --release -q -p mock-provider -p gateway-benches
 loadgen="$ROOT/target/release/loadgen"
 

@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
 # Builds the Workers for wasm32 with worker-build: `gateway`, `broker` or `all` (default).
+#   build.sh [--dev-hooks] [gateway|broker|all]
+# Without `--dev-hooks` this is the production build (what wrangler.toml's `[build]` command runs
+# for a deploy): the gateway has no test hooks at all. `--dev-hooks` builds the gateway with its
+# cargo feature `dev-hooks` (the /__dev routes, the Durable Objects' test-only operations, the
+# x-dev-* headers and DEV_* overrides, each still gated at run time by DEV_MODE=1): the build the
+# test, dev and bench scripts run. The broker has no such feature and builds the same either way.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-what="${1:-all}"
+gateway_args=()
+what=all
+for arg in "$@"; do
+  case "$arg" in
+    # worker-build passes what follows `--` to `cargo build`.
+    --dev-hooks) gateway_args=(-- --features dev-hooks) ;;
+    gateway|broker|all) what="$arg" ;;
+    *) echo "usage: build.sh [--dev-hooks] [gateway|broker|all]" >&2; exit 2 ;;
+  esac
+done
 # Bake the running commit into the gateway (GET /version).
 GIT_COMMIT="$(git -C "$ROOT" rev-parse --verify -q HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -v '^??' || true)" ]; then GIT_COMMIT="$GIT_COMMIT-dirty"; fi
 export GIT_COMMIT
-build() { (cd "$1" && worker-build --release); }
+build() { local dir="$1"; shift; (cd "$dir" && worker-build --release "$@"); }
 # Each Worker's entry module wraps the generated one (src/entry.mjs, broker/src/entry.mjs).
-worker() { build "$1" && cp "$1/src/entry.mjs" "$1/build/worker/entry.mjs"; }
+worker() { local dir="$1"; shift; build "$dir" "$@" && cp "$dir/src/entry.mjs" "$dir/build/worker/entry.mjs"; }
+gateway() { worker "$ROOT" ${gateway_args[@]+"${gateway_args[@]}"}; }
 case "$what" in
-  gateway) worker "$ROOT" ;;
+  gateway) gateway ;;
   broker) worker "$ROOT/broker" ;;
-  all) worker "$ROOT"; worker "$ROOT/broker" ;;
-  *) echo "usage: build.sh [gateway|broker|all]" >&2; exit 2 ;;
+  all) gateway; worker "$ROOT/broker" ;;
 esac

@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 bash scripts/setup.sh
-bash scripts/build.sh all
+bash scripts/build.sh --dev-hooks all
 cargo build --release -p mock-provider -q
 
 PORT="${PORT:-8787}"

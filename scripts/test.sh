@@ -8,7 +8,7 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 started=$(date +%s)
 bash scripts/setup.sh
-bash scripts/build.sh all
+bash scripts/build.sh --dev-hooks all
 cargo build --release -p mock-provider
 echo "== unit, property and fixture tests (native)"
 cargo test -p gateway-core -p mock-provider -p gateway-benches

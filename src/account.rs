@@ -93,7 +93,9 @@ pub const MAX_KEYS_PER_ACCOUNT: u64 = 1_000;
 /// Days a revoked key's row (and prefix) is kept.
 pub const KEY_RETENTION_DAYS: u64 = 30;
 
-/// The cap, lowered only by the local test configuration (`DEV_MAX_KEYS_PER_ACCOUNT`).
+/// The cap, lowered only by the local test configuration (`DEV_MAX_KEYS_PER_ACCOUNT`, read in
+/// a `dev-hooks` build under `DEV_MODE=1`).
+#[cfg(feature = "dev-hooks")]
 fn key_limit(gw: &Gw) -> u64 {
     let dev = gw
         .dev_mode()
@@ -101,6 +103,12 @@ fn key_limit(gw: &Gw) -> u64 {
         .flatten()
         .and_then(|v| v.parse().ok());
     dev.unwrap_or(MAX_KEYS_PER_ACCOUNT)
+}
+
+/// The cap (a production build has no override).
+#[cfg(not(feature = "dev-hooks"))]
+fn key_limit(_gw: &Gw) -> u64 {
+    MAX_KEYS_PER_ACCOUNT
 }
 
 /// Serves `GET /v1/account` and the `/v1/keys...` routes for an authenticated caller.

@@ -226,8 +226,11 @@ fn cache_row_later(gw: &Gw, row: &KeyAuthRow) {
     };
     let row = row.clone();
     let now = gw.now_ms;
+    // Test hook of a `dev-hooks` build (`x-dev-auth-cache-delay-ms`): the write waits.
+    #[cfg(feature = "dev-hooks")]
     let delay_ms = gw.dev_auth_cache_delay_ms;
     gw.after(async move {
+        #[cfg(feature = "dev-hooks")]
         if delay_ms > 0 {
             Delay::from(Duration::from_millis(delay_ms)).await;
         }

@@ -1,42 +1,46 @@
-//! Client of the `TokenBucket` Durable Object (one per API key). Any failure to reach it is a
-//! 503: rate limiting fails closed.
+//! Typed client of the `TokenBucket` Durable Object (one per API key): encodes a `BucketOp`,
+//! decodes its typed reply. Any failure to reach it is a 503: rate limiting fails closed.
 
+use gateway_core::limits::bucket_ops::{BucketOp, TakeReply};
 use gateway_core::limits::tier::Limits;
+use serde::de::DeserializeOwned;
 use worker::Env;
 
-use crate::durable_objects::{self, TakeReply, TakeRequest};
 use crate::edge::{dependency, Outcome};
+use crate::objects;
 
-async fn call(env: &Env, prefix: &str, path: &str, body: String) -> Outcome<String> {
-    durable_objects::post(env, "TOKEN_BUCKET", prefix, path, body).await
+/// Sends `op` to the bucket named `name` (a key prefix) and decodes its reply.
+async fn call<R: DeserializeOwned>(env: &Env, name: &str, op: BucketOp) -> Outcome<R> {
+    let op = serde_json::to_string(&op).map_err(dependency("encode"))?;
+    objects::call(env, "TOKEN_BUCKET", name, &op, "TokenBucket reply").await
 }
 
-/// Takes `cost` tokens from the key's bucket.
+/// Takes `cost` tokens from the key's bucket: its decision (admitted or denied), or its
+/// refusal (revoked key, a cost the bucket can never hold).
 pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> Outcome<TakeReply> {
-    let body =
-        serde_json::to_string(&TakeRequest { cost, limits }).map_err(dependency("encode"))?;
-    let text = call(env, prefix, "/take", body).await?;
-    serde_json::from_str(&text).map_err(dependency("TokenBucket reply"))
-}
-
-/// Test hook behind the dev-only route: makes the key's bucket fail every decision.
-pub async fn break_for_tests(env: &Env, prefix: &str) -> Outcome<()> {
-    call(env, prefix, "/break", "{}".into()).await.map(|_| ())
+    call(env, prefix, BucketOp::Take { cost, limits }).await
 }
 
 /// Clears the bucket of a prefix a new key has just taken: a prefix is free again only once
 /// its previous key's account was deleted, which left that bucket revoked.
 pub async fn reset(env: &Env, prefix: &str) -> Outcome<()> {
-    call(env, prefix, "/reset", "{}".into()).await.map(|_| ())
+    call(env, prefix, BucketOp::Reset).await
 }
 
 /// Marks the key revoked in its bucket: refused from the next call on.
 pub async fn revoke(env: &Env, prefix: &str) -> Outcome<()> {
-    call(env, prefix, "/revoke", "{}".into()).await.map(|_| ())
+    call(env, prefix, BucketOp::Revoke).await
+}
+
+/// Test hook behind the dev-only route: makes the key's bucket fail every decision.
+#[cfg(feature = "dev-hooks")]
+pub async fn break_for_tests(env: &Env, prefix: &str) -> Outcome<()> {
+    call(env, prefix, BucketOp::Break).await
 }
 
 /// A bare round trip to the bucket instance named `name`, which does nothing (no storage):
 /// the baseline of the rate-limit load benchmark (dev-only route).
+#[cfg(feature = "dev-hooks")]
 pub async fn ping(env: &Env, name: &str) -> Outcome<()> {
-    call(env, name, "/ping", "{}".into()).await.map(|_| ())
+    call(env, name, BucketOp::Ping).await
 }

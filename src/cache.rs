@@ -37,11 +37,14 @@ pub struct RawEntry {
 /// An L2 hit is copied into L1 with `wait_until`.
 pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String, CacheTier)> {
     let url = namespace.l1_url(key);
+    #[cfg(feature = "dev-hooks")]
     let found = if gw.dev_fails("l1") {
         Err(injected("L1"))
     } else {
         Cache::default().get(url.as_str(), false).await
     };
+    #[cfg(not(feature = "dev-hooks"))]
+    let found = Cache::default().get(url.as_str(), false).await;
     match found {
         Ok(Some(resp)) => match crate::body::text(resp).await {
             Ok(text) => return Some((text, CacheTier::L1)),
@@ -51,6 +54,7 @@ pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String,
         Err(e) => console_error!("L1 lookup failed: {e}"),
     }
     let kv = gw.kv().ok()?;
+    #[cfg(feature = "dev-hooks")]
     let found = if gw.dev_fails("l2") {
         Err(worker::kv::KvError::InvalidKvStore(
             injected("L2").to_string(),
@@ -60,15 +64,26 @@ pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String,
             .text_with_metadata::<L2Meta>()
             .await
     };
+    #[cfg(not(feature = "dev-hooks"))]
+    let found = kv
+        .get(&namespace.l2_name(key))
+        .text_with_metadata::<L2Meta>()
+        .await;
     match found {
         Ok((Some(text), meta)) => {
             // The copy expires with the entry (an entry without a date is not copied).
             let max_age = meta.map_or(0, |m| remaining_ttl_s(m.stored_at, gw.now_ms, TTL_S));
             if max_age > 0 {
                 let copy = text.clone();
+                #[cfg(feature = "dev-hooks")]
                 let fail = gw.dev_fails("l1");
                 gw.after(async move {
-                    put_l1(&url, &copy, max_age, fail).await;
+                    #[cfg(feature = "dev-hooks")]
+                    if fail {
+                        console_error!("L1 write failed: {}", injected("L1"));
+                        return;
+                    }
+                    put_l1(&url, &copy, max_age).await;
                 });
             }
             Some((text, CacheTier::L2))
@@ -81,16 +96,14 @@ pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String,
     }
 }
 
-/// The error a tier failure injected by the test hook (`Gw::dev_fails`) stands for.
+/// The error a tier failure injected by the `x-dev-fail` test hook (`Gw::dev_fails`, only in
+/// a `dev-hooks` build) stands for, at the point where a real failure of the tier is handled.
+#[cfg(feature = "dev-hooks")]
 fn injected(tier: &str) -> worker::Error {
     worker::Error::RustError(format!("{tier} unavailable (injected by x-dev-fail)"))
 }
 
-async fn put_l1(url: &str, text: &str, max_age_s: u64, fail: bool) {
-    if fail {
-        console_error!("L1 write failed: {}", injected("L1"));
-        return;
-    }
+async fn put_l1(url: &str, text: &str, max_age_s: u64) {
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");
     let _ = headers.set("Cache-Control", &format!("max-age={max_age_s}"));
@@ -108,12 +121,21 @@ pub fn store(gw: &Gw, namespace: Namespace, key: &str, text: String) {
     let url = namespace.l1_url(key);
     let name = namespace.l2_name(key);
     let kv = gw.kv().ok();
+    #[cfg(feature = "dev-hooks")]
     let (fail_l1, fail_l2) = (gw.dev_fails("l1"), gw.dev_fails("l2"));
     let meta = L2Meta {
         stored_at: gw.now_ms,
     };
     gw.after(async move {
-        put_l1(&url, &text, TTL_S, fail_l1).await;
+        #[cfg(feature = "dev-hooks")]
+        if fail_l1 {
+            console_error!("L1 write failed: {}", injected("L1"));
+        } else {
+            put_l1(&url, &text, TTL_S).await;
+        }
+        #[cfg(not(feature = "dev-hooks"))]
+        put_l1(&url, &text, TTL_S).await;
+        #[cfg(feature = "dev-hooks")]
         if fail_l2 {
             console_error!("L2 write failed: {}", injected("L2"));
             return;
@@ -141,6 +163,7 @@ pub async fn put_l2(kv: &KvStore, name: &str, text: String, meta: L2Meta, ttl_s:
 }
 
 /// Dev-only: the `Cache-Control` of an L1 entry, if there is one.
+#[cfg(feature = "dev-hooks")]
 pub async fn l1_cache_control(namespace: Namespace, key: &str) -> Option<String> {
     let found = Cache::default()
         .get(namespace.l1_url(key).as_str(), false)
@@ -157,6 +180,7 @@ pub async fn l1_cache_control(namespace: Namespace, key: &str) -> Option<String>
 }
 
 /// Dev-only: drops an L1 entry so tests can reach L2 (refused outside local dev).
+#[cfg(feature = "dev-hooks")]
 pub async fn drop_l1(namespace: Namespace, key: &str) -> bool {
     Cache::default()
         .delete(namespace.l1_url(key).as_str(), false)

@@ -1,6 +1,7 @@
 //! The gateway's one way to run a D1 statement: bind values, then read rows, one row or the
 //! number of changed rows. Any D1 failure is a logged 503 (fail closed).
 
+#[cfg(feature = "dev-hooks")]
 use std::cell::Cell;
 
 use gateway_core::usage::packing::D1_VALUE_LIMIT;
@@ -13,18 +14,28 @@ use crate::edge::{dependency, Outcome};
 
 const DB: &str = "D1";
 
+#[cfg(feature = "dev-hooks")]
 thread_local! {
     /// The largest text value a statement binds: D1's own limit, lowered only by the local
-    /// test configuration (`DEV_D1_VALUE_LIMIT`, `DEV_MODE=1`) so the suite can reach it.
+    /// test configuration (`DEV_D1_VALUE_LIMIT`, read in a `dev-hooks` build under
+    /// `DEV_MODE=1`) so the suite can reach it.
     static VALUE_LIMIT: Cell<usize> = const { Cell::new(D1_VALUE_LIMIT) };
 }
 
 /// The largest text value a statement may bind, in bytes.
+#[cfg(feature = "dev-hooks")]
 pub fn value_limit() -> usize {
     VALUE_LIMIT.with(Cell::get)
 }
 
+/// The largest text value a statement may bind, in bytes: D1's own limit.
+#[cfg(not(feature = "dev-hooks"))]
+pub fn value_limit() -> usize {
+    D1_VALUE_LIMIT
+}
+
 /// Lowers the limit for this isolate (local test configuration only, see `Gw::new`).
+#[cfg(feature = "dev-hooks")]
 pub fn set_value_limit(bytes: usize) {
     VALUE_LIMIT.with(|l| l.set(bytes.min(D1_VALUE_LIMIT)));
 }

@@ -1,7 +1,10 @@
-//! Dev-only routes for the local test suite, refused (404) unless `DEV_MODE=1`, which only the
-//! generated local configs set (scripts/devconfig.py); wrangler.toml never does.
+//! Dev-only routes for the local test suite. Compiled only into a `dev-hooks` build (scripts/
+//! build.sh --dev-hooks, which the test, dev and bench scripts use; a deploy builds without),
+//! and even there refused (404) unless `DEV_MODE=1`, which only the generated local configs set
+//! (scripts/devconfig.py); wrangler.toml never does.
 
 use gateway_core::cache::key::Namespace;
+use gateway_core::credits::ledger_ops::LedgerOp;
 use gateway_core::error::ApiError;
 use gateway_core::limits::tier::{Limits, MAX_BURST, MAX_PER_SECOND};
 use gateway_core::providers::Provider;
@@ -10,7 +13,6 @@ use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, Response};
 
 use crate::cache;
-use crate::durable_objects::LedgerOp;
 use crate::edge::{dependency, json, Gw, Outcome};
 
 /// A whole-number field of a small JSON body, 0 when absent (the dev routes' `days`,
@@ -143,12 +145,12 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // retried rather than lost.
         (Method::Get, ["ledger", account]) => {
             let reply = crate::ledger::send_alone(&gw.env, account, &LedgerOp::Balance).await?;
-            json(200, &reply)
+            json(200, &crate::ledger::applied(reply)?)
         }
         (Method::Post, ["ledger", account, "fail-batches", count]) => {
             let count = count.parse().map_err(|_| ApiError::not_found())?;
             let op = LedgerOp::FailBatches { count };
-            crate::ledger::send_alone(&gw.env, account, &op).await?;
+            crate::ledger::applied(crate::ledger::send_alone(&gw.env, account, &op).await?)?;
             json(200, &json!({"failing_batches": count}))
         }
         // Load benchmarks (scripts/bench.sh): one real rate-limit decision through the key's

@@ -27,32 +27,50 @@ pub struct Gw {
     pub ctx: Context,
     pub now_ms: u64,
     pub request_id: String,
-    /// Test hook, local dev only (`DEV_MODE=1`): the storage tiers this request must see fail,
-    /// from its `x-dev-fail` header (`l1`, `l2`, comma-separated). Empty everywhere else.
+    /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: the storage tiers this request
+    /// must see fail, from its `x-dev-fail` header (`l1`, `l2`, comma-separated). Empty there
+    /// otherwise; a production build has no such field.
+    #[cfg(feature = "dev-hooks")]
     dev_fail: String,
-    /// Test hook, local dev only: how long this request's KV auth-cache write waits, from its
-    /// `x-dev-auth-cache-delay-ms` header (a race with a revocation, made wide). 0 elsewhere.
+    /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: how long this request's KV
+    /// auth-cache write waits, from its `x-dev-auth-cache-delay-ms` header (a race with a
+    /// revocation, made wide). 0 there otherwise.
+    #[cfg(feature = "dev-hooks")]
     pub dev_auth_cache_delay_ms: u64,
 }
 
 impl Gw {
     pub fn new(env: Env, ctx: Context, req: &Request) -> Self {
-        let mut gw = Gw {
+        let gw = Gw {
             env,
             ctx,
             now_ms: worker::Date::now().as_millis(),
             request_id: keys::make_id("req", &random_16()),
+            #[cfg(feature = "dev-hooks")]
             dev_fail: String::new(),
+            #[cfg(feature = "dev-hooks")]
             dev_auth_cache_delay_ms: 0,
         };
-        if gw.dev_mode() {
-            gw.dev_fail = req
+        #[cfg(feature = "dev-hooks")]
+        let gw = gw.with_dev_hooks(req);
+        // Only the test hooks read the request here.
+        #[cfg(not(feature = "dev-hooks"))]
+        let _ = req;
+        gw
+    }
+
+    /// Reads the test hooks of a `dev-hooks` build, under `DEV_MODE=1` only: the `x-dev-*`
+    /// headers and the `DEV_D1_VALUE_LIMIT` override.
+    #[cfg(feature = "dev-hooks")]
+    fn with_dev_hooks(mut self, req: &Request) -> Self {
+        if self.dev_mode() {
+            self.dev_fail = req
                 .headers()
                 .get("x-dev-fail")
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            gw.dev_auth_cache_delay_ms = req
+            self.dev_auth_cache_delay_ms = req
                 .headers()
                 .get("x-dev-auth-cache-delay-ms")
                 .ok()
@@ -60,14 +78,15 @@ impl Gw {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
                 .min(10_000);
-            if let Some(limit) = gw.var("DEV_D1_VALUE_LIMIT").and_then(|v| v.parse().ok()) {
+            if let Some(limit) = self.var("DEV_D1_VALUE_LIMIT").and_then(|v| v.parse().ok()) {
                 crate::d1::set_value_limit(limit);
             }
         }
-        gw
+        self
     }
 
     /// Whether this request must see `tier` fail (the test hook above).
+    #[cfg(feature = "dev-hooks")]
     pub fn dev_fails(&self, tier: &str) -> bool {
         !self.dev_fail.is_empty() && self.dev_fail.split(',').any(|t| t.trim() == tier)
     }
@@ -91,7 +110,9 @@ impl Gw {
         })
     }
 
-    /// True only under the project's local dev configuration (never set in wrangler.toml).
+    /// True only under the project's local dev configuration (never set in wrangler.toml), and
+    /// read only by a `dev-hooks` build: the second gate of every test hook.
+    #[cfg(feature = "dev-hooks")]
     pub fn dev_mode(&self) -> bool {
         self.var("DEV_MODE").as_deref() == Some("1")
     }

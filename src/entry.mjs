@@ -1,6 +1,6 @@
 // The gateway Worker's entry module: the module worker-build generates, with its Durable Object
 // classes made to derive from `DurableObject`. The runtime serves Workers RPC only to such
-// classes, and the gateway calls its objects by RPC (`rpc(path, body)`, durable_objects/mod.rs).
+// classes, and the gateway calls its objects by RPC (`rpc(op)`, src/objects/mod.rs).
 // scripts/build.sh copies this file next to the generated shim.
 import { DurableObject } from "cloudflare:workers";
 import * as generated from "./shim.mjs";

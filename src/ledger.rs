@@ -1,4 +1,5 @@
-//! Client of the `AccountLedger` Durable Object (one per account). Failures are 503s.
+//! Typed client of the `AccountLedger` Durable Object (one per account): encodes `LedgerOp`s,
+//! decodes the typed `LedgerReply`. Failures to reach it are 503s.
 //!
 //! Operations that need no answer before the response (settlements, releases, cache-hit fees)
 //! wait in an isolate-local queue per account and travel together: at most `FLUSH_MS` later in
@@ -11,10 +12,12 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use gateway_core::credits::ledger_ops::{encode_batch, LedgerOp, LedgerReply, LedgerView};
+use gateway_core::error::ApiError;
 use worker::{console_error, Env};
 
-use crate::durable_objects::{self, LedgerOp, LedgerReply};
 use crate::edge::{dependency, Gw, Outcome};
+use crate::objects;
 
 /// How long a queued operation waits before its account's batch is sent.
 const FLUSH_MS: u64 = 100;
@@ -26,15 +29,14 @@ thread_local! {
 }
 
 /// Sends `op` to the account's ledger, preceded by the operations queued for that account
-/// (one call either way). On failure the queued retry-safe operations go back to the queue.
+/// (one call either way): the ledger's reply to `op`, applied or refused. On failure the
+/// queued retry-safe operations go back to the queue.
 pub async fn call(gw: &Gw, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
     let queued = take_queued(account_id);
     let body = if queued.is_empty() {
         serde_json::to_string(op)
     } else {
-        serde_json::to_string(&LedgerOpRef::Batch {
-            ops: queued.iter().chain(std::iter::once(op)).collect(),
-        })
+        encode_batch(queued.iter().chain(std::iter::once(op)))
     }
     .map_err(dependency("encode"))?;
     let result = send(&gw.env, account_id, body).await;
@@ -50,17 +52,17 @@ pub async fn call(gw: &Gw, account_id: &str, op: &LedgerOp) -> Outcome<LedgerRep
     result
 }
 
+/// Sends one encoded operation (every batch is encoded from borrowed operations, with
+/// `encode_batch`: queued operations, possibly followed by the caller's own, are not copied).
 async fn send(env: &Env, account_id: &str, body: String) -> Outcome<LedgerReply> {
-    let text = durable_objects::post(env, "ACCOUNT_LEDGER", account_id, "/", body).await?;
-    serde_json::from_str(&text).map_err(dependency("AccountLedger reply"))
-}
-
-/// `LedgerOp::Batch` over borrowed operations: how every batch is encoded (queued operations,
-/// possibly followed by the caller's own, are not copied into an owned batch).
-#[derive(serde::Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum LedgerOpRef<'a> {
-    Batch { ops: Vec<&'a LedgerOp> },
+    objects::call(
+        env,
+        "ACCOUNT_LEDGER",
+        account_id,
+        &body,
+        "AccountLedger reply",
+    )
+    .await
 }
 
 /// Queues `op` for the account's next batch (sent after the response, within `FLUSH_MS`).
@@ -109,9 +111,7 @@ async fn deliver(env: Env, account_id: String, mut ops: Vec<LedgerOp>) {
                 return;
             }
         }
-        let Ok(body) = serde_json::to_string(&LedgerOpRef::Batch {
-            ops: ops.iter().collect(),
-        }) else {
+        let Ok(body) = encode_batch(&ops) else {
             return;
         };
         match send(&env, &account_id, body).await {
@@ -158,6 +158,7 @@ fn schedule_flush(gw: &Gw) {
 
 /// Sends `op` alone, leaving the account's queue as it is (dev-only routes: a test can then
 /// tell what the queue delivered from what a call carried along).
+#[cfg(feature = "dev-hooks")]
 pub async fn send_alone(env: &Env, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
     let body = serde_json::to_string(op).map_err(dependency("encode"))?;
     send(env, account_id, body).await
@@ -168,12 +169,33 @@ pub fn forget(account_id: &str) {
     take_queued(account_id);
 }
 
-pub async fn credit(gw: &Gw, account_id: &str, amount: u64) -> Outcome<LedgerReply> {
-    call(gw, account_id, &LedgerOp::Credit { amount }).await
+/// Reserves `amount` credits for call `id` (after the account's queued operations): applied,
+/// or refused (`insufficient_credits`, ...).
+pub async fn reserve(gw: &Gw, account_id: &str, id: &str, amount: u64) -> Outcome<LedgerReply> {
+    let op = LedgerOp::Reserve {
+        id: id.to_string(),
+        amount,
+    };
+    call(gw, account_id, &op).await
 }
 
-pub async fn balance(gw: &Gw, account_id: &str) -> Outcome<LedgerReply> {
-    call(gw, account_id, &LedgerOp::Balance).await
+/// Adds credits (admin top-up): the ledger after it.
+pub async fn credit(gw: &Gw, account_id: &str, amount: u64) -> Outcome<LedgerView> {
+    applied(call(gw, account_id, &LedgerOp::Credit { amount }).await?)
+}
+
+/// The account's balance.
+pub async fn balance(gw: &Gw, account_id: &str) -> Outcome<LedgerView> {
+    applied(call(gw, account_id, &LedgerOp::Balance).await?)
+}
+
+/// The ledger after an operation the ledger never refuses (a balance read, a credit): a
+/// refusal all the same is a logged 500.
+pub fn applied(reply: LedgerReply) -> Outcome<LedgerView> {
+    reply.map_err(|refusal| {
+        console_error!("ledger refused an operation it always applies: {refusal}");
+        ApiError::internal()
+    })
 }
 
 pub async fn wipe(gw: &Gw, account_id: &str) -> Outcome<()> {

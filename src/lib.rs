@@ -9,12 +9,14 @@ mod bucket;
 mod cache;
 mod d1;
 mod data;
+#[cfg(feature = "dev-hooks")]
 mod dev;
 mod dropin;
 mod edge;
 mod fanout;
 mod ledger;
 mod limits;
+mod objects;
 mod pipeline;
 mod provider_keys;
 mod record;
@@ -24,10 +26,8 @@ mod store;
 mod body;
 #[path = "../worker_shared/d1_retry.rs"]
 mod d1_retry;
-#[path = "../durable_objects/mod.rs"]
-mod durable_objects;
 
-pub use durable_objects::{AccountLedger, TokenBucket};
+pub use objects::{AccountLedger, TokenBucket};
 
 use gateway_core::api::dropin::Dialect;
 use gateway_core::api::route::V1Route;
@@ -108,6 +108,9 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
         // The bare route: no auth, no storage. The baseline of the load benchmarks.
         (Method::Get, ["healthz"]) => json(200, &json!({"ok": true})),
         (_, ["admin", rest @ ..]) => admin::route(gw, req, rest).await,
+        // Test routes: only in a `dev-hooks` build (never deployed), and there under
+        // `DEV_MODE=1` only. A production build answers them 404 like any unknown path.
+        #[cfg(feature = "dev-hooks")]
         (_, ["__dev", rest @ ..]) => dev::route(gw, req, rest).await,
         (_, ["v1", rest @ ..]) => {
             let route = V1Route::parse(method.as_ref(), rest);

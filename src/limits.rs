@@ -6,10 +6,12 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use gateway_core::credits::ledger_ops::{LedgerOp, LedgerRefusal};
 use gateway_core::credits::pricing::{PriceTable, CACHE_HIT_FEE};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
 use gateway_core::limits::bucket::{decide, BucketState, Decision};
+use gateway_core::limits::bucket_ops::TakeRefusal;
 use gateway_core::limits::headers::{policy_headers, rate_limit_headers, rate_limited_body};
 use gateway_core::limits::tier::{Limits, Tier, TierConfig, UNMETERED_FACTOR};
 use gateway_core::providers::completion::Tokens;
@@ -17,7 +19,6 @@ use gateway_core::providers::Provider;
 use worker::console_error;
 
 use crate::auth::Caller;
-use crate::durable_objects::{LedgerOp, TakeReply};
 use crate::edge::{Gw, Outcome};
 use crate::{bucket, ledger};
 
@@ -106,13 +107,13 @@ impl WithRateHeaders for ApiError {
 /// One token from the key's bucket, or a 429 with the contract's body and headers.
 async fn admit(gw: &Gw, caller: &Caller, policy: &Policy) -> Outcome<Admission> {
     match bucket::take(&gw.env, &caller.prefix, 1, policy.limits).await? {
-        TakeReply::Revoked => Err(ApiError::unauthorized()),
-        TakeReply::InsufficientCapacity { burst } => Err(ApiError::new(
+        Err(TakeRefusal::Revoked) => Err(ApiError::unauthorized()),
+        Err(TakeRefusal::InsufficientCapacity { burst }) => Err(ApiError::new(
             429,
             "rate_limited",
             format!("this call needs more than the bucket's capacity of {burst}"),
         )),
-        TakeReply::Decided { decision } => {
+        Ok(decision) => {
             let headers = rate_limit_headers(&policy.limits, policy.tier, &decision);
             match decision {
                 Decision::Admitted { .. } => Ok(Admission { headers }),
@@ -203,16 +204,7 @@ async fn reserve_worst(
         .map(|c| table.worst_case(c.provider, &c.model, c.prompt_bytes, c.max_tokens))
         .sum();
     let id = gw.request_id.clone();
-    let reply = ledger::call(
-        gw,
-        &caller.account_id,
-        &LedgerOp::Reserve {
-            id: id.clone(),
-            amount,
-        },
-    )
-    .await;
-    let reply = match reply {
+    let reply = match ledger::reserve(gw, &caller.account_id, &id, amount).await {
         Ok(reply) => reply,
         Err(e) => {
             // The ledger may have applied the reservation before the call failed (a lost
@@ -222,8 +214,15 @@ async fn reserve_worst(
             return Err(e);
         }
     };
-    if !reply.ok {
-        return Err(ApiError::insufficient_credits(amount, reply.available));
+    if let Err(refusal) = reply {
+        // Only a balance that cannot cover the call is a 402. Any other refusal (a reservation
+        // id already open, an operation the ledger does not take) is the gateway's own fault:
+        // logged, and a 500 `internal_error` (`LedgerRefusal::reservation_error`), not a 402
+        // telling the caller to add credits. Nothing was reserved, so nothing is released.
+        if !matches!(refusal, LedgerRefusal::InsufficientCredits { .. }) {
+            console_error!("ledger refused reservation {id}: {refusal}");
+        }
+        return Err(refusal.reservation_error(amount));
     }
     Ok(Some(Reservation {
         account_id: caller.account_id.clone(),

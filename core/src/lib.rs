@@ -3,7 +3,8 @@
 //!
 //! One folder per concern: `api` (request parsing of `/v1/ask` and the drop-in dialects),
 //! `cache` (normalization, canonical JSON, cache keys, cache-control), `limits` (tiers, token
-//! buckets, rate-limit headers), `credits` (ledger, prices), `keys` (API keys, BYOK sealing),
+//! buckets, the `TokenBucket` object's operations, rate-limit headers), `credits` (ledger, the
+//! `AccountLedger` object's operations, prices), `keys` (API keys, BYOK sealing),
 //! `providers` (models, completions, the providers' wire formats), `broker` (the gateway ↔
 //! broker protocol), `usage` (usage rows and their packing into D1 values).
 

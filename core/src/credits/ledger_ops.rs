@@ -1,0 +1,453 @@
+//! The `AccountLedger` Durable Object's protocol and logic, as plain types: the operations the
+//! gateway sends ([`LedgerOp`]), their typed answer ([`LedgerReply`]: the ledger as it now
+//! stands, or why the operation was refused), and [`apply`], which runs one call's operation
+//! on the stored [`Ledger`] and says what the object must write. The object is a shell around
+//! these: it reads the clock, loads, applies, writes, replies.
+//!
+//! On the wire an operation is its JSON (`{"op":"reserve","id":"req_...","amount":120}`) and
+//! so is its answer (`{"Ok":{"balance":...,"available":...,"charged":0}}` or
+//! `{"Err":{"refusal":"insufficient_credits","available":40}}`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::credits::ledger::{Ledger, LedgerError};
+use crate::error::ApiError;
+
+/// A reservation not settled within this long is released (its call surely ended).
+pub const RESERVATION_MAX_AGE_MS: u64 = 10 * 60 * 1000;
+
+/// What the gateway asks of an account's `AccountLedger`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum LedgerOp {
+    /// Read the balance.
+    Balance,
+    /// Add credits (admin top-up).
+    Credit { amount: u64 },
+    /// Hold back `amount` credits for call `id` (the request id).
+    Reserve { id: String, amount: u64 },
+    /// Close reservation `id`, charging `actual`.
+    Settle { id: String, actual: u64 },
+    /// Close reservation `id` without charging.
+    Release { id: String },
+    /// Charge a fee without a reservation (the cache-hit serving fee).
+    Fee { amount: u64 },
+    /// Delete everything the ledger stores (account deletion).
+    Wipe,
+    /// These operations in order, saved once; the reply is the last one's (a batch inside a
+    /// batch is refused: [`LedgerRefusal::UnsupportedOperation`]).
+    Batch { ops: Vec<LedgerOp> },
+    /// Test hook: the next `count` batches fail before touching the ledger, so tests see
+    /// queued operations retried.
+    #[cfg(feature = "dev-hooks")]
+    FailBatches { count: u32 },
+}
+
+impl LedgerOp {
+    /// Whether applying the operation twice has the effect of applying it once: a reservation
+    /// is settled or released at most once (a repeat is refused as `unknown_reservation`). Only
+    /// such operations are sent again after a call whose outcome is unknown.
+    pub fn is_retry_safe(&self) -> bool {
+        matches!(self, LedgerOp::Settle { .. } | LedgerOp::Release { .. })
+    }
+}
+
+/// `LedgerOp::Batch` over borrowed operations, so a batch is encoded without copying them.
+#[derive(Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum BatchRef<'a> {
+    Batch { ops: Vec<&'a LedgerOp> },
+}
+
+/// The JSON of `LedgerOp::Batch { ops }`, built from borrowed operations.
+pub fn encode_batch<'a>(ops: impl IntoIterator<Item = &'a LedgerOp>) -> serde_json::Result<String> {
+    serde_json::to_string(&BatchRef::Batch {
+        ops: ops.into_iter().collect(),
+    })
+}
+
+/// The ledger after an applied operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerView {
+    /// Credits held, reserved ones included.
+    pub balance: u64,
+    /// Credits free to reserve or spend.
+    pub available: u64,
+    /// Credits charged by a `settle` or a `fee` (0 for the other operations).
+    #[serde(default)]
+    pub charged: u64,
+}
+
+impl LedgerView {
+    /// `ledger` as it stands, after an operation that charged `charged`.
+    pub fn of(ledger: &Ledger, charged: u64) -> LedgerView {
+        LedgerView {
+            balance: ledger.balance(),
+            available: ledger.available(),
+            charged,
+        }
+    }
+}
+
+/// Why the ledger refused an operation. A refused operation changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+pub enum LedgerRefusal {
+    /// The balance less what is reserved does not cover the amount.
+    InsufficientCredits { available: u64 },
+    /// No open reservation has this id (never made, or already settled, released or expired).
+    UnknownReservation,
+    /// A reservation with this id is already open.
+    DuplicateReservation,
+    /// Not an operation the ledger applies here (a batch inside a batch, a test hook).
+    UnsupportedOperation,
+}
+
+impl From<LedgerError> for LedgerRefusal {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::InsufficientCredits { available } => {
+                LedgerRefusal::InsufficientCredits { available }
+            }
+            LedgerError::UnknownReservation => LedgerRefusal::UnknownReservation,
+            LedgerError::DuplicateReservation => LedgerRefusal::DuplicateReservation,
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            LedgerRefusal::InsufficientCredits { available } => {
+                LedgerError::InsufficientCredits { available }.fmt(f)
+            }
+            LedgerRefusal::UnknownReservation => LedgerError::UnknownReservation.fmt(f),
+            LedgerRefusal::DuplicateReservation => LedgerError::DuplicateReservation.fmt(f),
+            LedgerRefusal::UnsupportedOperation => f.write_str("unsupported ledger operation"),
+        }
+    }
+}
+
+impl std::error::Error for LedgerRefusal {}
+
+impl LedgerRefusal {
+    /// The contract error for a reservation of `needed` credits the ledger refused. Only a
+    /// balance that cannot cover it is the caller's to fix: a 402 `insufficient_credits`. Any
+    /// other refusal (a reservation id already open, an operation the ledger does not take)
+    /// is the gateway's own fault, which neither more credits nor a retry of the same
+    /// request would cure: a 500 `internal_error`, never a 402 (the caller logs the detail).
+    pub fn reservation_error(&self, needed: u64) -> ApiError {
+        match *self {
+            LedgerRefusal::InsufficientCredits { available } => {
+                ApiError::insufficient_credits(needed, available)
+            }
+            LedgerRefusal::UnknownReservation
+            | LedgerRefusal::DuplicateReservation
+            | LedgerRefusal::UnsupportedOperation => ApiError::internal(),
+        }
+    }
+}
+
+/// The ledger's answer to every operation: the ledger as it now stands, or why the (last)
+/// operation was refused.
+pub type LedgerReply = Result<LedgerView, LedgerRefusal>;
+
+/// What one call did: its answer, and what the object must write, in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub reply: LedgerReply,
+    /// A `wipe` was applied: everything stored goes first (the ledger is then empty).
+    pub wiped: bool,
+    /// The ledger differs from what is stored (after the wipe, if any): it must be written.
+    pub changed: bool,
+}
+
+/// Applies one call's operation to the stored `ledger` at `now_ms`: first releases the
+/// reservations older than [`RESERVATION_MAX_AGE_MS`], then runs the operation (a batch's in
+/// order, a `wipe` among them starting over from an empty ledger). The reply is the last
+/// operation's; an earlier refusal in a batch changes nothing and is not reported.
+pub fn apply(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Applied {
+    let mut changed = !ledger.expire(now_ms, RESERVATION_MAX_AGE_MS).is_empty();
+    let mut wiped = false;
+    let ops = match op {
+        LedgerOp::Batch { ops } => ops,
+        op => vec![op],
+    };
+    let mut reply = Ok(LedgerView::of(ledger, 0));
+    for op in ops {
+        if let LedgerOp::Wipe = op {
+            *ledger = Ledger::default();
+            (wiped, changed) = (true, false);
+            reply = Ok(LedgerView::of(ledger, 0));
+            continue;
+        }
+        reply = match apply_one(ledger, op, now_ms) {
+            Ok((c, charged)) => {
+                changed |= c;
+                Ok(LedgerView::of(ledger, charged))
+            }
+            Err(refusal) => Err(refusal),
+        };
+    }
+    Applied {
+        reply,
+        wiped,
+        changed,
+    }
+}
+
+/// Applies one operation other than `wipe`: whether the ledger changed and what it charged,
+/// or why it was refused.
+fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<(bool, u64), LedgerRefusal> {
+    match op {
+        LedgerOp::Balance => Ok((false, 0)),
+        LedgerOp::Credit { amount } => {
+            ledger.credit(amount);
+            Ok((true, 0))
+        }
+        LedgerOp::Reserve { id, amount } => {
+            ledger.reserve(&id, amount, now_ms)?;
+            Ok((true, 0))
+        }
+        LedgerOp::Settle { id, actual } => Ok((true, ledger.settle(&id, actual)?)),
+        LedgerOp::Release { id } => {
+            ledger.release(&id)?;
+            Ok((true, 0))
+        }
+        LedgerOp::Fee { amount } => Ok((true, ledger.debit_fee(amount))),
+        // `wipe` is applied by `apply`; a batch inside a batch (and the test hook, which the
+        // object itself answers) are not operations on the ledger.
+        LedgerOp::Wipe | LedgerOp::Batch { .. } => Err(LedgerRefusal::UnsupportedOperation),
+        #[cfg(feature = "dev-hooks")]
+        LedgerOp::FailBatches { .. } => Err(LedgerRefusal::UnsupportedOperation),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reserve(id: &str, amount: u64) -> LedgerOp {
+        LedgerOp::Reserve {
+            id: id.into(),
+            amount,
+        }
+    }
+
+    fn settle(id: &str, actual: u64) -> LedgerOp {
+        LedgerOp::Settle {
+            id: id.into(),
+            actual,
+        }
+    }
+
+    fn view(balance: u64, available: u64, charged: u64) -> LedgerReply {
+        Ok(LedgerView {
+            balance,
+            available,
+            charged,
+        })
+    }
+
+    #[test]
+    fn a_balance_read_changes_nothing() {
+        let mut l = Ledger::new(70);
+        let a = apply(&mut l, LedgerOp::Balance, 0);
+        assert_eq!(
+            a,
+            Applied {
+                reply: view(70, 70, 0),
+                wiped: false,
+                changed: false
+            }
+        );
+    }
+
+    #[test]
+    fn reserve_settle_and_fee_report_the_ledger_and_the_charge() {
+        let mut l = Ledger::default();
+        assert!(apply(&mut l, LedgerOp::Credit { amount: 100 }, 0).changed);
+        let a = apply(&mut l, reserve("r", 60), 0);
+        assert_eq!((a.reply, a.changed), (view(100, 40, 0), true));
+        let a = apply(&mut l, settle("r", 25), 1);
+        assert_eq!((a.reply, a.changed), (view(75, 75, 25), true));
+        let a = apply(&mut l, LedgerOp::Fee { amount: 5 }, 2);
+        assert_eq!(a.reply, view(70, 70, 5));
+        let a = apply(&mut l, LedgerOp::Release { id: "r".into() }, 3);
+        assert_eq!(
+            (a.reply, a.changed),
+            (Err(LedgerRefusal::UnknownReservation), false)
+        );
+    }
+
+    #[test]
+    fn refusals_are_typed_and_change_nothing() {
+        let mut l = Ledger::new(50);
+        apply(&mut l, reserve("a", 20), 0);
+        let before = l.clone();
+        let a = apply(&mut l, reserve("b", 31), 0);
+        assert_eq!(
+            a.reply,
+            Err(LedgerRefusal::InsufficientCredits { available: 30 })
+        );
+        assert!(!a.changed);
+        let a = apply(&mut l, reserve("a", 1), 0);
+        assert_eq!(a.reply, Err(LedgerRefusal::DuplicateReservation));
+        assert_eq!(
+            apply(&mut l, settle("x", 1), 0).reply,
+            Err(LedgerRefusal::UnknownReservation)
+        );
+        assert_eq!(l, before);
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_answers_for_its_last_operation() {
+        let mut l = Ledger::new(100);
+        apply(&mut l, reserve("a", 10), 0);
+        let batch = LedgerOp::Batch {
+            ops: vec![
+                settle("a", 4),
+                // An earlier refusal is not the batch's answer.
+                settle("a", 4),
+                LedgerOp::Fee { amount: 1 },
+                LedgerOp::Fee { amount: 2 },
+            ],
+        };
+        let a = apply(&mut l, batch, 1);
+        assert_eq!(
+            (a.reply, a.changed, a.wiped),
+            (view(93, 93, 2), true, false)
+        );
+        // A batch ending in a refusal answers the refusal, but keeps what came before it.
+        let batch = LedgerOp::Batch {
+            ops: vec![LedgerOp::Fee { amount: 3 }, reserve("b", 1_000)],
+        };
+        let a = apply(&mut l, batch, 2);
+        assert_eq!(
+            a.reply,
+            Err(LedgerRefusal::InsufficientCredits { available: 90 })
+        );
+        assert!(a.changed);
+        assert_eq!(l.balance(), 90);
+        let empty = apply(&mut l, LedgerOp::Batch { ops: vec![] }, 3);
+        assert_eq!((empty.reply, empty.changed), (view(90, 90, 0), false));
+    }
+
+    #[test]
+    fn a_batch_inside_a_batch_is_unsupported() {
+        let mut l = Ledger::new(10);
+        let inner = LedgerOp::Batch {
+            ops: vec![LedgerOp::Credit { amount: 5 }],
+        };
+        let a = apply(&mut l, LedgerOp::Batch { ops: vec![inner] }, 0);
+        assert_eq!(a.reply, Err(LedgerRefusal::UnsupportedOperation));
+        assert_eq!(l, Ledger::new(10));
+    }
+
+    #[test]
+    fn a_wipe_starts_over_from_an_empty_ledger() {
+        let mut l = Ledger::new(10);
+        let a = apply(&mut l, LedgerOp::Wipe, 0);
+        assert_eq!(
+            a,
+            Applied {
+                reply: view(0, 0, 0),
+                wiped: true,
+                changed: false
+            }
+        );
+        let mut l = Ledger::new(10);
+        let batch = LedgerOp::Batch {
+            ops: vec![
+                LedgerOp::Credit { amount: 5 },
+                LedgerOp::Wipe,
+                LedgerOp::Credit { amount: 3 },
+            ],
+        };
+        let a = apply(&mut l, batch, 0);
+        assert_eq!((a.reply, a.wiped, a.changed), (view(3, 3, 0), true, true));
+        assert_eq!(l, Ledger::new(3));
+    }
+
+    #[test]
+    fn old_reservations_are_released_first_and_that_is_a_change() {
+        let mut l = Ledger::new(100);
+        apply(&mut l, reserve("old", 40), 0);
+        let a = apply(&mut l, LedgerOp::Balance, RESERVATION_MAX_AGE_MS);
+        assert_eq!((a.reply, a.changed), (view(100, 60, 0), false));
+        let a = apply(&mut l, LedgerOp::Balance, RESERVATION_MAX_AGE_MS + 1);
+        assert_eq!((a.reply, a.changed), (view(100, 100, 0), true));
+        assert_eq!(l.open_reservations(), 0);
+    }
+
+    #[test]
+    fn only_settlements_and_releases_are_retry_safe() {
+        assert!(settle("a", 1).is_retry_safe());
+        assert!(LedgerOp::Release { id: "a".into() }.is_retry_safe());
+        for op in [
+            LedgerOp::Balance,
+            LedgerOp::Credit { amount: 1 },
+            reserve("a", 1),
+            LedgerOp::Fee { amount: 1 },
+            LedgerOp::Wipe,
+            LedgerOp::Batch { ops: vec![] },
+        ] {
+            assert!(!op.is_retry_safe(), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn ops_and_replies_travel_as_tagged_json() {
+        let op = reserve("req_1", 120);
+        let text = serde_json::to_string(&op).unwrap();
+        assert_eq!(text, r#"{"op":"reserve","id":"req_1","amount":120}"#);
+        assert_eq!(serde_json::from_str::<LedgerOp>(&text).unwrap(), op);
+        let queued = [settle("a", 3), LedgerOp::Fee { amount: 2 }];
+        let text = encode_batch(queued.iter().chain([&op])).unwrap();
+        assert_eq!(
+            serde_json::from_str::<LedgerOp>(&text).unwrap(),
+            LedgerOp::Batch {
+                ops: vec![queued[0].clone(), queued[1].clone(), op]
+            }
+        );
+        for reply in [
+            view(5, 4, 1),
+            Err(LedgerRefusal::InsufficientCredits { available: 4 }),
+            Err(LedgerRefusal::UnknownReservation),
+            Err(LedgerRefusal::DuplicateReservation),
+            Err(LedgerRefusal::UnsupportedOperation),
+        ] {
+            let text = serde_json::to_string(&reply).unwrap();
+            assert_eq!(serde_json::from_str::<LedgerReply>(&text).unwrap(), reply);
+        }
+        let refused: LedgerReply = Err(LedgerRefusal::InsufficientCredits { available: 4 });
+        assert_eq!(
+            serde_json::to_string(&refused).unwrap(),
+            r#"{"Err":{"refusal":"insufficient_credits","available":4}}"#
+        );
+    }
+
+    #[cfg(not(feature = "dev-hooks"))]
+    #[test]
+    fn a_build_without_the_hooks_knows_no_hook_op() {
+        assert!(serde_json::from_str::<LedgerOp>(r#"{"op":"fail_batches","count":2}"#).is_err());
+    }
+
+    #[test]
+    fn only_insufficient_credits_is_a_402() {
+        let e = LedgerRefusal::InsufficientCredits { available: 7 }.reservation_error(30);
+        assert_eq!(e.status, 402);
+        assert_eq!(e.body()["error"]["code"], "insufficient_credits");
+        assert_eq!(e.body()["error"]["needed"], 30);
+        assert_eq!(e.body()["error"]["available"], 7);
+        for refusal in [
+            LedgerRefusal::DuplicateReservation,
+            LedgerRefusal::UnknownReservation,
+            LedgerRefusal::UnsupportedOperation,
+        ] {
+            let e = refusal.reservation_error(30);
+            assert_eq!(e.status, 500, "{refusal}");
+            assert_eq!(e.body()["error"]["code"], "internal_error");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `AccountLedger`: one per account (`id_from_name(account_id)`), holding the credit balance
+//! and open reservations in Durable Object storage; a thin shell over
+//! `gateway_core::credits::ledger_ops` (operations, replies, `apply`).
+
+#[cfg(feature = "dev-hooks")]
+use std::cell::Cell;
+
+use gateway_core::credits::ledger::Ledger;
+use gateway_core::credits::ledger_ops::{apply, LedgerOp};
+use wasm_bindgen::prelude::*;
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+
+use super::{refuse_fetch, reply, Operations, StoredCell};
+
+#[durable_object]
+pub struct AccountLedger {
+    ledger: StoredCell<Ledger>,
+    /// Test hook (set only through the gateway's dev-only route): how many of the next `batch`
+    /// calls fail before touching the ledger, so tests can see queued operations retried.
+    #[cfg(feature = "dev-hooks")]
+    failing_batches: Cell<u32>,
+}
+
+impl DurableObject for AccountLedger {
+    fn new(state: State, _env: Env) -> Self {
+        AccountLedger {
+            ledger: StoredCell::new(&state, "ledger"),
+            #[cfg(feature = "dev-hooks")]
+            failing_batches: Cell::new(0),
+        }
+    }
+
+    async fn fetch(&self, _req: Request) -> Result<Response> {
+        refuse_fetch()
+    }
+}
+
+export_rpc!(AccountLedger);
+
+impl Operations for AccountLedger {
+    type Op = LedgerOp;
+
+    async fn operate(&self, op: LedgerOp) -> Result<String> {
+        #[cfg(feature = "dev-hooks")]
+        if let Some(answer) = self.test_hook(&op).await? {
+            return Ok(answer);
+        }
+        let now_ms = worker::Date::now().as_millis();
+        let mut ledger = self.ledger.load().await?;
+        let applied = apply(&mut ledger, op, now_ms);
+        if applied.wiped {
+            self.ledger.wipe().await?;
+        }
+        if applied.changed {
+            self.ledger.save(ledger).await?;
+        }
+        reply(&applied.reply)
+    }
+}
+
+#[cfg(feature = "dev-hooks")]
+impl AccountLedger {
+    /// The test hook: `fail_batches` sets how many batches fail (answering the ledger as it
+    /// stands), and while that count lasts a batch fails before touching the ledger. `None`:
+    /// the operation is the ledger's to apply.
+    async fn test_hook(&self, op: &LedgerOp) -> Result<Option<String>> {
+        use gateway_core::credits::ledger_ops::{LedgerReply, LedgerView};
+        match *op {
+            LedgerOp::FailBatches { count } => {
+                self.failing_batches.set(count);
+                let view = LedgerView::of(&self.ledger.load().await?, 0);
+                reply(&LedgerReply::Ok(view)).map(Some)
+            }
+            LedgerOp::Batch { .. } if self.failing_batches.get() > 0 => {
+                self.failing_batches.set(self.failing_batches.get() - 1);
+                Err(worker::Error::RustError("batch refused (test hook)".into()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
