@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use worker::{console_error, js_sys, Delay, Headers, Method, Request, RequestInit};
+use worker_shared::body;
 
 use crate::auth::Caller;
-use crate::body;
+
 use crate::edge::{rpc_call, Gw, Outcome};
 use crate::provider_keys;
 

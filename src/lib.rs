@@ -19,10 +19,6 @@ mod provider_keys;
 mod record;
 mod store;
 
-#[path = "../worker_shared/body.rs"]
-mod body;
-#[path = "../worker_shared/d1_retry.rs"]
-mod d1_retry;
 #[path = "../durable_objects/mod.rs"]
 mod durable_objects;
 

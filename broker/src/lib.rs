@@ -4,11 +4,6 @@
 //! format for `/v1/ask`, forwards drop-in requests verbatim, and seals and opens the keys that
 //! accounts bring, writing a `key_access_log` row before a decrypted key is used.
 
-#[path = "../../worker_shared/body.rs"]
-mod body;
-#[path = "../../worker_shared/d1_retry.rs"]
-mod d1_retry;
-
 use gateway_core::api::dropin::{self, Dialect};
 use gateway_core::broker::{
     check_request, synthetic_completion, BrokerRequest, SealRequest, ACCOUNT_ID_HEADER,
@@ -25,6 +20,10 @@ use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
 use gateway_core::scrub::{scrub, scrub_secrets};
 use std::panic::AssertUnwindSafe;
+use worker_shared::body::{self, read_capped};
+use worker_shared::d1;
+use worker_shared::env::var;
+use worker_shared::reply::reply_error;
 
 use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::JsValue;
@@ -41,22 +40,6 @@ const SEAL_BODY_LIMIT: usize = 4 * 1024;
 /// Every log line passes through the scrubber.
 fn log(line: &str) {
     console_log!("{}", scrub(line));
-}
-
-fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .ok()
-        .map(|v| v.to_string())
-        .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
-        .filter(|v| !v.is_empty())
-}
-
-fn reply_error(e: &ApiError) -> worker::Result<Response> {
-    let resp = Response::from_json(&e.body())?.with_status(e.status);
-    for (name, value) in &e.headers {
-        let _ = resp.headers().set(name, value);
-    }
-    Ok(resp)
 }
 
 /// An upstream failure as the broker's 502 envelope, its message scrubbed of every key pattern
@@ -100,7 +83,7 @@ impl Reply {
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     match handle(req, &env).await {
         Ok(resp) => Ok(resp),
-        Err(e) => reply_error(&e),
+        Err(e) => Ok(reply_error(&e)),
     }
 }
 
@@ -174,17 +157,6 @@ pub async fn broker_complete(
         .await
         .unwrap_or_else(|e| Reply::error(&e));
     Ok(js_sys::Array::of2(&JsValue::from(reply.status), &JsValue::from(reply.body)).into())
-}
-
-async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::invalid_request("unreadable body"))?;
-    if body.len() > limit {
-        return Err(ApiError::body_too_large(limit));
-    }
-    Ok(body)
 }
 
 fn max_output_tokens(env: &Env) -> u32 {
@@ -529,28 +501,20 @@ async fn audit(
     let db = env.d1("DB").map_err(|e| e.to_string())?;
     let now = worker::Date::now().as_millis();
     // No row for an account deleted while the call was on its way: and then no key use.
-    let insert = db
-        .prepare(
-            "INSERT INTO key_access_log (account_id, provider, request_id, purpose, created_at) \
+    let insert = d1::statement(
+        &db,
+        "INSERT INTO key_access_log (account_id, provider, request_id, purpose, created_at) \
          SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
-        )
-        .bind(&[
-            JsValue::from_str(account_id),
-            JsValue::from_str(provider.as_str()),
-            JsValue::from_str(request_id),
-            JsValue::from_str(purpose),
-            JsValue::from_f64(now as f64),
-        ])
-        .map_err(|e| e.to_string())?;
-    let result = d1_retry::retry_busy(|| insert.run())
-        .await
-        .map_err(|e| e.to_string())?;
-    let written = result
-        .meta()
-        .ok()
-        .flatten()
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
+        &[
+            d1::text(account_id),
+            d1::text(provider.as_str()),
+            d1::text(request_id),
+            d1::text(purpose),
+            d1::num(now),
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    let written = d1::run(&insert).await.map_err(|e| e.to_string())?;
     if written == 0 {
         return Err("the account no longer exists".into());
     }
