@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 
 use futures::future::{join_all, select, Either};
+use gateway_core::broker::errors::{
+    broker_unavailable, read_completion_failure, read_refusal, BrokerErrorCode, CompletionFailure,
+    Refusal,
+};
 use gateway_core::broker::{
     BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, PASSTHROUGH_PATH,
     REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER,
@@ -121,7 +125,7 @@ pub async fn run(
                 return Timed {
                     result: ProviderResult::error(
                         provider,
-                        "service_unavailable",
+                        BrokerErrorCode::ServiceUnavailable.as_str(),
                         "the account's provider keys could not be read; retry shortly".into(),
                     ),
                     latency_ms: 0,
@@ -134,7 +138,7 @@ pub async fn run(
                 Either::Left((r, _)) => r,
                 Either::Right(((), _)) => ProviderResult::error(
                     provider,
-                    "upstream_timeout",
+                    BrokerErrorCode::UpstreamTimeout.as_str(),
                     format!("{provider} did not answer within {timeout_ms} ms"),
                 ),
             };
@@ -210,11 +214,8 @@ pub async fn complete_rpc(
 async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> ProviderResult {
     let unavailable = |what: &str| {
         console_error!("broker {provider}: {what}");
-        ProviderResult::error(
-            provider,
-            "broker_unavailable",
-            format!("the {provider} broker is unavailable"),
-        )
+        let e = broker_unavailable(provider);
+        ProviderResult::error(provider, e.code, e.message)
     };
     let Ok(payload) = serde_json::to_string(body) else {
         return unavailable("could not encode request");
@@ -234,22 +235,21 @@ async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> Provi
         };
     }
     // Broker errors: `{"error": {"code", "message", ...}}`; pass code and a scrubbed message.
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let code = v["error"]["code"]
-        .as_str()
-        .unwrap_or("broker_error")
-        .to_string();
-    let message = scrub(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or("the broker failed"),
-    )
-    .into_owned();
-    let mut result = ProviderResult::error(provider, &code, message);
-    if let ResultBody::Err { error } = &mut result.outcome {
-        error.retry_after_ms = v["error"]["retry_after_ms"].as_u64();
+    let CompletionFailure {
+        code,
+        message,
+        retry_after_ms,
+    } = read_completion_failure(&text);
+    ProviderResult {
+        provider,
+        outcome: ResultBody::Err {
+            error: ResultError {
+                code,
+                message,
+                retry_after_ms,
+            },
+        },
     }
-    result
 }
 
 /// A drop-in call's answer from upstream (or the broker's synthetic test answer): the status
@@ -261,25 +261,6 @@ pub struct Passthrough {
     /// The upstream's own `retry-after` on an upstream 429 or 503.
     pub retry_after: Option<String>,
 }
-
-/// The broker refusal codes passed on to the caller as they are; anything else is a 502.
-const BROKER_CODES: [&str; 15] = [
-    "upstream_auth_failed",
-    "invalid_json",
-    "invalid_request",
-    "invalid_param",
-    "body_too_large",
-    "prompt_too_large",
-    "model_not_allowed",
-    "streaming_unsupported",
-    "upstream_timeout",
-    "upstream_unreachable",
-    "upstream_malformed",
-    "provider_key_unusable",
-    "key_audit_unavailable",
-    "byok_unavailable",
-    "service_unavailable",
-];
 
 /// Forwards a drop-in request to `provider`'s broker: `body` byte for byte, the metadata in
 /// `x-gw-*` headers, plus the caller's `anthropic-version` / `anthropic-beta` headers. Broker
@@ -315,19 +296,11 @@ pub async fn passthrough(
         Either::Left((Ok(r), _)) => r,
         Either::Left((Err(e), _)) => {
             console_error!("broker {provider}: passthrough: {e}");
-            return Err(ApiError::new(
-                503,
-                "broker_unavailable",
-                format!("the {provider} broker is unavailable"),
-            )
-            .with_header("Retry-After", "1"));
+            return Err(broker_unavailable(provider));
         }
         Either::Right(((), _)) => {
-            return Err(ApiError::new(
-                504,
-                "upstream_timeout",
-                format!("{provider} did not answer within {timeout_ms} ms"),
-            ))
+            return Err(BrokerErrorCode::UpstreamTimeout
+                .error(format!("{provider} did not answer within {timeout_ms} ms")))
         }
     };
     let status = resp.status_code();
@@ -354,46 +327,23 @@ pub async fn passthrough(
     Err(broker_error(provider, status, &text, retry_after))
 }
 
-/// A broker's own refusal as a contract error for the caller. A broker that rejects the
-/// gateway itself (secret, path) is a 503: the caller did nothing wrong.
+/// A broker's own refusal as a contract error for the caller (see [`read_refusal`]); one
+/// that rejects the gateway itself (secret, path) is logged and becomes a 503: the caller did
+/// nothing wrong.
 fn broker_error(
     provider: Provider,
     status: u16,
     text: &str,
     retry_after: Option<String>,
 ) -> ApiError {
-    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let given = v["error"]["code"].as_str().unwrap_or("");
-    let Some(code) = BROKER_CODES.iter().find(|c| **c == given) else {
+    let refusal = read_refusal(provider, status, text, retry_after);
+    if let Refusal::Unavailable { given, .. } = &refusal {
         console_error!(
             "broker {provider}: refused a passthrough with HTTP {status} `{}`",
             scrub(given)
         );
-        return ApiError::new(
-            503,
-            "broker_unavailable",
-            format!("the {provider} broker is unavailable"),
-        )
-        .with_header("Retry-After", "1");
-    };
-    let message = scrub(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or("the broker refused the call"),
-    )
-    .into_owned();
-    let mut e = ApiError::new(status, code, message);
-    if let Value::Object(extra) = &v["error"] {
-        for (k, x) in extra {
-            if k != "code" && k != "message" {
-                e = e.with(k, x.clone());
-            }
-        }
     }
-    if let Some(r) = retry_after {
-        e = e.with_header("Retry-After", r);
-    }
-    e
+    refusal.into_error()
 }
 
 /// Seals a key the account brings, in `provider`'s broker (which alone holds the master

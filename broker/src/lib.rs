@@ -5,6 +5,10 @@
 //! accounts bring, writing a `key_access_log` row before a decrypted key is used.
 
 use gateway_core::api::dropin::{self, Dialect};
+use gateway_core::broker::errors::{
+    byok_unavailable, completion_failure, key_audit_unavailable, platform_key_refused,
+    provider_key_unusable, secret_refused, upstream_failure, upstream_malformed,
+};
 use gateway_core::broker::{
     check_request, synthetic_completion, BrokerRequest, SealRequest, ACCOUNT_ID_HEADER,
     BROKER_BODY_LIMIT, BYOK_HEADER, COMPLETE_PATH, DEFAULT_MAX_OUTPUT_TOKENS, ORIGIN_HEADER,
@@ -40,14 +44,6 @@ const SEAL_BODY_LIMIT: usize = 4 * 1024;
 /// Every log line passes through the scrubber.
 fn log(line: &str) {
     console_log!("{}", scrub(line));
-}
-
-/// An upstream failure as the broker's 502 envelope, its message scrubbed of every key pattern
-/// and of the key actually used.
-fn reply_provider_error(e: &ProviderError, key: &str) -> Result<Reply, ApiError> {
-    let mut e = e.clone();
-    e.message = scrub_secrets(&e.message, &[key]).into_owned();
-    Reply::json(502, &serde_json::json!({ "error": e }))
 }
 
 /// A JSON answer: its status and body. Served as an HTTP response by `fetch`, and as
@@ -91,14 +87,10 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 fn admit(env: &Env, given: &str) -> Result<Provider, ApiError> {
     let expected = var(env, "BROKER_SHARED_SECRET").ok_or_else(|| {
         log("broker misconfigured: BROKER_SHARED_SECRET is not set");
-        ApiError::new(401, "unauthorized", "missing or invalid broker secret")
+        secret_refused()
     })?;
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::new(
-            401,
-            "unauthorized",
-            "missing or invalid broker secret",
-        ));
+        return Err(secret_refused());
     }
     var(env, "PROVIDER")
         .and_then(|p| Provider::parse(&p))
@@ -245,7 +237,8 @@ async fn complete(body: &[u8], env: &Env, provider: Provider) -> Result<Reply, A
                 ),
                 &[&key],
             ));
-            reply_provider_error(&e, &key)
+            let (status, body) = completion_failure(&e, &key);
+            Reply::json(status, &body)
         }
     }
 }
@@ -334,16 +327,7 @@ async fn passthrough(
                     "broker {provider}: passthrough {request_id}: {}: {}",
                     e.code, e.message
                 ));
-                let status = if e.code == ProviderErrorCode::UpstreamTimeout {
-                    504
-                } else {
-                    502
-                };
-                return Err(ApiError::new(
-                    status,
-                    e.code.as_str(),
-                    scrub_secrets(&e.message, &[&key]).into_owned(),
-                ));
+                return Err(upstream_failure(&e, &key));
             }
         };
     if (200..300).contains(&status) {
@@ -352,11 +336,7 @@ async fn passthrough(
             .and_then(|v| dropin::usage(dialect, &v));
         let Some(tokens) = tokens else {
             log(&format!("broker {provider}: passthrough {request_id}: HTTP {status} without usable usage counts"));
-            return Err(ApiError::new(
-                502,
-                "upstream_malformed",
-                format!("{provider} answered HTTP {status} with a body that is not a {provider} response"),
-            ));
+            return Err(upstream_malformed(provider, status));
         };
         return upstream_reply(status, text, Some(tokens), None);
     }
@@ -365,11 +345,7 @@ async fn passthrough(
     ));
     if sealed.is_none() && (status == 401 || status == 403) {
         // The platform's own key was refused: the caller's key is fine, so not a 401 for them.
-        return Err(ApiError::new(
-            502,
-            "upstream_auth_failed",
-            format!("{provider} rejected the gateway's provider credentials (HTTP {status}); this is not about your key"),
-        ));
+        return Err(platform_key_refused(provider, status));
     }
     upstream_reply(
         status,
@@ -407,12 +383,7 @@ fn master_key(env: &Env) -> Result<MasterKey, ApiError> {
         .and_then(|h| MasterKey::from_hex(&h).ok())
         .ok_or_else(|| {
             log("broker misconfigured: BYOK_MASTER_KEY is not set or not 32 hex-encoded bytes");
-            ApiError::new(
-                503,
-                "byok_unavailable",
-                "provider keys cannot be used right now, retry shortly",
-            )
-            .with_header("Retry-After", "5")
+            byok_unavailable()
         })
 }
 
@@ -455,12 +426,7 @@ async fn open_byok(
                 log(&format!(
                     "broker {provider}: key access log write failed, key not used: {e}"
                 ));
-                return Err(ApiError::new(
-                    503,
-                    "key_audit_unavailable",
-                    "the provider key access could not be recorded, so the key was not used; retry shortly",
-                )
-                .with_header("Retry-After", "2"));
+                return Err(key_audit_unavailable());
             }
             Ok(key)
         }
@@ -477,15 +443,7 @@ async fn open_byok(
                 &format!("{purpose} (decryption failed)"),
             )
             .await;
-            Err(ApiError::new(
-                424,
-                "provider_key_unusable",
-                format!(
-                    "the {provider} key registered for this account could not be decrypted; \
-                     register it again with PUT /v1/provider-keys/{provider}"
-                ),
-            )
-            .with("provider", provider.as_str()))
+            Err(provider_key_unusable(provider))
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The gateway ↔ broker protocol: the request a broker accepts, the checks it makes before it
 //! touches its provider key, and the deterministic synthetic answers for `lvk_test_` keys.
+//! [`errors`]: the codes a broker answers and what its refusals become for the caller.
+
+pub mod errors;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
