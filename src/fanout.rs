@@ -10,15 +10,16 @@ use gateway_core::broker::errors::{
     broker_unavailable, read_completion_failure, read_refusal, BrokerErrorCode, CompletionFailure,
     Refusal,
 };
+use gateway_core::broker::passthrough::read_usage_headers;
 use gateway_core::broker::{
-    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, PASSTHROUGH_PATH,
-    REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER,
-    USAGE_OUTPUT_HEADER,
+    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, ORIGIN_UPSTREAM,
+    PASSTHROUGH_PATH, REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER,
+    USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::keys::byok;
 use gateway_core::keys::KeyMode;
-use gateway_core::providers::completion::{Completion, CompletionRequest, Tokens};
+use gateway_core::providers::completion::{Completion, CompletionRequest};
 use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
@@ -252,15 +253,9 @@ async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> Provi
     }
 }
 
-/// A drop-in call's answer from upstream (or the broker's synthetic test answer): the status
-/// and body to give the caller as they are, and the tokens used when the call succeeded.
-pub struct Passthrough {
-    pub status: u16,
-    pub body: String,
-    pub tokens: Option<Tokens>,
-    /// The upstream's own `retry-after` on an upstream 429 or 503.
-    pub retry_after: Option<String>,
-}
+/// A drop-in call's answer from upstream (or the broker's synthetic test answer), as the broker
+/// passed it back.
+pub use gateway_core::broker::passthrough::UpstreamAnswer as Passthrough;
 
 /// Forwards a drop-in request to `provider`'s broker: `body` byte for byte, the metadata in
 /// `x-gw-*` headers, plus the caller's `anthropic-version` / `anthropic-beta` headers. Broker
@@ -305,15 +300,11 @@ pub async fn passthrough(
     };
     let status = resp.status_code();
     let header = |name: &str| resp.headers().get(name).ok().flatten();
-    let from_upstream = header(ORIGIN_HEADER).as_deref() == Some("upstream");
-    let tokens = match (header(USAGE_INPUT_HEADER), header(USAGE_OUTPUT_HEADER)) {
-        (Some(i), Some(o)) => i
-            .parse()
-            .ok()
-            .zip(o.parse().ok())
-            .map(|(input, output)| Tokens { input, output }),
-        _ => None,
-    };
+    let from_upstream = header(ORIGIN_HEADER).as_deref() == Some(ORIGIN_UPSTREAM);
+    let tokens = read_usage_headers(
+        header(USAGE_INPUT_HEADER).as_deref(),
+        header(USAGE_OUTPUT_HEADER).as_deref(),
+    );
     let retry_after = header("retry-after");
     let text = body::text(resp).await.unwrap_or_default();
     if from_upstream {
