@@ -46,7 +46,7 @@ pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String,
     #[cfg(not(feature = "dev-hooks"))]
     let found = Cache::default().get(url.as_str(), false).await;
     match found {
-        Ok(Some(resp)) => match crate::body::text(resp).await {
+        Ok(Some(resp)) => match worker_shared::body::text(resp).await {
             Ok(text) => return Some((text, CacheTier::L1)),
             Err(e) => console_error!("L1 read failed: {e}"),
         },

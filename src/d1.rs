@@ -1,5 +1,7 @@
 //! The gateway's one way to run a D1 statement: bind values, then read rows, one row or the
-//! number of changed rows. Any D1 failure is a logged 503 (fail closed).
+//! number of changed rows. Any D1 failure is a logged 503 (fail closed). Binding and the retry
+//! on lock conflicts are worker-shared's, as the brokers run them; the bound-value limit is the
+//! gateway's own.
 
 #[cfg(feature = "dev-hooks")]
 use std::cell::Cell;
@@ -8,9 +10,11 @@ use gateway_core::usage::packing::D1_VALUE_LIMIT;
 use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{js_sys, D1Database, D1PreparedStatement};
+use worker_shared::d1::retry_busy;
 
-use crate::d1_retry::retry_busy;
 use crate::edge::{dependency, Outcome};
+
+pub use worker_shared::d1::{num, opt_text, text};
 
 const DB: &str = "D1";
 
@@ -40,21 +44,6 @@ pub fn set_value_limit(bytes: usize) {
     VALUE_LIMIT.with(|l| l.set(bytes.min(D1_VALUE_LIMIT)));
 }
 
-/// A text parameter.
-pub fn text(v: &str) -> JsValue {
-    JsValue::from_str(v)
-}
-
-/// A numeric parameter (JS numbers: exact up to 2^53).
-pub fn num(v: u64) -> JsValue {
-    JsValue::from_f64(v as f64)
-}
-
-/// A nullable text parameter.
-pub fn opt_text(v: Option<&str>) -> JsValue {
-    v.map_or(JsValue::NULL, text)
-}
-
 /// `sql` with `args` bound. A text value over the limit is refused here, as D1 would refuse
 /// it (its length in UTF-16 units is at most its length in UTF-8 bytes, so nothing D1 takes is
 /// refused).
@@ -69,7 +58,7 @@ pub fn statement(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<D1Prep
         let e = format!("a bound text value of {units} units is over the {limit}-byte limit");
         return Err(dependency(DB)(e));
     }
-    db.prepare(sql).bind(args).map_err(dependency(DB))
+    worker_shared::d1::statement(db, sql, args).map_err(dependency(DB))
 }
 
 /// Every row of the result.
@@ -110,8 +99,7 @@ pub async fn count(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<u64>
 /// Runs a write; returns how many rows it changed.
 pub async fn run(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<usize> {
     let st = statement(db, sql, args)?;
-    let r = retry_busy(|| st.run()).await.map_err(dependency(DB))?;
-    Ok(r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
+    worker_shared::d1::run(&st).await.map_err(dependency(DB))
 }
 
 /// Runs `stmts` as one D1 batch (one transaction), again if it met a lock conflict.

@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use futures::StreamExt;
 use gateway_core::error::ApiError;
 use gateway_core::keys;
 use gateway_core::scrub::scrub;
@@ -98,14 +97,7 @@ impl Gw {
         VARS.with(|vars| {
             vars.borrow_mut()
                 .entry(name)
-                .or_insert_with(|| {
-                    self.env
-                        .var(name)
-                        .ok()
-                        .map(|v| v.to_string())
-                        .or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
-                        .filter(|v| !v.is_empty())
-                })
+                .or_insert_with(|| worker_shared::env::var(&self.env, name))
                 .clone()
         })
     }
@@ -218,14 +210,8 @@ pub fn set_header(headers: &Headers, name: &str, value: &str) {
 
 /// Renders a contract error as a response: envelope, status, extra headers.
 pub fn error_response(e: &ApiError, request_id: &str) -> Response {
-    let resp = Response::from_json(&e.body())
-        .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| Response::builder().empty()))
-        .with_status(e.status);
-    let h = resp.headers();
-    set_header(h, "X-Request-Id", request_id);
-    for (name, value) in &e.headers {
-        set_header(h, name, value);
-    }
+    let resp = worker_shared::reply::reply_error(e);
+    set_header(resp.headers(), "X-Request-Id", request_id);
     resp
 }
 
@@ -267,43 +253,7 @@ pub fn require_json(req: &Request) -> Outcome<()> {
 /// Reads the body, refusing (413) as soon as it passes `limit` bytes: a declared
 /// Content-Length over the limit is refused before anything is read.
 pub async fn read_body_capped(req: &mut Request, limit: usize) -> Outcome<Vec<u8>> {
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .ok()
-        .flatten()
-        .and_then(|len| len.trim().parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limit as u64 => return Err(ApiError::body_too_large(limit)),
-        // A declared length within the limit: the runtime enforces it, so the body is read
-        // in one call (one await instead of one per chunk); the cap is still checked.
-        Some(_) => {
-            let body = req
-                .bytes()
-                .await
-                .map_err(|_| ApiError::invalid_request("could not read the request body"))?;
-            if body.len() > limit {
-                return Err(ApiError::body_too_large(limit));
-            }
-            return Ok(body);
-        }
-        None => {}
-    }
-    let mut stream = match req.stream() {
-        Ok(s) => s,
-        // No body at all.
-        Err(_) => return Ok(Vec::new()),
-    };
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::body_too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    worker_shared::body::read_capped(req, limit).await
 }
 
 /// Reads a small JSON body (admin and account routes) into a JSON object.

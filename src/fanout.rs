@@ -6,24 +6,30 @@
 use std::collections::BTreeMap;
 
 use futures::future::{join_all, select, Either};
+use gateway_core::broker::errors::{
+    broker_unavailable, read_completion_failure, read_refusal, BrokerErrorCode, CompletionFailure,
+    Refusal,
+};
+use gateway_core::broker::passthrough::read_usage_headers;
 use gateway_core::broker::{
-    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, PASSTHROUGH_PATH,
-    REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER,
-    USAGE_OUTPUT_HEADER,
+    BrokerRequest, SealRequest, ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, ORIGIN_UPSTREAM,
+    PASSTHROUGH_PATH, REQUEST_ID_HEADER, SEAL_PATH, SECRET_HEADER, TEST_MODE_HEADER,
+    USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::keys::byok;
 use gateway_core::keys::KeyMode;
-use gateway_core::providers::completion::{Completion, CompletionRequest, Tokens};
+use gateway_core::providers::completion::{Completion, CompletionRequest};
 use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use worker::{console_error, js_sys, Delay, Headers, Method, Request, RequestInit};
+use worker_shared::body;
 
 use crate::auth::Caller;
-use crate::body;
+
 use crate::edge::{rpc_call, Gw, Outcome};
 use crate::provider_keys;
 
@@ -120,7 +126,7 @@ pub async fn run(
                 return Timed {
                     result: ProviderResult::error(
                         provider,
-                        "service_unavailable",
+                        BrokerErrorCode::ServiceUnavailable.as_str(),
                         "the account's provider keys could not be read; retry shortly".into(),
                     ),
                     latency_ms: 0,
@@ -133,7 +139,7 @@ pub async fn run(
                 Either::Left((r, _)) => r,
                 Either::Right(((), _)) => ProviderResult::error(
                     provider,
-                    "upstream_timeout",
+                    BrokerErrorCode::UpstreamTimeout.as_str(),
                     format!("{provider} did not answer within {timeout_ms} ms"),
                 ),
             };
@@ -209,11 +215,8 @@ pub async fn complete_rpc(
 async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> ProviderResult {
     let unavailable = |what: &str| {
         console_error!("broker {provider}: {what}");
-        ProviderResult::error(
-            provider,
-            "broker_unavailable",
-            format!("the {provider} broker is unavailable"),
-        )
+        let e = broker_unavailable(provider);
+        ProviderResult::error(provider, e.code, e.message)
     };
     let Ok(payload) = serde_json::to_string(body) else {
         return unavailable("could not encode request");
@@ -233,52 +236,26 @@ async fn call_broker(gw: &Gw, provider: Provider, body: &BrokerRequest) -> Provi
         };
     }
     // Broker errors: `{"error": {"code", "message", ...}}`; pass code and a scrubbed message.
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let code = v["error"]["code"]
-        .as_str()
-        .unwrap_or("broker_error")
-        .to_string();
-    let message = scrub(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or("the broker failed"),
-    )
-    .into_owned();
-    let mut result = ProviderResult::error(provider, &code, message);
-    if let ResultBody::Err { error } = &mut result.outcome {
-        error.retry_after_ms = v["error"]["retry_after_ms"].as_u64();
+    let CompletionFailure {
+        code,
+        message,
+        retry_after_ms,
+    } = read_completion_failure(&text);
+    ProviderResult {
+        provider,
+        outcome: ResultBody::Err {
+            error: ResultError {
+                code,
+                message,
+                retry_after_ms,
+            },
+        },
     }
-    result
 }
 
-/// A drop-in call's answer from upstream (or the broker's synthetic test answer): the status
-/// and body to give the caller as they are, and the tokens used when the call succeeded.
-pub struct Passthrough {
-    pub status: u16,
-    pub body: String,
-    pub tokens: Option<Tokens>,
-    /// The upstream's own `retry-after` on an upstream 429 or 503.
-    pub retry_after: Option<String>,
-}
-
-/// The broker refusal codes passed on to the caller as they are; anything else is a 502.
-const BROKER_CODES: [&str; 15] = [
-    "upstream_auth_failed",
-    "invalid_json",
-    "invalid_request",
-    "invalid_param",
-    "body_too_large",
-    "prompt_too_large",
-    "model_not_allowed",
-    "streaming_unsupported",
-    "upstream_timeout",
-    "upstream_unreachable",
-    "upstream_malformed",
-    "provider_key_unusable",
-    "key_audit_unavailable",
-    "byok_unavailable",
-    "service_unavailable",
-];
+/// A drop-in call's answer from upstream (or the broker's synthetic test answer), as the broker
+/// passed it back.
+pub use gateway_core::broker::passthrough::UpstreamAnswer as Passthrough;
 
 /// Forwards a drop-in request to `provider`'s broker: `body` byte for byte, the metadata in
 /// `x-gw-*` headers, plus the caller's `anthropic-version` / `anthropic-beta` headers. Broker
@@ -314,32 +291,20 @@ pub async fn passthrough(
         Either::Left((Ok(r), _)) => r,
         Either::Left((Err(e), _)) => {
             console_error!("broker {provider}: passthrough: {e}");
-            return Err(ApiError::new(
-                503,
-                "broker_unavailable",
-                format!("the {provider} broker is unavailable"),
-            )
-            .with_header("Retry-After", "1"));
+            return Err(broker_unavailable(provider));
         }
         Either::Right(((), _)) => {
-            return Err(ApiError::new(
-                504,
-                "upstream_timeout",
-                format!("{provider} did not answer within {timeout_ms} ms"),
-            ))
+            return Err(BrokerErrorCode::UpstreamTimeout
+                .error(format!("{provider} did not answer within {timeout_ms} ms")))
         }
     };
     let status = resp.status_code();
     let header = |name: &str| resp.headers().get(name).ok().flatten();
-    let from_upstream = header(ORIGIN_HEADER).as_deref() == Some("upstream");
-    let tokens = match (header(USAGE_INPUT_HEADER), header(USAGE_OUTPUT_HEADER)) {
-        (Some(i), Some(o)) => i
-            .parse()
-            .ok()
-            .zip(o.parse().ok())
-            .map(|(input, output)| Tokens { input, output }),
-        _ => None,
-    };
+    let from_upstream = header(ORIGIN_HEADER).as_deref() == Some(ORIGIN_UPSTREAM);
+    let tokens = read_usage_headers(
+        header(USAGE_INPUT_HEADER).as_deref(),
+        header(USAGE_OUTPUT_HEADER).as_deref(),
+    );
     let retry_after = header("retry-after");
     let text = body::text(resp).await.unwrap_or_default();
     if from_upstream {
@@ -353,46 +318,23 @@ pub async fn passthrough(
     Err(broker_error(provider, status, &text, retry_after))
 }
 
-/// A broker's own refusal as a contract error for the caller. A broker that rejects the
-/// gateway itself (secret, path) is a 503: the caller did nothing wrong.
+/// A broker's own refusal as a contract error for the caller (see [`read_refusal`]); one
+/// that rejects the gateway itself (secret, path) is logged and becomes a 503: the caller did
+/// nothing wrong.
 fn broker_error(
     provider: Provider,
     status: u16,
     text: &str,
     retry_after: Option<String>,
 ) -> ApiError {
-    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let given = v["error"]["code"].as_str().unwrap_or("");
-    let Some(code) = BROKER_CODES.iter().find(|c| **c == given) else {
+    let refusal = read_refusal(provider, status, text, retry_after);
+    if let Refusal::Unavailable { given, .. } = &refusal {
         console_error!(
             "broker {provider}: refused a passthrough with HTTP {status} `{}`",
             scrub(given)
         );
-        return ApiError::new(
-            503,
-            "broker_unavailable",
-            format!("the {provider} broker is unavailable"),
-        )
-        .with_header("Retry-After", "1");
-    };
-    let message = scrub(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or("the broker refused the call"),
-    )
-    .into_owned();
-    let mut e = ApiError::new(status, code, message);
-    if let Value::Object(extra) = &v["error"] {
-        for (k, x) in extra {
-            if k != "code" && k != "message" {
-                e = e.with(k, x.clone());
-            }
-        }
     }
-    if let Some(r) = retry_after {
-        e = e.with_header("Retry-After", r);
-    }
-    e
+    refusal.into_error()
 }
 
 /// Seals a key the account brings, in `provider`'s broker (which alone holds the master

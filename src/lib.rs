@@ -22,11 +22,6 @@ mod provider_keys;
 mod record;
 mod store;
 
-#[path = "../worker_shared/body.rs"]
-mod body;
-#[path = "../worker_shared/d1_retry.rs"]
-mod d1_retry;
-
 pub use objects::{AccountLedger, TokenBucket};
 
 use gateway_core::api::dropin::Dialect;

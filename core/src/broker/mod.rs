@@ -1,5 +1,10 @@
 //! The gateway ↔ broker protocol: the request a broker accepts, the checks it makes before it
 //! touches its provider key, and the deterministic synthetic answers for `lvk_test_` keys.
+//! [`errors`]: the codes a broker answers and what its refusals become for the caller;
+//! [`passthrough`]: the pure half of a drop-in call forwarded through a broker.
+
+pub mod errors;
+pub mod passthrough;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -31,6 +36,8 @@ pub const TEST_MODE_HEADER: &str = "x-gw-test-mode";
 pub const BYOK_HEADER: &str = "x-gw-byok-ciphertext";
 /// Passthrough answer headers (broker → gateway; the gateway strips them).
 pub const ORIGIN_HEADER: &str = "x-passthrough-origin";
+/// The [`ORIGIN_HEADER`] value of an answer that is the upstream's.
+pub const ORIGIN_UPSTREAM: &str = "upstream";
 pub const USAGE_INPUT_HEADER: &str = "x-usage-input-tokens";
 pub const USAGE_OUTPUT_HEADER: &str = "x-usage-output-tokens";
 /// Largest body a broker reads: above the largest `/v1/ask` completion the gateway can send,

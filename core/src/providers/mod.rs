@@ -1,8 +1,12 @@
-//! The four upstream LLM providers the gateway fans out to, by their wire names.
+//! The four upstream LLM providers the gateway fans out to, by their wire names, and where each
+//! one's API is and how a call to it carries the key: the one definition the adapters
+//! (`/v1/ask`) and the brokers' drop-in forwarding share.
 
 pub mod adapters;
 pub mod completion;
 pub mod models;
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +64,49 @@ impl Provider {
             Provider::Perplexity => "BROKER_PERPLEXITY",
         }
     }
+
+    /// The path of the provider's text-generation endpoint below its base URL, in the
+    /// convention of [`adapters::default_base_url`]: OpenAI's base ends in `/v1`, the others'
+    /// do not. Only Gemini's path names the model (percent-encoded).
+    pub fn completion_path(self, model: &str) -> Cow<'static, str> {
+        match self {
+            Provider::OpenAi | Provider::Perplexity => Cow::Borrowed("/chat/completions"),
+            Provider::Anthropic => Cow::Borrowed("/v1/messages"),
+            Provider::Gemini => Cow::Owned(format!(
+                "/v1beta/models/{}:generateContent",
+                path_segment(model)
+            )),
+        }
+    }
+
+    /// The endpoint's URL: `base_url` (a trailing `/` ignored) and [`Self::completion_path`].
+    pub fn completion_url(self, base_url: &str, model: &str) -> String {
+        adapters::join_url(base_url, &self.completion_path(model))
+    }
+
+    /// The header that carries the provider key `key` (lowercase name; never log it).
+    pub fn auth_header(self, key: &str) -> (String, String) {
+        match self {
+            Provider::OpenAi | Provider::Perplexity => {
+                ("authorization".to_owned(), format!("Bearer {key}"))
+            }
+            Provider::Anthropic => ("x-api-key".to_owned(), key.to_owned()),
+            Provider::Gemini => ("x-goog-api-key".to_owned(), key.to_owned()),
+        }
+    }
+}
+
+/// A model name as a URL path segment: unreserved characters kept, the rest percent-encoded.
+fn path_segment(model: &str) -> String {
+    let mut out = String::with_capacity(model.len());
+    for b in model.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for Provider {
@@ -88,5 +135,51 @@ mod tests {
         }
         assert_eq!(Provider::parse("OpenAI"), None);
         assert_eq!(Provider::parse("mistral"), None);
+    }
+
+    #[test]
+    fn each_endpoint_sits_below_its_base_url_with_one_slash() {
+        for p in Provider::ALL {
+            let url = p.completion_url(adapters::default_base_url(p), "m");
+            let path = p.completion_path("m");
+            assert!(url.starts_with("https://"), "{url}");
+            assert!(url.ends_with(&*path) && !url.contains("//v"), "{url}");
+        }
+        assert_eq!(
+            Provider::OpenAi.completion_url(adapters::default_base_url(Provider::OpenAi), "m"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            Provider::Anthropic.completion_url("http://mock/anthropic/", "m"),
+            "http://mock/anthropic/v1/messages"
+        );
+    }
+
+    #[test]
+    fn only_gemini_names_the_model_and_encodes_it() {
+        assert_eq!(
+            Provider::Gemini.completion_path("a/b?c"),
+            "/v1beta/models/a%2Fb%3Fc:generateContent"
+        );
+        assert_eq!(
+            Provider::Gemini.completion_path("gemini-2.5-flash_x.y~z"),
+            "/v1beta/models/gemini-2.5-flash_x.y~z:generateContent"
+        );
+        assert_eq!(Provider::OpenAi.completion_path("a/b"), "/chat/completions");
+    }
+
+    #[test]
+    fn the_key_travels_in_each_providers_own_header() {
+        let headers: Vec<(String, String)> =
+            Provider::ALL.iter().map(|p| p.auth_header("k-1")).collect();
+        let expected = [
+            ("x-api-key", "k-1"),
+            ("x-goog-api-key", "k-1"),
+            ("authorization", "Bearer k-1"),
+            ("authorization", "Bearer k-1"),
+        ];
+        for ((name, value), (n, v)) in headers.iter().zip(expected) {
+            assert_eq!((name.as_str(), value.as_str()), (n, v));
+        }
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::UpstreamRequest;
-use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
+use super::{header, is_success, malformed, parse_success, to_json, upstream_error};
 use crate::providers::completion::{Completion, CompletionRequest, ProviderError, Tokens};
 use crate::providers::Provider;
 
@@ -49,9 +49,9 @@ pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> 
         top_p: req.top_p.filter(|_| temperature.is_none()),
     };
     UpstreamRequest {
-        url: join_url(base_url, "/v1/messages"),
+        url: Provider::Anthropic.completion_url(base_url, &req.model),
         headers: vec![
-            header("x-api-key", api_key),
+            Provider::Anthropic.auth_header(api_key),
             header("anthropic-version", API_VERSION),
             header("content-type", "application/json"),
         ],

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::UpstreamRequest;
-use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
+use super::{header, is_success, malformed, parse_success, to_json, upstream_error};
 use crate::providers::completion::{
     Completion, CompletionRequest, ProviderError, ProviderErrorCode, Tokens,
 };
@@ -51,19 +51,6 @@ struct GenerationConfig {
     top_p: Option<f64>,
 }
 
-/// The model name as a URL path segment: unreserved characters kept, the rest percent-encoded.
-fn path_segment(model: &str) -> String {
-    let mut out = String::with_capacity(model.len());
-    for b in model.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> UpstreamRequest {
     let body = RequestBody {
         system_instruction: req.system.as_deref().map(|text| SystemInstruction {
@@ -79,14 +66,10 @@ pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> 
             top_p: req.top_p,
         },
     };
-    let path = format!(
-        "/v1beta/models/{}:generateContent",
-        path_segment(&req.model)
-    );
     UpstreamRequest {
-        url: join_url(base_url, &path),
+        url: Provider::Gemini.completion_url(base_url, &req.model),
         headers: vec![
-            header("x-goog-api-key", api_key),
+            Provider::Gemini.auth_header(api_key),
             header("content-type", "application/json"),
         ],
         body: to_json(&body),

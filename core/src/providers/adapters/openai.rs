@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
+use super::{header, is_success, malformed, parse_success, to_json, upstream_error};
 use super::{ChatMessage, UpstreamRequest};
 use crate::providers::completion::{Completion, CompletionRequest, ProviderError, Tokens};
 use crate::providers::Provider;
@@ -55,9 +55,9 @@ pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> 
         top_p: req.top_p.filter(|_| !reasoning),
     };
     UpstreamRequest {
-        url: join_url(base_url, "/chat/completions"),
+        url: Provider::OpenAi.completion_url(base_url, &req.model),
         headers: vec![
-            header("authorization", &format!("Bearer {api_key}")),
+            Provider::OpenAi.auth_header(api_key),
             header("content-type", "application/json"),
         ],
         body: to_json(&body),

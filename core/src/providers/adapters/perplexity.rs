@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{header, is_success, join_url, malformed, parse_success, to_json, upstream_error};
+use super::{header, is_success, malformed, parse_success, to_json, upstream_error};
 use super::{ChatMessage, UpstreamRequest};
 use crate::providers::completion::{Completion, CompletionRequest, ProviderError, Tokens};
 use crate::providers::Provider;
@@ -40,9 +40,9 @@ pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> 
         top_p: req.top_p,
     };
     UpstreamRequest {
-        url: join_url(base_url, "/chat/completions"),
+        url: Provider::Perplexity.completion_url(base_url, &req.model),
         headers: vec![
-            header("authorization", &format!("Bearer {api_key}")),
+            Provider::Perplexity.auth_header(api_key),
             header("content-type", "application/json"),
         ],
         body: to_json(&body),

@@ -1,0 +1,121 @@
+//! `POST /v1/passthrough`: a drop-in request forwarded byte for byte. The same checks as the
+//! gateway's run again here, before any key is touched; the upstream's answer goes back as it
+//! is (error bodies scrubbed), marked as the upstream's, with the tokens it used.
+
+use gateway_core::api::dropin::{self, Dialect};
+use gateway_core::broker::errors::upstream_failure;
+use gateway_core::broker::passthrough::{
+    answer_headers, read_upstream_answer, upstream_headers, UpstreamAnswer, BETA_HEADER,
+    VERSION_HEADER,
+};
+use gateway_core::broker::{ACCOUNT_ID_HEADER, BYOK_HEADER, REQUEST_ID_HEADER, TEST_MODE_HEADER};
+use gateway_core::error::ApiError;
+use gateway_core::providers::models::default_allowlist;
+use gateway_core::providers::Provider;
+use worker::{Env, Request, Response};
+use worker_shared::body::read_capped;
+
+use crate::config::{max_output_tokens, platform_key, timeout_ms, upstream_base};
+use crate::log;
+use crate::seal::open_byok;
+use crate::upstream::send_upstream;
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .ok()
+        .flatten()
+        .filter(|v| !v.is_empty())
+}
+
+/// Forwards one drop-in request for `provider` (one with a dialect; 404 otherwise).
+pub async fn passthrough(
+    mut req: Request,
+    env: &Env,
+    provider: Provider,
+) -> Result<Response, ApiError> {
+    let dialect = Dialect::for_provider(provider).ok_or_else(ApiError::not_found)?;
+    let request_id = header(&req, REQUEST_ID_HEADER)
+        .ok_or_else(|| ApiError::invalid_request("missing request id"))?;
+    let account_id = header(&req, ACCOUNT_ID_HEADER)
+        .ok_or_else(|| ApiError::invalid_request("missing account id"))?;
+    let test_mode = header(&req, TEST_MODE_HEADER).as_deref() == Some("1");
+    let sealed = header(&req, BYOK_HEADER);
+    let version = header(&req, VERSION_HEADER);
+    let beta = header(&req, BETA_HEADER);
+    let body = read_capped(&mut req, dropin::BODY_LIMIT).await?;
+    let parsed = dropin::parse_request(
+        dialect,
+        &body,
+        default_allowlist(provider),
+        max_output_tokens(env),
+    )?;
+
+    if test_mode {
+        let now_s = worker::Date::now().as_millis() / 1000;
+        let (answer, tokens) = dropin::synthetic_response(&parsed, now_s);
+        return upstream_reply(UpstreamAnswer {
+            status: 200,
+            body: answer.to_string(),
+            tokens: Some(tokens),
+            retry_after: None,
+        });
+    }
+
+    let key = match &sealed {
+        Some(s) => {
+            open_byok(
+                env,
+                provider,
+                &account_id,
+                &request_id,
+                dialect.endpoint(),
+                s,
+            )
+            .await?
+        }
+        None => platform_key(env, provider)?,
+    };
+    let base = upstream_base(env)?;
+    let url = provider.completion_url(&base, &parsed.model);
+    let headers = upstream_headers(dialect, &key, version.as_deref(), beta.as_deref());
+    let bytes = worker::js_sys::Uint8Array::from(body.as_slice());
+    let (status, retry_after, text) =
+        match send_upstream(provider, &url, &headers, bytes.into(), timeout_ms(env)).await {
+            Ok(r) => r,
+            Err(e) => {
+                log(&format!(
+                    "broker {provider}: passthrough {request_id}: {}: {}",
+                    e.code, e.message
+                ));
+                return Err(upstream_failure(&e, &key));
+            }
+        };
+    let success = (200..300).contains(&status);
+    if !success {
+        log(&format!(
+            "broker {provider}: passthrough {request_id}: upstream HTTP {status}"
+        ));
+    }
+    let answer =
+        read_upstream_answer(dialect, status, text, retry_after, &key, sealed.is_some())
+            .inspect_err(|_| {
+                if success {
+                    log(&format!("broker {provider}: passthrough {request_id}: HTTP {status} without usable usage counts"));
+                }
+            })?;
+    upstream_reply(answer)
+}
+
+/// The upstream's answer, marked as such, with the tokens it used.
+fn upstream_reply(answer: UpstreamAnswer) -> Result<Response, ApiError> {
+    let headers = answer_headers(&answer);
+    let resp = Response::ok(answer.body)
+        .map_err(|_| ApiError::internal())?
+        .with_status(answer.status);
+    let h = resp.headers();
+    for (name, value) in headers {
+        let _ = h.set(name, &value);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,53 @@
+//! The one upstream call both routes make: a POST bounded by the runtime's own deadline. Its
+//! headers hold the key: never log them.
+
+use gateway_core::providers::completion::{ProviderError, ProviderErrorCode};
+use gateway_core::providers::Provider;
+use worker::wasm_bindgen::JsValue;
+use worker::{web_sys, AbortSignal, Fetch, Headers, Method, Request, RequestInit};
+use worker_shared::body;
+
+/// One POST upstream, bounded by `timeout_ms`: the status, the `retry-after` header and the
+/// body text.
+pub async fn send_upstream(
+    provider: Provider,
+    url: &str,
+    header_list: &[(String, String)],
+    body: JsValue,
+    timeout_ms: u64,
+) -> Result<(u16, Option<String>, String), ProviderError> {
+    let unreachable = |msg: &str| ProviderError::new(ProviderErrorCode::UpstreamUnreachable, msg);
+    let headers = Headers::new();
+    for (k, v) in header_list {
+        headers
+            .set(k, v)
+            .map_err(|_| unreachable("invalid upstream header"))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body));
+    let request =
+        Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))?;
+    // The runtime's own deadline (`AbortSignal.timeout`) covers the headers and the body, and
+    // aborts the upstream request when it passes.
+    let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_f64(timeout_ms as f64));
+    let timed_out = || {
+        ProviderError::new(
+            ProviderErrorCode::UpstreamTimeout,
+            format!("{provider} did not answer within {timeout_ms} ms"),
+        )
+    };
+    let resp = match Fetch::Request(request).send_with_signal(&signal).await {
+        Ok(resp) => resp,
+        Err(_) if signal.aborted() => return Err(timed_out()),
+        Err(_) => return Err(unreachable(&format!("could not reach {provider}"))),
+    };
+    let status = resp.status_code();
+    let retry_after = resp.headers().get("retry-after").ok().flatten();
+    match body::text(resp).await {
+        Ok(text) => Ok((status, retry_after, text)),
+        Err(_) if signal.aborted() => Err(timed_out()),
+        Err(_) => Err(unreachable("upstream connection closed")),
+    }
+}
