@@ -4,3 +4,4 @@
 pub mod ledger;
 pub mod ledger_ops;
 pub mod pricing;
+pub mod settlement;

@@ -1,0 +1,65 @@
+//! How a call is charged when the provider told no usage: the settlement rule for calls that
+//! failed, timed out or were cut off. A provider bills what it generated whether or not the
+//! gateway saw the answer, so a call whose outcome is unknown once it was sent is charged its
+//! reserved worst case, never zero; a call the provider refused with its own error (4xx/5xx,
+//! which providers do not bill) or that never left the gateway is charged nothing.
+
+/// What an unreported call costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreported {
+    /// Nothing reached a provider that bills it: the reservation is released.
+    Nothing,
+    /// The provider may have generated (and billed) up to the whole reservation.
+    WorstCase,
+}
+
+/// The settlement of a call that failed with error `code` (a broker's, an upstream's, or the
+/// gateway's own). Unknown codes are charged nothing only when they are refusals made before
+/// the call was sent; every code that means "sent, outcome unknown" is listed here.
+pub fn unreported(code: &str) -> Unreported {
+    match code {
+        // The broker or the gateway stopped waiting: the provider may still be generating.
+        "upstream_timeout"
+        // The connection failed or was cut after the request may have reached the provider.
+        | "upstream_unreachable"
+        // A success answer the broker could not read: the provider did the work.
+        | "upstream_malformed"
+        // The gateway lost the broker mid-call: it may have called the provider.
+        | "broker_unavailable" => Unreported::WorstCase,
+        _ => Unreported::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_whose_outcome_is_unknown_is_charged_its_worst_case() {
+        for code in [
+            "upstream_timeout",
+            "upstream_unreachable",
+            "upstream_malformed",
+            "broker_unavailable",
+        ] {
+            assert_eq!(unreported(code), Unreported::WorstCase, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_call_the_provider_refused_or_never_got_is_free() {
+        for code in [
+            "upstream_server_error",
+            "upstream_overloaded",
+            "upstream_rate_limited",
+            "upstream_auth_failed",
+            "model_not_allowed",
+            "invalid_request",
+            "provider_key_unusable",
+            "key_audit_unavailable",
+            "service_unavailable",
+        ] {
+            assert_eq!(unreported(code), Unreported::Nothing, "{code}");
+        }
+    }
+}
