@@ -1,0 +1,87 @@
+//! Which provider API a drop-in endpoint speaks, and what each dialect is called where it
+//! matters: its provider, its cache key namespace, its gateway endpoint and its upstream path.
+
+use crate::providers::Provider;
+
+/// Which provider API a drop-in endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// OpenAI Chat Completions, `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// Anthropic Messages, `POST /v1/messages`.
+    AnthropicMessages,
+}
+
+impl Dialect {
+    /// The dialect of a gateway path below `/v1/` (`["chat", "completions"]`, `["messages"]`).
+    pub fn for_path(segs: &[&str]) -> Option<Dialect> {
+        match segs {
+            ["chat", "completions"] => Some(Dialect::OpenAiChat),
+            ["messages"] => Some(Dialect::AnthropicMessages),
+            _ => None,
+        }
+    }
+
+    /// The dialect a provider's broker forwards (only OpenAI and Anthropic have one).
+    pub fn for_provider(provider: Provider) -> Option<Dialect> {
+        match provider {
+            Provider::OpenAi => Some(Dialect::OpenAiChat),
+            Provider::Anthropic => Some(Dialect::AnthropicMessages),
+            Provider::Gemini | Provider::Perplexity => None,
+        }
+    }
+
+    pub fn provider(self) -> Provider {
+        match self {
+            Dialect::OpenAiChat => Provider::OpenAi,
+            Dialect::AnthropicMessages => Provider::Anthropic,
+        }
+    }
+
+    /// The cache key namespace.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Dialect::OpenAiChat => "chat/v1",
+            Dialect::AnthropicMessages => "messages/v1",
+        }
+    }
+
+    /// The gateway endpoint, as usage events and the key access log name it.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Dialect::OpenAiChat => "POST /v1/chat/completions",
+            Dialect::AnthropicMessages => "POST /v1/messages",
+        }
+    }
+
+    /// The upstream path below the provider's base URL (the adapters' convention: OpenAI's
+    /// base ends in `/v1`, Anthropic's does not).
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Dialect::OpenAiChat => "/chat/completions",
+            Dialect::AnthropicMessages => "/v1/messages",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_dialects() {
+        assert_eq!(
+            Dialect::for_path(&["chat", "completions"]),
+            Some(Dialect::OpenAiChat)
+        );
+        assert_eq!(
+            Dialect::for_path(&["messages"]),
+            Some(Dialect::AnthropicMessages)
+        );
+        assert_eq!(Dialect::for_path(&["ask"]), None);
+        assert_eq!(Dialect::for_path(&["chat"]), None);
+        assert_eq!(Dialect::for_provider(Provider::Gemini), None);
+        assert_eq!(Dialect::OpenAiChat.namespace(), "chat/v1");
+        assert_eq!(Dialect::AnthropicMessages.namespace(), "messages/v1");
+    }
+}
