@@ -10,8 +10,7 @@ use serde_json::{Map, Value};
 use super::{Dialect, MAX_CHOICES};
 use crate::api::ask::PROMPT_LIMIT;
 use crate::error::ApiError;
-use crate::providers::models::{check_model, ModelRejection};
-use crate::providers::Provider;
+use crate::providers::models::check_model;
 
 /// Longest model name accepted.
 const MODEL_NAME_LIMIT: usize = 100;
@@ -76,7 +75,8 @@ pub fn parse_request(
         }
         None => return Err(ApiError::invalid_param("model", "`model` is required")),
     };
-    check_model_allowed(dialect.provider(), &model, allowlist)?;
+    check_model(dialect.provider(), &model, allowlist)
+        .map_err(|r| ApiError::model_not_allowed(dialect.provider(), &model, r))?;
     let messages = match obj.get("messages") {
         Some(Value::Array(items)) if !items.is_empty() => items,
         _ => {
@@ -151,22 +151,6 @@ pub fn streaming_unsupported() -> ApiError {
     )
 }
 
-fn check_model_allowed(
-    provider: Provider,
-    model: &str,
-    allowlist: &[&str],
-) -> Result<(), ApiError> {
-    check_model(provider, model, allowlist).map_err(|r| {
-        let why = match r {
-            ModelRejection::Forbidden => "is not a text-generation model and is never served",
-            ModelRejection::NotAllowed => "is not on the provider's allowlist",
-        };
-        ApiError::new(403, "model_not_allowed", format!("model `{model}` {why}"))
-            .with("provider", provider.as_str())
-            .with("model", model)
-    })
-}
-
 /// One output-token field: absent or null → `None`; else an integer in `1..=cap`.
 fn token_field(obj: &Map<String, Value>, name: &str, cap: u32) -> Result<Option<u64>, ApiError> {
     match obj.get(name) {
@@ -237,6 +221,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::providers::models::default_allowlist;
+    use crate::providers::Provider;
 
     pub(in crate::api::dropin) fn parse(
         d: Dialect,
