@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::cache::canonical_json::write_canonical_json_to;
+use crate::providers::adapters::anthropic;
 use crate::providers::completion::Tokens;
 use validation::content_text;
 
@@ -41,9 +42,11 @@ pub fn usage(dialect: Dialect, body: &Value) -> Option<Tokens> {
             output: n("completion_tokens")?,
         }),
         Dialect::AnthropicMessages => Some(Tokens {
-            input: n("input_tokens")?
-                .saturating_add(n("cache_creation_input_tokens").unwrap_or(0))
-                .saturating_add(n("cache_read_input_tokens").unwrap_or(0)),
+            input: anthropic::input_tokens(
+                n("input_tokens")?,
+                n("cache_creation_input_tokens"),
+                n("cache_read_input_tokens"),
+            ),
             output: n("output_tokens")?,
         }),
     }
