@@ -11,6 +11,9 @@ mod dialect;
 mod errors;
 mod validation;
 
+/// The body cap of `/v1/ask` applies to the drop-in endpoints too (the 20 KB text cap applies
+/// inside it).
+pub use crate::api::BODY_LIMIT;
 pub use dialect::Dialect;
 pub use errors::{error_body, error_type};
 pub use validation::{parse_request, streaming_unsupported, DropinRequest};
@@ -23,8 +26,6 @@ use crate::providers::adapters::anthropic;
 use crate::providers::completion::Tokens;
 use validation::content_text;
 
-/// Largest drop-in request body read at all (the 20 KB text cap applies inside it).
-pub const BODY_LIMIT: usize = 256 * 1024;
 /// Request header choosing the cache scope: `shared` (default) or `private`.
 pub const SCOPE_HEADER: &str = "x-cache-scope";
 /// Largest OpenAI `n` (choices per request) accepted.

@@ -10,10 +10,7 @@ use serde_json::{Map, Value};
 use super::{Dialect, MAX_CHOICES};
 use crate::api::ask::PROMPT_LIMIT;
 use crate::error::ApiError;
-use crate::providers::models::check_model;
-
-/// Longest model name accepted.
-const MODEL_NAME_LIMIT: usize = 100;
+use crate::providers::models::{check_model, MODEL_NAME_LIMIT};
 
 /// A checked drop-in request. `value` is the body as parsed; the bytes forwarded upstream are
 /// the caller's own, untouched.
