@@ -5,7 +5,7 @@ use gateway_core::api::ask::{parse_ask, AskRequest, BODY_LIMIT};
 use gateway_core::cache::key::{ask_cache_key, CacheKey, Namespace, ScopeKind};
 use gateway_core::error::ApiError;
 use gateway_core::providers::completion::CompletionRequest;
-use gateway_core::providers::models::{check_model, default_allowlist, ModelRejection};
+use gateway_core::providers::models::{check_model, default_allowlist};
 use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{Request, Response};
@@ -171,15 +171,7 @@ impl Endpoint for Ask {
 fn check_models(ask: &AskRequest) -> Outcome<()> {
     for (p, model) in &ask.models {
         if let Err(r) = check_model(*p, model, default_allowlist(*p)) {
-            let why = match r {
-                ModelRejection::Forbidden => "is not a text-generation model and is never served",
-                ModelRejection::NotAllowed => "is not on the provider's allowlist",
-            };
-            return Err(
-                ApiError::new(403, "model_not_allowed", format!("model `{model}` {why}"))
-                    .with("provider", p.as_str())
-                    .with("model", model.clone()),
-            );
+            return Err(ApiError::model_not_allowed(*p, model, r));
         }
     }
     Ok(())

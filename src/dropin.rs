@@ -5,6 +5,7 @@
 //! SDKs read.
 
 use gateway_core::api::dropin::{self, Dialect, SCOPE_HEADER};
+use gateway_core::broker::passthrough::FORWARDED_HEADERS;
 use gateway_core::cache::key::{request_cache_key, CacheKey, Namespace, ScopeKind};
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
@@ -19,9 +20,6 @@ use crate::limits::{self, Used, WorstCase};
 use crate::pipeline::{self, Endpoint, Served};
 use crate::provider_keys;
 use crate::record::Event;
-
-/// Caller headers the Anthropic broker passes on (the API version the SDK speaks, betas).
-const FORWARDED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
 /// One drop-in call, through the pipeline (as `/v1/ask`: a hit takes no bucket token).
 ///
@@ -77,7 +75,7 @@ pub async fn post(
             .collect();
         Value::Array(vec![parsed.value, Value::Object(headers)])
     };
-    let namespace = cache_namespace(dialect);
+    let namespace = dialect.namespace();
     let key = request_cache_key(
         namespace.as_str(),
         &scope.for_account(&caller.account_id),
@@ -192,14 +190,6 @@ impl Endpoint for DropIn {
 /// Whether the upstream answered with success and told its usage (what may be stored).
 fn succeeded(answer: &Passthrough) -> bool {
     (200..300).contains(&answer.status) && answer.tokens.is_some()
-}
-
-/// The cache namespace of a dialect's endpoint.
-fn cache_namespace(dialect: Dialect) -> Namespace {
-    match dialect {
-        Dialect::OpenAiChat => Namespace::Chat,
-        Dialect::AnthropicMessages => Namespace::Messages,
-    }
 }
 
 /// The `x-cache-scope` request header: `shared` (default) or `private`; anything else is a 400.

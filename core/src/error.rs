@@ -3,6 +3,9 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::providers::models::ModelRejection;
+use crate::providers::Provider;
+
 /// An error the gateway (or a broker) returns to its caller. Never carries secrets:
 /// messages are fixed texts or scrubbed excerpts chosen by the code that builds them.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +109,17 @@ impl ApiError {
         )
         .with("limit_bytes", limit as u64)
     }
+    /// The 403 of a model the gateway or a broker will not serve, naming the provider and the
+    /// model (the one wording of `/v1/ask`, the drop-in endpoints and the brokers).
+    pub fn model_not_allowed(provider: Provider, model: &str, rejection: ModelRejection) -> Self {
+        let why = match rejection {
+            ModelRejection::Forbidden => "is not a text-generation model and is never served",
+            ModelRejection::NotAllowed => "is not on the provider's allowlist",
+        };
+        ApiError::new(403, "model_not_allowed", format!("model `{model}` {why}"))
+            .with("provider", provider.as_str())
+            .with("model", model)
+    }
     pub fn insufficient_credits(needed: u64, available: u64) -> Self {
         ApiError::new(
             402,
@@ -150,6 +164,24 @@ mod tests {
             ApiError::unauthorized().body()
         );
         assert_eq!(ApiError::unauthorized().status, 401);
+    }
+
+    #[test]
+    fn model_refusal_names_provider_model_and_reason() {
+        let e = ApiError::model_not_allowed(Provider::OpenAi, "gpt-9", ModelRejection::NotAllowed);
+        assert_eq!(
+            e.body(),
+            json!({"error": {"code": "model_not_allowed",
+                "message": "model `gpt-9` is not on the provider's allowlist",
+                "provider": "openai", "model": "gpt-9"}})
+        );
+        assert_eq!(e.status, 403);
+        let e =
+            ApiError::model_not_allowed(Provider::Gemini, "imagen-4", ModelRejection::Forbidden);
+        assert_eq!(
+            e.message,
+            "model `imagen-4` is not a text-generation model and is never served"
+        );
     }
 
     #[test]

@@ -7,17 +7,15 @@ use serde_json::{Map, Value};
 
 use crate::cache::key::ScopeKind;
 use crate::error::ApiError;
+use crate::providers::models::MODEL_NAME_LIMIT;
 use crate::providers::Provider;
+
+pub use crate::api::BODY_LIMIT;
 
 /// Largest prompt, in bytes of UTF-8, measured before normalization.
 pub const PROMPT_LIMIT: usize = 20 * 1024;
-/// Largest request body the gateway reads at all (room for a 20 KB prompt, a system prompt
-/// and JSON escaping); enforced while streaming, before the whole body is read.
-pub const BODY_LIMIT: usize = 256 * 1024;
 /// `max_tokens` when the caller sends none (then lowered to the tier's cap if needed).
 pub const DEFAULT_MAX_TOKENS: u32 = 256;
-/// Longest model name accepted in `params.models`.
-const MODEL_NAME_LIMIT: usize = 100;
 
 /// A validated ask: everything downstream trusts these fields.
 #[derive(Debug, Clone, PartialEq)]

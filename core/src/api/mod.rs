@@ -4,3 +4,8 @@ pub mod account;
 pub mod ask;
 pub mod dropin;
 pub mod route;
+
+/// Largest request body the gateway (and a broker, on the drop-in path) reads at all, for
+/// `/v1/ask` and the drop-in endpoints alike: room for a 20 KB prompt, a system prompt and JSON
+/// escaping. Enforced while streaming, before the whole body is read.
+pub const BODY_LIMIT: usize = 256 * 1024;

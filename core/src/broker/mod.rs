@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::api::ask::PROMPT_LIMIT;
 use crate::error::ApiError;
 use crate::providers::completion::{Completion, CompletionRequest, Tokens};
-use crate::providers::models::{check_model, ModelRejection};
+use crate::providers::models::check_model;
 use crate::providers::Provider;
 
 /// Header carrying the gateway ↔ broker shared secret.
@@ -87,25 +87,8 @@ pub fn check_request(
     allowlist: &[&str],
     max_output_tokens: u32,
 ) -> Result<(), ApiError> {
-    match check_model(provider, &req.model, allowlist) {
-        Ok(()) => {}
-        Err(ModelRejection::Forbidden) => {
-            return Err(ApiError::new(
-                403,
-                "model_not_allowed",
-                "this model is not a text-generation model and is never served",
-            )
-            .with("provider", provider.as_str()))
-        }
-        Err(ModelRejection::NotAllowed) => {
-            return Err(ApiError::new(
-                403,
-                "model_not_allowed",
-                "this model is not on the provider's allowlist",
-            )
-            .with("provider", provider.as_str()))
-        }
-    }
+    check_model(provider, &req.model, allowlist)
+        .map_err(|r| ApiError::model_not_allowed(provider, &req.model, r))?;
     if req.prompt.len() > PROMPT_LIMIT
         || req.system.as_ref().is_some_and(|s| s.len() > PROMPT_LIMIT)
     {

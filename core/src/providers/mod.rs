@@ -121,10 +121,25 @@ mod tests {
 
     #[test]
     fn derive_order_matches_name_order() {
-        let mut names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        // A shuffled copy sorted with the derived `Ord` comes out in the names' string order.
+        let mut shuffled = Provider::ALL;
+        shuffled.reverse();
+        shuffled.swap(0, 2);
+        let mut by_ord = shuffled;
+        by_ord.sort();
+        let mut names = shuffled.map(Provider::as_str);
         names.sort();
-        let derived: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
-        assert_eq!(names, derived);
+        assert_eq!(by_ord.map(Provider::as_str), names);
+        assert_eq!(
+            by_ord,
+            Provider::ALL,
+            "ALL lists the providers in that order"
+        );
+        for a in Provider::ALL {
+            for b in Provider::ALL {
+                assert_eq!(a.cmp(&b), a.as_str().cmp(b.as_str()), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 
 use crate::providers::Provider;
 
+/// Longest model name accepted, in bytes: in `/v1/ask`'s `params.models` and as a drop-in
+/// request's `model`.
+pub const MODEL_NAME_LIMIT: usize = 100;
+
 const OPENAI: &[&str] = &[
     "gpt-4o",
     "gpt-4o-mini",

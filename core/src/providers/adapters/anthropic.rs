@@ -16,6 +16,16 @@ use crate::providers::Provider;
 /// The API version header value the adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
 
+/// The whole input of an Anthropic answer: its `input_tokens` count only the uncached part, so
+/// what was written to (`cache_creation_input_tokens`) and read from (`cache_read_input_tokens`)
+/// the prompt cache is added; an absent count is 0. Read the same way from `/v1/ask` answers
+/// and from drop-in `/v1/messages` answers.
+pub fn input_tokens(uncached: u64, cache_writes: Option<u64>, cache_reads: Option<u64>) -> u64 {
+    uncached
+        .saturating_add(cache_writes.unwrap_or(0))
+        .saturating_add(cache_reads.unwrap_or(0))
+}
+
 #[derive(Serialize)]
 struct RequestBody<'a> {
     model: &'a str,
@@ -104,10 +114,11 @@ pub fn parse_response(
     let (Some(input), Some(output)) = (usage.input_tokens, usage.output_tokens) else {
         return Err(malformed(P, status, "incomplete usage token counts"));
     };
-    // The full input is the uncached part plus what was written to and read from the cache.
-    let input = input
-        .saturating_add(usage.cache_creation_input_tokens.unwrap_or(0))
-        .saturating_add(usage.cache_read_input_tokens.unwrap_or(0));
+    let input = input_tokens(
+        input,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
+    );
     Ok(Completion {
         model,
         content,
@@ -176,6 +187,13 @@ mod tests {
                 output: 2
             }
         );
+    }
+
+    #[test]
+    fn input_adds_cache_writes_and_reads_and_saturates() {
+        assert_eq!(input_tokens(3, None, None), 3);
+        assert_eq!(input_tokens(3, Some(10), Some(5)), 18);
+        assert_eq!(input_tokens(u64::MAX, Some(1), None), u64::MAX);
     }
 
     #[test]

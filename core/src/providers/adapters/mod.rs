@@ -1,6 +1,8 @@
 //! The four providers' HTTP wire formats: each adapter turns a [`CompletionRequest`] into the
 //! provider's request (URL, headers, JSON body) and the provider's response (status, body)
 //! into a [`Completion`] or a typed [`ProviderError`]. Pure functions: the broker does the I/O.
+//! OpenAI and Perplexity both speak Chat Completions: one `chat_completions` module builds and
+//! reads that format, and each of the two says where it differs.
 //!
 //! Error mapping, shared by all four (the bodies' shapes differ, the rules do not):
 //! - 429 → `upstream_rate_limited`, with `retry_after_ms` from the `retry-after` header (whole
@@ -17,6 +19,7 @@
 //! [`crate::scrub::scrub_secrets`] with its own key, which may match no key pattern.
 
 pub mod anthropic;
+mod chat_completions;
 pub mod gemini;
 pub mod openai;
 pub mod perplexity;
@@ -81,13 +84,6 @@ pub fn default_base_url(provider: Provider) -> &'static str {
 
 /// Longest excerpt of upstream text kept in an error message, in characters.
 const EXCERPT_CHARS: usize = 200;
-
-/// One `{role, content}` item of a Chat Completions `messages` array (OpenAI, Perplexity).
-#[derive(Serialize)]
-pub(crate) struct ChatMessage<'a> {
-    pub role: &'a str,
-    pub content: &'a str,
-}
 
 /// `base` + `path`, with one `/` between them whatever `base` ends with.
 pub(crate) fn join_url(base: &str, path: &str) -> String {

@@ -1,27 +1,18 @@
-//! OpenAI Chat Completions: `POST {base}/chat/completions`, `Authorization: Bearer`, the system
-//! prompt as the first `messages[]` item, `max_completion_tokens`.
+//! OpenAI Chat Completions, in the shared `chat_completions` format: `POST
+//! {base}/chat/completions`, `Authorization: Bearer`, the system prompt as the first
+//! `messages[]` item, `max_completion_tokens`; a refusal's text is the answer when the content
+//! is null.
 //!
 //! Reasoning models (`o1`, `o3`, `o4` and `gpt-5` families) take the system prompt as a
 //! `developer` message and refuse `temperature` / `top_p` other than the default, so both are
 //! left out for them: a fan-out with one temperature for every provider still gets an answer.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::{header, is_success, malformed, parse_success, to_json, upstream_error};
-use super::{ChatMessage, UpstreamRequest};
-use crate::providers::completion::{Completion, CompletionRequest, ProviderError, Tokens};
+use super::chat_completions::{self, Reply, RequestShape, TokenCap};
+use super::UpstreamRequest;
+use crate::providers::completion::{Completion, CompletionRequest, ProviderError};
 use crate::providers::Provider;
-
-#[derive(Serialize)]
-struct RequestBody<'a> {
-    model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
-    max_completion_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f64>,
-}
 
 /// Whether `model` is a reasoning model (developer role, no sampling parameters).
 pub fn is_reasoning_model(model: &str) -> bool {
@@ -35,45 +26,13 @@ pub fn is_reasoning_model(model: &str) -> bool {
 
 pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> UpstreamRequest {
     let reasoning = is_reasoning_model(&req.model);
-    let mut messages = Vec::with_capacity(2);
-    if let Some(system) = &req.system {
-        let role = if reasoning { "developer" } else { "system" };
-        messages.push(ChatMessage {
-            role,
-            content: system,
-        });
-    }
-    messages.push(ChatMessage {
-        role: "user",
-        content: &req.prompt,
-    });
-    let body = RequestBody {
-        model: &req.model,
-        messages,
-        max_completion_tokens: req.max_tokens,
-        temperature: req.temperature.filter(|_| !reasoning),
-        top_p: req.top_p.filter(|_| !reasoning),
+    let shape = RequestShape {
+        provider: Provider::OpenAi,
+        system_role: if reasoning { "developer" } else { "system" },
+        token_cap: TokenCap::MaxCompletionTokens,
+        sampling: !reasoning,
     };
-    UpstreamRequest {
-        url: Provider::OpenAi.completion_url(base_url, &req.model),
-        headers: vec![
-            Provider::OpenAi.auth_header(api_key),
-            header("content-type", "application/json"),
-        ],
-        body: to_json(&body),
-    }
-}
-
-#[derive(Deserialize)]
-struct ResponseBody {
-    model: Option<String>,
-    choices: Option<Vec<Choice>>,
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: Option<Message>,
+    chat_completions::build_request(req, base_url, api_key, shape)
 }
 
 #[derive(Deserialize)]
@@ -82,10 +41,15 @@ struct Message {
     refusal: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
+impl Reply for Message {
+    fn text(message: Option<Self>) -> Result<String, &'static str> {
+        let message = message.ok_or("no choices[0].message")?;
+        // A refusal comes with a null content and the refusal text beside it.
+        message
+            .content
+            .or(message.refusal)
+            .ok_or("no choices[0].message.content")
+    }
 }
 
 pub fn parse_response(
@@ -93,32 +57,13 @@ pub fn parse_response(
     retry_after_header: Option<&str>,
     body: &str,
 ) -> Result<Completion, ProviderError> {
-    const P: Provider = Provider::OpenAi;
-    if !is_success(status) {
-        return Err(upstream_error(P, status, retry_after_header, body));
-    }
-    let r: ResponseBody = parse_success(P, status, body)?;
-    let model = r.model.ok_or_else(|| malformed(P, status, "no model"))?;
-    let message = r
-        .choices
-        .and_then(|c| c.into_iter().next())
-        .and_then(|c| c.message)
-        .ok_or_else(|| malformed(P, status, "no choices[0].message"))?;
-    // A refusal comes with a null content and the refusal text beside it.
-    let content = message
-        .content
-        .or(message.refusal)
-        .ok_or_else(|| malformed(P, status, "no choices[0].message.content"))?;
-    let usage = r.usage.ok_or_else(|| malformed(P, status, "no usage"))?;
-    let (Some(input), Some(output)) = (usage.prompt_tokens, usage.completion_tokens) else {
-        return Err(malformed(P, status, "incomplete usage token counts"));
-    };
-    Ok(Completion {
-        model,
-        content,
-        citations: Vec::new(),
-        tokens: Tokens { input, output },
-    })
+    chat_completions::parse_response::<Message, ()>(
+        Provider::OpenAi,
+        status,
+        retry_after_header,
+        body,
+    )
+    .map(|(completion, ())| completion)
 }
 
 #[cfg(test)]

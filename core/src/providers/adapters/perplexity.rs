@@ -1,66 +1,22 @@
-//! Perplexity Sonar: `POST {base}/chat/completions` (no `/v1`), `Authorization: Bearer`, the
-//! system prompt as a `messages[]` item, `max_tokens`; citations from the top-level `citations`
-//! (or, failing that, the URLs of `search_results`).
+//! Perplexity Sonar, in the shared `chat_completions` format: `POST {base}/chat/completions`
+//! (no `/v1`), `Authorization: Bearer`, the system prompt as a `messages[]` item, `max_tokens`;
+//! citations from the top-level `citations` (or, failing that, the URLs of `search_results`).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::{header, is_success, malformed, parse_success, to_json, upstream_error};
-use super::{ChatMessage, UpstreamRequest};
-use crate::providers::completion::{Completion, CompletionRequest, ProviderError, Tokens};
+use super::chat_completions::{self, Reply, RequestShape, TokenCap};
+use super::UpstreamRequest;
+use crate::providers::completion::{Completion, CompletionRequest, ProviderError};
 use crate::providers::Provider;
 
-#[derive(Serialize)]
-struct RequestBody<'a> {
-    model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
-    max_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f64>,
-}
-
 pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> UpstreamRequest {
-    let mut messages = Vec::with_capacity(2);
-    if let Some(system) = &req.system {
-        messages.push(ChatMessage {
-            role: "system",
-            content: system,
-        });
-    }
-    messages.push(ChatMessage {
-        role: "user",
-        content: &req.prompt,
-    });
-    let body = RequestBody {
-        model: &req.model,
-        messages,
-        max_tokens: req.max_tokens,
-        temperature: req.temperature,
-        top_p: req.top_p,
+    let shape = RequestShape {
+        provider: Provider::Perplexity,
+        system_role: "system",
+        token_cap: TokenCap::MaxTokens,
+        sampling: true,
     };
-    UpstreamRequest {
-        url: Provider::Perplexity.completion_url(base_url, &req.model),
-        headers: vec![
-            Provider::Perplexity.auth_header(api_key),
-            header("content-type", "application/json"),
-        ],
-        body: to_json(&body),
-    }
-}
-
-#[derive(Deserialize)]
-struct ResponseBody {
-    model: Option<String>,
-    choices: Option<Vec<Choice>>,
-    usage: Option<Usage>,
-    citations: Option<Vec<String>>,
-    search_results: Option<Vec<SearchResult>>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: Option<Message>,
+    chat_completions::build_request(req, base_url, api_key, shape)
 }
 
 #[derive(Deserialize)]
@@ -68,10 +24,19 @@ struct Message {
     content: Option<String>,
 }
 
+impl Reply for Message {
+    fn text(message: Option<Self>) -> Result<String, &'static str> {
+        message
+            .and_then(|m| m.content)
+            .ok_or("no choices[0].message.content")
+    }
+}
+
+/// Perplexity's own top-level fields: the sources of the answer.
 #[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
+struct Sources {
+    citations: Option<Vec<String>>,
+    search_results: Option<Vec<SearchResult>>,
 }
 
 #[derive(Deserialize)]
@@ -84,37 +49,22 @@ pub fn parse_response(
     retry_after_header: Option<&str>,
     body: &str,
 ) -> Result<Completion, ProviderError> {
-    const P: Provider = Provider::Perplexity;
-    if !is_success(status) {
-        return Err(upstream_error(P, status, retry_after_header, body));
-    }
-    let r: ResponseBody = parse_success(P, status, body)?;
-    let model = r.model.ok_or_else(|| malformed(P, status, "no model"))?;
-    let content = r
-        .choices
-        .and_then(|c| c.into_iter().next())
-        .and_then(|c| c.message)
-        .and_then(|m| m.content)
-        .ok_or_else(|| malformed(P, status, "no choices[0].message.content"))?;
-    let usage = r.usage.ok_or_else(|| malformed(P, status, "no usage"))?;
-    let (Some(input), Some(output)) = (usage.prompt_tokens, usage.completion_tokens) else {
-        return Err(malformed(P, status, "incomplete usage token counts"));
-    };
-    let citations = match r.citations {
+    let (mut completion, sources) = chat_completions::parse_response::<Message, Sources>(
+        Provider::Perplexity,
+        status,
+        retry_after_header,
+        body,
+    )?;
+    completion.citations = match sources.citations {
         Some(c) => c,
-        None => r
+        None => sources
             .search_results
             .unwrap_or_default()
             .into_iter()
             .filter_map(|s| s.url)
             .collect(),
     };
-    Ok(Completion {
-        model,
-        content,
-        citations,
-        tokens: Tokens { input, output },
-    })
+    Ok(completion)
 }
 
 #[cfg(test)]

@@ -1,90 +1,16 @@
-//! The drop-in provider endpoints (`POST /v1/chat/completions` in OpenAI's shape,
-//! `POST /v1/messages` in Anthropic's): the checks a request passes before it is forwarded
-//! verbatim (the gateway and the broker run the same ones), the SDK-readable error bodies, the
-//! token usage read from a provider's answer, and the synthetic answers of `lvk_test_` keys.
+//! The checks a drop-in request passes before it is forwarded verbatim (the gateway and the
+//! broker run the same ones): a JSON object with no field named twice, no streaming, a model on
+//! the allowlist, messages, output tokens within the tier's cap and a prompt within 20 KB.
 
 use std::collections::BTreeSet;
 
 use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
-use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
+use serde_json::{Map, Value};
 
+use super::{Dialect, MAX_CHOICES};
 use crate::api::ask::PROMPT_LIMIT;
-use crate::cache::canonical_json::write_canonical_json_to;
 use crate::error::ApiError;
-use crate::providers::completion::Tokens;
-use crate::providers::models::{check_model, ModelRejection};
-use crate::providers::Provider;
-
-/// Largest drop-in request body read at all (the 20 KB text cap applies inside it).
-pub const BODY_LIMIT: usize = 256 * 1024;
-/// Request header choosing the cache scope: `shared` (default) or `private`.
-pub const SCOPE_HEADER: &str = "x-cache-scope";
-/// Largest OpenAI `n` (choices per request) accepted.
-pub const MAX_CHOICES: u64 = 8;
-/// Longest model name accepted.
-const MODEL_NAME_LIMIT: usize = 100;
-
-/// Which provider API a drop-in endpoint speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// OpenAI Chat Completions, `POST /v1/chat/completions`.
-    OpenAiChat,
-    /// Anthropic Messages, `POST /v1/messages`.
-    AnthropicMessages,
-}
-
-impl Dialect {
-    /// The dialect of a gateway path below `/v1/` (`["chat", "completions"]`, `["messages"]`).
-    pub fn for_path(segs: &[&str]) -> Option<Dialect> {
-        match segs {
-            ["chat", "completions"] => Some(Dialect::OpenAiChat),
-            ["messages"] => Some(Dialect::AnthropicMessages),
-            _ => None,
-        }
-    }
-
-    /// The dialect a provider's broker forwards (only OpenAI and Anthropic have one).
-    pub fn for_provider(provider: Provider) -> Option<Dialect> {
-        match provider {
-            Provider::OpenAi => Some(Dialect::OpenAiChat),
-            Provider::Anthropic => Some(Dialect::AnthropicMessages),
-            Provider::Gemini | Provider::Perplexity => None,
-        }
-    }
-
-    pub fn provider(self) -> Provider {
-        match self {
-            Dialect::OpenAiChat => Provider::OpenAi,
-            Dialect::AnthropicMessages => Provider::Anthropic,
-        }
-    }
-
-    /// The cache key namespace.
-    pub fn namespace(self) -> &'static str {
-        match self {
-            Dialect::OpenAiChat => "chat/v1",
-            Dialect::AnthropicMessages => "messages/v1",
-        }
-    }
-
-    /// The gateway endpoint, as usage events and the key access log name it.
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            Dialect::OpenAiChat => "POST /v1/chat/completions",
-            Dialect::AnthropicMessages => "POST /v1/messages",
-        }
-    }
-
-    /// The upstream path below the provider's base URL (the adapters' convention: OpenAI's
-    /// base ends in `/v1`, Anthropic's does not).
-    pub fn upstream_path(self) -> &'static str {
-        match self {
-            Dialect::OpenAiChat => "/chat/completions",
-            Dialect::AnthropicMessages => "/v1/messages",
-        }
-    }
-}
+use crate::providers::models::{check_model, MODEL_NAME_LIMIT};
 
 /// A checked drop-in request. `value` is the body as parsed; the bytes forwarded upstream are
 /// the caller's own, untouched.
@@ -146,7 +72,8 @@ pub fn parse_request(
         }
         None => return Err(ApiError::invalid_param("model", "`model` is required")),
     };
-    check_model_allowed(dialect.provider(), &model, allowlist)?;
+    check_model(dialect.provider(), &model, allowlist)
+        .map_err(|r| ApiError::model_not_allowed(dialect.provider(), &model, r))?;
     let messages = match obj.get("messages") {
         Some(Value::Array(items)) if !items.is_empty() => items,
         _ => {
@@ -221,22 +148,6 @@ pub fn streaming_unsupported() -> ApiError {
     )
 }
 
-fn check_model_allowed(
-    provider: Provider,
-    model: &str,
-    allowlist: &[&str],
-) -> Result<(), ApiError> {
-    check_model(provider, model, allowlist).map_err(|r| {
-        let why = match r {
-            ModelRejection::Forbidden => "is not a text-generation model and is never served",
-            ModelRejection::NotAllowed => "is not on the provider's allowlist",
-        };
-        ApiError::new(403, "model_not_allowed", format!("model `{model}` {why}"))
-            .with("provider", provider.as_str())
-            .with("model", model)
-    })
-}
-
 /// One output-token field: absent or null → `None`; else an integer in `1..=cap`.
 fn token_field(obj: &Map<String, Value>, name: &str, cap: u32) -> Result<Option<u64>, ApiError> {
     match obj.get(name) {
@@ -289,7 +200,7 @@ fn text_bytes(v: &Value) -> usize {
 }
 
 /// The text of a `content` value: a string, or the `text` of its parts.
-fn content_text(v: Option<&Value>) -> String {
+pub(super) fn content_text(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
@@ -301,123 +212,24 @@ fn content_text(v: Option<&Value>) -> String {
     }
 }
 
-/// The SDKs' error `type` for a status (Anthropic's names, which OpenAI's SDK shows as is).
-pub fn error_type(status: u16) -> &'static str {
-    match status {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        500..=599 => "api_error",
-        _ => "invalid_request_error",
-    }
-}
-
-/// The gateway's error envelope, readable by the dialect's SDK: `error.type` beside `code` and
-/// `message` (OpenAI's SDK reads `error.message`), and for Anthropic the top-level
-/// `"type": "error"` its SDK expects.
-pub fn error_body(dialect: Dialect, e: &ApiError) -> Value {
-    let mut body = e.body();
-    body["error"]["type"] = json!(error_type(e.status));
-    if dialect == Dialect::AnthropicMessages {
-        if let Value::Object(m) = &mut body {
-            m.insert("type".into(), json!("error"));
-        }
-    }
-    body
-}
-
-/// The tokens a provider's successful answer reports: OpenAI `usage.prompt_tokens` /
-/// `completion_tokens`; Anthropic `usage.input_tokens` (plus cache writes and reads) /
-/// `output_tokens`. `None` when the answer carries no usable counts.
-pub fn usage(dialect: Dialect, body: &Value) -> Option<Tokens> {
-    let u = body.get("usage")?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64);
-    match dialect {
-        Dialect::OpenAiChat => Some(Tokens {
-            input: n("prompt_tokens")?,
-            output: n("completion_tokens")?,
-        }),
-        Dialect::AnthropicMessages => Some(Tokens {
-            input: n("input_tokens")?
-                .saturating_add(n("cache_creation_input_tokens").unwrap_or(0))
-                .saturating_add(n("cache_read_input_tokens").unwrap_or(0)),
-            output: n("output_tokens")?,
-        }),
-    }
-}
-
-/// The deterministic answer to a test-mode request, in the provider's own shape, and its
-/// token counts. No upstream call, no charge. `created_s` is the edge's clock.
-pub fn synthetic_response(req: &DropinRequest, created_s: u64) -> (Value, Tokens) {
-    let mut canon = String::new();
-    write_canonical_json_to(&req.value["messages"], &mut canon);
-    let digest = hex::encode(&Sha256::digest(canon.as_bytes())[..8]);
-    let provider = req.dialect.provider();
-    let content = format!(
-        "[test {provider}/{}] synthetic answer {}",
-        req.model,
-        &digest[..8]
-    );
-    let words = |s: &str| s.split_whitespace().count() as u64;
-    let mut input_text = String::new();
-    for m in req.value["messages"].as_array().into_iter().flatten() {
-        input_text.push_str(&content_text(m.get("content")));
-        input_text.push(' ');
-    }
-    if req.dialect == Dialect::AnthropicMessages {
-        input_text.push_str(&content_text(req.value.get("system")));
-    }
-    let tokens = Tokens {
-        input: words(&input_text).max(1),
-        output: words(&content).min(req.output_budget),
-    };
-    let body = match req.dialect {
-        Dialect::OpenAiChat => json!({
-            "id": format!("chatcmpl-test{digest}"),
-            "object": "chat.completion",
-            "created": created_s,
-            "model": req.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": null},
-                "logprobs": null,
-                "finish_reason": "stop",
-            }],
-            "usage": {
-                "prompt_tokens": tokens.input,
-                "completion_tokens": tokens.output,
-                "total_tokens": tokens.input + tokens.output,
-            },
-        }),
-        Dialect::AnthropicMessages => json!({
-            "id": format!("msg_test{digest}"),
-            "type": "message",
-            "role": "assistant",
-            "model": req.model,
-            "content": [{"type": "text", "text": content}],
-            "stop_reason": "end_turn",
-            "stop_sequence": null,
-            "usage": {"input_tokens": tokens.input, "output_tokens": tokens.output},
-        }),
-    };
-    (body, tokens)
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::providers::models::default_allowlist;
+    use crate::providers::Provider;
 
-    fn parse(d: Dialect, body: Value, cap: u32) -> Result<DropinRequest, ApiError> {
+    pub(in crate::api::dropin) fn parse(
+        d: Dialect,
+        body: Value,
+        cap: u32,
+    ) -> Result<DropinRequest, ApiError> {
         let bytes = serde_json::to_vec(&body).unwrap();
         parse_request(d, &bytes, default_allowlist(d.provider()), cap)
     }
 
-    fn chat(extra: Value) -> Value {
+    pub(in crate::api::dropin) fn chat(extra: Value) -> Value {
         let mut v =
             json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
         for (k, x) in extra.as_object().unwrap() {
@@ -426,7 +238,7 @@ mod tests {
         v
     }
 
-    fn messages(extra: Value) -> Value {
+    pub(in crate::api::dropin) fn messages(extra: Value) -> Value {
         let mut v = json!({"model": "claude-haiku-4-5", "max_tokens": 64,
             "messages": [{"role": "user", "content": "hi"}]});
         for (k, x) in extra.as_object().unwrap() {
@@ -438,23 +250,6 @@ mod tests {
     fn code(r: Result<DropinRequest, ApiError>) -> (u16, &'static str) {
         let e = r.unwrap_err();
         (e.status, e.code)
-    }
-
-    #[test]
-    fn paths_map_to_dialects() {
-        assert_eq!(
-            Dialect::for_path(&["chat", "completions"]),
-            Some(Dialect::OpenAiChat)
-        );
-        assert_eq!(
-            Dialect::for_path(&["messages"]),
-            Some(Dialect::AnthropicMessages)
-        );
-        assert_eq!(Dialect::for_path(&["ask"]), None);
-        assert_eq!(Dialect::for_path(&["chat"]), None);
-        assert_eq!(Dialect::for_provider(Provider::Gemini), None);
-        assert_eq!(Dialect::OpenAiChat.namespace(), "chat/v1");
-        assert_eq!(Dialect::AnthropicMessages.namespace(), "messages/v1");
     }
 
     #[test]
@@ -664,96 +459,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.last_user_text, "one\ntwo");
-    }
-
-    #[test]
-    fn error_bodies_carry_sdk_types_and_keep_code_and_message() {
-        let e = ApiError::unauthorized();
-        assert_eq!(
-            error_body(Dialect::OpenAiChat, &e),
-            json!({"error": {"code": "unauthorized", "message": "missing or invalid API key",
-                "type": "authentication_error"}})
-        );
-        assert_eq!(
-            error_body(Dialect::AnthropicMessages, &e),
-            json!({"type": "error", "error": {"code": "unauthorized",
-                "message": "missing or invalid API key", "type": "authentication_error"}})
-        );
-        let limited = ApiError::new(429, "rate_limited", "slow down").with("retry_after_ms", 900);
-        let b = error_body(Dialect::OpenAiChat, &limited);
-        assert_eq!(b["error"]["type"], "rate_limit_error");
-        assert_eq!(b["error"]["retry_after_ms"], 900);
-        for (status, t) in [
-            (400, "invalid_request_error"),
-            (402, "billing_error"),
-            (403, "permission_error"),
-            (404, "not_found_error"),
-            (413, "request_too_large"),
-            (500, "api_error"),
-            (503, "overloaded_error"),
-            (504, "api_error"),
-        ] {
-            assert_eq!(error_type(status), t, "{status}");
-        }
-    }
-
-    #[test]
-    fn usage_reads_each_providers_counts() {
-        let o = json!({"usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}});
-        assert_eq!(
-            usage(Dialect::OpenAiChat, &o),
-            Some(Tokens {
-                input: 12,
-                output: 9
-            })
-        );
-        let a = json!({"usage": {"input_tokens": 10, "output_tokens": 4,
-            "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3}});
-        assert_eq!(
-            usage(Dialect::AnthropicMessages, &a),
-            Some(Tokens {
-                input: 15,
-                output: 4
-            })
-        );
-        assert_eq!(usage(Dialect::OpenAiChat, &json!({})), None);
-        assert_eq!(usage(Dialect::OpenAiChat, &a), None);
-    }
-
-    #[test]
-    fn synthetic_answers_have_the_providers_shape_and_are_deterministic() {
-        let r = parse(
-            Dialect::OpenAiChat,
-            chat(json!({"max_completion_tokens": 3})),
-            100,
-        )
-        .unwrap();
-        let (b, t) = synthetic_response(&r, 1_700_000_000);
-        assert_eq!(b["object"], "chat.completion");
-        assert_eq!(b["created"], 1_700_000_000u64);
-        let content = b["choices"][0]["message"]["content"].as_str().unwrap();
-        assert!(
-            content.starts_with("[test openai/gpt-4o-mini]"),
-            "{content}"
-        );
-        assert_eq!(t.output, 3, "capped by the request's max tokens");
-        assert_eq!(usage(Dialect::OpenAiChat, &b), Some(t));
-        assert_eq!(synthetic_response(&r, 1_700_000_000).0, b);
-
-        let m = parse(Dialect::AnthropicMessages, messages(json!({})), 100).unwrap();
-        let (b, t) = synthetic_response(&m, 0);
-        assert_eq!(
-            (b["type"].as_str(), b["role"].as_str()),
-            (Some("message"), Some("assistant"))
-        );
-        assert_eq!(b["content"][0]["type"], "text");
-        assert_eq!(usage(Dialect::AnthropicMessages, &b), Some(t));
-        let other = parse(
-            Dialect::AnthropicMessages,
-            messages(json!({"messages": [{"role": "user", "content": "else"}]})),
-            100,
-        )
-        .unwrap();
-        assert_ne!(synthetic_response(&other, 0).0["content"], b["content"]);
     }
 }

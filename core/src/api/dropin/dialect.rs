@@ -1,0 +1,82 @@
+//! Which provider API a drop-in endpoint speaks, and what each dialect is called where it
+//! matters: its provider, its cache key namespace, its gateway endpoint and its upstream path.
+
+use crate::cache::key::Namespace;
+use crate::providers::Provider;
+
+/// Which provider API a drop-in endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// OpenAI Chat Completions, `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// Anthropic Messages, `POST /v1/messages`.
+    AnthropicMessages,
+}
+
+impl Dialect {
+    /// The dialect of a gateway path below `/v1/` (`["chat", "completions"]`, `["messages"]`).
+    pub fn for_path(segs: &[&str]) -> Option<Dialect> {
+        match segs {
+            ["chat", "completions"] => Some(Dialect::OpenAiChat),
+            ["messages"] => Some(Dialect::AnthropicMessages),
+            _ => None,
+        }
+    }
+
+    /// The dialect a provider's broker forwards (only OpenAI and Anthropic have one).
+    pub fn for_provider(provider: Provider) -> Option<Dialect> {
+        match provider {
+            Provider::OpenAi => Some(Dialect::OpenAiChat),
+            Provider::Anthropic => Some(Dialect::AnthropicMessages),
+            Provider::Gemini | Provider::Perplexity => None,
+        }
+    }
+
+    pub fn provider(self) -> Provider {
+        match self {
+            Dialect::OpenAiChat => Provider::OpenAi,
+            Dialect::AnthropicMessages => Provider::Anthropic,
+        }
+    }
+
+    /// The cache key namespace of the dialect's endpoint.
+    pub fn namespace(self) -> Namespace {
+        match self {
+            Dialect::OpenAiChat => Namespace::Chat,
+            Dialect::AnthropicMessages => Namespace::Messages,
+        }
+    }
+
+    /// The gateway endpoint, as usage events and the key access log name it.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Dialect::OpenAiChat => "POST /v1/chat/completions",
+            Dialect::AnthropicMessages => "POST /v1/messages",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_dialects() {
+        assert_eq!(
+            Dialect::for_path(&["chat", "completions"]),
+            Some(Dialect::OpenAiChat)
+        );
+        assert_eq!(
+            Dialect::for_path(&["messages"]),
+            Some(Dialect::AnthropicMessages)
+        );
+        assert_eq!(Dialect::for_path(&["ask"]), None);
+        assert_eq!(Dialect::for_path(&["chat"]), None);
+        assert_eq!(Dialect::for_provider(Provider::Gemini), None);
+        assert_eq!(Dialect::OpenAiChat.namespace().as_str(), "chat/v1");
+        assert_eq!(
+            Dialect::AnthropicMessages.namespace().as_str(),
+            "messages/v1"
+        );
+    }
+}
