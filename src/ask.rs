@@ -3,6 +3,7 @@
 
 use gateway_core::api::ask::{parse_ask, AskRequest, BODY_LIMIT};
 use gateway_core::cache::key::{ask_cache_key, CacheKey, Namespace, ScopeKind};
+use gateway_core::credits::settlement::{self, Unreported};
 use gateway_core::error::ApiError;
 use gateway_core::providers::completion::CompletionRequest;
 use gateway_core::providers::models::{check_model, default_allowlist};
@@ -13,8 +14,8 @@ use worker::{Request, Response};
 use crate::auth::Caller;
 use crate::cache::{Entry, RawEntry};
 use crate::edge::{json_text, read_body_capped, require_json, set_header, Gw, Outcome};
-use crate::fanout::{self, ProviderResult, Timed};
-use crate::limits::{self, Used, WorstCase};
+use crate::fanout::{self, ProviderResult, ResultBody, Timed};
+use crate::limits::{self, Charge, Used, WorstCase};
 use crate::pipeline::{self, Endpoint, Served};
 use crate::record::{self, Event};
 
@@ -119,17 +120,27 @@ impl Endpoint for Ask {
 
     /// Each result priced at the model that was asked for, as its reservation was: providers
     /// answer with their own names for it (`gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), which
-    /// the price table does not list.
-    fn used<'a>(&'a self, answer: &'a Vec<Timed>) -> Vec<Used<'a>> {
+    /// the price table does not list. A provider that failed after the call may have reached it
+    /// (timed out, cut off, unreadable) is charged its worst case; one that refused, nothing.
+    fn charges<'a>(&'a self, answer: &'a Vec<Timed>, worst: &'a [WorstCase]) -> Vec<Charge<'a>> {
         answer
             .iter()
             .filter_map(|t| {
-                let c = t.result.completion()?;
-                Some(Used {
-                    provider: t.result.provider,
-                    model: self.ask.models.get(&t.result.provider).unwrap_or(&c.model),
-                    tokens: c.tokens,
-                })
+                let provider = t.result.provider;
+                match &t.result.outcome {
+                    ResultBody::Ok(c) => Some(Charge::Used(Used {
+                        provider,
+                        model: self.ask.models.get(&provider).unwrap_or(&c.model),
+                        tokens: c.tokens,
+                    })),
+                    ResultBody::Err { error } => match settlement::unreported(&error.code) {
+                        Unreported::WorstCase => worst
+                            .iter()
+                            .find(|w| w.provider == provider)
+                            .map(Charge::WorstCase),
+                        Unreported::Nothing => None,
+                    },
+                }
             })
             .collect()
     }

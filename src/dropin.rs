@@ -16,7 +16,7 @@ use worker::{Request, Response};
 use crate::auth::Caller;
 use crate::edge::{read_body_capped, require_json, set_header, Gw, Outcome};
 use crate::fanout::{self, Passthrough};
-use crate::limits::{self, Used, WorstCase};
+use crate::limits::{self, Charge, Used, WorstCase};
 use crate::pipeline::{self, Endpoint, Served};
 use crate::provider_keys;
 use crate::record::Event;
@@ -90,7 +90,8 @@ pub async fn post(
         output_budget: parsed.output_budget,
         sealed,
         forward,
-        body,
+        // An OpenAI request naming no output cap is forwarded with the tier's.
+        body: parsed.capped_body.unwrap_or(body),
     };
     let mode = pipeline::cache_mode(caller, &req);
     pipeline::run(gw, caller, &policy, &call, mode, event).await
@@ -156,16 +157,20 @@ impl Endpoint for DropIn {
         .await
     }
 
-    fn used<'a>(&'a self, answer: &'a Passthrough) -> Vec<Used<'a>> {
-        answer
-            .tokens
-            .iter()
-            .map(|t| Used {
+    /// The usage the provider told; a success without one (unreadable) is charged its worst
+    /// case, an upstream refusal (4xx/5xx, which providers do not bill) nothing.
+    fn charges<'a>(&'a self, answer: &'a Passthrough, worst: &'a [WorstCase]) -> Vec<Charge<'a>> {
+        match answer.tokens {
+            Some(tokens) => vec![Charge::Used(Used {
                 provider: self.provider,
                 model: &self.model,
-                tokens: *t,
-            })
-            .collect()
+                tokens,
+            })],
+            None if (200..300).contains(&answer.status) => {
+                worst.iter().map(Charge::WorstCase).collect()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// A successful answer with its usage is stored as the provider gave it.

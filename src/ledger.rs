@@ -169,12 +169,19 @@ pub fn forget(account_id: &str) {
     take_queued(account_id);
 }
 
-/// Reserves `amount` credits for call `id` (after the account's queued operations): applied,
-/// or refused (`insufficient_credits`, ...).
-pub async fn reserve(gw: &Gw, account_id: &str, id: &str, amount: u64) -> Outcome<LedgerReply> {
+/// Reserves `amount` credits for call `id` (after the account's queued operations), unless the
+/// account has `max_in_flight` calls open: applied, or refused (`insufficient_credits`, ...).
+pub async fn reserve(
+    gw: &Gw,
+    account_id: &str,
+    id: &str,
+    amount: u64,
+    max_in_flight: u32,
+) -> Outcome<LedgerReply> {
     let op = LedgerOp::Reserve {
         id: id.to_string(),
         amount,
+        max_in_flight,
     };
     call(gw, account_id, &op).await
 }

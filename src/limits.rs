@@ -158,6 +158,14 @@ pub struct Used<'a> {
     pub tokens: Tokens,
 }
 
+/// What one upstream call is charged: the tokens it used, or (when it told no usage but may
+/// have been billed: timed out, cut off, unreadable) its reserved worst case
+/// (`gateway_core::credits::settlement`).
+pub enum Charge<'a> {
+    Used(Used<'a>),
+    WorstCase(&'a WorstCase),
+}
+
 /// The miss path's gate: one token from the key's bucket and the calls' worst-case credits,
 /// asked of the two Durable Objects at the same time (one round trip instead of two). The
 /// bucket decides first in effect: when it refuses (429, revoked, unreachable) the answer is
@@ -204,7 +212,8 @@ async fn reserve_worst(
         .map(|c| table.worst_case(c.provider, &c.model, c.prompt_bytes, c.max_tokens))
         .sum();
     let id = gw.request_id.clone();
-    let reply = match ledger::reserve(gw, &caller.account_id, &id, amount).await {
+    let max_in_flight = tier_config(gw).max_in_flight(caller.tier);
+    let reply = match ledger::reserve(gw, &caller.account_id, &id, amount, max_in_flight).await {
         Ok(reply) => reply,
         Err(e) => {
             // The ledger may have applied the reservation before the call failed (a lost
@@ -219,7 +228,10 @@ async fn reserve_worst(
         // id already open, an operation the ledger does not take) is the gateway's own fault:
         // logged, and a 500 `internal_error` (`LedgerRefusal::reservation_error`), not a 402
         // telling the caller to add credits. Nothing was reserved, so nothing is released.
-        if !matches!(refusal, LedgerRefusal::InsufficientCredits { .. }) {
+        if !matches!(
+            refusal,
+            LedgerRefusal::InsufficientCredits { .. } | LedgerRefusal::TooManyInFlight { .. }
+        ) {
             console_error!("ledger refused reservation {id}: {refusal}");
         }
         return Err(refusal.reservation_error(amount));
@@ -230,14 +242,19 @@ async fn reserve_worst(
     }))
 }
 
-/// The actual cost of the tokens used; settles the reservation with it off the response path
-/// (nothing used releases it whole).
-pub fn settle_used_later(gw: &Gw, reservation: Option<Reservation>, used: &[Used]) -> u64 {
+/// The actual cost of the calls' charges; settles the reservation with it off the response
+/// path (no charge releases it whole).
+pub fn settle_later(gw: &Gw, reservation: Option<Reservation>, charges: &[Charge]) -> u64 {
     let Some(r) = reservation else { return 0 };
     let table = price_table(gw);
-    let actual: u64 = used
+    let actual: u64 = charges
         .iter()
-        .map(|u| table.cost(u.provider, u.model, u.tokens.input, u.tokens.output))
+        .map(|c| match c {
+            Charge::Used(u) => table.cost(u.provider, u.model, u.tokens.input, u.tokens.output),
+            Charge::WorstCase(w) => {
+                table.worst_case(w.provider, &w.model, w.prompt_bytes, w.max_tokens)
+            }
+        })
         .sum();
     ledger::queue(gw, &r.account_id, LedgerOp::Settle { id: r.id, actual });
     actual

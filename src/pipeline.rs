@@ -5,13 +5,13 @@
 
 use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
 use gateway_core::cache::key::{CacheKey, Namespace};
-use gateway_core::providers::completion::Tokens;
+use gateway_core::credits::settlement::{self, Unreported};
 use worker::{Request, Response};
 
 use crate::auth::Caller;
 use crate::cache;
 use crate::edge::{Gw, Outcome};
-use crate::limits::{self, Admission, Policy, Used, WithRateHeaders, WorstCase};
+use crate::limits::{self, Admission, Charge, Policy, WithRateHeaders, WorstCase};
 use crate::record::Event;
 
 /// What an answer is served with: how the cache took part, the key, what the call cost and the
@@ -46,11 +46,14 @@ pub trait Endpoint {
     ) -> Option<Outcome<Response>>;
 
     /// Calls upstream. An `Err` is an answer the caller gets as it is (with the admission's
-    /// rate-limit headers); nothing was used.
+    /// rate-limit headers), charged by its code (`gateway_core::credits::settlement`): the
+    /// reserved worst case when the call may have reached the provider, else nothing.
     async fn call(&self, gw: &Gw, caller: &Caller) -> Outcome<Self::Answer>;
 
-    /// The tokens each upstream call used, priced as it was reserved.
-    fn used<'a>(&'a self, answer: &'a Self::Answer) -> Vec<Used<'a>>;
+    /// What each upstream call is charged, priced as it was reserved: the tokens it used, or
+    /// its worst case (`worst`, as [`Endpoint::worst_cases`] gave them) when it told no usage
+    /// but may have been billed.
+    fn charges<'a>(&'a self, answer: &'a Self::Answer, worst: &'a [WorstCase]) -> Vec<Charge<'a>>;
 
     /// The entry to store, when the answer may be served to later callers.
     fn entry(&self, answer: &Self::Answer) -> Option<String>;
@@ -109,23 +112,26 @@ pub async fn run<E: Endpoint>(
     }
 
     // Miss: the key's bucket and the account's credits, then upstream.
-    let (admission, reservation) =
-        limits::gate(gw, caller, policy, &endpoint.worst_cases()).await?;
+    let worst = endpoint.worst_cases();
+    let (admission, reservation) = limits::gate(gw, caller, policy, &worst).await?;
     let answer = match endpoint.call(gw, caller).await {
         Ok(a) => a,
         Err(e) => {
-            // Nothing was used: the reservation is released whole.
-            limits::settle_used_later(gw, reservation, &[]);
+            let charges: Vec<Charge> = match settlement::unreported(e.code) {
+                Unreported::WorstCase => worst.iter().map(Charge::WorstCase).collect(),
+                Unreported::Nothing => Vec::new(),
+            };
+            limits::settle_later(gw, reservation, &charges);
             return Err(e.with_rate_headers(&admission));
         }
     };
-    let used = endpoint.used(&answer);
-    let credits = limits::settle_used_later(gw, reservation, &used);
-    event.tokens = used.iter().fold((0, 0), |(i, o), u| {
-        let Tokens { input, output } = u.tokens;
-        (i + input, o + output)
+    let charges = endpoint.charges(&answer, &worst);
+    let credits = limits::settle_later(gw, reservation, &charges);
+    event.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
+        Charge::Used(u) => (i + u.tokens.input, o + u.tokens.output),
+        Charge::WorstCase(_) => (i, o),
     });
-    drop(used);
+    drop(charges);
 
     let entry = if mode.writes() {
         endpoint.entry(&answer)

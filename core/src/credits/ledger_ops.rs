@@ -13,8 +13,17 @@ use serde::{Deserialize, Serialize};
 use crate::credits::ledger::{Ledger, LedgerError};
 use crate::error::ApiError;
 
-/// A reservation not settled within this long is released (its call surely ended).
+/// A reservation not settled within this long is charged in full (its call surely ended, and
+/// its provider may have billed all of it: `Ledger::expire`).
 pub const RESERVATION_MAX_AGE_MS: u64 = 10 * 60 * 1000;
+
+fn no_bound() -> u32 {
+    u32::MAX
+}
+
+fn is_no_bound(n: &u32) -> bool {
+    *n == u32::MAX
+}
 
 /// What the gateway asks of an account's `AccountLedger`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +34,14 @@ pub enum LedgerOp {
     /// Add credits (admin top-up).
     Credit { amount: u64 },
     /// Hold back `amount` credits for call `id` (the request id).
-    Reserve { id: String, amount: u64 },
+    Reserve {
+        id: String,
+        amount: u64,
+        /// Refused while the account has this many reservations open (its tier's calls in
+        /// flight); absent: no bound.
+        #[serde(default = "no_bound", skip_serializing_if = "is_no_bound")]
+        max_in_flight: u32,
+    },
     /// Close reservation `id`, charging `actual`.
     Settle { id: String, actual: u64 },
     /// Close reservation `id` without charging.
@@ -99,6 +115,8 @@ pub enum LedgerRefusal {
     UnknownReservation,
     /// A reservation with this id is already open.
     DuplicateReservation,
+    /// The account already has its tier's most calls in flight.
+    TooManyInFlight { limit: u32 },
     /// Not an operation the ledger applies here (a batch inside a batch, a test hook).
     UnsupportedOperation,
 }
@@ -111,6 +129,7 @@ impl From<LedgerError> for LedgerRefusal {
             }
             LedgerError::UnknownReservation => LedgerRefusal::UnknownReservation,
             LedgerError::DuplicateReservation => LedgerRefusal::DuplicateReservation,
+            LedgerError::TooManyInFlight { limit } => LedgerRefusal::TooManyInFlight { limit },
         }
     }
 }
@@ -123,6 +142,9 @@ impl std::fmt::Display for LedgerRefusal {
             }
             LedgerRefusal::UnknownReservation => LedgerError::UnknownReservation.fmt(f),
             LedgerRefusal::DuplicateReservation => LedgerError::DuplicateReservation.fmt(f),
+            LedgerRefusal::TooManyInFlight { limit } => {
+                LedgerError::TooManyInFlight { limit }.fmt(f)
+            }
             LedgerRefusal::UnsupportedOperation => f.write_str("unsupported ledger operation"),
         }
     }
@@ -141,6 +163,15 @@ impl LedgerRefusal {
             LedgerRefusal::InsufficientCredits { available } => {
                 ApiError::insufficient_credits(needed, available)
             }
+            // Retry once one of the account's calls has ended.
+            LedgerRefusal::TooManyInFlight { limit } => ApiError::new(
+                429,
+                "too_many_in_flight",
+                format!("this account already has {limit} calls in flight; retry when one ends"),
+            )
+            .with("limit", limit)
+            .with("retry_after_ms", 1000)
+            .with_header("Retry-After", "1"),
             LedgerRefusal::UnknownReservation
             | LedgerRefusal::DuplicateReservation
             | LedgerRefusal::UnsupportedOperation => ApiError::internal(),
@@ -162,7 +193,7 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// Applies one call's operation to the stored `ledger` at `now_ms`: first releases the
+/// Applies one call's operation to the stored `ledger` at `now_ms`: first charges in full the
 /// reservations older than [`RESERVATION_MAX_AGE_MS`], then runs the operation (a batch's in
 /// order, a `wipe` among them starting over from an empty ledger). The reply is the last
 /// operation's; an earlier refusal in a batch changes nothing and is not reported.
@@ -205,8 +236,12 @@ fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<(bool, u6
             ledger.credit(amount);
             Ok((true, 0))
         }
-        LedgerOp::Reserve { id, amount } => {
-            ledger.reserve(&id, amount, now_ms)?;
+        LedgerOp::Reserve {
+            id,
+            amount,
+            max_in_flight,
+        } => {
+            ledger.reserve_within(&id, amount, now_ms, max_in_flight)?;
             Ok((true, 0))
         }
         LedgerOp::Settle { id, actual } => Ok((true, ledger.settle(&id, actual)?)),
@@ -231,7 +266,40 @@ mod tests {
         LedgerOp::Reserve {
             id: id.into(),
             amount,
+            max_in_flight: u32::MAX,
         }
+    }
+
+    #[test]
+    fn a_reservation_past_the_accounts_calls_in_flight_is_a_429_and_changes_nothing() {
+        let mut l = Ledger::new(100);
+        let bounded = |id: &str| LedgerOp::Reserve {
+            id: id.into(),
+            amount: 10,
+            max_in_flight: 1,
+        };
+        assert!(apply(&mut l, bounded("a"), 0).reply.is_ok());
+        let refused = apply(&mut l, bounded("b"), 0);
+        assert_eq!(
+            refused.reply,
+            Err(LedgerRefusal::TooManyInFlight { limit: 1 })
+        );
+        assert!(!refused.changed);
+        let e = LedgerRefusal::TooManyInFlight { limit: 1 }.reservation_error(10);
+        assert_eq!((e.status, e.code), (429, "too_many_in_flight"));
+        assert!(e
+            .headers
+            .iter()
+            .any(|(h, v)| *h == "Retry-After" && v == "1"));
+        // The bound is optional on the wire (older callers send none).
+        let op: LedgerOp = serde_json::from_str(r#"{"op":"reserve","id":"x","amount":1}"#).unwrap();
+        assert!(matches!(
+            op,
+            LedgerOp::Reserve {
+                max_in_flight: u32::MAX,
+                ..
+            }
+        ));
     }
 
     fn settle(id: &str, actual: u64) -> LedgerOp {
@@ -370,13 +438,13 @@ mod tests {
     }
 
     #[test]
-    fn old_reservations_are_released_first_and_that_is_a_change() {
+    fn old_reservations_are_charged_in_full_first_and_that_is_a_change() {
         let mut l = Ledger::new(100);
         apply(&mut l, reserve("old", 40), 0);
         let a = apply(&mut l, LedgerOp::Balance, RESERVATION_MAX_AGE_MS);
         assert_eq!((a.reply, a.changed), (view(100, 60, 0), false));
         let a = apply(&mut l, LedgerOp::Balance, RESERVATION_MAX_AGE_MS + 1);
-        assert_eq!((a.reply, a.changed), (view(100, 100, 0), true));
+        assert_eq!((a.reply, a.changed), (view(60, 60, 0), true));
         assert_eq!(l.open_reservations(), 0);
     }
 

@@ -154,13 +154,16 @@ impl Limits {
 pub struct TierSettings {
     pub limits: Limits,
     pub max_tokens: u32,
+    /// Calls an account may have in flight at once (open credit reservations).
+    pub max_in_flight: u32,
 }
 
 /// The limits and `max_tokens` caps of every tier.
 ///
-/// Defaults: free 10 burst, 10/min, 1024 tokens; pro 60 burst, 1/s, 4096; scale 600 burst,
-/// 10/s, 8192; enterprise 16384 tokens and no default limits: enterprise accounts carry their
-/// own limits, and fall back to scale's when they have none.
+/// Defaults: free 10 burst, 10/min, 1024 tokens, 4 calls in flight; pro 60 burst, 1/s, 4096,
+/// 32 in flight; scale 600 burst, 10/s, 8192, 256 in flight; enterprise 16384 tokens, 1024 in
+/// flight and no default limits: enterprise accounts carry their own limits, and fall back to
+/// scale's when they have none.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TierConfig {
     pub free: TierSettings,
@@ -169,7 +172,11 @@ pub struct TierConfig {
     /// Limits for enterprise accounts that have none of their own; `None` means scale's.
     pub enterprise_limits: Option<Limits>,
     pub enterprise_max_tokens: u32,
+    pub enterprise_max_in_flight: u32,
 }
+
+/// Most calls in flight a tier may allow.
+pub const MAX_IN_FLIGHT: u32 = 100_000;
 
 impl Default for TierConfig {
     fn default() -> TierConfig {
@@ -180,6 +187,7 @@ impl Default for TierConfig {
                     per_second: 10.0 / 60.0,
                 },
                 max_tokens: 1024,
+                max_in_flight: 4,
             },
             pro: TierSettings {
                 limits: Limits {
@@ -187,6 +195,7 @@ impl Default for TierConfig {
                     per_second: 1.0,
                 },
                 max_tokens: 4096,
+                max_in_flight: 32,
             },
             scale: TierSettings {
                 limits: Limits {
@@ -194,9 +203,11 @@ impl Default for TierConfig {
                     per_second: 10.0,
                 },
                 max_tokens: 8192,
+                max_in_flight: 256,
             },
             enterprise_limits: None,
             enterprise_max_tokens: 16384,
+            enterprise_max_in_flight: 1024,
         }
     }
 }
@@ -212,6 +223,8 @@ pub enum TierConfigError {
     IncompleteLimits { tier: Tier },
     /// `max_tokens` must be in `1..=MAX_MAX_TOKENS`.
     MaxTokensOutOfRange { tier: Tier, max_tokens: u32 },
+    /// `max_in_flight` must be in `1..=MAX_IN_FLIGHT`.
+    InFlightOutOfRange { tier: Tier, max_in_flight: u32 },
 }
 
 impl std::fmt::Display for TierConfigError {
@@ -225,6 +238,13 @@ impl std::fmt::Display for TierConfigError {
             TierConfigError::MaxTokensOutOfRange { tier, max_tokens } => write!(
                 f,
                 "tier {tier}: max_tokens must be between 1 and {MAX_MAX_TOKENS}, got {max_tokens}"
+            ),
+            TierConfigError::InFlightOutOfRange {
+                tier,
+                max_in_flight,
+            } => write!(
+                f,
+                "tier {tier}: max_in_flight must be between 1 and {MAX_IN_FLIGHT}, got {max_in_flight}"
             ),
         }
     }
@@ -251,6 +271,7 @@ struct RawTier {
     burst: Option<u32>,
     per_second: Option<f64>,
     max_tokens: Option<u32>,
+    max_in_flight: Option<u32>,
 }
 
 impl TierConfig {
@@ -288,6 +309,11 @@ impl TierConfig {
                 raw.enterprise.max_tokens,
                 defaults.enterprise_max_tokens,
             )?,
+            enterprise_max_in_flight: max_in_flight(
+                Tier::Enterprise,
+                raw.enterprise.max_in_flight,
+                defaults.enterprise_max_in_flight,
+            )?,
         })
     }
 
@@ -304,6 +330,16 @@ impl TierConfig {
                 .filter(Limits::is_valid)
                 .or(self.enterprise_limits)
                 .unwrap_or(self.scale.limits),
+        }
+    }
+
+    /// How many calls an account of this tier may have in flight at once.
+    pub fn max_in_flight(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Free => self.free.max_in_flight,
+            Tier::Pro => self.pro.max_in_flight,
+            Tier::Scale => self.scale.max_in_flight,
+            Tier::Enterprise => self.enterprise_max_in_flight,
         }
     }
 
@@ -331,7 +367,20 @@ fn merge(
     Ok(TierSettings {
         limits,
         max_tokens: max_tokens(tier, raw.max_tokens, default.max_tokens)?,
+        max_in_flight: max_in_flight(tier, raw.max_in_flight, default.max_in_flight)?,
     })
+}
+
+fn max_in_flight(tier: Tier, given: Option<u32>, default: u32) -> Result<u32, TierConfigError> {
+    let max_in_flight = given.unwrap_or(default);
+    if (1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+        Ok(max_in_flight)
+    } else {
+        Err(TierConfigError::InFlightOutOfRange {
+            tier,
+            max_in_flight,
+        })
+    }
 }
 
 fn max_tokens(tier: Tier, given: Option<u32>, default: u32) -> Result<u32, TierConfigError> {
@@ -351,6 +400,21 @@ pub const UNMETERED_FACTOR: u32 = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_in_flight_are_bounded_per_tier_and_configurable() {
+        let d = TierConfig::default();
+        assert_eq!(d.max_in_flight(Tier::Free), 4);
+        assert_eq!(d.max_in_flight(Tier::Pro), 32);
+        assert_eq!(d.max_in_flight(Tier::Enterprise), 1024);
+        let c = TierConfig::from_json(r#"{"pro": {"max_in_flight": 3}}"#).unwrap();
+        assert_eq!(c.max_in_flight(Tier::Pro), 3);
+        assert_eq!(c.max_in_flight(Tier::Free), 4);
+        assert!(matches!(
+            TierConfig::from_json(r#"{"free": {"max_in_flight": 0}}"#),
+            Err(TierConfigError::InFlightOutOfRange { .. })
+        ));
+    }
 
     #[test]
     fn scaled_limits_widen_burst_and_rate_within_bounds() {

@@ -347,3 +347,134 @@ async fn a_test_key_reads_only_its_own_calls() {
         .iter()
         .any(|e| e["key_prefix"] == live[..12]));
 }
+
+/// The 402 of an account holding one credit: what `path` would reserve for `body`.
+async fn reserved_for(s: &Stack, path: &str, body: &serde_json::Value) -> u64 {
+    let probe = s.account("enterprise", 1).await;
+    let probe_key = s.key(&probe, "live").await;
+    let r = s.post(path, Some(&probe_key), body).await;
+    assert_eq!(r.status, 402, "{}", r.text);
+    r.json()["error"]["needed"].as_u64().unwrap()
+}
+
+/// The account's balance once its settlements have landed (it stops changing).
+async fn settled_balance(s: &Stack, key: &str, start: u64) -> u64 {
+    let mut last = start;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let b = s.get("/v1/account", Some(key)).await.json()["credits_balance"]
+            .as_u64()
+            .unwrap();
+        if b != start && b == last {
+            return b;
+        }
+        last = b;
+    }
+    last
+}
+
+/// Issue 14.1: a drop-in call the upstream was still answering when the timeout fired is
+/// charged its reserved worst case, not released (the provider bills what it generated).
+#[tokio::test]
+async fn a_drop_in_call_that_times_out_is_charged_its_worst_case() {
+    let s = &stack();
+    let credits = 1_000_000;
+    let account = s.account("pro", credits).await;
+    let key = s.key(&account, "live").await;
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": format!("slow [[mock:anthropic=delay:8000]] {}", nonce())}]});
+    let worst = reserved_for(s, "/v1/messages", &body).await;
+    let r = s.post("/v1/messages", Some(&key), &body).await;
+    assert_eq!(r.status, 504, "{}", r.text);
+    let after = settled_balance(s, &key, credits).await;
+    assert_eq!(
+        credits - after,
+        worst,
+        "a timed-out call is charged its reservation"
+    );
+}
+
+/// Issue 14.1: the same for one provider of a `/v1/ask` fanout: its worst case is part of
+/// the call's credits.
+#[tokio::test]
+async fn a_fanout_provider_that_times_out_is_charged_its_worst_case() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let slow = json!({"prompt": format!("slow [[mock:gemini=delay:20000]] {n}"), "providers": ["gemini"], "params": {"max_tokens": 32}});
+    let worst = reserved_for(s, "/v1/ask", &slow).await;
+    let r = s.ask(&key, &slow).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(
+        body["results"][0]["error"]["code"], "upstream_timeout",
+        "{body}"
+    );
+    assert_eq!(body["usage"]["credits"], worst, "{body}");
+    // A provider that refused with its own error is not charged.
+    let refused =
+        json!({"prompt": format!("refused [[mock:gemini=500]] {n}"), "providers": ["gemini"]});
+    let r = s.ask(&key, &refused).await;
+    assert_eq!(r.json()["usage"]["credits"], 0, "{}", r.text);
+}
+
+/// Issue 14.1: an OpenAI drop-in call with no output cap is forwarded with the tier's cap,
+/// the bound its reservation was made for.
+#[tokio::test]
+async fn an_uncapped_openai_call_is_forwarded_with_the_tier_cap() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("uncapped {n}")}]});
+    let r = s.post("/v1/chat/completions", Some(&key), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = integration_tests::send(
+        s.client
+            .get(format!("{}/__mock/last", s.mock))
+            .query(&[("contains", n.as_str())]),
+    )
+    .await
+    .json();
+    // The suite's accounts are pro: a 4,096-token cap.
+    assert_eq!(got["body"]["max_completion_tokens"], 4096, "{got}");
+    assert_eq!(got["body"]["messages"], body["messages"]);
+}
+
+/// Issue 14.1: an account has at most its tier's calls in flight (free: 4), so one small
+/// balance cannot hold many reservations open at once.
+#[tokio::test]
+async fn an_account_has_at_most_its_tiers_calls_in_flight() {
+    let s = &stack();
+    let account = s.account("free", 1_000_000).await;
+    let key = s.key(&account, "live").await;
+    let n = nonce();
+    let calls = (0..8).map(|i| {
+        let key = key.clone();
+        let body = json!({"prompt": format!("in flight {n} #{i} [[mock:openai=delay:1500]]"), "providers": ["openai"], "params": {"max_tokens": 16}});
+        async move { s.ask(&key, &body).await }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(
+        ok,
+        4,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(refused.len(), 4);
+    for r in refused {
+        assert_eq!(
+            r.json()["error"]["code"],
+            "too_many_in_flight",
+            "{}",
+            r.text
+        );
+        assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    }
+    // Once they have ended, the account calls again.
+    let r = s
+        .ask(&key, &json!({"prompt": format!("after {n}"), "providers": ["openai"], "params": {"max_tokens": 16}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

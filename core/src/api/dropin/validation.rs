@@ -12,8 +12,10 @@ use crate::api::ask::PROMPT_LIMIT;
 use crate::error::ApiError;
 use crate::providers::models::{check_model, MODEL_NAME_LIMIT};
 
-/// A checked drop-in request. `value` is the body as parsed; the bytes forwarded upstream are
-/// the caller's own, untouched.
+/// A checked drop-in request. `value` is the body as forwarded (and keyed); the bytes forwarded
+/// upstream are the caller's own, untouched, except that an OpenAI request naming no output cap
+/// gets the tier's cap as `max_completion_tokens` (`capped_body`), so a call can never generate
+/// more than was reserved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DropinRequest {
     pub dialect: Dialect,
@@ -26,6 +28,9 @@ pub struct DropinRequest {
     /// The text of the last user turn (for the opt-in usage prompt prefix only).
     pub last_user_text: String,
     pub value: Value,
+    /// The body to forward instead of the caller's: theirs with the tier's output cap added,
+    /// when an OpenAI request named none.
+    pub capped_body: Option<Vec<u8>>,
 }
 
 /// Checks a drop-in body: a JSON object; `stream` absent or false; `model` a string on the
@@ -84,6 +89,10 @@ pub fn parse_request(
         }
     };
     let output_budget = output_budget(dialect, obj, max_tokens_cap)?;
+    let uncapped = dialect == Dialect::OpenAiChat
+        && ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .all(|f| matches!(obj.get(*f), None | Some(Value::Null)));
 
     let mut prompt_bytes = messages.iter().map(text_bytes).sum::<usize>();
     if dialect == Dialect::AnthropicMessages {
@@ -98,6 +107,16 @@ pub fn parse_request(
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         .map(|m| content_text(m.get("content")))
         .unwrap_or_default();
+    let mut value = value;
+    let capped_body = if uncapped {
+        let cap = u64::from(max_tokens_cap);
+        if let Value::Object(o) = &mut value {
+            o.insert(OPENAI_CAP_FIELD.into(), Value::from(cap));
+        }
+        Some(with_field(body, OPENAI_CAP_FIELD, cap))
+    } else {
+        None
+    };
     Ok(DropinRequest {
         dialect,
         model,
@@ -105,7 +124,28 @@ pub fn parse_request(
         prompt_bytes,
         last_user_text,
         value,
+        capped_body,
     })
+}
+
+/// The output cap set on an OpenAI request that names none.
+pub const OPENAI_CAP_FIELD: &str = "max_completion_tokens";
+
+/// `body` (a JSON object's text) with `"field": n` added as its first member, the rest of the
+/// bytes as they were. A field already present is not looked for: callers add absent ones only.
+fn with_field(body: &[u8], field: &str, n: u64) -> Vec<u8> {
+    let open = body.iter().position(|b| *b == b'{').unwrap_or(0);
+    let rest = &body[open + 1..];
+    let empty = rest
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|b| *b == b'}');
+    let member = format!("\"{field}\":{n}{}", if empty { "" } else { "," });
+    let mut out = Vec::with_capacity(body.len() + member.len());
+    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(rest);
+    out
 }
 
 /// A JSON object whose top-level field names are all different (the values are skipped).
@@ -213,6 +253,35 @@ pub(super) fn content_text(v: Option<&Value>) -> String {
 }
 
 #[cfg(test)]
+mod cap_tests {
+    use super::*;
+    use crate::providers::models::default_allowlist;
+    use crate::providers::Provider;
+
+    #[test]
+    fn a_field_is_added_first_and_the_rest_is_untouched() {
+        assert_eq!(with_field(b" {\"a\":1}", "m", 5), b" {\"m\":5,\"a\":1}");
+        assert_eq!(with_field(b"{ }", "m", 5), b"{\"m\":5 }");
+        let v: Value = serde_json::from_slice(&with_field(b"{\"a\" : [1]}", "m", 7)).unwrap();
+        assert_eq!(v, serde_json::json!({"m": 7, "a": [1]}));
+    }
+
+    #[test]
+    fn an_openai_request_without_a_cap_is_forwarded_with_the_tier_cap() {
+        let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        let allow = default_allowlist(Provider::OpenAi);
+        let r = parse_request(Dialect::OpenAiChat, body, allow, 512).unwrap();
+        assert_eq!(r.output_budget, 512);
+        let forwarded: Value = serde_json::from_slice(r.capped_body.as_ref().unwrap()).unwrap();
+        assert_eq!(forwarded[OPENAI_CAP_FIELD], 512);
+        assert_eq!(forwarded, r.value, "the key names what is forwarded");
+        let capped = br#"{"model":"gpt-4o-mini","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
+        let r = parse_request(Dialect::OpenAiChat, capped, allow, 512).unwrap();
+        assert_eq!((r.capped_body, r.output_budget), (None, 9));
+    }
+}
+
+#[cfg(test)]
 pub(super) mod tests {
     use serde_json::json;
 
@@ -257,7 +326,10 @@ pub(super) mod tests {
         let body = chat(json!({"temperature": 0.2, "user": "u1", "seed": 7}));
         let r = parse(Dialect::OpenAiChat, body.clone(), 4096).unwrap();
         assert_eq!(r.model, "gpt-4o-mini");
-        assert_eq!(r.value, body);
+        // Kept as sent, plus the tier cap it is forwarded with (it named none).
+        let mut forwarded = body.clone();
+        forwarded[OPENAI_CAP_FIELD] = json!(4096);
+        assert_eq!(r.value, forwarded);
         assert_eq!(
             r.output_budget, 4096,
             "no cap named: the tier cap is reserved"
