@@ -5,7 +5,7 @@
 //! SDKs read.
 
 use gateway_core::api::dropin::{self, Dialect, SCOPE_HEADER};
-use gateway_core::broker::passthrough::FORWARDED_HEADERS;
+use gateway_core::broker::passthrough::{BETA_HEADER, FORWARDED_HEADERS};
 use gateway_core::cache::key::{request_cache_key, CacheKey, Namespace, ScopeKind};
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
@@ -54,6 +54,14 @@ pub async fn post(
     } else {
         provider_keys::sealed(gw, &caller.account_id, provider).await?
     };
+    // On the platform's provider key, only the features the gateway checks and bills; a call
+    // on the account's own key (BYOK) pays its provider itself.
+    if sealed.is_none() {
+        if let Value::Object(body) = &parsed.value {
+            let beta = req.headers().get(BETA_HEADER).ok().flatten();
+            dropin::check_features(dialect, body, beta.as_deref())?;
+        }
+    }
     let scope = if sealed.is_some() {
         ScopeKind::Private
     } else {

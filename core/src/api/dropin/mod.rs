@@ -3,12 +3,14 @@
 //! verbatim (the gateway and the broker run the same ones), the SDK-readable error bodies, the
 //! token usage read from a provider's answer, and the synthetic answers of `lvk_test_` keys.
 //!
-//! `dialect` names the two dialects, `validation` checks a request, `errors` renders the
+//! `dialect` names the two dialects, `validation` checks a request, `features` holds what the
+//! platform's provider keys serve (fields, tools, content parts, betas), `errors` renders the
 //! gateway's errors for the dialects' SDKs; the token usage of an answer and the synthetic
 //! answers of test keys are here.
 
 mod dialect;
 mod errors;
+mod features;
 mod validation;
 
 /// The body cap of `/v1/ask` applies to the drop-in endpoints too (the 20 KB text cap applies
@@ -16,6 +18,7 @@ mod validation;
 pub use crate::api::BODY_LIMIT;
 pub use dialect::Dialect;
 pub use errors::{error_body, error_type};
+pub use features::{check_features, ANTHROPIC_BETAS};
 pub use validation::{parse_request, streaming_unsupported, DropinRequest};
 
 use serde_json::{json, Value};

@@ -23,7 +23,9 @@ pub struct DropinRequest {
     /// The most output tokens the request can use: its own cap (times `n` for OpenAI), or the
     /// tier cap when an OpenAI request names none. What the ledger reserves for.
     pub output_budget: u64,
-    /// Bytes of text in the prompt (every string under `messages`, plus Anthropic's `system`).
+    /// Bytes of text in the prompt: every string under `messages` (and Anthropic's `system`),
+    /// plus the JSON text of `tools`, `functions`, `tool_choice`, `response_format` and
+    /// `prediction`.
     pub prompt_bytes: usize,
     /// The text of the last user turn (for the opt-in usage prompt prefix only).
     pub last_user_text: String,
@@ -94,9 +96,23 @@ pub fn parse_request(
             .iter()
             .all(|f| matches!(obj.get(*f), None | Some(Value::Null)));
 
+    // Every text the provider reads counts: the turns, Anthropic's system blocks, and the
+    // tool definitions, schemas and predicted output (as their JSON text: names and keys are
+    // read too).
     let mut prompt_bytes = messages.iter().map(text_bytes).sum::<usize>();
     if dialect == Dialect::AnthropicMessages {
         prompt_bytes += obj.get("system").map_or(0, text_bytes);
+    }
+    for field in [
+        "tools",
+        "functions",
+        "tool_choice",
+        "response_format",
+        "prediction",
+    ] {
+        if let Some(v) = obj.get(field).filter(|v| !v.is_null()) {
+            prompt_bytes += v.to_string().len();
+        }
     }
     if prompt_bytes > PROMPT_LIMIT {
         return Err(ApiError::prompt_too_large(PROMPT_LIMIT));
@@ -264,6 +280,36 @@ mod cap_tests {
         assert_eq!(with_field(b"{ }", "m", 5), b"{\"m\":5 }");
         let v: Value = serde_json::from_slice(&with_field(b"{\"a\" : [1]}", "m", 7)).unwrap();
         assert_eq!(v, serde_json::json!({"m": 7, "a": [1]}));
+    }
+
+    #[test]
+    fn tool_definitions_and_schemas_count_toward_the_prompt_cap() {
+        let allow = default_allowlist(Provider::OpenAi);
+        let big = "d".repeat(PROMPT_LIMIT);
+        for extra in [
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f", "description": big}}]}),
+            serde_json::json!({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": big}}}}),
+            serde_json::json!({"prediction": {"type": "content", "content": big}}),
+        ] {
+            let mut body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let e = parse_request(Dialect::OpenAiChat, body.to_string().as_bytes(), allow, 64)
+                .unwrap_err();
+            assert_eq!((e.status, e.code), (413, "prompt_too_large"), "{extra}");
+        }
+        let anthropic = default_allowlist(Provider::Anthropic);
+        let body = serde_json::json!({"model": "claude-haiku-4-5", "max_tokens": 5,
+            "system": [{"type": "text", "text": big}], "messages": [{"role": "user", "content": "hi"}]});
+        let e = parse_request(
+            Dialect::AnthropicMessages,
+            body.to_string().as_bytes(),
+            anthropic,
+            64,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 413);
     }
 
     #[test]
