@@ -478,3 +478,78 @@ async fn an_account_has_at_most_its_tiers_calls_in_flight() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// Issue 14.2: on the platform's provider keys, only the features the gateway checks and
+/// bills: a field, tool, content part or beta outside the allowlists is a 400 naming it, and
+/// never reaches the provider.
+#[tokio::test]
+async fn provider_features_outside_the_allowlist_are_refused_before_the_provider() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let user = |tag: &str| json!([{"role": "user", "content": format!("{tag} {n}")}]);
+    let chat = |extra: serde_json::Value, tag: &str| {
+        let mut b = json!({"model": "gpt-4o-mini", "max_tokens": 16, "messages": user(tag)});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let msgs = |extra: serde_json::Value, tag: &str| {
+        let mut b = json!({"model": "claude-haiku-4-5", "max_tokens": 16, "messages": user(tag)});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let cases = [
+        ("/v1/chat/completions", chat(json!({"store": true}), "store"), "store"),
+        ("/v1/chat/completions", chat(json!({"service_tier": "priority"}), "tier"), "service_tier"),
+        ("/v1/chat/completions", chat(json!({"web_search_options": {}}), "search"), "web_search_options"),
+        ("/v1/messages", msgs(json!({"mcp_servers": [{"type": "url", "url": "https://mcp.invalid", "name": "x"}]}), "mcp"), "mcp_servers"),
+        ("/v1/messages", msgs(json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tool"), "tools"),
+        ("/v1/messages", msgs(json!({"container": "cntr_1"}), "container"), "container"),
+    ];
+    for (path, body, field) in cases {
+        let r = s.post(path, Some(&key), &body).await;
+        assert_eq!(r.status, 400, "{path} {field}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["error"]["code"], "unsupported_feature", "{}", r.text);
+        assert_eq!(v["error"]["field"], field, "{}", r.text);
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{}", r.text);
+    }
+    let beta = integration_tests::send(
+        s.client
+            .post(s.url("/v1/messages"))
+            .bearer_auth(&key)
+            .header("anthropic-beta", "code-execution-2025-05-22")
+            .json(&msgs(json!({}), "beta")),
+    )
+    .await;
+    assert_eq!(beta.status, 400, "{}", beta.text);
+    assert_eq!(beta.json()["error"]["field"], "anthropic-beta");
+    assert_eq!(s.mock_calls(&n).await["total"], 0, "a refused call reached upstream");
+    // A listed beta and ordinary fields pass.
+    let ok = integration_tests::send(
+        s.client
+            .post(s.url("/v1/messages"))
+            .bearer_auth(&key)
+            .header("anthropic-beta", "prompt-caching-2024-07-31")
+            .json(&msgs(json!({"metadata": {"user_id": "u1"}}), "ok")),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+}
+
+/// Issue 14.2: the 20 KB prompt cap counts the tool definitions too.
+#[tokio::test]
+async fn tool_definitions_count_toward_the_prompt_cap() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 16,
+        "messages": [{"role": "user", "content": format!("tools {}", nonce())}],
+        "tools": [{"type": "function", "function": {"name": "f", "description": "d".repeat(21_000)}}]});
+    let r = s.post("/v1/chat/completions", Some(&key), &body).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "prompt_too_large");
+}
