@@ -180,6 +180,8 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let days = u64_field(&mut req, "days").await?;
             let ms = JsValue::from_f64(days.saturating_mul(86_400_000) as f64);
             let db = gw.db()?;
+            // The row may still wait in this isolate's queue (it is served from there): write it.
+            crate::record::flush_now(gw.db()?).await;
             for table in ["response_archive", "usage_events"] {
                 let sql = format!(
                     "UPDATE {table} SET created_at = created_at - ?2 WHERE request_id = ?1"

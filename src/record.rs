@@ -188,6 +188,12 @@ async fn flush(db: D1Database) {
     WRITING.with(|w| w.borrow_mut().retain(|r| !Rc::ptr_eq(r, &rows)));
 }
 
+/// Writes the queued rows now (dev-only routes: a test that changes a row must find it in D1).
+#[cfg(feature = "dev-hooks")]
+pub async fn flush_now(db: D1Database) {
+    flush(db).await;
+}
+
 /// Writes one flush's rows (see [`flush`]).
 async fn write(db: &D1Database, rows: &[Pending]) {
     let limit = value_limit();

@@ -64,15 +64,12 @@ async fn a_walk_over_unknown_prefixes_is_throttled_per_isolate() {
     let mut statuses = Vec::new();
     // Well-formed tokens on prefixes no key has, as fast as one client sends them.
     for i in 0..120 {
-        let token = format!(
-            "lvk_live_{:03}{}",
-            i,
-            &format!("{n}{}", "x".repeat(60))[..40]
-        );
-        let token: String = token
+        let secret: String = format!("{i:03}{n}{}", "x".repeat(60))
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { 'z' })
+            .take(43)
             .collect();
+        let token = format!("lvk_live_{secret}");
         statuses.push(s.get("/v1/account", Some(&token)).await.status);
     }
     assert!(
@@ -503,12 +500,42 @@ async fn provider_features_outside_the_allowlist_are_refused_before_the_provider
         b
     };
     let cases = [
-        ("/v1/chat/completions", chat(json!({"store": true}), "store"), "store"),
-        ("/v1/chat/completions", chat(json!({"service_tier": "priority"}), "tier"), "service_tier"),
-        ("/v1/chat/completions", chat(json!({"web_search_options": {}}), "search"), "web_search_options"),
-        ("/v1/messages", msgs(json!({"mcp_servers": [{"type": "url", "url": "https://mcp.invalid", "name": "x"}]}), "mcp"), "mcp_servers"),
-        ("/v1/messages", msgs(json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tool"), "tools"),
-        ("/v1/messages", msgs(json!({"container": "cntr_1"}), "container"), "container"),
+        (
+            "/v1/chat/completions",
+            chat(json!({"store": true}), "store"),
+            "store",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"service_tier": "priority"}), "tier"),
+            "service_tier",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"web_search_options": {}}), "search"),
+            "web_search_options",
+        ),
+        (
+            "/v1/messages",
+            msgs(
+                json!({"mcp_servers": [{"type": "url", "url": "https://mcp.invalid", "name": "x"}]}),
+                "mcp",
+            ),
+            "mcp_servers",
+        ),
+        (
+            "/v1/messages",
+            msgs(
+                json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+                "tool",
+            ),
+            "tools",
+        ),
+        (
+            "/v1/messages",
+            msgs(json!({"container": "cntr_1"}), "container"),
+            "container",
+        ),
     ];
     for (path, body, field) in cases {
         let r = s.post(path, Some(&key), &body).await;
@@ -528,7 +555,11 @@ async fn provider_features_outside_the_allowlist_are_refused_before_the_provider
     .await;
     assert_eq!(beta.status, 400, "{}", beta.text);
     assert_eq!(beta.json()["error"]["field"], "anthropic-beta");
-    assert_eq!(s.mock_calls(&n).await["total"], 0, "a refused call reached upstream");
+    assert_eq!(
+        s.mock_calls(&n).await["total"],
+        0,
+        "a refused call reached upstream"
+    );
     // A listed beta and ordinary fields pass.
     let ok = integration_tests::send(
         s.client
