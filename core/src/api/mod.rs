@@ -4,3 +4,4 @@ pub mod account;
 pub mod ask;
 pub mod dropin;
 pub mod route;
+pub mod strict_json;
