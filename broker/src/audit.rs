@@ -1,5 +1,5 @@
-//! The `key_access_log`: one row, in the D1 database the gateway shares, for every use (and
-//! every failed decryption) of a key an account brought.
+//! The `key_access_log`: one row, in the D1 database the gateway shares, written before every
+//! decryption of a key an account brought (and a second one when that decryption fails).
 
 use gateway_core::providers::Provider;
 use worker::Env;

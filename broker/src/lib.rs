@@ -2,7 +2,7 @@
 //! provider's key (and, with every other broker, the BYOK master secret); it checks the shared
 //! secret, the model allowlist and the caps before any key is used, speaks the provider's wire
 //! format for `/v1/ask`, forwards drop-in requests verbatim, and seals and opens the keys that
-//! accounts bring, writing a `key_access_log` row before a decrypted key is used.
+//! accounts bring, writing a `key_access_log` row before a key is decrypted.
 //!
 //! This file holds the entry points (`fetch`, the RPC method `complete`) and the routes; one
 //! module per concern: [`admit`] (the shared secret), [`complete`] (`/v1/ask` completions),

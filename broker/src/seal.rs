@@ -1,12 +1,12 @@
 //! Bring-your-own keys: `POST /v1/byok/seal` encrypts a key an account brings, for this broker's
-//! provider only; [`open_byok`] decrypts one for a call, after recording the access.
+//! provider only; [`open_byok`] records the access to one, then decrypts it for a call.
 
 use gateway_core::broker::errors::{
     byok_unavailable, key_audit_unavailable, provider_key_unusable,
 };
 use gateway_core::broker::SealRequest;
 use gateway_core::error::ApiError;
-use gateway_core::keys::byok::{self, MasterKey};
+use gateway_core::keys::byok::{self, AuditedOpenError, MasterKey};
 use gateway_core::providers::Provider;
 use worker::{Env, Request, Response};
 use worker_shared::body::read_capped;
@@ -50,8 +50,9 @@ pub async fn seal(mut req: Request, env: &Env, provider: Provider) -> Result<Res
     Reply::json(200, &serde_json::json!({ "ciphertext": ciphertext }))?.into_response()
 }
 
-/// Decrypts the account's key and records the access before returning it. A key whose access
-/// cannot be recorded is not used (503); one that does not decrypt is refused (424).
+/// Records the access, then decrypts the account's key ([`byok::open_audited`] owns that
+/// order). An access that cannot be recorded decrypts nothing (503); a key that does not decrypt
+/// is refused (424), its attempt recorded a second time as `… (decryption failed)`.
 pub async fn open_byok(
     env: &Env,
     provider: Provider,
@@ -61,30 +62,35 @@ pub async fn open_byok(
     sealed: &str,
 ) -> Result<String, ApiError> {
     let master = master_key(env)?;
-    match byok::open(&master, account_id, provider, sealed) {
-        Ok(key) => {
-            if let Err(e) = audit(env, account_id, provider, request_id, purpose).await {
-                log(&format!(
-                    "broker {provider}: key access log write failed, key not used: {e}"
-                ));
-                return Err(key_audit_unavailable());
-            }
-            Ok(key)
-        }
-        Err(e) => {
+    let opened =
+        byok::open_audited(
+            purpose,
+            |purpose: String| async move {
+                audit(env, account_id, provider, request_id, &purpose).await
+            },
+            || byok::open(&master, account_id, provider, sealed),
+        )
+        .await;
+    opened.map_err(|e| match e {
+        AuditedOpenError::NotRecorded(e) => {
             log(&format!(
-                "broker {provider}: request {request_id}: account key refused: {e}"
+                "broker {provider}: key access log write failed, key not decrypted: {e}"
             ));
-            // The failed attempt is recorded too (best effort: nothing is decrypted to protect).
-            let _ = audit(
-                env,
-                account_id,
-                provider,
-                request_id,
-                &format!("{purpose} (decryption failed)"),
-            )
-            .await;
-            Err(provider_key_unusable(provider))
+            key_audit_unavailable()
         }
-    }
+        AuditedOpenError::Unusable {
+            error,
+            failure_recorded,
+        } => {
+            log(&format!(
+                "broker {provider}: request {request_id}: account key refused: {error}"
+            ));
+            if let Err(e) = failure_recorded {
+                log(&format!(
+                    "broker {provider}: request {request_id}: the failed decryption's row was not written: {e}"
+                ));
+            }
+            provider_key_unusable(provider)
+        }
+    })
 }

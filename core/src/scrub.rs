@@ -14,7 +14,8 @@
 //!   characters) and the UUID in Anthropic's `organization (…)`. Not secrets, but every caller
 //!   seeing a 429 passed on would otherwise learn the operator's provider accounts.
 //!
-//! A key pattern only starts at a word boundary, so `task-list`, `skeleton` or `ask` are left alone.
+//! A key pattern only starts at a word boundary, so `task-list`, `skeleton` or `ask` are left alone;
+//! a JSON escape (`\n`, `\t`, `\u00e9`, …) is one, so raw JSON text such as `"…\nsk-…"` is scrubbed.
 
 use std::borrow::Cow;
 
@@ -147,7 +148,7 @@ fn match_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
     if c == b':' || c == b'=' {
         return secret_field_value(b, i);
     }
-    if i > 0 && b[i - 1].is_ascii_alphanumeric() {
+    if !starts_a_word(b, i) {
         return None;
     }
     let rest = &b[i..];
@@ -170,6 +171,26 @@ fn match_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
         b'o' => prefixed(b"org-", MIN_ORG_ID).or_else(|| anthropic_org(b, i)),
         _ => None,
     }
+}
+
+/// Whether a key pattern may start at `i`: at the start of the text, after a byte that is not
+/// ASCII alphanumeric, or right after a JSON escape. Raw JSON text (an upstream error body)
+/// writes a newline before a key as `\nsk-…`; the `n` is no word character there. The escapes
+/// that end in a non-alphanumeric byte (`\"`, `\\`, `\/`) already are boundaries.
+fn starts_a_word(b: &[u8], i: usize) -> bool {
+    i == 0 || !b[i - 1].is_ascii_alphanumeric() || ends_json_escape(b, i)
+}
+
+/// Whether the bytes just before `i` are a JSON escape: `\n`, `\t`, `\r`, `\b`, `\f` or
+/// `\uXXXX`. The backslash is not checked for being itself escaped (`\\n` is an escaped
+/// backslash and a letter): taking it for a boundary redacts more, never less.
+fn ends_json_escape(b: &[u8], i: usize) -> bool {
+    let short = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r' | b'b' | b'f');
+    let unicode = i >= 6
+        && b[i - 6] == b'\\'
+        && b[i - 5] == b'u'
+        && b[i - 4..i].iter().all(u8::is_ascii_hexdigit);
+    short || unicode
 }
 
 /// `organization (<uuid>)` starting at `i`: redacts the UUID only.
@@ -485,7 +506,91 @@ mod tests {
         assert_eq!(excerpt("", 10), "");
     }
 
+    #[test]
+    fn redacts_a_key_right_after_a_json_escape_in_raw_json() {
+        assert_eq!(
+            s(r#"{"error":{"message":"bad key:\nsk-proj-abcdEFGH1234"}}"#),
+            r#"{"error":{"message":"bad key:\n[REDACTED]"}}"#
+        );
+        assert_eq!(
+            s(r#""\tAIzaSyA1bcdEfGhIJkLmNoPqRsTuVwXyZ012345""#),
+            r#""\t[REDACTED]""#
+        );
+        assert_eq!(s(r"\u00e9pplx-1a2b3c4d"), r"\u00e9[REDACTED]");
+        assert_eq!(s(r"\r\nBearer abcdefgh"), r"\r\nBearer [REDACTED]");
+        assert_eq!(s(r"\blvk_test_abcdefgh"), r"\b[REDACTED]");
+        // Without a backslash the letter is a word character, and `\u00e` is no escape.
+        assert_eq!(s("nsk-abcdefgh"), "nsk-abcdefgh");
+        assert_eq!(s(r"\u00esk-abcdefgh"), r"\u00esk-abcdefgh");
+    }
+
+    /// Every key pattern, as (text of the key, its secret part) for a generated body.
+    fn keys_of_every_pattern(body: &str) -> Vec<(String, String)> {
+        [
+            "sk-",
+            "sk-proj-",
+            "sk-ant-api03-",
+            "AIza",
+            "pplx-",
+            "lvk_live_",
+            "lvk_test_",
+            "Bearer ",
+        ]
+        .iter()
+        .map(|p| (format!("{p}{body}"), body.to_string()))
+        .collect()
+    }
+
+    /// Every JSON escape, `\uXXXX` with the given hex digits.
+    fn json_escapes(hex4: &str) -> Vec<String> {
+        let mut e: Vec<String> = [r"\n", r"\t", r"\r", r"\b", r"\f", r#"\""#, r"\\", r"\/"]
+            .map(String::from)
+            .to_vec();
+        e.push(format!(r"\u{hex4}"));
+        e
+    }
+
     proptest! {
+        #[test]
+        fn no_key_survives_right_after_a_json_escape(
+            before in "[ a-zA-Z0-9:,{}\"]{0,12}",
+            body in "[A-Za-z0-9_-]{40}",
+            hex4 in "[0-9a-fA-F]{4}",
+            after in prop::sample::select(vec!["", " ", "\"", "\"}", r"\n", r"\u0022", ".", ","]),
+        ) {
+            for escape in json_escapes(&hex4) {
+                for (key, secret) in keys_of_every_pattern(&body) {
+                    let text = format!("{before}{escape}{key}{after}");
+                    let out = scrub(&text);
+                    prop_assert!(!out.contains(&secret), "{} -> {}", text, out);
+                }
+            }
+        }
+
+        #[test]
+        fn no_key_survives_in_a_json_string_serialized_by_serde(
+            words in "[ a-zA-Z0-9:.]{0,12}",
+            lead in prop::sample::select(
+                ('\u{0}'..='\u{1f}').chain(['"', '\\', ' ', '(']).collect::<Vec<char>>()
+            ),
+            trail in prop::sample::select(vec!['\n', '\t', '"', '\\', '\u{1}', ' ']),
+            body in "[A-Za-z0-9_-]{40}",
+            pretty in any::<bool>(),
+        ) {
+            for (key, secret) in keys_of_every_pattern(&body) {
+                let value = serde_json::json!({
+                    "error": {"message": format!("{words}{lead}{key}{trail}"), "code": 401}
+                });
+                let text = if pretty {
+                    serde_json::to_string_pretty(&value).unwrap()
+                } else {
+                    value.to_string()
+                };
+                let out = scrub(&text);
+                prop_assert!(!out.contains(&secret), "{} -> {}", text, out);
+            }
+        }
+
         #[test]
         fn scrub_is_idempotent(x in "[ a-zA-Z0-9:=\"'_*./+-]{0,80}") {
             let once = scrub(&x).into_owned();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::api::strict_json::parse_strict;
 use crate::cache::key::ScopeKind;
 use crate::error::ApiError;
 use crate::providers::models::MODEL_NAME_LIMIT;
@@ -36,8 +37,8 @@ pub struct AskRequest {
 
 /// Parses and validates a request body. `max_tokens_cap` is the caller's tier cap.
 pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&short_json_error(&e)))?;
+    // A key named twice at any depth is refused: the provider might read the other value.
+    let value = parse_strict(body)?;
     let Value::Object(mut obj) = value else {
         return Err(ApiError::invalid_request("the body must be a JSON object"));
     };
@@ -290,11 +291,6 @@ fn number_param(
     }
 }
 
-/// serde_json's message names a line and column but never echoes input; keep it short.
-fn short_json_error(e: &serde_json::Error) -> String {
-    truncate(&e.to_string(), 120)
-}
-
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars()
         .filter(|c| !c.is_control())
@@ -406,6 +402,31 @@ mod tests {
         assert_eq!(parse_ask(b"not json", 10).unwrap_err().code, "invalid_json");
         assert_eq!(parse_ask(b"[1,2]", 10).unwrap_err().code, "invalid_request");
         assert_eq!(parse_ask(b"", 10).unwrap_err().code, "invalid_json");
+    }
+
+    /// serde_json would keep the last `openai` model while a provider could read the first:
+    /// the answer would not be the one the cache key names.
+    #[test]
+    fn a_field_named_twice_at_any_depth_is_400_naming_it() {
+        for (body, field) in [
+            (
+                r#"{"prompt":"x","providers":["openai"],"params":{"models":{"openai":"gpt-4o-mini","openai":"gpt-4o"}}}"#,
+                "params.models.openai",
+            ),
+            (
+                r#"{"prompt":"x","providers":["openai"],"params":{"temperature":0,"temper\u0061ture":1}}"#,
+                "params.temperature",
+            ),
+            (
+                r#"{"prompt":"x","prompt":"y","providers":["openai"]}"#,
+                "prompt",
+            ),
+        ] {
+            let e = parse_ask(body.as_bytes(), 1024).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_request"), "{body}");
+            assert!(e.message.contains("names a field twice"), "{}", e.message);
+            assert_eq!(e.extra["field"], json!(field), "{body}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod account;
 pub mod ask;
 pub mod dropin;
 pub mod route;
+pub mod strict_json;
 
 /// Largest request body the gateway (and a broker, on the drop-in path) reads at all, for
 /// `/v1/ask` and the drop-in endpoints alike: room for a 20 KB prompt, a system prompt and JSON

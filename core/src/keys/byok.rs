@@ -3,6 +3,10 @@
 //! 12-byte nonce per encryption (drawn by the caller: the edge owns randomness) and
 //! `account_id \0 provider` as associated data, so a ciphertext moved to another account or
 //! provider does not decrypt. Stored form: base64 (standard, padded) of `nonce || ciphertext`.
+//! A sealed key is opened for a call only through [`open_audited`]: the access is recorded
+//! before the key is decrypted.
+
+use std::future::Future;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -142,6 +146,50 @@ pub fn open(
         .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
         .map_err(|_| ByokError::Decrypt)?;
     String::from_utf8(pt).map_err(|_| ByokError::Decrypt)
+}
+
+/// Why [`open_audited`] gave no key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditedOpenError<E> {
+    /// The access could not be recorded: nothing was decrypted.
+    NotRecorded(E),
+    /// The access was recorded, then the key did not decrypt. `failure_recorded` is the outcome
+    /// of the second row, the one saying so (best effort: nothing was decrypted to protect).
+    Unusable {
+        error: ByokError,
+        failure_recorded: Result<(), E>,
+    },
+}
+
+/// The purpose of the row recording that an access's decryption failed.
+pub fn failed_purpose(purpose: &str) -> String {
+    format!("{purpose} (decryption failed)")
+}
+
+/// Opens a sealed key for one use, in the only order allowed: `record(purpose)` writes the
+/// access row and only once it is written is `decrypt` called. A row that cannot be written
+/// means no decryption; a decryption that fails is recorded once more, with
+/// [`failed_purpose`]. The caller does the I/O (`record` writes to the audit log); this
+/// function owns the order.
+pub async fn open_audited<E, Record, Recorded>(
+    purpose: &str,
+    mut record: Record,
+    decrypt: impl FnOnce() -> Result<String, ByokError>,
+) -> Result<String, AuditedOpenError<E>>
+where
+    Record: FnMut(String) -> Recorded,
+    Recorded: Future<Output = Result<(), E>>,
+{
+    record(purpose.to_string())
+        .await
+        .map_err(AuditedOpenError::NotRecorded)?;
+    match decrypt() {
+        Ok(key) => Ok(key),
+        Err(error) => Err(AuditedOpenError::Unusable {
+            error,
+            failure_recorded: record(failed_purpose(purpose)).await,
+        }),
+    }
 }
 
 /// Checks the shape of a key an account registers: 8 to 512 visible ASCII characters, no
@@ -300,6 +348,157 @@ mod tests {
         assert!(check_key("sk-ünïcode-12345").is_err());
         assert_eq!(last4(KEY), "0123");
         assert_eq!(last4("abc"), "abc");
+    }
+
+    /// What the fakes of [`open_audited`] saw, in order.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Step {
+        RecordStarted(String),
+        RecordWritten(String),
+        RecordRefused(String),
+        Decrypted,
+    }
+
+    /// Runs a future whose every pending poll is a yield (the fakes' only kind).
+    fn run<F: Future>(f: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    /// Resolves on its second poll, like a database write that takes a while.
+    struct Yield(bool);
+
+    impl Future for Yield {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0 {
+                std::task::Poll::Ready(())
+            } else {
+                self.0 = true;
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    /// [`open_audited`] with an audit log that takes a poll to write each row and accepts the
+    /// rows for which `accepts` says so, and a cipher giving `decrypted`.
+    fn open_with_fakes(
+        accepts: impl Fn(&str) -> bool,
+        decrypted: Result<String, ByokError>,
+    ) -> (Result<String, AuditedOpenError<&'static str>>, Vec<Step>) {
+        let steps = std::cell::RefCell::new(Vec::new());
+        let out = run(open_audited(
+            "POST /v1/messages",
+            |purpose: String| {
+                let (steps, ok) = (&steps, accepts(&purpose));
+                async move {
+                    steps
+                        .borrow_mut()
+                        .push(Step::RecordStarted(purpose.clone()));
+                    Yield(false).await;
+                    if ok {
+                        steps.borrow_mut().push(Step::RecordWritten(purpose));
+                        Ok(())
+                    } else {
+                        steps.borrow_mut().push(Step::RecordRefused(purpose));
+                        Err("d1 down")
+                    }
+                }
+            },
+            || {
+                steps.borrow_mut().push(Step::Decrypted);
+                decrypted
+            },
+        ));
+        (out, steps.into_inner())
+    }
+
+    #[test]
+    fn the_access_is_recorded_strictly_before_the_key_is_decrypted() {
+        let (out, steps) = open_with_fakes(|_| true, Ok(KEY.to_string()));
+        assert_eq!(out, Ok(KEY.to_string()));
+        assert_eq!(
+            steps,
+            [
+                Step::RecordStarted("POST /v1/messages".into()),
+                Step::RecordWritten("POST /v1/messages".into()),
+                Step::Decrypted,
+            ]
+        );
+    }
+
+    #[test]
+    fn an_access_that_cannot_be_recorded_decrypts_nothing() {
+        let (out, steps) = open_with_fakes(|_| false, Ok(KEY.to_string()));
+        assert_eq!(out, Err(AuditedOpenError::NotRecorded("d1 down")));
+        assert!(!steps.contains(&Step::Decrypted), "{steps:?}");
+        assert_eq!(
+            steps,
+            [
+                Step::RecordStarted("POST /v1/messages".into()),
+                Step::RecordRefused("POST /v1/messages".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_decryption_has_its_row_and_a_second_one_saying_so() {
+        let (out, steps) = open_with_fakes(|_| true, Err(ByokError::Decrypt));
+        assert_eq!(
+            out,
+            Err(AuditedOpenError::Unusable {
+                error: ByokError::Decrypt,
+                failure_recorded: Ok(()),
+            })
+        );
+        let failed = "POST /v1/messages (decryption failed)".to_string();
+        assert_eq!(
+            steps,
+            [
+                Step::RecordStarted("POST /v1/messages".into()),
+                Step::RecordWritten("POST /v1/messages".into()),
+                Step::Decrypted,
+                Step::RecordStarted(failed.clone()),
+                Step::RecordWritten(failed),
+            ]
+        );
+        // The second row is best effort: its failure is reported, the outcome is the same.
+        let (out, _) = open_with_fakes(
+            |p| !p.ends_with("(decryption failed)"),
+            Err(ByokError::Malformed),
+        );
+        assert_eq!(
+            out,
+            Err(AuditedOpenError::Unusable {
+                error: ByokError::Malformed,
+                failure_recorded: Err("d1 down"),
+            })
+        );
+    }
+
+    #[test]
+    fn open_audited_opens_a_real_sealed_key_once_recorded() {
+        let sealed = seal(&master(), ACCT, Provider::OpenAi, KEY, [5; 12]).unwrap();
+        let rows = std::cell::RefCell::new(Vec::new());
+        let out = run(open_audited(
+            "POST /v1/ask",
+            |p: String| {
+                rows.borrow_mut().push(p);
+                std::future::ready(Ok::<(), ()>(()))
+            },
+            || open(&master(), ACCT, Provider::OpenAi, &sealed),
+        ));
+        assert_eq!(out, Ok(KEY.to_string()));
+        assert_eq!(rows.into_inner(), ["POST /v1/ask"]);
     }
 
     #[test]

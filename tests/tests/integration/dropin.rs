@@ -733,13 +733,16 @@ async fn byok_ciphertext_swapped_between_accounts_does_not_decrypt() {
         0,
         "no upstream call with a wrong key"
     );
-    // The refused attempts are on record too.
+    // The refused attempt is on record: its row, written before the decryption, then one
+    // saying it failed (newest first).
     let log = access_log(s, &key_a).await;
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert!(log[0]["purpose"]
-        .as_str()
-        .unwrap()
-        .contains("decryption failed"));
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1]["purpose"], "POST /v1/messages", "{log:?}");
+    assert_eq!(
+        log[0]["purpose"], "POST /v1/messages (decryption failed)",
+        "{log:?}"
+    );
+    assert_eq!(log[0]["request_id"], log[1]["request_id"], "{log:?}");
 
     // Registering again repairs it.
     let r = put_provider_key(s, &key_a, "anthropic", &format!("ownkey-a-{n}-fixed")).await;

@@ -7,3 +7,4 @@ mod dropin;
 mod foundation;
 mod hardening;
 mod ratelimit;
+mod strict_json;

@@ -2,13 +2,11 @@
 //! broker run the same ones): a JSON object with no field named twice, no streaming, a model on
 //! the allowlist, messages, output tokens within the tier's cap and a prompt within 20 KB.
 
-use std::collections::BTreeSet;
-
-use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::{Dialect, MAX_CHOICES};
 use crate::api::ask::PROMPT_LIMIT;
+use crate::api::strict_json::parse_strict;
 use crate::error::ApiError;
 use crate::providers::models::{check_model, MODEL_NAME_LIMIT};
 
@@ -45,20 +43,12 @@ pub fn parse_request(
     allowlist: &[&str],
     max_tokens_cap: u32,
 ) -> Result<DropinRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid_json(&e.to_string().chars().take(120).collect::<String>())
-    })?;
+    // The checks below must see what the provider will see: a field named twice, in any
+    // object at any depth, could be read one way here and the other way upstream.
+    let value = parse_strict(body)?;
     let Value::Object(obj) = &value else {
         return Err(ApiError::invalid_request("the body must be a JSON object"));
     };
-    // The checks below must see what the provider will see: a field named twice could be read
-    // one way here and the other way upstream.
-    if let Err(e) = serde_json::from_slice::<UniqueFields>(body) {
-        return Err(ApiError::invalid_request(format!(
-            "the body names a field twice ({})",
-            e.to_string().chars().take(80).collect::<String>()
-        )));
-    }
     match obj.get("stream") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => {}
         Some(Value::Bool(true)) => return Err(streaming_unsupported()),
@@ -162,37 +152,6 @@ fn with_field(body: &[u8], field: &str, n: u64) -> Vec<u8> {
     out.extend_from_slice(member.as_bytes());
     out.extend_from_slice(rest);
     out
-}
-
-/// A JSON object whose top-level field names are all different (the values are skipped).
-struct UniqueFields;
-
-impl<'de> Deserialize<'de> for UniqueFields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(UniqueFieldsVisitor)
-    }
-}
-
-struct UniqueFieldsVisitor;
-
-impl<'de> Visitor<'de> for UniqueFieldsVisitor {
-    type Value = UniqueFields;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueFields, A::Error> {
-        let mut seen = BTreeSet::new();
-        while let Some(name) = map.next_key::<String>()? {
-            if !seen.insert(name.clone()) {
-                let shown: String = name.chars().filter(|c| !c.is_control()).take(40).collect();
-                return Err(A::Error::custom(format!("`{shown}`")));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(UniqueFields)
-    }
 }
 
 /// The 400 of `stream: true`.
@@ -404,10 +363,12 @@ pub(super) mod tests {
             assert_eq!((e.status, e.code), (400, "invalid_request"), "{body}");
             assert!(e.message.contains("`model`"), "{}", e.message);
         }
-        // Repeats inside nested objects are the provider's business.
+        // Inside a nested object too: the provider may read either one.
         let nested =
             r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a","content":"b"}]}"#;
-        assert!(parse_request(Dialect::OpenAiChat, nested.as_bytes(), list, 100).is_ok());
+        let e = parse_request(Dialect::OpenAiChat, nested.as_bytes(), list, 100).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "invalid_request"));
+        assert_eq!(e.extra["field"], json!("messages[0].content"));
     }
 
     #[test]
