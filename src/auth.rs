@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use worker::{console_error, D1Database, Delay, Request};
 
-use crate::edge::{api_key_header, Gw, Outcome};
-use crate::store::{self, KeyAuthRow};
+use crate::db::api_keys;
+use crate::db::api_keys::KeyAuthRow;
+use crate::http::context::RequestContext;
+use crate::http::request::api_key_header;
+use gateway_core::error::ApiResult;
 
 /// Seconds a key's auth row is cached in KV.
 const AUTH_CACHE_TTL_S: u64 = 60;
@@ -24,7 +27,7 @@ mod memo {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    use crate::store::KeyAuthRow;
+    use crate::db::api_keys::KeyAuthRow;
 
     pub const TTL_MS: u64 = 5_000;
     /// Bound on the memo's size: past it, the memo starts over.
@@ -109,7 +112,7 @@ impl Caller {
 
     /// The caller of an active key row whose hash matched. A row whose mode or tier this
     /// gateway does not know fails closed (401, logged): it is never taken for a live key.
-    fn from_row(row: KeyAuthRow) -> Outcome<Caller> {
+    fn from_row(row: KeyAuthRow) -> ApiResult<Caller> {
         let (Some(mode), Some(tier)) = (KeyMode::parse(&row.mode), Tier::parse(&row.tier)) else {
             console_error!("key row with unknown mode or tier refused");
             return Err(ApiError::unauthorized());
@@ -138,8 +141,8 @@ impl Caller {
 /// Re-reads the caller's key row from D1, past the isolate memo and the KV auth cache: a call
 /// that changes the account must come from a key that is active now, not one revoked in the
 /// last seconds elsewhere (whose caches there may still say active).
-pub async fn confirm_active(gw: &Gw, caller: &Caller) -> Outcome<()> {
-    let row = crate::store::key_for_auth(&gw.db()?, &caller.prefix).await?;
+pub async fn confirm_active(cx: &RequestContext, caller: &Caller) -> ApiResult<()> {
+    let row = crate::db::api_keys::key_for_auth(&cx.db()?, &caller.prefix).await?;
     match row {
         Some(r) if r.status == "active" && r.account_id == caller.account_id => Ok(()),
         _ => Err(ApiError::unauthorized()),
@@ -156,38 +159,38 @@ pub fn auth_cache_key(prefix: &str) -> String {
 /// borrows a real key's prefix leaves no trace on that key. Prefixes that have no key are
 /// remembered briefly in the isolate, and an isolate that sees many failed lookups answers
 /// 429 for a while, so a walk over prefixes costs no D1 read per request.
-pub async fn authenticate(gw: &Gw, req: &Request) -> Outcome<Caller> {
+pub async fn authenticate(cx: &RequestContext, req: &Request) -> ApiResult<Caller> {
     let token = api_key_header(req).ok_or_else(ApiError::unauthorized)?;
     let parsed = keys::parse_token(&token).ok_or_else(ApiError::unauthorized)?;
-    let (row, read) = match memo::get(parsed.prefix, gw.now_ms) {
+    let (row, read) = match memo::get(parsed.prefix, cx.now_ms) {
         Some(row) => (row, Read::Memo),
         None => {
-            if failures::unknown(parsed.prefix, gw.now_ms) {
+            if failures::unknown(parsed.prefix, cx.now_ms) {
                 return Err(ApiError::unauthorized());
             }
-            if failures::throttled(gw.now_ms) {
+            if failures::throttled(cx.now_ms) {
                 return Err(failures::throttled_error());
             }
             let generation = memo::generation();
-            let (row, read) = match load_row(gw, parsed.prefix).await? {
+            let (row, read) = match load_row(cx, parsed.prefix).await? {
                 Some(found) => found,
                 None => {
-                    failures::remember_unknown(parsed.prefix, gw.now_ms);
+                    failures::remember_unknown(parsed.prefix, cx.now_ms);
                     return Err(ApiError::unauthorized());
                 }
             };
             if row.status == "active" && keys::hash_matches(&row.key_hash, &token) {
-                memo::put(&row, gw.now_ms, generation);
+                memo::put(&row, cx.now_ms, generation);
             }
             (row, read)
         }
     };
     if row.status != "active" || !keys::hash_matches(&row.key_hash, &token) {
-        failures::count(gw.now_ms);
+        failures::count(cx.now_ms);
         return Err(ApiError::unauthorized());
     }
     if read == Read::Database {
-        cache_row_later(gw, &row);
+        cache_row_later(cx, &row);
     }
     Caller::from_row(row)
 }
@@ -201,8 +204,8 @@ enum Read {
 }
 
 /// A key's auth row from the KV auth cache, else from D1; `None` when no key has the prefix.
-async fn load_row(gw: &Gw, prefix: &str) -> Outcome<Option<(KeyAuthRow, Read)>> {
-    let kv = gw.kv()?;
+async fn load_row(cx: &RequestContext, prefix: &str) -> ApiResult<Option<(KeyAuthRow, Read)>> {
+    let kv = cx.kv()?;
     // A failing KV read is a cache miss, not a failed request.
     let cached = match kv.get(&auth_cache_key(prefix)).json::<KeyAuthRow>().await {
         Ok(row) => row,
@@ -214,22 +217,22 @@ async fn load_row(gw: &Gw, prefix: &str) -> Outcome<Option<(KeyAuthRow, Read)>> 
     if let Some(row) = cached {
         return Ok(Some((row, Read::AuthCache)));
     }
-    let row = store::key_for_auth(&gw.db()?, prefix).await?;
+    let row = api_keys::key_for_auth(&cx.db()?, prefix).await?;
     Ok(row.map(|r| (r, Read::Database)))
 }
 
 /// After a verified call whose row came from D1: caches the row in KV (active keys only) and
 /// refreshes the key's `last_used_at` (accurate to the cache's 60 s), off the response path.
-fn cache_row_later(gw: &Gw, row: &KeyAuthRow) {
-    let (Ok(kv), Ok(db)) = (gw.kv(), gw.db()) else {
+fn cache_row_later(cx: &RequestContext, row: &KeyAuthRow) {
+    let (Ok(kv), Ok(db)) = (cx.kv(), cx.db()) else {
         return;
     };
     let row = row.clone();
-    let now = gw.now_ms;
+    let now = cx.now_ms;
     // Test hook of a `dev-hooks` build (`x-dev-auth-cache-delay-ms`): the write waits.
     #[cfg(feature = "dev-hooks")]
-    let delay_ms = gw.dev_auth_cache_delay_ms;
-    gw.after(async move {
+    let delay_ms = cx.dev_auth_cache_delay_ms;
+    cx.after(async move {
         #[cfg(feature = "dev-hooks")]
         if delay_ms > 0 {
             Delay::from(Duration::from_millis(delay_ms)).await;
@@ -239,7 +242,7 @@ fn cache_row_later(gw: &Gw, row: &KeyAuthRow) {
                 console_error!("auth cache write failed: {e}");
             }
         }
-        let _ = store::touch_key(&db, &row.prefix, now).await;
+        let _ = api_keys::touch_key(&db, &row.prefix, now).await;
     });
 }
 
@@ -336,21 +339,21 @@ pub fn minted(prefix: &str) {
 const REINVALIDATE_MS: u64 = 2_000;
 
 /// Drops the memo and KV auth cache entries of these key prefixes (revocation, tier change).
-pub async fn invalidate(gw: &Gw, prefixes: &[String]) -> Outcome<()> {
+pub async fn invalidate(cx: &RequestContext, prefixes: &[String]) -> ApiResult<()> {
     // Before and after the KV deletes: a row read from KV meanwhile is never memoized.
     memo::forget(prefixes);
-    let kv = gw.kv()?;
+    let kv = cx.kv()?;
     for p in prefixes {
         kv.delete(&auth_cache_key(p))
             .await
-            .map_err(crate::edge::dependency("KV auth cache delete"))?;
+            .map_err(crate::runtime::dependency("KV auth cache delete"))?;
     }
     memo::forget(prefixes);
     // A call that read the old row from D1 just before the change may write it to KV just
     // after these deletes (its write runs after its response): delete once more a little
     // later, so such a row lives 2 s at most instead of the cache's 60 s.
     let again = prefixes.to_vec();
-    gw.after(async move {
+    cx.after(async move {
         Delay::from(Duration::from_millis(REINVALIDATE_MS)).await;
         for p in &again {
             if let Err(e) = kv.delete(&auth_cache_key(p)).await {
@@ -363,13 +366,17 @@ pub async fn invalidate(gw: &Gw, prefixes: &[String]) -> Outcome<()> {
 
 /// Drops the memo and KV auth cache entries of every key of the account (tier, BYOK or
 /// prompt-prefix change: the next call of any of its keys must read the new row).
-pub async fn invalidate_account(gw: &Gw, db: &D1Database, account_id: &str) -> Outcome<()> {
-    invalidate(gw, &store::key_prefixes(db, account_id).await?).await
+pub async fn invalidate_account(
+    cx: &RequestContext,
+    db: &D1Database,
+    account_id: &str,
+) -> ApiResult<()> {
+    invalidate(cx, &api_keys::key_prefixes(db, account_id).await?).await
 }
 
 /// The admin API: bearer `ADMIN_TOKEN`, compared in constant time; refused entirely when unset.
-pub fn require_admin(gw: &Gw, req: &Request) -> Outcome<()> {
-    let Some(expected) = gw.var("ADMIN_TOKEN") else {
+pub fn require_admin(cx: &RequestContext, req: &Request) -> ApiResult<()> {
+    let Some(expected) = cx.var("ADMIN_TOKEN") else {
         return Err(ApiError::admin_disabled());
     };
     let given = req

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use worker::kv::KvStore;
 use worker::{console_error, Cache, Headers, Response};
 
-use crate::edge::Gw;
-use crate::fanout::ProviderResult;
+use crate::brokers::ProviderResult;
+use crate::http::context::RequestContext;
 
 /// Both tiers keep an entry 24 hours.
 pub const TTL_S: u64 = 86_400;
@@ -35,10 +35,14 @@ pub struct RawEntry {
 
 /// Looks the key up in L1 then L2. Returns the raw entry text and the tier that had it.
 /// An L2 hit is copied into L1 with `wait_until`.
-pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String, CacheTier)> {
+pub async fn lookup(
+    cx: &RequestContext,
+    namespace: Namespace,
+    key: &str,
+) -> Option<(String, CacheTier)> {
     let url = namespace.l1_url(key);
     #[cfg(feature = "dev-hooks")]
-    let found = if gw.dev_fails("l1") {
+    let found = if cx.dev_fails("l1") {
         Err(injected("L1"))
     } else {
         Cache::default().get(url.as_str(), false).await
@@ -53,9 +57,9 @@ pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String,
         Ok(None) => {}
         Err(e) => console_error!("L1 lookup failed: {e}"),
     }
-    let kv = gw.kv().ok()?;
+    let kv = cx.kv().ok()?;
     #[cfg(feature = "dev-hooks")]
-    let found = if gw.dev_fails("l2") {
+    let found = if cx.dev_fails("l2") {
         Err(worker::kv::KvError::InvalidKvStore(
             injected("L2").to_string(),
         ))
@@ -72,12 +76,12 @@ pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String,
     match found {
         Ok((Some(text), meta)) => {
             // The copy expires with the entry (an entry without a date is not copied).
-            let max_age = meta.map_or(0, |m| remaining_ttl_s(m.stored_at, gw.now_ms, TTL_S));
+            let max_age = meta.map_or(0, |m| remaining_ttl_s(m.stored_at, cx.now_ms, TTL_S));
             if max_age > 0 {
                 let copy = text.clone();
                 #[cfg(feature = "dev-hooks")]
-                let fail = gw.dev_fails("l1");
-                gw.after(async move {
+                let fail = cx.dev_fails("l1");
+                cx.after(async move {
                     #[cfg(feature = "dev-hooks")]
                     if fail {
                         console_error!("L1 write failed: {}", injected("L1"));
@@ -96,7 +100,7 @@ pub async fn lookup(gw: &Gw, namespace: Namespace, key: &str) -> Option<(String,
     }
 }
 
-/// The error a tier failure injected by the `x-dev-fail` test hook (`Gw::dev_fails`, only in
+/// The error a tier failure injected by the `x-dev-fail` test hook (`RequestContext::dev_fails`, only in
 /// a `dev-hooks` build) stands for, at the point where a real failure of the tier is handled.
 #[cfg(feature = "dev-hooks")]
 fn injected(tier: &str) -> worker::Error {
@@ -117,16 +121,16 @@ async fn put_l1(url: &str, text: &str, max_age_s: u64) {
 }
 
 /// Writes an entry to both tiers, off the response path.
-pub fn store(gw: &Gw, namespace: Namespace, key: &str, text: String) {
+pub fn store(cx: &RequestContext, namespace: Namespace, key: &str, text: String) {
     let url = namespace.l1_url(key);
     let name = namespace.l2_name(key);
-    let kv = gw.kv().ok();
+    let kv = cx.kv().ok();
     #[cfg(feature = "dev-hooks")]
-    let (fail_l1, fail_l2) = (gw.dev_fails("l1"), gw.dev_fails("l2"));
+    let (fail_l1, fail_l2) = (cx.dev_fails("l1"), cx.dev_fails("l2"));
     let meta = L2Meta {
-        stored_at: gw.now_ms,
+        stored_at: cx.now_ms,
     };
-    gw.after(async move {
+    cx.after(async move {
         #[cfg(feature = "dev-hooks")]
         if fail_l1 {
             console_error!("L1 write failed: {}", injected("L1"));

@@ -1,26 +1,22 @@
 //! The gateway Worker: entry points (fetch, scheduled) and the route table. Routes are thin:
 //! parse, call the logic, map the outcome to a response.
+//!
+//! The tree: `http` (request context, reading requests, responses), `auth` (who is calling),
+//! `routes` (one module per route group), `pipeline` (the one miss path of the answering
+//! endpoints), `cache` (L1 and L2), `limits` (tiers, the bucket and ledger clients, the gate),
+//! `brokers` (fanout, passthrough, sealing), `db` (D1 rows, the usage log, retention), `objects`
+//! (the Durable Object classes), `runtime` (clock, randomness, RPC, binding failures).
 
-mod account;
-mod admin;
-mod ask;
 mod auth;
-mod bucket;
+mod brokers;
 mod cache;
-mod d1;
-mod data;
-#[cfg(feature = "dev-hooks")]
-mod dev;
-mod dropin;
-mod edge;
-mod fanout;
-mod ledger;
+mod db;
+mod http;
 mod limits;
 mod objects;
 mod pipeline;
-mod provider_keys;
-mod record;
-mod store;
+mod routes;
+mod runtime;
 
 pub use objects::{AccountLedger, TokenBucket};
 
@@ -30,8 +26,12 @@ use gateway_core::error::ApiError;
 use serde_json::json;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
-use edge::{error_response, json, set_header, Gw, Outcome};
-use record::Event;
+use db::{retention, usage_log};
+use gateway_core::error::ApiResult;
+use http::context::RequestContext;
+use http::response::{error_response, json, set_header};
+use routes::{account, account_data, admin, archive, ask, dropin, provider_keys, usage};
+use usage_log::Event;
 
 /// The commit this Worker was built from (set by scripts/build.sh).
 const GIT_COMMIT: &str = match option_env!("GIT_COMMIT") {
@@ -46,15 +46,22 @@ Policy: https://edge-gateway.invalid/security-policy\n";
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let gw = Gw::new(env, ctx, &req);
+    let cx = RequestContext::new(env, ctx, &req);
+    // Test hook of a `dev-hooks` build: the suite lowers D1's value limit (`DEV_D1_VALUE_LIMIT`).
+    #[cfg(feature = "dev-hooks")]
+    if cx.dev_mode() {
+        if let Some(limit) = cx.var("DEV_D1_VALUE_LIMIT").and_then(|v| v.parse().ok()) {
+            db::d1::set_value_limit(limit);
+        }
+    }
     // Responses that hold secrets or account data must not be stored by any cache on the way.
     let private = holds_account_data(&req);
-    let resp = match route(&gw, req).await {
+    let resp = match route(&cx, req).await {
         Ok(r) => r,
-        Err(e) => error_response(&e, &gw.request_id),
+        Err(e) => error_response(&e, &cx.request_id),
     };
     let h = resp.headers();
-    set_header(h, "X-Request-Id", &gw.request_id);
+    set_header(h, "X-Request-Id", &cx.request_id);
     set_header(h, "X-Content-Type-Options", "nosniff");
     if private {
         set_header(h, "Cache-Control", "no-store");
@@ -82,14 +89,14 @@ pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) 
     let now_ms = worker::Date::now().as_millis();
     match env.d1("DB") {
         Ok(db) => {
-            data::purge_archive(&db, now_ms).await;
-            data::purge_revoked_keys(&db, now_ms).await;
+            retention::purge_archive(&db, now_ms).await;
+            retention::purge_revoked_keys(&db, now_ms).await;
         }
         Err(e) => worker::console_error!("cron: no D1 binding: {e}"),
     }
 }
 
-async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
+async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
     let path = req.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method();
@@ -102,23 +109,23 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
         }
         // The bare route: no auth, no storage. The baseline of the load benchmarks.
         (Method::Get, ["healthz"]) => json(200, &json!({"ok": true})),
-        (_, ["admin", rest @ ..]) => admin::route(gw, req, rest).await,
+        (_, ["admin", rest @ ..]) => admin::route(cx, req, rest).await,
         // Test routes: only in a `dev-hooks` build (never deployed), and there under
         // `DEV_MODE=1` only. A production build answers them 404 like any unknown path.
         #[cfg(feature = "dev-hooks")]
-        (_, ["__dev", rest @ ..]) => dev::route(gw, req, rest).await,
+        (_, ["__dev", rest @ ..]) => routes::dev::route(cx, req, rest).await,
         (_, ["v1", rest @ ..]) => {
             let route = V1Route::parse(method.as_ref(), rest);
-            let caller = match auth::authenticate(gw, &req).await {
+            let caller = match auth::authenticate(cx, &req).await {
                 Ok(c) => c,
-                Err(e) => return dropin::in_dialect(rest, Err(e), &gw.request_id),
+                Err(e) => return dropin::in_dialect(rest, Err(e), &cx.request_id),
             };
-            let mut event = Event::new(route.endpoint(), &caller);
-            let mut result = v1(gw, req, &caller, route, &mut event).await;
+            let mut event = Event::new(route.endpoint(), &caller.account_id, &caller.prefix);
+            let mut result = v1(cx, req, &caller, route, &mut event).await;
             // A call that reached neither the cache nor a bucket (a data read, a refused body,
             // an unknown route) passes the isolate's limiter; refused there, it leaves no row.
             if !event.gated {
-                if let Err(e) = limits::admit_unmetered(gw, &caller) {
+                if let Err(e) = limits::admit_unmetered(cx, &caller) {
                     result = Err(e);
                     event.discard = true;
                 }
@@ -128,23 +135,23 @@ async fn route(gw: &Gw, req: Request) -> Outcome<Response> {
                 Err(e) => e.status,
             };
             if route.records_usage() {
-                record::usage_later(gw, event, status);
+                usage_log::usage_later(cx, event, status);
             } else {
-                record::count_unrouted(status);
+                usage_log::count_unrouted(status);
             }
-            dropin::in_dialect(rest, result, &gw.request_id)
+            dropin::in_dialect(rest, result, &cx.request_id)
         }
         _ => Err(ApiError::not_found()),
     }
 }
 
 async fn v1(
-    gw: &Gw,
+    cx: &RequestContext,
     mut req: Request,
     caller: &auth::Caller,
     route: V1Route<'_>,
     event: &mut Event,
-) -> Outcome<Response> {
+) -> ApiResult<Response> {
     // A test key reads the account but never changes it (`docs/DECISIONS.md`).
     if route.changes_account() && caller.is_test() {
         return Err(ApiError::new(
@@ -156,31 +163,31 @@ async fn v1(
     // Calls that change the account or read its data must come from a key that is active
     // now, not one revoked in the last seconds elsewhere (whose caches may still say active).
     if route.changes_account() || route.reads_account_data() {
-        auth::confirm_active(gw, caller).await?;
+        auth::confirm_active(cx, caller).await?;
     }
     match route {
-        V1Route::Ask => ask::post(gw, req, caller, event).await,
-        V1Route::ChatCompletions => dropin::post(gw, req, caller, event, Dialect::OpenAiChat).await,
-        V1Route::Messages => dropin::post(gw, req, caller, event, Dialect::AnthropicMessages).await,
+        V1Route::Ask => ask::post(cx, req, caller, event).await,
+        V1Route::ChatCompletions => dropin::post(cx, req, caller, event, Dialect::OpenAiChat).await,
+        V1Route::Messages => dropin::post(cx, req, caller, event, Dialect::AnthropicMessages).await,
         V1Route::ProviderKeysList
         | V1Route::ProviderKeysAccessLog
         | V1Route::ProviderKeyPut { .. }
-        | V1Route::ProviderKeyDelete { .. } => provider_keys::route(gw, req, caller, route).await,
-        V1Route::AskArchived { id } => data::get_archived(gw, caller, id).await,
+        | V1Route::ProviderKeyDelete { .. } => provider_keys::route(cx, req, caller, route).await,
+        V1Route::AskArchived { id } => archive::get_archived(cx, caller, id).await,
         V1Route::Usage => {
             let url = req
                 .url()
                 .map_err(|_| ApiError::invalid_request("bad URL"))?;
-            data::get_usage(gw, caller, &url).await
+            usage::get_usage(cx, caller, &url).await
         }
-        V1Route::AccountPatch => data::patch_account(gw, caller, &mut req).await,
+        V1Route::AccountPatch => account_data::patch_account(cx, caller, &mut req).await,
         V1Route::AccountDelete => {
-            let resp = data::delete_account(gw, caller).await?;
+            let resp = account_data::delete_account(cx, caller).await?;
             event.discard = true;
             Ok(resp)
         }
         V1Route::Account | V1Route::KeysList | V1Route::KeysMint | V1Route::KeyRevoke { .. } => {
-            account::route(gw, req, caller, route).await
+            account::route(cx, req, caller, route).await
         }
         V1Route::MethodNotAllowed => Err(ApiError::method_not_allowed()),
         V1Route::NotFound => Err(ApiError::not_found()),

@@ -10,9 +10,10 @@ use worker::{Request, Response};
 
 use crate::auth::Caller;
 use crate::cache;
-use crate::edge::{Gw, Outcome};
+use crate::db::usage_log::Event;
+use crate::http::context::RequestContext;
 use crate::limits::{self, Admission, Charge, Policy, WithRateHeaders, WorstCase};
-use crate::record::Event;
+use gateway_core::error::ApiResult;
 
 /// What an answer is served with: how the cache took part, the key, what the call cost and the
 /// rate-limit headers of its admission.
@@ -39,16 +40,16 @@ pub trait Endpoint {
     /// Serves a stored entry: `None` when the text cannot be served (read as a miss).
     fn answer_hit(
         &self,
-        gw: &Gw,
+        cx: &RequestContext,
         text: String,
         served: Served,
         event: &mut Event,
-    ) -> Option<Outcome<Response>>;
+    ) -> Option<ApiResult<Response>>;
 
     /// Calls upstream. An `Err` is an answer the caller gets as it is (with the admission's
     /// rate-limit headers), charged by its code (`gateway_core::credits::settlement`): the
     /// reserved worst case when the call may have reached the provider, else nothing.
-    async fn call(&self, gw: &Gw, caller: &Caller) -> Outcome<Self::Answer>;
+    async fn call(&self, cx: &RequestContext, caller: &Caller) -> ApiResult<Self::Answer>;
 
     /// What each upstream call is charged, priced as it was reserved: the tokens it used, or
     /// its worst case (`worst`, as [`Endpoint::worst_cases`] gave them) when it told no usage
@@ -61,11 +62,11 @@ pub trait Endpoint {
     /// Answers the caller with a fresh answer.
     fn answer(
         &self,
-        gw: &Gw,
+        cx: &RequestContext,
         answer: Self::Answer,
         served: Served,
         event: &mut Event,
-    ) -> Outcome<Response>;
+    ) -> ApiResult<Response>;
 }
 
 /// How the request may use the cache: test keys neither read nor write it (their synthetic
@@ -81,17 +82,17 @@ pub fn cache_mode(caller: &Caller, req: &Request) -> RequestCacheMode {
 
 /// Runs one call through the pipeline.
 pub async fn run<E: Endpoint>(
-    gw: &Gw,
+    cx: &RequestContext,
     caller: &Caller,
     policy: &Policy,
     endpoint: &E,
     mode: RequestCacheMode,
     event: &mut Event,
-) -> Outcome<Response> {
+) -> ApiResult<Response> {
     let key = endpoint.key();
     event.gated = true;
     if mode.reads() {
-        if let Some((text, tier)) = cache::lookup(gw, endpoint.namespace(), key.as_str()).await {
+        if let Some((text, tier)) = cache::lookup(cx, endpoint.namespace(), key.as_str()).await {
             let outcome = CacheOutcome::Hit(tier);
             // The serving fee is debited off the response path; a hit never waits on a DO.
             let fee = limits::cache_hit_fee();
@@ -102,8 +103,8 @@ pub async fn run<E: Endpoint>(
                 credits: fee,
                 admission: &admission,
             };
-            if let Some(resp) = endpoint.answer_hit(gw, text, served, event) {
-                limits::debit_fee_later(gw, &caller.account_id, fee);
+            if let Some(resp) = endpoint.answer_hit(cx, text, served, event) {
+                limits::debit_fee_later(cx, &caller.account_id, fee);
                 event.cache(outcome);
                 event.credits = fee;
                 return resp;
@@ -113,20 +114,20 @@ pub async fn run<E: Endpoint>(
 
     // Miss: the key's bucket and the account's credits, then upstream.
     let worst = endpoint.worst_cases();
-    let (admission, reservation) = limits::gate(gw, caller, policy, &worst).await?;
-    let answer = match endpoint.call(gw, caller).await {
+    let (admission, reservation) = limits::gate(cx, caller, policy, &worst).await?;
+    let answer = match endpoint.call(cx, caller).await {
         Ok(a) => a,
         Err(e) => {
             let charges: Vec<Charge> = match settlement::unreported(e.code) {
                 Unreported::WorstCase => worst.iter().map(Charge::WorstCase).collect(),
                 Unreported::Nothing => Vec::new(),
             };
-            limits::settle_later(gw, reservation, &charges);
+            limits::settle_later(cx, reservation, &charges);
             return Err(e.with_rate_headers(&admission));
         }
     };
     let charges = endpoint.charges(&answer, &worst);
-    let credits = limits::settle_later(gw, reservation, &charges);
+    let credits = limits::settle_later(cx, reservation, &charges);
     event.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
         Charge::Used(u) => (i + u.tokens.input, o + u.tokens.output),
         Charge::WorstCase(_) => (i, o),
@@ -140,7 +141,7 @@ pub async fn run<E: Endpoint>(
     };
     let stored = entry.is_some();
     if let Some(text) = entry {
-        cache::store(gw, endpoint.namespace(), key.as_str(), text);
+        cache::store(cx, endpoint.namespace(), key.as_str(), text);
     }
     let outcome = CacheOutcome::fetched(mode, stored);
     event.cache(outcome);
@@ -151,5 +152,5 @@ pub async fn run<E: Endpoint>(
         credits,
         admission: &admission,
     };
-    endpoint.answer(gw, answer, served, event)
+    endpoint.answer(cx, answer, served, event)
 }

@@ -6,6 +6,10 @@ use serde_json::{json, Map, Value};
 use crate::providers::models::ModelRejection;
 use crate::providers::Provider;
 
+/// What every fallible step of the gateway and the brokers returns: errors are already
+/// contract errors.
+pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
 /// An error the gateway (or a broker) returns to its caller. Never carries secrets:
 /// messages are fixed texts or scrubbed excerpts chosen by the code that builds them.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@
 //! takes the JSON text of one of the class's operations (`BucketOp`, `LedgerOp`) and answers
 //! the JSON text of that operation's typed reply (or rejects), so a call builds no `Request`,
 //! headers or `Response` on either side (`fetch` is refused). The typed clients are
-//! `crate::bucket` and `crate::ledger`.
+//! `crate::limits::bucket` and `crate::limits::ledger`.
 //! The runtime offers RPC only on classes deriving from `DurableObject`: `src/entry.mjs`
 //! (the Worker's entry module) gives the generated classes that prototype.
 
@@ -44,7 +44,8 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use worker::{js_sys, Env, Response};
 
-use crate::edge::{dependency, rpc_call, Outcome};
+use crate::runtime::{dependency, rpc_call};
+use gateway_core::error::ApiResult;
 
 /// A Durable Object stub seen through the RPC method every class here exports.
 #[wasm_bindgen]
@@ -65,7 +66,7 @@ pub async fn call<R: DeserializeOwned>(
     name: &str,
     op: &str,
     what: &'static str,
-) -> Outcome<R> {
+) -> ApiResult<R> {
     let ns = env.durable_object(binding).map_err(dependency(binding))?;
     let stub = ns
         .id_from_name(name)

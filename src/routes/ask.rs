@@ -12,22 +12,27 @@ use serde_json::{json, Value};
 use worker::{Request, Response};
 
 use crate::auth::Caller;
+use crate::brokers;
+use crate::brokers::{ProviderResult, ResultBody, Timed};
 use crate::cache::{Entry, RawEntry};
-use crate::edge::{json_text, read_body_capped, require_json, set_header, Gw, Outcome};
-use crate::fanout::{self, ProviderResult, ResultBody, Timed};
+use crate::db::usage_log;
+use crate::db::usage_log::Event;
+use crate::http::context::RequestContext;
+use crate::http::request::{read_body_capped, require_json};
+use crate::http::response::{json_text, set_header};
 use crate::limits::{self, Charge, Used, WorstCase};
 use crate::pipeline::{self, Endpoint, Served};
-use crate::record::{self, Event};
+use gateway_core::error::ApiResult;
 
 pub async fn post(
-    gw: &Gw,
+    cx: &RequestContext,
     mut req: Request,
     caller: &Caller,
     event: &mut Event,
-) -> Outcome<Response> {
+) -> ApiResult<Response> {
     require_json(&req)?;
     let body = read_body_capped(&mut req, BODY_LIMIT).await?;
-    let policy = limits::policy(gw, caller);
+    let policy = limits::policy(cx, caller);
     let mut ask = parse_ask(&body, policy.max_tokens_cap)?;
     event.providers = ask
         .providers
@@ -37,7 +42,7 @@ pub async fn post(
         .join(",");
     check_models(&ask)?;
     // Only a prompt that passed validation is kept (`docs/DECISIONS.md`).
-    event.set_prompt(caller, &ask.prompt);
+    event.set_prompt(caller.store_prompt_prefix, &ask.prompt);
 
     // An answer paid with the account's own provider key is never shared.
     if ask.providers.iter().any(|p| caller.has_byok(*p)) {
@@ -50,7 +55,7 @@ pub async fn post(
         &ask.key_params,
     );
     let mode = pipeline::cache_mode(caller, &req);
-    pipeline::run(gw, caller, &policy, &Ask { ask, key }, mode, event).await
+    pipeline::run(cx, caller, &policy, &Ask { ask, key }, mode, event).await
 }
 
 /// `/v1/ask` in the pipeline: a fanout to the requested providers' brokers.
@@ -86,17 +91,17 @@ impl Endpoint for Ask {
 
     fn answer_hit(
         &self,
-        gw: &Gw,
+        cx: &RequestContext,
         text: String,
         served: Served,
         event: &mut Event,
-    ) -> Option<Outcome<Response>> {
+    ) -> Option<ApiResult<Response>> {
         // The stored results are passed through as they were written: no re-encoding.
         let entry = serde_json::from_str::<RawEntry>(&text).ok()?;
-        Some(respond(gw, &self.ask, &served, &entry.results, event))
+        Some(respond(cx, &self.ask, &served, &entry.results, event))
     }
 
-    async fn call(&self, gw: &Gw, caller: &Caller) -> Outcome<Vec<Timed>> {
+    async fn call(&self, cx: &RequestContext, caller: &Caller) -> ApiResult<Vec<Timed>> {
         let a = &self.ask;
         let calls = a
             .providers
@@ -115,7 +120,7 @@ impl Endpoint for Ask {
                 )
             })
             .collect();
-        Ok(fanout::run(gw, caller, calls).await)
+        Ok(brokers::run(cx, caller, calls).await)
     }
 
     /// Each result priced at the model that was asked for, as its reservation was: providers
@@ -161,11 +166,11 @@ impl Endpoint for Ask {
 
     fn answer(
         &self,
-        gw: &Gw,
+        cx: &RequestContext,
         answer: Vec<Timed>,
         served: Served,
         event: &mut Event,
-    ) -> Outcome<Response> {
+    ) -> ApiResult<Response> {
         let results: Vec<Value> = answer
             .iter()
             .map(|t| {
@@ -174,12 +179,12 @@ impl Endpoint for Ask {
                 v
             })
             .collect();
-        respond(gw, &self.ask, &served, &results, event)
+        respond(cx, &self.ask, &served, &results, event)
     }
 }
 
 /// A model the gateway already knows it will refuse is a 403 for the whole request.
-fn check_models(ask: &AskRequest) -> Outcome<()> {
+fn check_models(ask: &AskRequest) -> ApiResult<()> {
     for (p, model) in &ask.models {
         if let Err(r) = check_model(*p, model, default_allowlist(*p)) {
             return Err(ApiError::model_not_allowed(*p, model, r));
@@ -209,16 +214,16 @@ struct Usage {
 
 /// The contract's answer, archived with the call's usage row.
 fn respond<R: Serialize>(
-    gw: &Gw,
+    cx: &RequestContext,
     ask: &AskRequest,
     served: &Served,
     results: &[R],
     event: &mut Event,
-) -> Outcome<Response> {
+) -> ApiResult<Response> {
     let key = served.key.as_str();
     let body = serde_json::to_string(&AskAnswer {
-        id: &gw.request_id,
-        created_at: gw.now_iso(),
+        id: &cx.request_id,
+        created_at: cx.now_iso(),
         cache: served.outcome.body(ask.scope.as_str(), key),
         results,
         usage: Usage {
@@ -227,7 +232,7 @@ fn respond<R: Serialize>(
     })
     .map_err(|_| ApiError::internal())?;
     let resp = json_text(200, body.clone())?;
-    record::archive_later(event, body);
+    usage_log::archive_later(event, body);
     let h = resp.headers();
     set_header(h, "Cache-Status", &served.outcome.header());
     set_header(h, "X-Cache-Key", key);

@@ -12,7 +12,8 @@ use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{js_sys, D1Database, D1PreparedStatement};
 use worker_shared::d1::retry_busy;
 
-use crate::edge::{dependency, Outcome};
+use crate::runtime::dependency;
+use gateway_core::error::ApiResult;
 
 pub use worker_shared::d1::{num, opt_text, text};
 
@@ -38,7 +39,7 @@ pub fn value_limit() -> usize {
     D1_VALUE_LIMIT
 }
 
-/// Lowers the limit for this isolate (local test configuration only, see `Gw::new`).
+/// Lowers the limit for this isolate (local test configuration only, see `RequestContext::new`).
 #[cfg(feature = "dev-hooks")]
 pub fn set_value_limit(bytes: usize) {
     VALUE_LIMIT.with(|l| l.set(bytes.min(D1_VALUE_LIMIT)));
@@ -47,7 +48,7 @@ pub fn set_value_limit(bytes: usize) {
 /// `sql` with `args` bound. A text value over the limit is refused here, as D1 would refuse
 /// it (its length in UTF-16 units is at most its length in UTF-8 bytes, so nothing D1 takes is
 /// refused).
-pub fn statement(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<D1PreparedStatement> {
+pub fn statement(db: &D1Database, sql: &str, args: &[JsValue]) -> ApiResult<D1PreparedStatement> {
     let limit = value_limit();
     if let Some(units) = args
         .iter()
@@ -66,7 +67,7 @@ pub async fn all<T: DeserializeOwned>(
     db: &D1Database,
     sql: &str,
     args: &[JsValue],
-) -> Outcome<Vec<T>> {
+) -> ApiResult<Vec<T>> {
     let st = statement(db, sql, args)?;
     retry_busy(|| st.all())
         .await
@@ -80,7 +81,7 @@ pub async fn first<T: DeserializeOwned>(
     db: &D1Database,
     sql: &str,
     args: &[JsValue],
-) -> Outcome<Option<T>> {
+) -> ApiResult<Option<T>> {
     let st = statement(db, sql, args)?;
     retry_busy(|| st.first::<T>(None))
         .await
@@ -88,7 +89,7 @@ pub async fn first<T: DeserializeOwned>(
 }
 
 /// The `n` of a `SELECT COUNT(*) AS n ...` (0 when no row).
-pub async fn count(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<u64> {
+pub async fn count(db: &D1Database, sql: &str, args: &[JsValue]) -> ApiResult<u64> {
     #[derive(serde::Deserialize)]
     struct Count {
         n: u64,
@@ -97,7 +98,7 @@ pub async fn count(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<u64>
 }
 
 /// Runs a write; returns how many rows it changed.
-pub async fn run(db: &D1Database, sql: &str, args: &[JsValue]) -> Outcome<usize> {
+pub async fn run(db: &D1Database, sql: &str, args: &[JsValue]) -> ApiResult<usize> {
     let st = statement(db, sql, args)?;
     worker_shared::d1::run(&st).await.map_err(dependency(DB))
 }

@@ -12,9 +12,8 @@ use gateway_core::usage::packing::pack_json_arrays;
 use gateway_core::usage::rows::{encode_archive_row, UsageRow, INSERT_ARCHIVE, INSERT_USAGE};
 use worker::{console_error, console_log, D1Database};
 
-use crate::auth::Caller;
-use crate::d1::{statement, text as s, value_limit};
-use crate::edge::Gw;
+use crate::db::d1::{statement, text as s, value_limit};
+use crate::http::context::RequestContext;
 
 /// Characters of the prompt kept when the account opted in.
 pub const PROMPT_PREFIX_CHARS: usize = 200;
@@ -42,11 +41,11 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(endpoint: &str, caller: &Caller) -> Self {
+    pub fn new(endpoint: &str, account_id: &str, key_prefix: &str) -> Self {
         Event {
             endpoint: endpoint.to_string(),
-            account_id: caller.account_id.clone(),
-            key_prefix: caller.prefix.clone(),
+            account_id: account_id.to_string(),
+            key_prefix: key_prefix.to_string(),
             ..Default::default()
         }
     }
@@ -57,8 +56,8 @@ impl Event {
     }
 
     /// Keeps the first 200 characters of the prompt only if the account opted in.
-    pub fn set_prompt(&mut self, caller: &Caller, prompt: &str) {
-        if caller.store_prompt_prefix {
+    pub fn set_prompt(&mut self, opted_in: bool, prompt: &str) {
+        if opted_in {
             self.prompt_prefix = Some(prompt.chars().take(PROMPT_PREFIX_CHARS).collect());
         }
     }
@@ -87,17 +86,17 @@ thread_local! {
 /// Queues the call's usage row, and its archived answer if it has one, for the isolate's next
 /// batch: every `FLUSH_MS` (or `FLUSH_ROWS` rows) one D1 batch writes all queued rows, after
 /// the responses were sent (`wait_until` keeps the isolate alive until the write is done).
-pub fn usage_later(gw: &Gw, event: Event, status: u16) {
+pub fn usage_later(cx: &RequestContext, event: Event, status: u16) {
     if event.discard {
         return;
     }
-    let latency_ms = worker::Date::now().as_millis().saturating_sub(gw.now_ms);
+    let latency_ms = worker::Date::now().as_millis().saturating_sub(cx.now_ms);
     let row = Pending {
         event,
-        request_id: gw.request_id.clone(),
+        request_id: cx.request_id.clone(),
         status,
         latency_ms,
-        at_ms: gw.now_ms,
+        at_ms: cx.now_ms,
     };
     let (schedule, full) = PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -107,15 +106,15 @@ pub fn usage_later(gw: &Gw, event: Event, status: u16) {
         (schedule, p.0.len() >= FLUSH_ROWS)
     });
     if full {
-        if let Ok(db) = gw.db() {
-            gw.after(flush(db));
+        if let Ok(db) = cx.db() {
+            cx.after(flush(db));
         }
     }
     if !schedule {
         return;
     }
-    let Ok(db) = gw.db() else { return };
-    gw.after(async move {
+    let Ok(db) = cx.db() else { return };
+    cx.after(async move {
         worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
         PENDING.with(|p| p.borrow_mut().1 = false);
         flush(db).await;
@@ -226,7 +225,7 @@ async fn write(db: &D1Database, rows: &[Pending]) {
     }
     for (_, stmts) in batches {
         let n = stmts.len();
-        if let Err(e) = crate::d1::batch(db, stmts).await {
+        if let Err(e) = crate::db::d1::batch(db, stmts).await {
             console_error!("usage/archive write ({n} statements) failed: {e}");
         }
     }

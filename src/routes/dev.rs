@@ -13,12 +13,15 @@ use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, Response};
 
 use crate::cache;
-use crate::edge::{dependency, json, Gw, Outcome};
+use crate::http::context::RequestContext;
+use crate::http::response::json;
+use crate::runtime::dependency;
+use gateway_core::error::ApiResult;
 
 /// A whole-number field of a small JSON body, 0 when absent (the dev routes' `days`,
 /// `seconds`).
-async fn u64_field(req: &mut Request, name: &str) -> Outcome<u64> {
-    let body = crate::edge::read_json_object(req, 1024).await?;
+async fn u64_field(req: &mut Request, name: &str) -> ApiResult<u64> {
+    let body = crate::http::request::read_json_object(req, 1024).await?;
     Ok(body
         .get(name)
         .and_then(serde_json::Value::as_u64)
@@ -26,12 +29,12 @@ async fn u64_field(req: &mut Request, name: &str) -> Outcome<u64> {
 }
 
 /// The namespace named by a dev route's path (`ask/v1`, …), or a 404.
-fn namespace(ns: &str, version: &str) -> Outcome<Namespace> {
+fn namespace(ns: &str, version: &str) -> ApiResult<Namespace> {
     Namespace::parse(&format!("{ns}/{version}")).ok_or_else(ApiError::not_found)
 }
 
-pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
-    if !gw.dev_mode() {
+pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiResult<Response> {
+    if !cx.dev_mode() {
         return Err(ApiError::not_found());
     }
     match (req.method(), segs) {
@@ -43,7 +46,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // Read the raw L2 value and its metadata, so a test can check what an entry holds.
         (Method::Get, ["l2", ns, version, key]) => {
             let name = namespace(ns, version)?.l2_name(key);
-            let (value, meta) = gw
+            let (value, meta) = cx
                 .kv()?
                 .get(&name)
                 .text_with_metadata::<cache::L2Meta>()
@@ -58,7 +61,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         (Method::Post, ["l2", ns, version, key, "age"]) => {
             let seconds = u64_field(&mut req, "seconds").await?;
             let name = namespace(ns, version)?.l2_name(key);
-            let kv = gw.kv()?;
+            let kv = cx.kv()?;
             let (value, meta) = kv
                 .get(&name)
                 .text_with_metadata::<cache::L2Meta>()
@@ -90,12 +93,12 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 .and_then(|v| v.try_into().ok())
                 .ok_or_else(|| ApiError::invalid_param("seed", "3 bytes in hex"))?;
             let draw = || {
-                let mut secret = crate::edge::random_32()?;
+                let mut secret = crate::runtime::random_32()?;
                 secret[..3].copy_from_slice(&seed);
                 Ok(secret)
             };
-            let minted = crate::account::mint_key_from(
-                gw,
+            let minted = crate::routes::account::mint_key_from(
+                cx,
                 account,
                 None,
                 gateway_core::keys::KeyMode::Live,
@@ -108,8 +111,8 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // Revoke a key in D1 only, as another colo's revocation looks to this isolate before
         // its caches catch up (memo 5 s, KV 60 s).
         (Method::Post, ["keys", prefix, "revoke-row-only"]) => {
-            crate::d1::run(
-                &gw.db()?,
+            crate::db::d1::run(
+                &cx.db()?,
                 "UPDATE api_keys SET status = 'revoked' WHERE prefix = ?1",
                 &[JsValue::from_str(prefix)],
             )
@@ -119,8 +122,8 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         // Move a revoked key's revocation back by N days (the key purge's clock).
         (Method::Post, ["keys", prefix, "age"]) => {
             let days = u64_field(&mut req, "days").await?;
-            crate::d1::run(
-                &gw.db()?,
+            crate::db::d1::run(
+                &cx.db()?,
                 "UPDATE api_keys SET revoked_at = revoked_at - ?2 WHERE prefix = ?1",
                 &[
                     JsValue::from_str(prefix),
@@ -132,25 +135,28 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
         }
         // Make a key's bucket fail, so a test can see the gateway fail closed.
         (Method::Post, ["bucket", prefix, "break"]) => {
-            crate::bucket::break_for_tests(&gw.env, prefix).await?;
+            crate::limits::bucket::break_for_tests(&cx.env, prefix).await?;
             json(200, &json!({"broken": true}))
         }
         // Mark a key revoked in its bucket only (as if the auth cache were stale elsewhere).
         (Method::Post, ["bucket", prefix, "revoke"]) => {
-            crate::bucket::revoke(&gw.env, prefix).await?;
+            crate::limits::bucket::revoke(&cx.env, prefix).await?;
             json(200, &json!({"revoked": true}))
         }
         // An account's ledger read without carrying the isolate's queued operations along, and
         // a hook that makes its next N batches fail: together they show queued settlements
         // retried rather than lost.
         (Method::Get, ["ledger", account]) => {
-            let reply = crate::ledger::send_alone(&gw.env, account, &LedgerOp::Balance).await?;
-            json(200, &crate::ledger::applied(reply)?)
+            let reply =
+                crate::limits::ledger::send_alone(&cx.env, account, &LedgerOp::Balance).await?;
+            json(200, &crate::limits::ledger::applied(reply)?)
         }
         (Method::Post, ["ledger", account, "fail-batches", count]) => {
             let count = count.parse().map_err(|_| ApiError::not_found())?;
             let op = LedgerOp::FailBatches { count };
-            crate::ledger::applied(crate::ledger::send_alone(&gw.env, account, &op).await?)?;
+            crate::limits::ledger::applied(
+                crate::limits::ledger::send_alone(&cx.env, account, &op).await?,
+            )?;
             json(200, &json!({"failing_batches": count}))
         }
         // Load benchmarks (scripts/bench.sh): one real rate-limit decision through the key's
@@ -160,39 +166,39 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 burst: MAX_BURST,
                 per_second: MAX_PER_SECOND,
             };
-            let reply = crate::bucket::take(&gw.env, prefix, 1, limits).await?;
+            let reply = crate::limits::bucket::take(&cx.env, prefix, 1, limits).await?;
             json(200, &reply)
         }
         // The L1 read alone (Cache API lookup of an `ask/v1` key), the reference that bounds
         // the L1 hit path's throughput under the local runtime.
         (Method::Get, ["bench", "l1", key]) => {
-            let tier = cache::lookup(gw, Namespace::Ask, key)
+            let tier = cache::lookup(cx, Namespace::Ask, key)
                 .await
                 .map(|(_, t)| t.as_str());
             json(200, &json!({"tier": tier}))
         }
         (Method::Post, ["bench", "do-ping", name]) => {
-            crate::bucket::ping(&gw.env, name).await?;
+            crate::limits::bucket::ping(&cx.env, name).await?;
             json(200, &json!({}))
         }
         // Age an archived answer by N days (the archive's clock is the row's created_at).
         (Method::Post, ["archive", id, "age"]) => {
             let days = u64_field(&mut req, "days").await?;
             let ms = JsValue::from_f64(days.saturating_mul(86_400_000) as f64);
-            let db = gw.db()?;
+            let db = cx.db()?;
             // The row may still wait in this isolate's queue (it is served from there): write it.
-            crate::record::flush_now(gw.db()?).await;
+            crate::db::usage_log::flush_now(cx.db()?).await;
             for table in ["response_archive", "usage_events"] {
                 let sql = format!(
                     "UPDATE {table} SET created_at = created_at - ?2 WHERE request_id = ?1"
                 );
-                crate::d1::run(&db, &sql, &[JsValue::from_str(id), ms.clone()]).await?;
+                crate::db::d1::run(&db, &sql, &[JsValue::from_str(id), ms.clone()]).await?;
             }
             json(200, &json!({"aged_days": days}))
         }
         // Rows an account has in every table (account deletion must leave none).
         (Method::Get, ["rows", account]) => {
-            let db = gw.db()?;
+            let db = cx.db()?;
             let mut counts = serde_json::Map::new();
             for (table, col) in [
                 ("accounts", "id"),
@@ -203,7 +209,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 ("key_access_log", "account_id"),
             ] {
                 let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1");
-                let n = crate::d1::count(&db, &sql, &[JsValue::from_str(account)]).await?;
+                let n = crate::db::d1::count(&db, &sql, &[JsValue::from_str(account)]).await?;
                 counts.insert(table.into(), json!(n));
             }
             json(200, &serde_json::Value::Object(counts))
@@ -215,20 +221,20 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
             let p = Provider::parse(provider).ok_or_else(ApiError::not_found)?;
             // `x-broker-secret: configured` stands for the gateway's own secret.
             let secret = match req.headers().get("x-broker-secret").ok().flatten() {
-                Some(s) if s == "configured" => gw.var("BROKER_SHARED_SECRET"),
+                Some(s) if s == "configured" => cx.var("BROKER_SHARED_SECRET"),
                 other => other,
             };
             let payload = req.text().await.unwrap_or_default();
             let (status, body) =
-                crate::fanout::complete_rpc(gw, p, secret.as_deref().unwrap_or(""), &payload)
+                crate::brokers::complete_rpc(cx, p, secret.as_deref().unwrap_or(""), &payload)
                     .await
                     .map_err(dependency("broker"))?;
-            crate::edge::json_text(status, body)
+            crate::http::response::json_text(status, body)
         }
         // Forward a request to a broker as is: the caller's own headers, no shared secret added.
         (_, ["broker", provider, rest @ ..]) => {
             let p = Provider::parse(provider).ok_or_else(ApiError::not_found)?;
-            let fetcher = gw
+            let fetcher = cx
                 .env
                 .service(p.binding())
                 .map_err(dependency("broker binding"))?;

@@ -16,8 +16,10 @@ use gateway_core::credits::ledger_ops::{encode_batch, LedgerOp, LedgerReply, Led
 use gateway_core::error::ApiError;
 use worker::{console_error, Env};
 
-use crate::edge::{dependency, Gw, Outcome};
+use crate::http::context::RequestContext;
 use crate::objects;
+use crate::runtime::dependency;
+use gateway_core::error::ApiResult;
 
 /// How long a queued operation waits before its account's batch is sent.
 const FLUSH_MS: u64 = 100;
@@ -31,7 +33,7 @@ thread_local! {
 /// Sends `op` to the account's ledger, preceded by the operations queued for that account
 /// (one call either way): the ledger's reply to `op`, applied or refused. On failure the
 /// queued retry-safe operations go back to the queue.
-pub async fn call(gw: &Gw, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
+pub async fn call(cx: &RequestContext, account_id: &str, op: &LedgerOp) -> ApiResult<LedgerReply> {
     let queued = take_queued(account_id);
     let body = if queued.is_empty() {
         serde_json::to_string(op)
@@ -39,14 +41,14 @@ pub async fn call(gw: &Gw, account_id: &str, op: &LedgerOp) -> Outcome<LedgerRep
         encode_batch(queued.iter().chain(std::iter::once(op)))
     }
     .map_err(dependency("encode"))?;
-    let result = send(&gw.env, account_id, body).await;
+    let result = send(&cx.env, account_id, body).await;
     if result.is_err() {
         // The failed call may have been applied: only retry-safe operations go back, and a
         // flush is scheduled for them if none is pending.
         let retry: Vec<LedgerOp> = queued.into_iter().filter(LedgerOp::is_retry_safe).collect();
         if !retry.is_empty() {
             requeue(account_id, retry);
-            schedule_flush(gw);
+            schedule_flush(cx);
         }
     }
     result
@@ -54,7 +56,7 @@ pub async fn call(gw: &Gw, account_id: &str, op: &LedgerOp) -> Outcome<LedgerRep
 
 /// Sends one encoded operation (every batch is encoded from borrowed operations, with
 /// `encode_batch`: queued operations, possibly followed by the caller's own, are not copied).
-async fn send(env: &Env, account_id: &str, body: String) -> Outcome<LedgerReply> {
+async fn send(env: &Env, account_id: &str, body: String) -> ApiResult<LedgerReply> {
     objects::call(
         env,
         "ACCOUNT_LEDGER",
@@ -67,7 +69,7 @@ async fn send(env: &Env, account_id: &str, body: String) -> Outcome<LedgerReply>
 
 /// Queues `op` for the account's next batch (sent after the response, within `FLUSH_MS`).
 /// Consecutive fees are summed into one operation.
-pub fn queue(gw: &Gw, account_id: &str, op: LedgerOp) {
+pub fn queue(cx: &RequestContext, account_id: &str, op: LedgerOp) {
     QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         let ops = q.0.entry(account_id.to_string()).or_default();
@@ -76,7 +78,7 @@ pub fn queue(gw: &Gw, account_id: &str, op: LedgerOp) {
             _ => ops.push(op),
         }
     });
-    schedule_flush(gw);
+    schedule_flush(cx);
 }
 
 /// How long an account's failed batch waits before each new attempt.
@@ -149,17 +151,17 @@ fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) {
 }
 
 /// Makes sure a flush is pending (after operations were queued or went back to the queue).
-fn schedule_flush(gw: &Gw) {
+fn schedule_flush(cx: &RequestContext) {
     let schedule = QUEUE.with(|q| !std::mem::replace(&mut q.borrow_mut().1, true));
     if schedule {
-        gw.after(flush_later(gw.env.clone()));
+        cx.after(flush_later(cx.env.clone()));
     }
 }
 
 /// Sends `op` alone, leaving the account's queue as it is (dev-only routes: a test can then
 /// tell what the queue delivered from what a call carried along).
 #[cfg(feature = "dev-hooks")]
-pub async fn send_alone(env: &Env, account_id: &str, op: &LedgerOp) -> Outcome<LedgerReply> {
+pub async fn send_alone(env: &Env, account_id: &str, op: &LedgerOp) -> ApiResult<LedgerReply> {
     let body = serde_json::to_string(op).map_err(dependency("encode"))?;
     send(env, account_id, body).await
 }
@@ -172,39 +174,39 @@ pub fn forget(account_id: &str) {
 /// Reserves `amount` credits for call `id` (after the account's queued operations), unless the
 /// account has `max_in_flight` calls open: applied, or refused (`insufficient_credits`, ...).
 pub async fn reserve(
-    gw: &Gw,
+    cx: &RequestContext,
     account_id: &str,
     id: &str,
     amount: u64,
     max_in_flight: u32,
-) -> Outcome<LedgerReply> {
+) -> ApiResult<LedgerReply> {
     let op = LedgerOp::Reserve {
         id: id.to_string(),
         amount,
         max_in_flight,
     };
-    call(gw, account_id, &op).await
+    call(cx, account_id, &op).await
 }
 
 /// Adds credits (admin top-up): the ledger after it.
-pub async fn credit(gw: &Gw, account_id: &str, amount: u64) -> Outcome<LedgerView> {
-    applied(call(gw, account_id, &LedgerOp::Credit { amount }).await?)
+pub async fn credit(cx: &RequestContext, account_id: &str, amount: u64) -> ApiResult<LedgerView> {
+    applied(call(cx, account_id, &LedgerOp::Credit { amount }).await?)
 }
 
 /// The account's balance.
-pub async fn balance(gw: &Gw, account_id: &str) -> Outcome<LedgerView> {
-    applied(call(gw, account_id, &LedgerOp::Balance).await?)
+pub async fn balance(cx: &RequestContext, account_id: &str) -> ApiResult<LedgerView> {
+    applied(call(cx, account_id, &LedgerOp::Balance).await?)
 }
 
 /// The ledger after an operation the ledger never refuses (a balance read, a credit): a
 /// refusal all the same is a logged 500.
-pub fn applied(reply: LedgerReply) -> Outcome<LedgerView> {
+pub fn applied(reply: LedgerReply) -> ApiResult<LedgerView> {
     reply.map_err(|refusal| {
         console_error!("ledger refused an operation it always applies: {refusal}");
         ApiError::internal()
     })
 }
 
-pub async fn wipe(gw: &Gw, account_id: &str) -> Outcome<()> {
-    call(gw, account_id, &LedgerOp::Wipe).await.map(|_| ())
+pub async fn wipe(cx: &RequestContext, account_id: &str) -> ApiResult<()> {
+    call(cx, account_id, &LedgerOp::Wipe).await.map(|_| ())
 }

@@ -1,20 +1,11 @@
-//! D1 access for accounts and API keys: the only place the gateway writes SQL for them.
+//! The `api_keys` rows: minting within the cap, lookup by prefix, listing, revocation, use.
 
-use gateway_core::error::ApiError;
 use serde::{Deserialize, Serialize};
 use worker::D1Database;
 
-use crate::d1::{self, num, opt_text, text};
-use crate::edge::Outcome;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccountRow {
-    pub id: String,
-    pub tier: String,
-    pub limits_json: Option<String>,
-    pub store_prompt_prefix: i64,
-    pub created_at: i64,
-}
+use crate::db::d1;
+use crate::db::d1::{num, opt_text, text};
+use gateway_core::error::ApiResult;
 
 /// What authenticating a key needs, in one row (also the KV auth cache entry).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,62 +33,8 @@ pub struct KeyListRow {
     pub last_used_at: Option<i64>,
 }
 
-pub async fn insert_account(
-    db: &D1Database,
-    id: &str,
-    tier: &str,
-    limits_json: Option<&str>,
-    now_ms: u64,
-) -> Outcome<()> {
-    d1::run(
-        db,
-        "INSERT INTO accounts (id, tier, limits_json, store_prompt_prefix, created_at) VALUES (?1, ?2, ?3, 0, ?4)",
-        &[text(id), text(tier), opt_text(limits_json), num(now_ms)],
-    )
-    .await
-    .map(|_| ())
-}
-
-pub async fn get_account(db: &D1Database, id: &str) -> Outcome<Option<AccountRow>> {
-    d1::first(
-        db,
-        "SELECT id, tier, limits_json, store_prompt_prefix, created_at FROM accounts WHERE id = ?1",
-        &[text(id)],
-    )
-    .await
-}
-
-/// Changes tier (and enterprise limits); returns false when the account does not exist.
-pub async fn update_tier(
-    db: &D1Database,
-    id: &str,
-    tier: &str,
-    limits_json: Option<&str>,
-) -> Outcome<bool> {
-    let changed = d1::run(
-        db,
-        // Limits given replace the stored ones; none given keep them while the account stays
-        // enterprise (the only tier they apply to), and drop them otherwise.
-        "UPDATE accounts SET tier = ?2, limits_json = CASE WHEN ?3 IS NOT NULL THEN ?3 \
-         WHEN ?2 = 'enterprise' THEN limits_json ELSE NULL END WHERE id = ?1",
-        &[text(id), text(tier), opt_text(limits_json)],
-    )
-    .await?;
-    Ok(changed > 0)
-}
-
-pub async fn set_store_prompt_prefix(db: &D1Database, id: &str, on: bool) -> Outcome<()> {
-    d1::run(
-        db,
-        "UPDATE accounts SET store_prompt_prefix = ?2 WHERE id = ?1",
-        &[text(id), num(u64::from(on))],
-    )
-    .await
-    .map(|_| ())
-}
-
 /// How many key rows the account holds, active or revoked.
-pub async fn count_keys(db: &D1Database, account_id: &str) -> Outcome<u64> {
+pub async fn count_keys(db: &D1Database, account_id: &str) -> ApiResult<u64> {
     d1::count(
         db,
         "SELECT COUNT(*) AS n FROM api_keys WHERE account_id = ?1",
@@ -119,7 +56,7 @@ pub async fn insert_key(
     mode: &str,
     now_ms: u64,
     max_keys: u64,
-) -> Outcome<bool> {
+) -> ApiResult<bool> {
     let changed = d1::run(
         db,
         "INSERT INTO api_keys (prefix, account_id, key_hash, name, mode, status, created_at) \
@@ -140,7 +77,7 @@ pub async fn insert_key(
     Ok(changed > 0)
 }
 
-pub async fn key_for_auth(db: &D1Database, prefix: &str) -> Outcome<Option<KeyAuthRow>> {
+pub async fn key_for_auth(db: &D1Database, prefix: &str) -> ApiResult<Option<KeyAuthRow>> {
     d1::first(
         db,
         "SELECT k.prefix, k.key_hash, k.account_id, k.mode, k.status, a.tier, a.limits_json, a.store_prompt_prefix, \
@@ -151,7 +88,7 @@ pub async fn key_for_auth(db: &D1Database, prefix: &str) -> Outcome<Option<KeyAu
     .await
 }
 
-pub async fn list_keys(db: &D1Database, account_id: &str) -> Outcome<Vec<KeyListRow>> {
+pub async fn list_keys(db: &D1Database, account_id: &str) -> ApiResult<Vec<KeyListRow>> {
     d1::all(
         db,
         "SELECT prefix, name, mode, status, created_at, last_used_at FROM api_keys \
@@ -162,7 +99,7 @@ pub async fn list_keys(db: &D1Database, account_id: &str) -> Outcome<Vec<KeyList
 }
 
 /// Prefixes of all the account's keys (to invalidate their auth cache entries).
-pub async fn key_prefixes(db: &D1Database, account_id: &str) -> Outcome<Vec<String>> {
+pub async fn key_prefixes(db: &D1Database, account_id: &str) -> ApiResult<Vec<String>> {
     #[derive(Deserialize)]
     struct P {
         prefix: String,
@@ -182,7 +119,7 @@ pub async fn revoke_key(
     account_id: &str,
     prefix: &str,
     now_ms: u64,
-) -> Outcome<bool> {
+) -> ApiResult<bool> {
     let changed = d1::run(
         db,
         "UPDATE api_keys SET status = 'revoked', revoked_at = ?3 WHERE prefix = ?1 AND account_id = ?2",
@@ -192,7 +129,7 @@ pub async fn revoke_key(
     Ok(changed > 0)
 }
 
-pub async fn touch_key(db: &D1Database, prefix: &str, now_ms: u64) -> Outcome<()> {
+pub async fn touch_key(db: &D1Database, prefix: &str, now_ms: u64) -> ApiResult<()> {
     d1::run(
         db,
         "UPDATE api_keys SET last_used_at = ?2 WHERE prefix = ?1",
@@ -200,9 +137,4 @@ pub async fn touch_key(db: &D1Database, prefix: &str, now_ms: u64) -> Outcome<()
     )
     .await
     .map(|_| ())
-}
-
-/// Maps "no such account" for admin routes.
-pub fn account_not_found() -> ApiError {
-    ApiError::new(404, "account_not_found", "no such account")
 }

@@ -14,12 +14,16 @@ use serde_json::Value;
 use worker::{Request, Response};
 
 use crate::auth::Caller;
-use crate::edge::{read_body_capped, require_json, set_header, Gw, Outcome};
-use crate::fanout::{self, Passthrough};
+use crate::brokers;
+use crate::brokers::Passthrough;
+use crate::db::sealed_keys;
+use crate::db::usage_log::Event;
+use crate::http::context::RequestContext;
+use crate::http::request::{read_body_capped, require_json};
+use crate::http::response::set_header;
 use crate::limits::{self, Charge, Used, WorstCase};
 use crate::pipeline::{self, Endpoint, Served};
-use crate::provider_keys;
-use crate::record::Event;
+use gateway_core::error::ApiResult;
 
 /// One drop-in call, through the pipeline (as `/v1/ask`: a hit takes no bucket token).
 ///
@@ -28,16 +32,16 @@ use crate::record::Event;
 /// its own key. Test keys neither read nor write the cache, so a synthetic answer is never
 /// served to a live key.
 pub async fn post(
-    gw: &Gw,
+    cx: &RequestContext,
     mut req: Request,
     caller: &Caller,
     event: &mut Event,
     dialect: Dialect,
-) -> Outcome<Response> {
+) -> ApiResult<Response> {
     event.endpoint = dialect.endpoint().to_string();
     require_json(&req)?;
     let body = read_body_capped(&mut req, dropin::BODY_LIMIT).await?;
-    let policy = limits::policy(gw, caller);
+    let policy = limits::policy(cx, caller);
     let provider = dialect.provider();
     let parsed = dropin::parse_request(
         dialect,
@@ -48,11 +52,11 @@ pub async fn post(
     event.providers = provider.as_str().to_string();
     let asked = scope_header(&req)?;
     // Only a prompt that passed validation is kept (`docs/DECISIONS.md`).
-    event.set_prompt(caller, &parsed.last_user_text);
+    event.set_prompt(caller.store_prompt_prefix, &parsed.last_user_text);
     let sealed = if caller.is_test() || !caller.has_byok(provider) {
         None
     } else {
-        provider_keys::sealed(gw, &caller.account_id, provider).await?
+        sealed_keys::sealed(cx, &caller.account_id, provider).await?
     };
     // On the platform's provider key, only the features the gateway checks and bills; a call
     // on the account's own key (BYOK) pays its provider itself.
@@ -102,7 +106,7 @@ pub async fn post(
         body: parsed.capped_body.unwrap_or(body),
     };
     let mode = pipeline::cache_mode(caller, &req);
-    pipeline::run(gw, caller, &policy, &call, mode, event).await
+    pipeline::run(cx, caller, &policy, &call, mode, event).await
 }
 
 /// A drop-in call in the pipeline: the body forwarded to one provider's broker as it is.
@@ -144,17 +148,17 @@ impl Endpoint for DropIn {
 
     fn answer_hit(
         &self,
-        _gw: &Gw,
+        _gw: &RequestContext,
         text: String,
         served: Served,
         _event: &mut Event,
-    ) -> Option<Outcome<Response>> {
+    ) -> Option<ApiResult<Response>> {
         Some(respond(200, text, &served, self.scope, None))
     }
 
-    async fn call(&self, gw: &Gw, caller: &Caller) -> Outcome<Passthrough> {
-        fanout::passthrough(
-            gw,
+    async fn call(&self, cx: &RequestContext, caller: &Caller) -> ApiResult<Passthrough> {
+        brokers::passthrough(
+            cx,
             self.provider,
             &caller.account_id,
             caller.is_test(),
@@ -188,11 +192,11 @@ impl Endpoint for DropIn {
 
     fn answer(
         &self,
-        _gw: &Gw,
+        _gw: &RequestContext,
         answer: Passthrough,
         served: Served,
         _event: &mut Event,
-    ) -> Outcome<Response> {
+    ) -> ApiResult<Response> {
         // The upstream's own retry hint, on its refusals only.
         let ok = succeeded(&answer);
         let retry_after = answer.retry_after.filter(|_| !ok);
@@ -206,7 +210,7 @@ fn succeeded(answer: &Passthrough) -> bool {
 }
 
 /// The `x-cache-scope` request header: `shared` (default) or `private`; anything else is a 400.
-fn scope_header(req: &Request) -> Outcome<ScopeKind> {
+fn scope_header(req: &Request) -> ApiResult<ScopeKind> {
     match req.headers().get(SCOPE_HEADER).ok().flatten() {
         None => Ok(ScopeKind::Shared),
         Some(v) => ScopeKind::parse(v.trim()).ok_or_else(|| {
@@ -223,7 +227,7 @@ fn respond(
     served: &Served,
     scope: ScopeKind,
     retry_after: Option<String>,
-) -> Outcome<Response> {
+) -> ApiResult<Response> {
     let resp = Response::ok(body)
         .map_err(|_| ApiError::internal())?
         .with_status(status);
@@ -243,7 +247,11 @@ fn respond(
 
 /// On the drop-in paths, errors use the body both SDKs read (see [`dropin::error_body`]):
 /// `error.type` beside `code` and `message`, and Anthropic's top-level `"type": "error"`.
-pub fn in_dialect(segs: &[&str], result: Outcome<Response>, request_id: &str) -> Outcome<Response> {
+pub fn in_dialect(
+    segs: &[&str],
+    result: ApiResult<Response>,
+    request_id: &str,
+) -> ApiResult<Response> {
     let (Some(dialect), Err(e)) = (Dialect::for_path(segs), &result) else {
         return result;
     };

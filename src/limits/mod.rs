@@ -2,6 +2,9 @@
 //! (429 with exact retry headers), and the account's credit reservation, settled after the
 //! fanout. Cache hits only pay a serving fee, debited off the response path.
 
+pub mod bucket;
+pub mod ledger;
+
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -19,8 +22,8 @@ use gateway_core::providers::Provider;
 use worker::console_error;
 
 use crate::auth::Caller;
-use crate::edge::{Gw, Outcome};
-use crate::{bucket, ledger};
+use crate::http::context::RequestContext;
+use gateway_core::error::ApiResult;
 
 /// The caller's limits under the configured tiers.
 pub struct Policy {
@@ -31,22 +34,22 @@ pub struct Policy {
 
 thread_local! {
     /// The tiers and prices in force, built once per isolate from `TIER_CONFIG` and
-    /// `PRICE_TABLE` (or the defaults), like every var (`Gw::var`).
+    /// `PRICE_TABLE` (or the defaults), like every var (`RequestContext::var`).
     static TIERS: OnceCell<Rc<TierConfig>> = const { OnceCell::new() };
     static PRICES: OnceCell<Rc<PriceTable>> = const { OnceCell::new() };
 }
 
-pub fn tier_config(gw: &Gw) -> Rc<TierConfig> {
+pub fn tier_config(cx: &RequestContext) -> Rc<TierConfig> {
     TIERS.with(|c| {
-        c.get_or_init(|| from_var(gw, "TIER_CONFIG", TierConfig::from_json))
+        c.get_or_init(|| from_var(cx, "TIER_CONFIG", TierConfig::from_json))
             .clone()
     })
 }
 
-pub fn price_table(gw: &Gw) -> Rc<PriceTable> {
+pub fn price_table(cx: &RequestContext) -> Rc<PriceTable> {
     PRICES.with(|c| {
         c.get_or_init(|| {
-            from_var(gw, "PRICE_TABLE", |j| {
+            from_var(cx, "PRICE_TABLE", |j| {
                 PriceTable::from_json(j).map_err(|e| e.0)
             })
         })
@@ -56,11 +59,11 @@ pub fn price_table(gw: &Gw) -> Rc<PriceTable> {
 
 /// The table a JSON var overrides, or the defaults when it is unset or invalid (logged).
 fn from_var<T: Default, E: std::fmt::Display>(
-    gw: &Gw,
+    cx: &RequestContext,
     name: &'static str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Rc<T> {
-    Rc::new(match gw.var(name) {
+    Rc::new(match cx.var(name) {
         Some(json) => parse(&json).unwrap_or_else(|e| {
             console_error!("{name} is invalid, using defaults: {e}");
             T::default()
@@ -69,8 +72,8 @@ fn from_var<T: Default, E: std::fmt::Display>(
     })
 }
 
-pub fn policy(gw: &Gw, caller: &Caller) -> Policy {
-    let config = tier_config(gw);
+pub fn policy(cx: &RequestContext, caller: &Caller) -> Policy {
+    let config = tier_config(cx);
     Policy {
         tier: caller.tier,
         limits: config.limits_for(caller.tier, caller.account_limits),
@@ -105,8 +108,8 @@ impl WithRateHeaders for ApiError {
 }
 
 /// One token from the key's bucket, or a 429 with the contract's body and headers.
-async fn admit(gw: &Gw, caller: &Caller, policy: &Policy) -> Outcome<Admission> {
-    match bucket::take(&gw.env, &caller.prefix, 1, policy.limits).await? {
+async fn admit(cx: &RequestContext, caller: &Caller, policy: &Policy) -> ApiResult<Admission> {
+    match bucket::take(&cx.env, &caller.prefix, 1, policy.limits).await? {
         Err(TakeRefusal::Revoked) => Err(ApiError::unauthorized()),
         Err(TakeRefusal::InsufficientCapacity { burst }) => Err(ApiError::new(
             429,
@@ -172,19 +175,19 @@ pub enum Charge<'a> {
 /// its refusal and a reservation made meanwhile is released off the response path; when it
 /// admits and the ledger refuses, the 402 carries the admitted call's rate-limit headers.
 pub async fn gate(
-    gw: &Gw,
+    cx: &RequestContext,
     caller: &Caller,
     policy: &Policy,
     worst: &[WorstCase],
-) -> Outcome<(Admission, Option<Reservation>)> {
+) -> ApiResult<(Admission, Option<Reservation>)> {
     let (admission, reservation) =
-        futures::join!(admit(gw, caller, policy), reserve_worst(gw, caller, worst));
+        futures::join!(admit(cx, caller, policy), reserve_worst(cx, caller, worst));
     match (admission, reservation) {
         (Ok(a), Ok(r)) => Ok((a, r)),
         (Ok(a), Err(e)) => Err(e.with_rate_headers(&a)),
         (Err(e), r) => {
             if let Ok(Some(r)) = r {
-                release_later(gw, r);
+                release_later(cx, r);
             }
             Err(e)
         }
@@ -192,34 +195,34 @@ pub async fn gate(
 }
 
 /// Gives a reservation back whole, off the response path (queued for the account's ledger).
-fn release_later(gw: &Gw, r: Reservation) {
-    ledger::queue(gw, &r.account_id, LedgerOp::Release { id: r.id });
+fn release_later(cx: &RequestContext, r: Reservation) {
+    ledger::queue(cx, &r.account_id, LedgerOp::Release { id: r.id });
 }
 
 /// Reserves the worst-case cost of the calls (test keys are free: no reservation); 402 when
 /// the account cannot cover it. The one reservation path of `/v1/ask` and the drop-in endpoints.
 async fn reserve_worst(
-    gw: &Gw,
+    cx: &RequestContext,
     caller: &Caller,
     calls: &[WorstCase],
-) -> Outcome<Option<Reservation>> {
+) -> ApiResult<Option<Reservation>> {
     if caller.mode == KeyMode::Test {
         return Ok(None);
     }
-    let table = price_table(gw);
+    let table = price_table(cx);
     let amount: u64 = calls
         .iter()
         .map(|c| table.worst_case(c.provider, &c.model, c.prompt_bytes, c.max_tokens))
         .sum();
-    let id = gw.request_id.clone();
-    let max_in_flight = tier_config(gw).max_in_flight(caller.tier);
-    let reply = match ledger::reserve(gw, &caller.account_id, &id, amount, max_in_flight).await {
+    let id = cx.request_id.clone();
+    let max_in_flight = tier_config(cx).max_in_flight(caller.tier);
+    let reply = match ledger::reserve(cx, &caller.account_id, &id, amount, max_in_flight).await {
         Ok(reply) => reply,
         Err(e) => {
             // The ledger may have applied the reservation before the call failed (a lost
             // reply): give it back, so it does not hold the credits for 10 minutes. Releasing
             // an id the ledger does not hold does nothing.
-            ledger::queue(gw, &caller.account_id, LedgerOp::Release { id });
+            ledger::queue(cx, &caller.account_id, LedgerOp::Release { id });
             return Err(e);
         }
     };
@@ -244,9 +247,13 @@ async fn reserve_worst(
 
 /// The actual cost of the calls' charges; settles the reservation with it off the response
 /// path (no charge releases it whole).
-pub fn settle_later(gw: &Gw, reservation: Option<Reservation>, charges: &[Charge]) -> u64 {
+pub fn settle_later(
+    cx: &RequestContext,
+    reservation: Option<Reservation>,
+    charges: &[Charge],
+) -> u64 {
     let Some(r) = reservation else { return 0 };
-    let table = price_table(gw);
+    let table = price_table(cx);
     let actual: u64 = charges
         .iter()
         .map(|c| match c {
@@ -256,7 +263,7 @@ pub fn settle_later(gw: &Gw, reservation: Option<Reservation>, charges: &[Charge
             }
         })
         .sum();
-    ledger::queue(gw, &r.account_id, LedgerOp::Settle { id: r.id, actual });
+    ledger::queue(cx, &r.account_id, LedgerOp::Settle { id: r.id, actual });
     actual
 }
 
@@ -272,10 +279,10 @@ const UNMETERED_KEYS: usize = 4096;
 /// (data reads, refused bodies, unknown routes), at `UNMETERED_FACTOR` times the tier's call
 /// limits; a 429 with the contract's body and headers when it is empty. Per isolate, not
 /// exact across them: it bounds what one client can make one isolate write to D1.
-pub fn admit_unmetered(gw: &Gw, caller: &Caller) -> Outcome<()> {
-    let policy = policy(gw, caller);
+pub fn admit_unmetered(cx: &RequestContext, caller: &Caller) -> ApiResult<()> {
+    let policy = policy(cx, caller);
     let limits = policy.limits.scaled(UNMETERED_FACTOR);
-    let now = gw.now_ms;
+    let now = cx.now_ms;
     let decision = UNMETERED.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() >= UNMETERED_KEYS && !m.contains_key(&caller.prefix) {
@@ -328,6 +335,6 @@ pub fn cache_hit_fee() -> u64 {
 /// Debits the cache-hit serving fee after the response is sent: queued with the account's
 /// other ledger operations (fees within one batch are summed), so a hit never waits on the
 /// ledger and a burst of hits costs one Durable Object call, not one each.
-pub fn debit_fee_later(gw: &Gw, account_id: &str, fee: u64) {
-    ledger::queue(gw, account_id, LedgerOp::Fee { amount: fee });
+pub fn debit_fee_later(cx: &RequestContext, account_id: &str, fee: u64) {
+    ledger::queue(cx, account_id, LedgerOp::Fee { amount: fee });
 }

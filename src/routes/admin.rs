@@ -9,34 +9,40 @@ use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 
 use crate::auth::{invalidate_account, require_admin};
-use crate::edge::{json, random_16, read_json_object, read_optional_json_object, Gw, Outcome};
-use crate::{account, ledger, store};
+use crate::db::accounts;
+use crate::http::context::RequestContext;
+use crate::http::request::{read_json_object, read_optional_json_object};
+use crate::http::response::json;
+use crate::limits::ledger;
+use crate::routes::account;
+use crate::runtime::random_16;
+use gateway_core::error::ApiResult;
 
 const SMALL_BODY: usize = 16 * 1024;
 
 /// Routes `/admin/...`.
-pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response> {
-    require_admin(gw, &req)?;
+pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiResult<Response> {
+    require_admin(cx, &req)?;
     let method = req.method();
     match (method.as_ref(), segs) {
-        ("POST", ["accounts"]) => create_account(gw, &mut req).await,
+        ("POST", ["accounts"]) => create_account(cx, &mut req).await,
         ("POST", ["accounts", id, "keys"]) => {
-            let id = existing_account(gw, id).await?;
+            let id = existing_account(cx, id).await?;
             let body = read_optional_json_object(&mut req, SMALL_BODY).await?;
             let (name, mode) = key_request(&body)?;
-            let minted = account::mint_key(gw, &id, name.as_deref(), mode, None).await?;
+            let minted = account::mint_key(cx, &id, name.as_deref(), mode, None).await?;
             json(
                 201,
                 &json!({"key": minted.token, "prefix": minted.prefix, "mode": mode.as_str()}),
             )
         }
         ("PATCH", ["accounts", id]) => {
-            let id = existing_account(gw, id).await?;
+            let id = existing_account(cx, id).await?;
             let body = read_json_object(&mut req, SMALL_BODY).await?;
-            patch_account(gw, &id, &body).await
+            patch_account(cx, &id, &body).await
         }
         ("POST", ["accounts", id, "credits"]) => {
-            let id = existing_account(gw, id).await?;
+            let id = existing_account(cx, id).await?;
             let body = read_json_object(&mut req, SMALL_BODY).await?;
             only_fields(&body, &["amount"])?;
             let amount = body
@@ -46,7 +52,7 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
                 .ok_or_else(|| {
                     ApiError::invalid_param("amount", "`amount` must be a positive integer")
                 })?;
-            let bal = ledger::credit(gw, &id, amount).await?;
+            let bal = ledger::credit(cx, &id, amount).await?;
             json(
                 200,
                 &json!({"account_id": id, "credits_balance": bal.balance}),
@@ -59,24 +65,24 @@ pub async fn route(gw: &Gw, mut req: Request, segs: &[&str]) -> Outcome<Response
     }
 }
 
-async fn existing_account(gw: &Gw, id: &str) -> Outcome<String> {
+async fn existing_account(cx: &RequestContext, id: &str) -> ApiResult<String> {
     if !keys::is_id("acct", id) {
-        return Err(store::account_not_found());
+        return Err(accounts::account_not_found());
     }
-    store::get_account(&gw.db()?, id)
+    accounts::get_account(&cx.db()?, id)
         .await?
         .map(|a| a.id)
-        .ok_or_else(store::account_not_found)
+        .ok_or_else(accounts::account_not_found)
 }
 
 /// Enterprise limits as the accounts row stores them (JSON text).
-fn stored_limits(limits: Option<Limits>) -> Outcome<Option<String>> {
+fn stored_limits(limits: Option<Limits>) -> ApiResult<Option<String>> {
     limits
         .map(|l| serde_json::to_string(&l).map_err(|_| ApiError::internal()))
         .transpose()
 }
 
-async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
+async fn create_account(cx: &RequestContext, req: &mut Request) -> ApiResult<Response> {
     let body = read_json_object(req, SMALL_BODY).await?;
     only_fields(&body, &["tier", "limits", "credits"])?;
     let (tier, limits) = tier_change(&body)?;
@@ -93,24 +99,28 @@ async fn create_account(gw: &Gw, req: &mut Request) -> Outcome<Response> {
     let id = keys::make_id("acct", &random_16());
     // Credit the ledger first: a failure leaves no account row behind.
     if credits > 0 {
-        ledger::credit(gw, &id, credits).await?;
+        ledger::credit(cx, &id, credits).await?;
     }
-    store::insert_account(&gw.db()?, &id, tier.as_str(), limits.as_deref(), gw.now_ms).await?;
+    accounts::insert_account(&cx.db()?, &id, tier.as_str(), limits.as_deref(), cx.now_ms).await?;
     json(
         201,
         &json!({"account_id": id, "tier": tier.as_str(), "credits_balance": credits}),
     )
 }
 
-async fn patch_account(gw: &Gw, id: &str, body: &Map<String, Value>) -> Outcome<Response> {
+async fn patch_account(
+    cx: &RequestContext,
+    id: &str,
+    body: &Map<String, Value>,
+) -> ApiResult<Response> {
     only_fields(body, &["tier", "limits"])?;
     let (tier, limits) = tier_change(body)?;
     let limits = stored_limits(limits)?;
-    let db = gw.db()?;
-    if !store::update_tier(&db, id, tier.as_str(), limits.as_deref()).await? {
-        return Err(store::account_not_found());
+    let db = cx.db()?;
+    if !accounts::update_tier(&db, id, tier.as_str(), limits.as_deref()).await? {
+        return Err(accounts::account_not_found());
     }
     // The next call of any of the account's keys must see the new tier.
-    invalidate_account(gw, &db, id).await?;
+    invalidate_account(cx, &db, id).await?;
     json(200, &json!({"account_id": id, "tier": tier.as_str()}))
 }

@@ -6,41 +6,42 @@ use gateway_core::limits::tier::Limits;
 use serde::de::DeserializeOwned;
 use worker::Env;
 
-use crate::edge::{dependency, Outcome};
 use crate::objects;
+use crate::runtime::dependency;
+use gateway_core::error::ApiResult;
 
 /// Sends `op` to the bucket named `name` (a key prefix) and decodes its reply.
-async fn call<R: DeserializeOwned>(env: &Env, name: &str, op: BucketOp) -> Outcome<R> {
+async fn call<R: DeserializeOwned>(env: &Env, name: &str, op: BucketOp) -> ApiResult<R> {
     let op = serde_json::to_string(&op).map_err(dependency("encode"))?;
     objects::call(env, "TOKEN_BUCKET", name, &op, "TokenBucket reply").await
 }
 
 /// Takes `cost` tokens from the key's bucket: its decision (admitted or denied), or its
 /// refusal (revoked key, a cost the bucket can never hold).
-pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> Outcome<TakeReply> {
+pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> ApiResult<TakeReply> {
     call(env, prefix, BucketOp::Take { cost, limits }).await
 }
 
 /// Clears the bucket of a prefix a new key has just taken: a prefix is free again only once
 /// its previous key's account was deleted, which left that bucket revoked.
-pub async fn reset(env: &Env, prefix: &str) -> Outcome<()> {
+pub async fn reset(env: &Env, prefix: &str) -> ApiResult<()> {
     call(env, prefix, BucketOp::Reset).await
 }
 
 /// Marks the key revoked in its bucket: refused from the next call on.
-pub async fn revoke(env: &Env, prefix: &str) -> Outcome<()> {
+pub async fn revoke(env: &Env, prefix: &str) -> ApiResult<()> {
     call(env, prefix, BucketOp::Revoke).await
 }
 
 /// Test hook behind the dev-only route: makes the key's bucket fail every decision.
 #[cfg(feature = "dev-hooks")]
-pub async fn break_for_tests(env: &Env, prefix: &str) -> Outcome<()> {
+pub async fn break_for_tests(env: &Env, prefix: &str) -> ApiResult<()> {
     call(env, prefix, BucketOp::Break).await
 }
 
 /// A bare round trip to the bucket instance named `name`, which does nothing (no storage):
 /// the baseline of the rate-limit load benchmark (dev-only route).
 #[cfg(feature = "dev-hooks")]
-pub async fn ping(env: &Env, name: &str) -> Outcome<()> {
+pub async fn ping(env: &Env, name: &str) -> ApiResult<()> {
     call(env, name, BucketOp::Ping).await
 }

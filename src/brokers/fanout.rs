@@ -1,0 +1,128 @@
+//! `/v1/ask`'s fanout: one completion per requested provider from its broker, by RPC, all at
+//! once, each bounded by its own timeout; per-provider latency kept. An account's sealed keys
+//! ride along to the brokers of the providers it brought keys for.
+
+use super::ResultError;
+use super::{complete_rpc, timeout_ms, ProviderResult, ResultBody, Timed};
+use std::collections::BTreeMap;
+
+use futures::future::{join_all, select, Either};
+use gateway_core::broker::errors::{
+    broker_unavailable, read_completion_failure, BrokerErrorCode, CompletionFailure,
+};
+use gateway_core::broker::BrokerRequest;
+use gateway_core::keys::byok;
+use gateway_core::keys::KeyMode;
+use gateway_core::providers::completion::{Completion, CompletionRequest};
+use gateway_core::providers::Provider;
+use worker::{console_error, Delay};
+
+use crate::auth::Caller;
+
+use crate::db::sealed_keys;
+use crate::http::context::RequestContext;
+
+/// Calls every provider's broker concurrently; returns results in `calls` order. A provider
+/// for which the account registered its own key gets that (sealed) key; if the account's keys
+/// cannot be read, those providers fail rather than silently use the platform's key.
+pub async fn run(
+    cx: &RequestContext,
+    caller: &Caller,
+    calls: Vec<(Provider, CompletionRequest)>,
+) -> Vec<Timed> {
+    let account_id = caller.account_id.as_str();
+    let test_mode = caller.mode == KeyMode::Test;
+    let timeout_ms = timeout_ms(cx);
+    // Only accounts that registered a key for one of these providers pay the D1 read.
+    let sealed = if !test_mode && calls.iter().any(|(p, _)| caller.has_byok(*p)) {
+        sealed_keys::sealed_all(cx, account_id).await.ok()
+    } else {
+        Some(BTreeMap::new())
+    };
+    let futs = calls.into_iter().map(|(provider, completion)| {
+        // `None`: the account's keys could not be read.
+        let byok_ciphertext = sealed.as_ref().map(|m| m.get(&provider).cloned());
+        let body = BrokerRequest {
+            request_id: cx.request_id.clone(),
+            account_id: account_id.to_string(),
+            test_mode,
+            completion,
+            byok_ciphertext: byok_ciphertext.clone().flatten(),
+        };
+        async move {
+            let started = worker::Date::now().as_millis();
+            if byok_ciphertext.is_none() && byok::supports(provider) {
+                return Timed {
+                    result: ProviderResult::error(
+                        provider,
+                        BrokerErrorCode::ServiceUnavailable.as_str(),
+                        "the account's provider keys could not be read; retry shortly".into(),
+                    ),
+                    latency_ms: 0,
+                };
+            }
+            let call = call_broker(cx, provider, &body);
+            futures::pin_mut!(call);
+            let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
+            let result = match select(call, timer).await {
+                Either::Left((r, _)) => r,
+                Either::Right(((), _)) => ProviderResult::error(
+                    provider,
+                    BrokerErrorCode::UpstreamTimeout.as_str(),
+                    format!("{provider} did not answer within {timeout_ms} ms"),
+                ),
+            };
+            Timed {
+                result,
+                latency_ms: worker::Date::now().as_millis().saturating_sub(started),
+            }
+        }
+    });
+    join_all(futs).await
+}
+
+/// One completion from a provider's broker, by RPC over its service binding.
+async fn call_broker(
+    cx: &RequestContext,
+    provider: Provider,
+    body: &BrokerRequest,
+) -> ProviderResult {
+    let unavailable = |what: &str| {
+        console_error!("broker {provider}: {what}");
+        let e = broker_unavailable(provider);
+        ProviderResult::error(provider, e.code, e.message)
+    };
+    let Ok(payload) = serde_json::to_string(body) else {
+        return unavailable("could not encode request");
+    };
+    let secret = cx.var("BROKER_SHARED_SECRET").unwrap_or_default();
+    let (status, text) = match complete_rpc(cx, provider, &secret, &payload).await {
+        Ok(answer) => answer,
+        Err(e) => return unavailable(&e),
+    };
+    if status == 200 {
+        return match serde_json::from_str::<Completion>(&text) {
+            Ok(c) => ProviderResult {
+                provider,
+                outcome: ResultBody::Ok(c),
+            },
+            Err(_) => unavailable("malformed broker answer"),
+        };
+    }
+    // Broker errors: `{"error": {"code", "message", ...}}`; pass code and a scrubbed message.
+    let CompletionFailure {
+        code,
+        message,
+        retry_after_ms,
+    } = read_completion_failure(&text);
+    ProviderResult {
+        provider,
+        outcome: ResultBody::Err {
+            error: ResultError {
+                code,
+                message,
+                retry_after_ms,
+            },
+        },
+    }
+}

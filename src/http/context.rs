@@ -1,0 +1,125 @@
+//! What one request carries through the gateway: its bindings, the clock (read once), its id,
+//! the isolate's vars, and (in a `dev-hooks` build) the test hooks it asked for.
+
+use crate::runtime::dependency;
+use crate::runtime::iso8601;
+use crate::runtime::random_16;
+use gateway_core::error::ApiResult;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use gateway_core::keys;
+use worker::{Context, Env, Request};
+
+thread_local! {
+    /// The vars and secrets this isolate has read (`None`: unset or empty).
+    static VARS: RefCell<HashMap<&'static str, Option<String>>> = RefCell::new(HashMap::new());
+}
+
+/// What one request carries through the gateway: bindings, the clock (read once), its id.
+pub struct RequestContext {
+    pub env: Env,
+    pub ctx: Context,
+    pub now_ms: u64,
+    pub request_id: String,
+    /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: the storage tiers this request
+    /// must see fail, from its `x-dev-fail` header (`l1`, `l2`, comma-separated). Empty there
+    /// otherwise; a production build has no such field.
+    #[cfg(feature = "dev-hooks")]
+    dev_fail: String,
+    /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: how long this request's KV
+    /// auth-cache write waits, from its `x-dev-auth-cache-delay-ms` header (a race with a
+    /// revocation, made wide). 0 there otherwise.
+    #[cfg(feature = "dev-hooks")]
+    pub dev_auth_cache_delay_ms: u64,
+}
+
+impl RequestContext {
+    pub fn new(env: Env, ctx: Context, req: &Request) -> Self {
+        let cx = RequestContext {
+            env,
+            ctx,
+            now_ms: worker::Date::now().as_millis(),
+            request_id: keys::make_id("req", &random_16()),
+            #[cfg(feature = "dev-hooks")]
+            dev_fail: String::new(),
+            #[cfg(feature = "dev-hooks")]
+            dev_auth_cache_delay_ms: 0,
+        };
+        #[cfg(feature = "dev-hooks")]
+        let cx = cx.with_dev_hooks(req);
+        // Only the test hooks read the request here.
+        #[cfg(not(feature = "dev-hooks"))]
+        let _ = req;
+        cx
+    }
+
+    /// Reads the test hooks of a `dev-hooks` build, under `DEV_MODE=1` only: the `x-dev-*`
+    /// headers and the `DEV_D1_VALUE_LIMIT` override.
+    #[cfg(feature = "dev-hooks")]
+    fn with_dev_hooks(mut self, req: &Request) -> Self {
+        if self.dev_mode() {
+            self.dev_fail = req
+                .headers()
+                .get("x-dev-fail")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            self.dev_auth_cache_delay_ms = req
+                .headers()
+                .get("x-dev-auth-cache-delay-ms")
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+                .min(10_000);
+        }
+        self
+    }
+
+    /// Whether this request must see `tier` fail (the test hook above).
+    #[cfg(feature = "dev-hooks")]
+    pub fn dev_fails(&self, tier: &str) -> bool {
+        !self.dev_fail.is_empty() && self.dev_fail.split(',').any(|t| t.trim() == tier)
+    }
+
+    /// A plain-text environment variable or secret, if set and non-empty. Read once per
+    /// isolate: a Worker's vars and secrets are fixed for the life of its isolate (a changed
+    /// value comes with a new deployment, hence new isolates).
+    pub fn var(&self, name: &'static str) -> Option<String> {
+        VARS.with(|vars| {
+            vars.borrow_mut()
+                .entry(name)
+                .or_insert_with(|| worker_shared::env::var(&self.env, name))
+                .clone()
+        })
+    }
+
+    /// True only under the project's local dev configuration (never set in wrangler.toml), and
+    /// read only by a `dev-hooks` build: the second gate of every test hook.
+    #[cfg(feature = "dev-hooks")]
+    pub fn dev_mode(&self) -> bool {
+        self.var("DEV_MODE").as_deref() == Some("1")
+    }
+
+    pub fn db(&self) -> ApiResult<worker::D1Database> {
+        self.env.d1("DB").map_err(dependency("D1 binding"))
+    }
+
+    pub fn kv(&self) -> ApiResult<worker::KvStore> {
+        self.env.kv("CACHE").map_err(dependency("KV binding"))
+    }
+
+    /// Runs a future after the response is sent (`Context::wait_until`).
+    pub fn after<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + 'static,
+    {
+        self.ctx.wait_until(fut);
+    }
+
+    /// ISO-8601 UTC form of the request's clock.
+    pub fn now_iso(&self) -> String {
+        iso8601(self.now_ms)
+    }
+}
