@@ -116,27 +116,10 @@ async fn admit(cx: &RequestContext, caller: &Caller, policy: &Policy) -> ApiResu
             "rate_limited",
             format!("this call needs more than the bucket's capacity of {burst}"),
         )),
-        Ok(decision) => {
-            let headers = rate_limit_headers(&policy.limits, policy.tier, &decision);
-            match decision {
-                Decision::Admitted { .. } => Ok(Admission { headers }),
-                Decision::Denied { retry_after_ms, .. } => {
-                    let body = rate_limited_body(policy.tier, retry_after_ms);
-                    let mut e = ApiError::new(
-                        429,
-                        "rate_limited",
-                        body["error"]["message"]
-                            .as_str()
-                            .unwrap_or("rate limited")
-                            .to_string(),
-                    )
-                    .with("tier", policy.tier.as_str())
-                    .with("retry_after_ms", retry_after_ms);
-                    e.headers = headers;
-                    Err(e)
-                }
-            }
-        }
+        Ok(decision @ Decision::Admitted { .. }) => Ok(Admission {
+            headers: rate_limit_headers(&policy.limits, policy.tier, &decision),
+        }),
+        Ok(decision) => Err(rate_limited(policy, &policy.limits, &decision)),
     }
 }
 
