@@ -15,6 +15,7 @@ mod http;
 mod limits;
 mod objects;
 mod pipeline;
+mod relay;
 mod routes;
 mod runtime;
 
@@ -134,10 +135,10 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
                 Ok(r) => r.status_code(),
                 Err(e) => e.status,
             };
-            if route.records_usage() {
-                usage_log::usage_later(cx, event, status);
-            } else {
+            if !route.records_usage() {
                 usage_log::count_unrouted(status);
+            } else if !event.deferred {
+                usage_log::usage_later(cx, event, status);
             }
             dropin::in_dialect(rest, result, &cx.request_id)
         }

@@ -9,11 +9,20 @@ use gateway_core::credits::settlement::{self, Unreported};
 use worker::{Request, Response};
 
 use crate::auth::Caller;
+use crate::brokers;
 use crate::cache;
+use crate::db::usage_log;
 use crate::db::usage_log::Event;
 use crate::http::context::RequestContext;
-use crate::limits::{self, Admission, Charge, Policy, WithRateHeaders, WorstCase};
+use crate::limits::{
+    self, Admission, Charge, Policy, Reservation, Used, WithRateHeaders, WorstCase,
+};
+use crate::relay::{self, Bounds, Ended};
+use gateway_core::api::dropin::Dialect;
+use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
+use gateway_core::providers::Provider;
+use worker::ByteStream;
 
 /// What an answer is served with: how the cache took part, the key, what the call cost and the
 /// rate-limit headers of its admission.
@@ -58,6 +67,18 @@ pub trait Endpoint {
 
     /// The entry to store, when the answer may be served to later callers.
     fn entry(&self, answer: &Self::Answer) -> Option<String>;
+
+    /// The upstream's event stream, when the answer is one: it is relayed as it arrives and
+    /// settled, stored and metered when it ends. Endpoints that never stream keep the default.
+    fn take_stream(&self, answer: Self::Answer) -> Result<Streamed, Self::Answer> {
+        Err(answer)
+    }
+
+    /// Adds the endpoint's headers to the response that relays a stream.
+    fn answer_stream(&self, resp: Response, served: Served) -> ApiResult<Response> {
+        let _ = served;
+        Ok(resp)
+    }
 
     /// Answers the caller with a fresh answer.
     fn answer(
@@ -126,6 +147,18 @@ pub async fn run<E: Endpoint>(
             return Err(e.with_rate_headers(&admission));
         }
     };
+    let answer = match endpoint.take_stream(answer) {
+        Ok(streamed) => {
+            let miss = Miss {
+                reservation,
+                worst,
+                admission,
+                mode,
+            };
+            return relay_stream(cx, endpoint, streamed, miss, event);
+        }
+        Err(answer) => answer,
+    };
     let charges = endpoint.charges(&answer, &worst);
     let credits = limits::settle_later(cx, reservation, &charges);
     event.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
@@ -153,4 +186,98 @@ pub async fn run<E: Endpoint>(
         admission: &admission,
     };
     endpoint.answer(cx, answer, served, event)
+}
+
+/// An upstream event stream to relay (see [`Endpoint::take_stream`]).
+pub struct Streamed {
+    pub status: u16,
+    pub body: worker::web_sys::ReadableStream,
+    pub dialect: Dialect,
+    /// The gateway asked for OpenAI's usage chunk, not the caller: it is taken out.
+    pub strip_usage: bool,
+    /// What the call is priced at.
+    pub provider: Provider,
+    pub model: String,
+}
+
+/// What a miss holds once its upstream call is made.
+struct Miss {
+    reservation: Option<Reservation>,
+    worst: Vec<WorstCase>,
+    admission: Admission,
+    mode: RequestCacheMode,
+}
+
+/// Keep-alive interval of a silent stream (the contract's 15 s), and the silence after which it
+/// is cut (the provider timeout).
+const KEEPALIVE_MS: u64 = 15_000;
+
+/// Answers with the relayed stream at once; when it ends, settles the reservation (the usage
+/// the provider reported when the stream ended with its own terminal event; its worst case when
+/// it was cut, went silent or lost its caller: `docs/DECISIONS.md`, "Streams"), stores the
+/// reassembled answer of a clean stream, and writes the usage row (which says how it ended).
+fn relay_stream<E: Endpoint>(
+    cx: &RequestContext,
+    endpoint: &E,
+    streamed: Streamed,
+    miss: Miss,
+    event: &mut Event,
+) -> ApiResult<Response> {
+    let bounds = Bounds {
+        keepalive_ms: cx
+            .var("STREAM_KEEPALIVE_MS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(KEEPALIVE_MS),
+        idle_ms: brokers::timeout_ms(cx),
+    };
+    let (body, ended) = relay::relay(
+        streamed.dialect,
+        ByteStream::from(streamed.body),
+        streamed.strip_usage,
+        bounds,
+    );
+    let resp = Response::from_stream(body)
+        .map_err(|_| ApiError::internal())?
+        .with_status(streamed.status);
+    // Whether the answer is stored is known only at its end: a streamed miss never says so.
+    let outcome = CacheOutcome::fetched(miss.mode, false);
+    event.cache(outcome);
+    let served = Served {
+        outcome,
+        key: endpoint.key(),
+        credits: 0,
+        admission: &miss.admission,
+    };
+    let resp = endpoint.answer_stream(resp, served)?;
+    // The usage row is written when the stream ends, not when this response leaves.
+    let mut row = std::mem::take(event);
+    event.deferred = true;
+    let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
+    let status = streamed.status;
+    cx.clone().after(async move {
+        let Ok(end) = ended.await else { return };
+        let used = match (end.end, end.usage) {
+            (Ended::Clean | Ended::ProviderError, Some(tokens)) => Some(tokens),
+            _ => None,
+        };
+        let charges: Vec<Charge> = match used {
+            Some(tokens) => vec![Charge::Used(Used {
+                provider: streamed.provider,
+                model: &streamed.model,
+                tokens,
+            })],
+            None => miss.worst.iter().map(Charge::WorstCase).collect(),
+        };
+        row.credits = limits::settle_later(&cx, miss.reservation, &charges);
+        if let Some(t) = used {
+            row.tokens = (t.input, t.output);
+        }
+        row.stream_end = Some(end.end.as_str());
+        if let (true, Some(body)) = (miss.mode.writes(), end.final_body) {
+            cache::store(&cx, namespace, key.as_str(), body);
+            row.cache(CacheOutcome::fetched(miss.mode, true));
+        }
+        usage_log::usage_later(&cx, row, status);
+    });
+    Ok(resp)
 }

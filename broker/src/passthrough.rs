@@ -8,7 +8,10 @@ use gateway_core::broker::passthrough::{
     answer_headers, read_upstream_answer, upstream_headers, UpstreamAnswer, BETA_HEADER,
     VERSION_HEADER,
 };
-use gateway_core::broker::{ACCOUNT_ID_HEADER, BYOK_HEADER, REQUEST_ID_HEADER, TEST_MODE_HEADER};
+use gateway_core::broker::{
+    ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, ORIGIN_UPSTREAM, REQUEST_ID_HEADER,
+    STREAM_HEADER, TEST_MODE_HEADER,
+};
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
@@ -18,7 +21,7 @@ use worker_shared::body::read_capped;
 use crate::config::{max_output_tokens, platform_key, timeout_ms, upstream_base};
 use crate::log;
 use crate::seal::open_byok;
-use crate::upstream::send_upstream;
+use crate::upstream::{error_text, open_upstream_stream, send_upstream};
 
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers()
@@ -80,6 +83,20 @@ pub async fn passthrough(
     let url = provider.completion_url(&base, &parsed.model);
     let headers = upstream_headers(dialect, &key, version.as_deref(), beta.as_deref());
     let bytes = worker::js_sys::Uint8Array::from(body.as_slice());
+    if parsed.stream {
+        return stream_upstream(
+            env,
+            provider,
+            dialect,
+            &request_id,
+            &url,
+            &headers,
+            bytes,
+            &key,
+            sealed.is_some(),
+        )
+        .await;
+    }
     let (status, retry_after, text) =
         match send_upstream(provider, &url, &headers, bytes.into(), timeout_ms(env)).await {
             Ok(r) => r,
@@ -105,6 +122,65 @@ pub async fn passthrough(
                 }
             })?;
     upstream_reply(answer)
+}
+
+/// A streamed call: a success's event stream goes back as the upstream sends it (its body is
+/// handed on, not read: nothing here waits for the whole answer), marked as the upstream's and
+/// as a stream; the gateway reads the usage from the events. A refusal before the stream is
+/// the upstream's JSON error, answered as for a whole call (scrubbed, with its status).
+#[allow(clippy::too_many_arguments)]
+async fn stream_upstream(
+    env: &Env,
+    provider: Provider,
+    dialect: Dialect,
+    request_id: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: worker::js_sys::Uint8Array,
+    key: &str,
+    byok: bool,
+) -> Result<Response, ApiError> {
+    let resp =
+        match open_upstream_stream(provider, url, headers, body.into(), timeout_ms(env)).await {
+            Ok(r) => r,
+            Err(e) => {
+                log(&format!(
+                    "broker {provider}: stream {request_id}: {}: {}",
+                    e.code, e.message
+                ));
+                return Err(upstream_failure(&e, key));
+            }
+        };
+    let status = resp.status_code();
+    if !(200..300).contains(&status) {
+        log(&format!(
+            "broker {provider}: stream {request_id}: upstream HTTP {status}"
+        ));
+        let retry_after = resp.headers().get("retry-after").ok().flatten();
+        let text = error_text(resp).await;
+        return upstream_reply(read_upstream_answer(
+            dialect,
+            status,
+            text,
+            retry_after,
+            key,
+            byok,
+        )?);
+    }
+    let native: worker::web_sys::Response = resp.into();
+    let Some(stream) = native.body() else {
+        return Err(gateway_core::broker::errors::upstream_malformed(
+            provider, status,
+        ));
+    };
+    let out = Response::from_body(worker::ResponseBody::Stream(stream))
+        .map_err(|_| ApiError::internal())?
+        .with_status(status);
+    let h = out.headers();
+    let _ = h.set("content-type", "text/event-stream");
+    let _ = h.set(ORIGIN_HEADER, ORIGIN_UPSTREAM);
+    let _ = h.set(STREAM_HEADER, "1");
+    Ok(out)
 }
 
 /// The upstream's answer, marked as such, with the tokens it used.

@@ -51,3 +51,53 @@ pub async fn send_upstream(
         Err(_) => Err(unreachable("upstream connection closed")),
     }
 }
+
+/// One POST upstream whose answer is an event stream: the response once its headers arrived
+/// within `timeout_ms` (the request is aborted past it), its body not read. A success's body
+/// is then relayed as it arrives, never bounded by that deadline: the gateway bounds the
+/// silence between events.
+pub async fn open_upstream_stream(
+    provider: Provider,
+    url: &str,
+    header_list: &[(String, String)],
+    body: JsValue,
+    timeout_ms: u64,
+) -> Result<worker::Response, ProviderError> {
+    let unreachable = |msg: &str| ProviderError::new(ProviderErrorCode::UpstreamUnreachable, msg);
+    let headers = Headers::new();
+    for (k, v) in header_list {
+        headers
+            .set(k, v)
+            .map_err(|_| unreachable("invalid upstream header"))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body));
+    let request =
+        Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))?;
+    let controller = worker::AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let send = fetch.send_with_signal(&signal);
+    futures::pin_mut!(send);
+    let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
+    match futures::future::select(send, timer).await {
+        futures::future::Either::Left((Ok(resp), _)) => Ok(resp),
+        futures::future::Either::Left((Err(_), _)) => {
+            Err(unreachable(&format!("could not reach {provider}")))
+        }
+        futures::future::Either::Right(((), _)) => {
+            controller.abort();
+            Err(ProviderError::new(
+                ProviderErrorCode::UpstreamTimeout,
+                format!("{provider} did not answer within {timeout_ms} ms"),
+            ))
+        }
+    }
+}
+
+/// The body of an upstream error answer as text (a stream request's refusal is JSON).
+pub async fn error_text(resp: worker::Response) -> String {
+    body::text(resp).await.unwrap_or_default()
+}

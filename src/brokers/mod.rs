@@ -7,7 +7,7 @@ mod passthrough;
 mod seal;
 
 pub use fanout::run;
-pub use passthrough::{passthrough, Passthrough};
+pub use passthrough::{passthrough, Passthrough, Upstream};
 pub use seal::seal;
 
 use gateway_core::broker::SECRET_HEADER;

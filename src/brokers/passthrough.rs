@@ -8,7 +8,7 @@ use gateway_core::broker::errors::{broker_unavailable, read_refusal, BrokerError
 use gateway_core::broker::passthrough::read_usage_headers;
 use gateway_core::broker::{
     ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, ORIGIN_UPSTREAM, PASSTHROUGH_PATH,
-    REQUEST_ID_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
+    REQUEST_ID_HEADER, STREAM_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::providers::Provider;
@@ -23,6 +23,17 @@ use gateway_core::error::ApiResult;
 /// passed it back.
 pub use gateway_core::broker::passthrough::UpstreamAnswer as Passthrough;
 
+/// What the broker passed back for a drop-in call.
+pub enum Upstream {
+    /// A whole answer (or the upstream's refusal), with its usage.
+    Whole(Passthrough),
+    /// The upstream's event stream (2xx), still arriving: relayed, not read here.
+    Stream {
+        status: u16,
+        body: worker::web_sys::ReadableStream,
+    },
+}
+
 /// Forwards a drop-in request to `provider`'s broker: `body` byte for byte, the metadata in
 /// `x-gw-*` headers, plus the caller's `anthropic-version` / `anthropic-beta` headers. Broker
 /// refusals come back as contract errors; the upstream's answer, whatever its status, as a
@@ -36,7 +47,7 @@ pub async fn passthrough(
     sealed: Option<&str>,
     forward: &[(&str, String)],
     body: &[u8],
-) -> ApiResult<Passthrough> {
+) -> ApiResult<Upstream> {
     let timeout_ms = timeout_ms(cx);
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");
@@ -67,6 +78,13 @@ pub async fn passthrough(
     let status = resp.status_code();
     let header = |name: &str| resp.headers().get(name).ok().flatten();
     let from_upstream = header(ORIGIN_HEADER).as_deref() == Some(ORIGIN_UPSTREAM);
+    if from_upstream && header(STREAM_HEADER).as_deref() == Some("1") {
+        let native: worker::web_sys::Response = resp.into();
+        if let Some(body) = native.body() {
+            return Ok(Upstream::Stream { status, body });
+        }
+        return Err(broker_unavailable(provider));
+    }
     let tokens = read_usage_headers(
         header(USAGE_INPUT_HEADER).as_deref(),
         header(USAGE_OUTPUT_HEADER).as_deref(),
@@ -74,12 +92,12 @@ pub async fn passthrough(
     let retry_after = header("retry-after");
     let text = body::text(resp).await.unwrap_or_default();
     if from_upstream {
-        return Ok(Passthrough {
+        return Ok(Upstream::Whole(Passthrough {
             status,
             body: text,
             tokens,
             retry_after,
-        });
+        }));
     }
     Err(broker_error(provider, status, &text, retry_after))
 }

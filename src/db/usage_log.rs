@@ -33,6 +33,10 @@ pub struct Event {
     /// Set when the call deleted the account (nothing may be written for it afterwards), or
     /// was refused by the isolate's limiter of unmetered calls.
     pub discard: bool,
+    /// How a streamed answer ended (`clean`, `cut`, `client_gone`, ...); `None` for a whole one.
+    pub stream_end: Option<&'static str>,
+    /// Written later, by the work that runs when a streamed answer ends, not with the response.
+    pub deferred: bool,
     /// Set once the call reached the cache or the key's bucket (a hit, or the miss path's
     /// gate): every other call passes the isolate's limiter of unmetered calls instead.
     pub gated: bool,
@@ -253,6 +257,7 @@ fn encode_rows(rows: &[Pending]) -> (Vec<String>, Vec<String>) {
                 latency_ms: r.latency_ms,
                 prompt_prefix: e.prompt_prefix.as_deref(),
                 created_at: r.at_ms,
+                stream_end: e.stream_end,
             }
             .encode()
         })

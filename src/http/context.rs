@@ -7,6 +7,7 @@ use crate::runtime::random_16;
 use gateway_core::error::ApiResult;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use gateway_core::keys;
 use worker::{Context, Env, Request};
@@ -17,9 +18,12 @@ thread_local! {
 }
 
 /// What one request carries through the gateway: bindings, the clock (read once), its id.
+/// Cloned into the work that outlives the response (a streamed answer's settlement), which
+/// still runs inside the request's `wait_until`.
+#[derive(Clone)]
 pub struct RequestContext {
     pub env: Env,
-    pub ctx: Context,
+    ctx: Rc<Context>,
     pub now_ms: u64,
     pub request_id: String,
     /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: the storage tiers this request
@@ -38,7 +42,7 @@ impl RequestContext {
     pub fn new(env: Env, ctx: Context, req: &Request) -> Self {
         let cx = RequestContext {
             env,
-            ctx,
+            ctx: Rc::new(ctx),
             now_ms: worker::Date::now().as_millis(),
             request_id: keys::make_id("req", &random_16()),
             #[cfg(feature = "dev-hooks")]

@@ -4,6 +4,7 @@
 //! the same cache, rate limits, credits and metering as `/v1/ask`, and errors in a shape both
 //! SDKs read.
 
+use gateway_core::api::dropin::stream::synthesize;
 use gateway_core::api::dropin::{self, Dialect, SCOPE_HEADER};
 use gateway_core::broker::passthrough::{BETA_HEADER, FORWARDED_HEADERS};
 use gateway_core::cache::key::{request_cache_key, CacheKey, Namespace, ScopeKind};
@@ -15,14 +16,14 @@ use worker::{Request, Response};
 
 use crate::auth::Caller;
 use crate::brokers;
-use crate::brokers::Passthrough;
+use crate::brokers::{Passthrough, Upstream};
 use crate::db::sealed_keys;
 use crate::db::usage_log::Event;
 use crate::http::context::RequestContext;
 use crate::http::request::{read_body_capped, require_json};
 use crate::http::response::set_header;
 use crate::limits::{self, Charge, Used, WorstCase};
-use crate::pipeline::{self, Endpoint, Served};
+use crate::pipeline::{self, Endpoint, Served, Streamed};
 use gateway_core::error::ApiResult;
 
 /// One drop-in call, through the pipeline (as `/v1/ask`: a hit takes no bucket token).
@@ -102,8 +103,12 @@ pub async fn post(
         output_budget: parsed.output_budget,
         sealed,
         forward,
-        // An OpenAI request naming no output cap is forwarded with the tier's.
-        body: parsed.capped_body.unwrap_or(body),
+        dialect,
+        stream: parsed.stream,
+        include_usage: parsed.include_usage,
+        // An OpenAI request naming no output cap is forwarded with the tier's (and a stream
+        // asks for its usage chunk).
+        body: parsed.forward_body.unwrap_or(body),
     };
     let mode = pipeline::cache_mode(caller, &req);
     pipeline::run(cx, caller, &policy, &call, mode, event).await
@@ -121,10 +126,54 @@ struct DropIn {
     sealed: Option<String>,
     forward: Vec<(&'static str, String)>,
     body: Vec<u8>,
+    dialect: Dialect,
+    /// The caller asked for an event stream.
+    stream: bool,
+    /// The caller asked for OpenAI's usage chunk.
+    include_usage: bool,
+}
+
+impl DropIn {
+    /// A whole answer (stored, or the broker's synthetic one) in the form the caller asked:
+    /// as it is, or, for a stream, as the provider's event sequence synthesized from it.
+    fn in_form(
+        &self,
+        status: u16,
+        text: String,
+        served: &Served,
+        retry_after: Option<String>,
+    ) -> ApiResult<Response> {
+        if !(self.stream && (200..300).contains(&status)) {
+            return respond(status, text, served, self.scope, retry_after);
+        }
+        let events = synthesize(self.dialect, &text, self.include_usage).map_err(|e| {
+            worker::console_error!("could not synthesize a stream from an answer: {e}");
+            ApiError::internal()
+        })?;
+        let resp = Response::from_bytes(events)
+            .map_err(|_| ApiError::internal())?
+            .with_status(status);
+        stream_headers(&resp, served, self.scope);
+        Ok(resp)
+    }
+}
+
+/// The headers of an event-stream answer: its type, no caching or buffering on the way, and
+/// the gateway's cache and rate-limit headers.
+fn stream_headers(resp: &Response, served: &Served, scope: ScopeKind) {
+    let h = resp.headers();
+    set_header(h, "Content-Type", "text/event-stream");
+    set_header(h, "Cache-Control", "no-cache");
+    set_header(h, "Cache-Status", &served.outcome.header());
+    set_header(h, "X-Cache-Key", served.key.as_str());
+    set_header(h, "X-Cache-Scope", scope.as_str());
+    for (name, value) in &served.admission.headers {
+        set_header(h, name, value);
+    }
 }
 
 impl Endpoint for DropIn {
-    type Answer = Passthrough;
+    type Answer = Upstream;
 
     fn namespace(&self) -> Namespace {
         self.namespace
@@ -153,10 +202,10 @@ impl Endpoint for DropIn {
         served: Served,
         _event: &mut Event,
     ) -> Option<ApiResult<Response>> {
-        Some(respond(200, text, &served, self.scope, None))
+        Some(self.in_form(200, text, &served, None))
     }
 
-    async fn call(&self, cx: &RequestContext, caller: &Caller) -> ApiResult<Passthrough> {
+    async fn call(&self, cx: &RequestContext, caller: &Caller) -> ApiResult<Upstream> {
         brokers::passthrough(
             cx,
             self.provider,
@@ -171,7 +220,10 @@ impl Endpoint for DropIn {
 
     /// The usage the provider told; a success without one (unreadable) is charged its worst
     /// case, an upstream refusal (4xx/5xx, which providers do not bill) nothing.
-    fn charges<'a>(&'a self, answer: &'a Passthrough, worst: &'a [WorstCase]) -> Vec<Charge<'a>> {
+    fn charges<'a>(&'a self, answer: &'a Upstream, worst: &'a [WorstCase]) -> Vec<Charge<'a>> {
+        let Upstream::Whole(answer) = answer else {
+            return worst.iter().map(Charge::WorstCase).collect();
+        };
         match answer.tokens {
             Some(tokens) => vec![Charge::Used(Used {
                 provider: self.provider,
@@ -186,21 +238,46 @@ impl Endpoint for DropIn {
     }
 
     /// A successful answer with its usage is stored as the provider gave it.
-    fn entry(&self, answer: &Passthrough) -> Option<String> {
+    fn entry(&self, answer: &Upstream) -> Option<String> {
+        let Upstream::Whole(answer) = answer else {
+            return None;
+        };
         succeeded(answer).then(|| answer.body.clone())
+    }
+
+    fn take_stream(&self, answer: Upstream) -> Result<Streamed, Upstream> {
+        match answer {
+            Upstream::Stream { status, body } => Ok(Streamed {
+                status,
+                body,
+                dialect: self.dialect,
+                strip_usage: self.dialect == Dialect::OpenAiChat && !self.include_usage,
+                provider: self.provider,
+                model: self.model.clone(),
+            }),
+            whole => Err(whole),
+        }
+    }
+
+    fn answer_stream(&self, resp: Response, served: Served) -> ApiResult<Response> {
+        stream_headers(&resp, &served, self.scope);
+        Ok(resp)
     }
 
     fn answer(
         &self,
         _gw: &RequestContext,
-        answer: Passthrough,
+        answer: Upstream,
         served: Served,
         _event: &mut Event,
     ) -> ApiResult<Response> {
+        let Upstream::Whole(answer) = answer else {
+            return Err(ApiError::internal());
+        };
         // The upstream's own retry hint, on its refusals only.
         let ok = succeeded(&answer);
         let retry_after = answer.retry_after.filter(|_| !ok);
-        respond(answer.status, answer.body, &served, self.scope, retry_after)
+        self.in_form(answer.status, answer.body, &served, retry_after)
     }
 }
 

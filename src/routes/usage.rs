@@ -103,11 +103,12 @@ pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiRe
         latency_ms: f64,
         prompt_prefix: Option<String>,
         created_at: f64,
+        stream_end: Option<String>,
     }
     let rows = d1::all::<Row>(
         &db,
         "SELECT id, key_prefix, request_id, endpoint, providers, cache_status, cache_tier, status_code, \
-             input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at FROM usage_events \
+             input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at, stream_end FROM usage_events \
              WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND id < ?4 \
              AND (?6 IS NULL OR key_prefix = ?6) ORDER BY id DESC LIMIT ?5",
         &[s(&caller.account_id), n(from), n(to), n(cursor), n(limit), opt(own_key(caller))],
@@ -133,6 +134,9 @@ pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiRe
             });
             if let Some(p) = &r.prompt_prefix {
                 e["prompt_prefix"] = json!(p);
+            }
+            if let Some(end) = &r.stream_end {
+                e["stream_end"] = json!(end);
             }
             e
         })

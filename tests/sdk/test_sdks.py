@@ -2,7 +2,8 @@
 """The official OpenAI and Anthropic Python SDKs against the gateway's drop-in endpoints, with
 only their base URL changed: a plain call, a cache hit on the repeat (the Cache-Status header),
 a 429 the SDK retries after the advertised time and then succeeds, a 401 surfaced as the SDK's
-AuthenticationError, and the streaming refusal as a BadRequestError.
+AuthenticationError, and streaming: the SDKs' stream helpers reassemble a live stream and a
+cached one into the same final message, which equals the whole answer of the same request.
 
 Run by the Rust integration test `dropin::the_official_python_sdks_work_through_the_gateway`,
 which starts the stack and passes: GATEWAY_URL, GATEWAY_KEY (a fresh live key),
@@ -144,20 +145,90 @@ def test_anthropic_bad_key_is_an_authentication_error():
     raise AssertionError("no AuthenticationError")
 
 
-def test_streaming_is_refused_with_a_readable_bad_request():
+def upstream_calls(contains):
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = os.environ["MOCK_URL"].rstrip("/") + "/__mock/calls?contains=" + urllib.parse.quote(contains)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)["total"]
+
+
+def test_openai_stream_reassembles_to_the_whole_answer_and_is_served_from_cache():
+    c = openai_client(KEY)
+    prompt = f"Stream the capital of France {NONCE} openai-stream"
+    args = chat_args(prompt)
+    chunks = list(c.chat.completions.create(stream=True, stream_options={"include_usage": True}, **args))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text and "openai" in text, chunks
+    usage = [ch.usage for ch in chunks if ch.usage]
+    assert len(usage) == 1 and usage[0].prompt_tokens > 0 and usage[0].completion_tokens > 0, usage
+    assert chunks[-1].choices == [], "the usage chunk comes last, with no choices"
+    time.sleep(0.8)  # the stream's entry is written when it ends
+    # The same request without `stream`: one entry serves both forms.
+    raw = c.chat.completions.with_raw_response.create(**args)
+    assert "hit" in raw.headers.get("cache-status", ""), raw.headers
+    whole = raw.parse()
+    assert whole.choices[0].message.content == text, (whole, text)
+    assert whole.usage.completion_tokens == usage[0].completion_tokens
+    # And the stream helper on a hit: the same final message, no new upstream call.
+    with c.chat.completions.stream(**args) as s:
+        final = s.get_final_completion()
+    assert final.choices[0].message.content == text, final
+    assert upstream_calls(prompt) == 1, "hits make no upstream call"
+
+
+def test_openai_stream_without_include_usage_has_no_usage_chunk():
+    c = openai_client(KEY)
+    chunks = list(c.chat.completions.create(stream=True, **chat_args(f"no usage chunk {NONCE}")))
+    assert chunks and all(ch.usage is None for ch in chunks), chunks
+    assert all(ch.choices for ch in chunks), "no chunk without choices"
+    assert chunks[-1].choices[0].finish_reason == "stop", chunks[-1]
+
+
+def test_anthropic_stream_helper_gets_the_final_message_live_and_from_cache():
+    c = anthropic_client(KEY)
+    prompt = f"Stream the capital of France {NONCE} anthropic-stream"
+    args = messages_args(prompt)
+    with c.messages.stream(**args) as s:
+        live = s.get_final_message()
+    assert live.content[0].text and "anthropic" in live.content[0].text, live
+    assert live.usage.input_tokens > 0 and live.usage.output_tokens > 0, live.usage
+    assert live.stop_reason == "end_turn"
+    time.sleep(0.8)
+    with c.messages.stream(**args) as s:
+        cached = s.get_final_message()
+    assert cached.model_dump() == live.model_dump(), (cached, live)
+    whole = c.messages.create(**args)
+    assert whole.model_dump() == live.model_dump(), (whole, live)
+    assert upstream_calls(prompt) == 1, "hits make no upstream call"
+
+
+def test_anthropic_stream_error_mid_stream_raises():
+    c = anthropic_client(KEY)
     try:
-        openai_client(KEY).chat.completions.create(stream=True, **chat_args(f"stream {NONCE}"))
-    except openai.BadRequestError as e:
-        assert "stream: true is not supported" in str(e), str(e)
-        assert e.code == "streaming_unsupported"
+        with c.messages.stream(**messages_args(f"[[mock:anthropic=stream_error]] {NONCE}")) as s:
+            s.get_final_message()
+    except anthropic.APIStatusError as e:
+        assert "Overloaded" in str(e) or "overloaded" in str(e), str(e)
+    except anthropic.APIError as e:
+        assert "verloaded" in str(e), str(e)
     else:
-        raise AssertionError("no BadRequestError for stream=True (openai)")
-    try:
-        anthropic_client(KEY).messages.create(stream=True, **messages_args(f"stream {NONCE}"))
-    except anthropic.BadRequestError as e:
-        assert "stream: true is not supported" in str(e), str(e)
-    else:
-        raise AssertionError("no BadRequestError for stream=True (anthropic)")
+        raise AssertionError("no error raised for a stream that failed mid-way")
+
+
+def test_openai_stream_retries_a_429_before_the_stream():
+    def call(c, prompt, raw):
+        api = c.chat.completions.with_raw_response if raw else c.chat.completions
+        r = api.create(stream=True, **chat_args(prompt))
+        if not raw:
+            list(r)
+        return r
+
+    raw = retried_after_429(lambda n: openai_client(LIMITED_OPENAI, n), call, "openai stream")
+    chunks = list(raw.parse())
+    assert any(ch.choices and ch.choices[0].delta.content for ch in chunks), chunks
 
 
 def main():

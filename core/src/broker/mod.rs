@@ -38,6 +38,9 @@ pub const BYOK_HEADER: &str = "x-gw-byok-ciphertext";
 pub const ORIGIN_HEADER: &str = "x-passthrough-origin";
 /// The [`ORIGIN_HEADER`] value of an answer that is the upstream's.
 pub const ORIGIN_UPSTREAM: &str = "upstream";
+/// Set (`1`) on a passthrough answer that is the upstream's event stream, relayed as it
+/// arrives: it carries no usage headers (the usage is in its events).
+pub const STREAM_HEADER: &str = "x-passthrough-stream";
 pub const USAGE_INPUT_HEADER: &str = "x-usage-input-tokens";
 pub const USAGE_OUTPUT_HEADER: &str = "x-usage-output-tokens";
 /// Largest body a broker reads: above the largest `/v1/ask` completion the gateway can send,

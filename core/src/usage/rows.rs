@@ -22,10 +22,12 @@ pub struct UsageRow<'a> {
     pub latency_ms: u64,
     pub prompt_prefix: Option<&'a str>,
     pub created_at: u64,
+    /// How a streamed answer ended; `None` for a whole one.
+    pub stream_end: Option<&'a str>,
 }
 
 /// Columns of `usage_events` written by [`INSERT_USAGE`], in [`UsageRow::encode`]'s order.
-pub const USAGE_COLUMNS: [&str; 14] = [
+pub const USAGE_COLUMNS: [&str; 15] = [
     "account_id",
     "key_prefix",
     "request_id",
@@ -40,18 +42,19 @@ pub const USAGE_COLUMNS: [&str; 14] = [
     "latency_ms",
     "prompt_prefix",
     "created_at",
+    "stream_end",
 ];
 
 /// Inserts the usage rows of the JSON array bound to `?1`, skipping rows of an account that no
 /// longer exists (deleted while the call was running).
 pub const INSERT_USAGE: &str = "INSERT INTO usage_events (account_id, key_prefix, request_id, endpoint, \
 providers, cache_status, cache_tier, status_code, input_tokens, output_tokens, credits, latency_ms, \
-prompt_prefix, created_at) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+prompt_prefix, created_at, stream_end) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
 json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
 json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
 json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
-json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]') \
-FROM json_each(?1) WHERE json_extract(value, '$[0]') IN (SELECT id FROM accounts)";
+json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]'), \
+json_extract(value, '$[14]') FROM json_each(?1) WHERE json_extract(value, '$[0]') IN (SELECT id FROM accounts)";
 
 /// Columns of `response_archive` written by [`INSERT_ARCHIVE`], in [`encode_archive_row`]'s order.
 pub const ARCHIVE_COLUMNS: [&str; 4] = ["request_id", "account_id", "created_at", "response"];
@@ -81,6 +84,7 @@ impl UsageRow<'_> {
             self.latency_ms,
             self.prompt_prefix,
             self.created_at,
+            self.stream_end,
         );
         // A tuple of strings, numbers and options always serializes.
         serde_json::to_string(&tuple).unwrap_or_default()
@@ -127,7 +131,7 @@ mod tests {
         assert_eq!(insert_columns(INSERT_USAGE), USAGE_COLUMNS);
         // Selected in order 0..n, then the account filter reads element 0 again.
         let idx = extracted_indices(INSERT_USAGE);
-        assert_eq!(idx[..USAGE_COLUMNS.len()], (0..14).collect::<Vec<_>>()[..]);
+        assert_eq!(idx[..USAGE_COLUMNS.len()], (0..15).collect::<Vec<_>>()[..]);
         assert_eq!(idx[USAGE_COLUMNS.len()..], [0]);
         assert_eq!(USAGE_COLUMNS[0], "account_id");
     }
@@ -157,6 +161,7 @@ mod tests {
             latency_ms: 7,
             prompt_prefix: Some("what is"),
             created_at: 1_700_000_000_000,
+            stream_end: Some("clean"),
         };
         let encoded: Vec<Value> = serde_json::from_str(&row.encode()).unwrap();
         // Serialized by name, the row's fields line up with the columns by index.

@@ -379,24 +379,28 @@ async fn bad_keys_get_a_401_both_sdks_can_read() {
 }
 
 #[tokio::test]
-async fn stream_and_invalid_requests_are_refused_before_any_upstream_call() {
+async fn malformed_stream_flags_and_invalid_requests_are_refused_before_any_upstream_call() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
+    // Malformed stream flags (streaming itself is served: tests/integration/streaming.rs).
     let mut streaming = chat_body(&format!("stream {n}"));
-    streaming["stream"] = json!(true);
+    streaming["stream"] = json!("yes");
     let r = chat(s, &key, &streaming).await;
     assert_eq!(r.status, 400);
-    assert_eq!(
-        r.json(),
-        json!({"error": {"code": "streaming_unsupported", "type": "invalid_request_error",
-            "message": "stream: true is not supported by this gateway yet; send stream: false"}})
-    );
-    let mut streaming = messages_body(&format!("stream {n}"));
+    assert_eq!(r.json()["error"]["code"], "invalid_param");
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    let mut streaming = chat_body(&format!("stream {n}"));
     streaming["stream"] = json!(true);
+    streaming["stream_options"] = json!({"include_usage": "yes"});
+    let r = chat(s, &key, &streaming).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["param"], "stream_options");
+    let mut streaming = messages_body(&format!("stream {n}"));
+    streaming["stream"] = json!(1);
     let r = messages(s, &key, &streaming).await;
     assert_eq!((r.status, r.json()["type"].as_str()), (400, Some("error")));
-    assert_eq!(r.json()["error"]["code"], "streaming_unsupported");
+    assert_eq!(r.json()["error"]["code"], "invalid_param");
 
     let mut image_model = chat_body(&format!("m {n}"));
     image_model["model"] = json!("gpt-image-1");

@@ -7,4 +7,5 @@ mod dropin;
 mod foundation;
 mod hardening;
 mod ratelimit;
+mod streaming;
 mod strict_json;

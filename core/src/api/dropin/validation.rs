@@ -2,7 +2,7 @@
 //! broker run the same ones): a JSON object with no field named twice, no streaming, a model on
 //! the allowlist, messages, output tokens within the tier's cap and a prompt within 20 KB.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::{Dialect, MAX_CHOICES};
 use crate::api::ask::PROMPT_LIMIT;
@@ -27,10 +27,17 @@ pub struct DropinRequest {
     pub prompt_bytes: usize,
     /// The text of the last user turn (for the opt-in usage prompt prefix only).
     pub last_user_text: String,
+    /// The body as keyed: as parsed, with the tier's cap when it is added, without `stream`
+    /// and `stream_options` (one cache entry serves both forms).
     pub value: Value,
-    /// The body to forward instead of the caller's: theirs with the tier's output cap added,
-    /// when an OpenAI request named none.
-    pub capped_body: Option<Vec<u8>>,
+    /// The body to forward instead of the caller's, when one is added to: the tier's output
+    /// cap on an OpenAI request that named none, and `stream_options.include_usage` on an
+    /// OpenAI stream whose caller did not ask for the usage chunk.
+    pub forward_body: Option<Vec<u8>>,
+    /// `stream: true`: the answer is an event stream.
+    pub stream: bool,
+    /// The caller asked for OpenAI's usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
 }
 
 /// Checks a drop-in body: a JSON object; `stream` absent or false; `model` a string on the
@@ -49,16 +56,17 @@ pub fn parse_request(
     let Value::Object(obj) = &value else {
         return Err(ApiError::invalid_request("the body must be a JSON object"));
     };
-    match obj.get("stream") {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => return Err(streaming_unsupported()),
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
         Some(_) => {
             return Err(ApiError::invalid_param(
                 "stream",
                 "`stream` must be a boolean",
             ))
         }
-    }
+    };
+    let include_usage = stream_options(obj)?;
     let model = match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() && m.len() <= MODEL_NAME_LIMIT => m.clone(),
         Some(_) => {
@@ -113,16 +121,41 @@ pub fn parse_request(
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         .map(|m| content_text(m.get("content")))
         .unwrap_or_default();
+    // What is forwarded beyond the caller's bytes: the tier's cap on an uncapped OpenAI call,
+    // and on an OpenAI stream the usage chunk the settlement needs (a client that did not ask
+    // for it does not get it: `DropinRequest::include_usage`).
+    let mut members: Vec<(&str, Value)> = Vec::new();
+    if uncapped {
+        members.push((OPENAI_CAP_FIELD, Value::from(max_tokens_cap)));
+    }
+    let wants_usage_chunk = dialect == Dialect::OpenAiChat && stream && !include_usage;
+    let has_stream_options = obj.contains_key("stream_options");
     let mut value = value;
-    let capped_body = if uncapped {
-        let cap = u64::from(max_tokens_cap);
-        if let Value::Object(o) = &mut value {
-            o.insert(OPENAI_CAP_FIELD.into(), Value::from(cap));
+    let forward_body = if wants_usage_chunk && has_stream_options {
+        // The caller's `stream_options` is changed: the body is written anew.
+        let mut forwarded = value.clone();
+        if let Value::Object(o) = &mut forwarded {
+            for (k, v) in &members {
+                o.insert((*k).into(), v.clone());
+            }
+            o.insert("stream_options".into(), json!({"include_usage": true}));
         }
-        Some(with_field(body, OPENAI_CAP_FIELD, cap))
+        Some(forwarded.to_string().into_bytes())
     } else {
-        None
+        if wants_usage_chunk {
+            members.push(("stream_options", json!({"include_usage": true})));
+        }
+        (!members.is_empty()).then(|| with_members(body, &members))
     };
+    if let Value::Object(o) = &mut value {
+        // The cap is part of what the provider reads, hence of the key; the stream flags are
+        // not: a streamed and a whole answer share one entry.
+        for (k, v) in members.iter().filter(|(k, _)| *k == OPENAI_CAP_FIELD) {
+            o.insert((*k).into(), v.clone());
+        }
+        o.remove("stream");
+        o.remove("stream_options");
+    }
     Ok(DropinRequest {
         dialect,
         model,
@@ -130,8 +163,35 @@ pub fn parse_request(
         prompt_bytes,
         last_user_text,
         value,
-        capped_body,
+        forward_body,
+        stream,
+        include_usage,
     })
+}
+
+/// OpenAI's `stream_options`: absent, or an object with an optional boolean `include_usage`;
+/// whether the caller asked for the usage chunk.
+fn stream_options(obj: &Map<String, Value>) -> Result<bool, ApiError> {
+    let bad = || {
+        ApiError::invalid_param(
+            "stream_options",
+            "`stream_options` must be an object such as {\"include_usage\": true}",
+        )
+    };
+    match obj.get("stream_options") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Object(o)) => {
+            if o.keys().any(|k| k != "include_usage") {
+                return Err(bad());
+            }
+            match o.get("include_usage") {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(_) => Err(bad()),
+            }
+        }
+        Some(_) => Err(bad()),
+    }
 }
 
 /// The output cap set on an OpenAI request that names none.
@@ -139,14 +199,28 @@ pub const OPENAI_CAP_FIELD: &str = "max_completion_tokens";
 
 /// `body` (a JSON object's text) with `"field": n` added as its first member, the rest of the
 /// bytes as they were. A field already present is not looked for: callers add absent ones only.
+#[cfg(test)]
 fn with_field(body: &[u8], field: &str, n: u64) -> Vec<u8> {
+    with_members(body, &[(field, Value::from(n))])
+}
+
+/// `body` (a JSON object's text) with `members` added first, the rest of the bytes as they
+/// were. Members already present are not looked for: callers add absent ones only.
+fn with_members(body: &[u8], members: &[(&str, Value)]) -> Vec<u8> {
     let open = body.iter().position(|b| *b == b'{').unwrap_or(0);
     let rest = &body[open + 1..];
     let empty = rest
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_none_or(|b| *b == b'}');
-    let member = format!("\"{field}\":{n}{}", if empty { "" } else { "," });
+    let mut member = members
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
+        .collect::<Vec<_>>()
+        .join(",");
+    if !empty {
+        member.push(',');
+    }
     let mut out = Vec::with_capacity(body.len() + member.len());
     out.extend_from_slice(&body[..=open]);
     out.extend_from_slice(member.as_bytes());
@@ -277,12 +351,12 @@ mod cap_tests {
         let allow = default_allowlist(Provider::OpenAi);
         let r = parse_request(Dialect::OpenAiChat, body, allow, 512).unwrap();
         assert_eq!(r.output_budget, 512);
-        let forwarded: Value = serde_json::from_slice(r.capped_body.as_ref().unwrap()).unwrap();
+        let forwarded: Value = serde_json::from_slice(r.forward_body.as_ref().unwrap()).unwrap();
         assert_eq!(forwarded[OPENAI_CAP_FIELD], 512);
         assert_eq!(forwarded, r.value, "the key names what is forwarded");
         let capped = br#"{"model":"gpt-4o-mini","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
         let r = parse_request(Dialect::OpenAiChat, capped, allow, 512).unwrap();
-        assert_eq!((r.capped_body, r.output_budget), (None, 9));
+        assert_eq!((r.forward_body, r.output_budget), (None, 9));
     }
 }
 
@@ -372,15 +446,37 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn stream_true_is_refused_with_a_clear_400() {
-        let e = parse(Dialect::OpenAiChat, chat(json!({"stream": true})), 100).unwrap_err();
-        assert_eq!(e.status, 400);
-        assert_eq!(
-            e.body(),
-            json!({"error": {"code": "streaming_unsupported",
-                "message": "stream: true is not supported by this gateway yet; send stream: false"}})
-        );
-        assert!(parse(Dialect::OpenAiChat, chat(json!({"stream": false})), 100).is_ok());
+    fn a_stream_shares_the_whole_answers_key_and_asks_for_usage() {
+        let whole = parse(Dialect::OpenAiChat, chat(json!({})), 100).unwrap();
+        let streamed = parse(Dialect::OpenAiChat, chat(json!({"stream": true})), 100).unwrap();
+        assert!(streamed.stream && !whole.stream);
+        assert_eq!(streamed.value, whole.value, "one key for both forms");
+        assert!(!streamed.include_usage);
+        // The settlement needs the usage chunk: it is asked for, the caller's bytes kept.
+        let forwarded: Value =
+            serde_json::from_slice(streamed.forward_body.as_ref().unwrap()).unwrap();
+        assert_eq!(forwarded["stream_options"], json!({"include_usage": true}));
+        assert_eq!(forwarded["stream"], json!(true));
+        let asked = parse(
+            Dialect::OpenAiChat,
+            chat(json!({"stream": true, "stream_options": {"include_usage": true}})),
+            100,
+        )
+        .unwrap();
+        assert!(asked.include_usage);
+        assert_eq!(asked.value, whole.value);
+        let off = parse(
+            Dialect::OpenAiChat,
+            chat(json!({"stream": true, "stream_options": {"include_usage": false}})),
+            100,
+        )
+        .unwrap();
+        let forwarded: Value = serde_json::from_slice(off.forward_body.as_ref().unwrap()).unwrap();
+        assert_eq!(forwarded["stream_options"]["include_usage"], json!(true));
+    }
+
+    #[test]
+    fn malformed_stream_flags_are_400s_naming_them() {
         assert_eq!(
             code(parse(
                 Dialect::AnthropicMessages,
@@ -389,6 +485,15 @@ pub(super) mod tests {
             )),
             (400, "invalid_param")
         );
+        for bad in [
+            json!({"stream": true, "stream_options": "usage"}),
+            json!({"stream": true, "stream_options": {"include_usage": "yes"}}),
+            json!({"stream": true, "stream_options": {"chunks": 3}}),
+        ] {
+            let e = parse(Dialect::OpenAiChat, chat(bad.clone()), 100).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_param"), "{bad}");
+            assert_eq!(e.extra["param"], json!("stream_options"));
+        }
     }
 
     #[test]

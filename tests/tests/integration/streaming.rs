@@ -1,0 +1,353 @@
+//! Streamed drop-in answers (`"stream": true`) through the public API: relayed as they arrive,
+//! metered on the provider's usage, only complete streams cached, one entry for both forms,
+//! early ends settled by the documented rule and recorded in the usage row.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use integration_tests::{json, nonce, stack, Stack, Value};
+
+fn chat_stream(prompt: &str) -> Value {
+    json!({"model": "gpt-4o-mini", "max_completion_tokens": 64, "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": prompt}]})
+}
+
+fn messages_stream(prompt: &str) -> Value {
+    json!({"model": "claude-haiku-4-5", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": prompt}]})
+}
+
+/// A streamed answer read whole: status, headers, the time its first bytes came, its text.
+struct Streamed {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    first_bytes_after: Duration,
+    text: String,
+}
+
+async fn stream(s: &Stack, path: &str, key: &str, body: &Value) -> Streamed {
+    let started = Instant::now();
+    let resp = s
+        .client
+        .post(s.url(path))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = resp.bytes_stream();
+    let mut text = Vec::new();
+    let mut first_bytes_after = None;
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else { break };
+        if first_bytes_after.is_none() && !chunk.is_empty() {
+            first_bytes_after = Some(started.elapsed());
+        }
+        text.extend_from_slice(&chunk);
+    }
+    Streamed {
+        status,
+        headers,
+        first_bytes_after: first_bytes_after.unwrap_or_else(|| started.elapsed()),
+        text: String::from_utf8_lossy(&text).into_owned(),
+    }
+}
+
+/// The data of each event, parsed (the `[DONE]` line kept as a string).
+fn data_of(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|ev| {
+            let data: Vec<&str> = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            (!data.is_empty()).then(|| {
+                let d = data.join("\n");
+                serde_json::from_str(&d).unwrap_or(Value::String(d))
+            })
+        })
+        .collect()
+}
+
+/// The usage row of the call whose answer carried `request_id`, once it is written.
+async fn usage_row(s: &Stack, key: &str, request_id: &str) -> Value {
+    for _ in 0..60 {
+        let u = s.get("/v1/usage", Some(key)).await.json();
+        if let Some(e) = u["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["request_id"] == request_id)
+        {
+            return e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("no usage row for {request_id}");
+}
+
+fn request_id(r: &Streamed) -> String {
+    r.headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn events_are_relayed_as_they_arrive() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let r = stream(
+        s,
+        "/v1/messages",
+        &key,
+        &messages_stream(&format!("slow stream [[mock:anthropic=stream_delay:1000]] {n}")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.headers.get("content-type").unwrap(),
+        "text/event-stream",
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.first_bytes_after < Duration::from_millis(900),
+        "first event after {:?}: buffered",
+        r.first_bytes_after
+    );
+    assert!(r.text.contains("event: message_start") && r.text.contains("event: message_stop"));
+}
+
+#[tokio::test]
+async fn a_clean_stream_is_metered_on_its_usage_and_cached_for_both_forms() {
+    let s = &stack();
+    let credits = 1_000_000;
+    let account = s.account("pro", credits).await;
+    let key = s.key(&account, "live").await;
+    let n = nonce();
+    let prompt = format!("stream and cache {n}");
+    let live = stream(s, "/v1/chat/completions", &key, &chat_stream(&prompt)).await;
+    assert_eq!(live.status, 200, "{}", live.text);
+    let events = data_of(&live.text);
+    assert_eq!(events.last(), Some(&json!("[DONE]")), "{}", live.text);
+    let usage = events
+        .iter()
+        .find(|e| e["usage"].is_object())
+        .map(|e| e["usage"].clone())
+        .expect("the usage chunk the client asked for");
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(text.contains("openai"), "{text}");
+    let row = usage_row(s, &key, &request_id(&live)).await;
+    assert_eq!(row["stream_end"], "clean", "{row}");
+    assert_eq!(row["tokens"]["input"], usage["prompt_tokens"], "{row}");
+    assert_eq!(row["tokens"]["output"], usage["completion_tokens"], "{row}");
+    let expected = gateway_core::credits::pricing::PriceTable::default().cost(
+        gateway_core::providers::Provider::OpenAi,
+        "gpt-4o-mini",
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
+    assert_eq!(row["credits"], expected, "{row}");
+    // The same request as JSON: a hit, with the reassembled answer.
+    let mut whole = chat_stream(&prompt);
+    whole.as_object_mut().unwrap().remove("stream");
+    whole.as_object_mut().unwrap().remove("stream_options");
+    let hit = s.post("/v1/chat/completions", Some(&key), &whole).await;
+    assert_eq!(hit.status, 200, "{}", hit.text);
+    assert!(hit.header("cache-status").unwrap().contains("hit"), "{:?}", hit.headers);
+    let body = hit.json();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["content"], text);
+    assert_eq!(body["usage"]["completion_tokens"], usage["completion_tokens"]);
+    // And as a stream again: synthesized from the entry, the same text.
+    let again = stream(s, "/v1/chat/completions", &key, &chat_stream(&prompt)).await;
+    assert!(
+        again.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"),
+        "{:?}",
+        again.headers
+    );
+    let text_again: String = data_of(&again.text)
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text_again, text);
+    assert_eq!(s.mock_calls(&n).await["total"], 1, "hits make no upstream call");
+}
+
+#[tokio::test]
+async fn a_whole_answer_serves_a_later_stream() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let mut whole = messages_stream(&format!("whole then stream {n}"));
+    whole.as_object_mut().unwrap().remove("stream");
+    let first = s.post("/v1/messages", Some(&key), &whole).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = stream(
+        s,
+        "/v1/messages",
+        &key,
+        &messages_stream(&format!("whole then stream {n}")),
+    )
+    .await;
+    assert!(
+        r.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"),
+        "{:?}",
+        r.headers
+    );
+    let text: String = data_of(&r.text)
+        .iter()
+        .filter_map(|e| e["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, first.json()["content"][0]["text"].as_str().unwrap());
+    assert!(r.text.contains("event: message_stop"));
+    assert_eq!(s.mock_calls(&n).await["total"], 1);
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_mid_way_ends_with_an_error_event_and_is_not_cached() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = messages_stream(&format!("mid-stream error [[mock:anthropic=stream_error]] {n}"));
+    let r = stream(s, "/v1/messages", &key, &body).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("event: error"), "{}", r.text);
+    assert!(!r.text.contains("event: message_stop"), "{}", r.text);
+    let row = usage_row(s, &key, &request_id(&r)).await;
+    assert_eq!(row["stream_end"], "provider_error", "{row}");
+    assert!(row["credits"].as_u64().unwrap() > 0, "never free: {row}");
+    let again = stream(s, "/v1/messages", &key, &body).await;
+    assert!(
+        !again.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"),
+        "a failed stream was cached"
+    );
+    assert_eq!(s.mock_calls(&n).await["total"], 2);
+}
+
+#[tokio::test]
+async fn a_cut_stream_ends_with_the_dialects_error_and_is_charged_its_worst_case() {
+    let s = &stack();
+    let credits = 1_000_000;
+    let account = s.account("pro", credits).await;
+    let key = s.key(&account, "live").await;
+    let n = nonce();
+    let body = chat_stream(&format!("truncated [[mock:openai=stream_truncate]] {n}"));
+    let r = stream(s, "/v1/chat/completions", &key, &body).await;
+    assert_eq!(r.status, 200);
+    let events = data_of(&r.text);
+    assert!(
+        events.last().unwrap()["error"].is_object(),
+        "the stream must end with an error, not cleanly: {}",
+        r.text
+    );
+    assert!(!r.text.contains("[DONE]"));
+    let row = usage_row(s, &key, &request_id(&r)).await;
+    assert_eq!(row["stream_end"], "cut", "{row}");
+    let worst = {
+        let probe = s.account("enterprise", 1).await;
+        let probe_key = s.key(&probe, "live").await;
+        let mut whole = body.clone();
+        whole.as_object_mut().unwrap().remove("stream");
+        whole.as_object_mut().unwrap().remove("stream_options");
+        let p = s.post("/v1/chat/completions", Some(&probe_key), &whole).await;
+        p.json()["error"]["needed"].as_u64().unwrap()
+    };
+    assert_eq!(row["credits"], worst, "{row}");
+    let again = stream(s, "/v1/chat/completions", &key, &body).await;
+    assert!(!again.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"));
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_is_settled_once_and_its_upstream_call_ends() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = messages_stream(&format!("hang [[mock:anthropic=stream_hang]] {n}"));
+    let resp = s
+        .client
+        .post(s.url("/v1/messages"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut events = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("a first event");
+    assert!(first.is_some());
+    drop(events);
+    let row = usage_row(s, &key, &id).await;
+    assert_eq!(row["stream_end"], "client_gone", "{row}");
+    assert!(row["credits"].as_u64().unwrap() > 0, "never free: {row}");
+    // Settled once: the balance stops moving after that one charge.
+    let b1 = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].clone();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let b2 = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].clone();
+    assert_eq!(b1, b2);
+    let again = stream(s, "/v1/messages", &key, &body).await;
+    let _ = again;
+}
+
+#[tokio::test]
+async fn a_refusal_before_the_stream_is_an_ordinary_http_error() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let r = s
+        .post(
+            "/v1/messages",
+            Some(&key),
+            &messages_stream(&format!("overloaded [[mock:anthropic=529]] {n}")),
+        )
+        .await;
+    assert_eq!(r.status, 529, "{}", r.text);
+    assert_eq!(r.json()["type"], "error");
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            &chat_stream(&format!("limited [[mock:openai=429]] {n}")),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+}
+
+#[tokio::test]
+async fn a_test_key_streams_its_synthetic_answer() {
+    let s = &stack();
+    let (account, _) = s.live_key().await;
+    let test = s.key(&account, "test").await;
+    let r = stream(
+        s,
+        "/v1/chat/completions",
+        &test,
+        &chat_stream(&format!("test stream {}", nonce())),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let events = data_of(&r.text);
+    assert_eq!(events.last(), Some(&json!("[DONE]")), "{}", r.text);
+    assert!(events.iter().any(|e| e["choices"][0]["delta"]["content"].is_string()));
+}
