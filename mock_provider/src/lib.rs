@@ -1,6 +1,7 @@
 //! Mock upstream for local development, tests and benchmarks: speaks the OpenAI, Anthropic,
 //! Gemini and Perplexity wire formats deterministically, with fault injection by prompt markers
-//! and a call log for tests. Loopback only.
+//! and a call log for tests. Loopback only. Streamed requests get each provider's stream
+//! (`stream`), with the same text and counts as the JSON answer.
 //!
 //! Provider base URLs (for `http://127.0.0.1:PORT`):
 //! `…/openai/v1`, `…/anthropic`, `…/gemini`, `…/perplexity`. Control routes:
@@ -9,6 +10,7 @@
 
 pub mod markers;
 pub mod server;
+pub mod stream;
 pub mod wire;
 
 pub use server::{router, serve, MockState};
@@ -23,7 +25,18 @@ pub enum Command {
     Help,
 }
 
-pub const USAGE: &str = "usage: mock-provider [--port N]   (N = 0 or absent: pick a free port)";
+pub const USAGE: &str = "usage: mock-provider [--port N]   (N = 0 or absent: pick a free port)
+
+Faults are markers in the prompt: [[mock:<openai|anthropic|gemini|perplexity|*>=<fault>]]
+  delay:<ms> 500 503 529 429 401 malformed drop echo_key html401
+  dated_model long:<chars> empty input_tokens:<n>
+Streams (\"stream\": true; Gemini :streamGenerateContent, ?alt=sse for SSE):
+  stream_delay:<ms>        wait before each event after the first
+  first_event_delay:<ms>   headers at once, the first event that much later
+  stream_error             a few content events, then the provider's error event
+  stream_truncate          a few content events, then the connection closes mid-body
+  stream_hang              a few content events, then silence (closed after 10 minutes)
+  A status fault (429, 503, ...) answers its JSON error before any stream.";
 
 /// Parses the arguments after the program name: `--port N`, `--port=N`, `-h`, `--help`.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {

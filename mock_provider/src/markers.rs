@@ -10,6 +10,18 @@
 //! normally, billing that many input tokens, as a provider counting media by URL or a
 //! tokenizer above the gateway's estimate would). Several markers may apply to one request: their delays add
 //! up, and the first other fault wins (`[[mock:*=delay:200]][[mock:*=drop]]` waits, then drops).
+//!
+//! Stream markers, for a streamed request (`"stream": true`, Gemini's `:streamGenerateContent`;
+//! a JSON request ignores them): `stream_delay:<ms>` (wait that long before each event after
+//! the first), `first_event_delay:<ms>` (the headers go at once, the first event that much
+//! later), `stream_error` (a few content events, then the provider's in-stream error event,
+//! then the stream ends), `stream_truncate` (a few content events, then the connection closes
+//! mid-body, with no terminal event), `stream_hang` (a few content events, then nothing: the
+//! connection stays open until the mock's longest delay, 10 minutes, has passed, then closes
+//! mid-body). Stream delays add up like `delay`; of the three stream faults the first wins. Every
+//! other fault still applies first: a status fault (`429`, `503`, …) answers its ordinary JSON
+//! error, with its status and headers, instead of a stream; `malformed` cuts the stream's
+//! bytes in half.
 
 use crate::wire::Api;
 
@@ -45,12 +57,29 @@ pub struct Plan {
     pub empty: bool,
     /// Input tokens to bill instead of the prompt's words.
     pub input_tokens: Option<u64>,
+    /// Wait before each streamed event after the first.
+    pub stream_delay_ms: u64,
+    /// Wait before the first streamed event (the headers are sent at once).
+    pub first_event_delay_ms: u64,
+    /// How a stream goes wrong, if it does.
+    pub stream_fault: Option<StreamFault>,
+}
+
+/// How a streamed answer goes wrong after a few content events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFault {
+    /// The provider's in-stream error event, then the end of the stream.
+    Error,
+    /// The connection closes mid-body, with no terminal event.
+    Truncate,
+    /// Nothing more is sent; the connection stays open until `MAX_DELAY_MS` has passed.
+    Hang,
 }
 
 const OPEN: &str = "[[mock:";
 const CLOSE: &str = "]]";
-/// Longest delay a marker may ask for (10 minutes).
-const MAX_DELAY_MS: u64 = 600_000;
+/// Longest delay a marker may ask for (10 minutes); also how long `stream_hang` holds on.
+pub const MAX_DELAY_MS: u64 = 600_000;
 /// Most characters a `long:` marker may add (2 MB).
 const MAX_LONG_CHARS: usize = 2_000_000;
 
@@ -73,12 +102,30 @@ pub fn plan(api: Api, prompt: &str) -> Result<Plan, String> {
             continue;
         }
         let fault = fault.trim();
-        if let Some(ms) = fault.strip_prefix("delay:") {
+        let delays = [
+            ("delay:", &mut plan.delay_ms),
+            ("stream_delay:", &mut plan.stream_delay_ms),
+            ("first_event_delay:", &mut plan.first_event_delay_ms),
+        ];
+        if let Some((prefix, ms, slot)) = delays
+            .into_iter()
+            .find_map(|(p, slot)| fault.strip_prefix(p).map(|ms| (p, ms, slot)))
+        {
             let ms: u64 = ms
                 .trim()
                 .parse()
-                .map_err(|_| format!("bad delay: {fault}"))?;
-            plan.delay_ms = plan.delay_ms.saturating_add(ms).min(MAX_DELAY_MS);
+                .map_err(|_| format!("bad {}: {fault}", prefix.trim_end_matches(':')))?;
+            *slot = slot.saturating_add(ms).min(MAX_DELAY_MS);
+            continue;
+        }
+        let stream_fault = match fault {
+            "stream_error" => Some(StreamFault::Error),
+            "stream_truncate" => Some(StreamFault::Truncate),
+            "stream_hang" => Some(StreamFault::Hang),
+            _ => None,
+        };
+        if let Some(f) = stream_fault {
+            plan.stream_fault.get_or_insert(f);
             continue;
         }
         if fault == "dated_model" {
@@ -223,7 +270,36 @@ mod tests {
                 long_chars: 0,
                 empty: false,
                 input_tokens: None,
+                stream_delay_ms: 0,
+                first_event_delay_ms: 0,
+                stream_fault: None,
             }
+        );
+    }
+
+    #[test]
+    fn stream_markers_add_up_first_stream_fault_wins_and_are_not_faults() {
+        let p = plan(
+            Api::OpenAi,
+            "[[mock:*=stream_delay:20]] [[mock:openai=stream_delay:5]] [[mock:*=first_event_delay:300]] \
+             [[mock:openai=stream_truncate]] [[mock:*=stream_error]] [[mock:gemini=stream_hang]]",
+        )
+        .unwrap();
+        assert_eq!((p.stream_delay_ms, p.first_event_delay_ms), (25, 300));
+        assert_eq!(p.stream_fault, Some(StreamFault::Truncate));
+        assert_eq!((p.fault, p.delay_ms), (None, 0));
+        let p = plan(Api::Gemini, "[[mock:*=stream_hang]] [[mock:*=503]]").unwrap();
+        assert_eq!(p.stream_fault, Some(StreamFault::Hang));
+        assert_eq!(p.fault, Some(Fault::Status(503)));
+        assert_eq!(
+            plan(Api::Anthropic, "[[mock:*=first_event_delay:99999999999]]")
+                .unwrap()
+                .first_event_delay_ms,
+            MAX_DELAY_MS
+        );
+        assert_eq!(
+            plan(Api::Anthropic, "[[mock:*=stream_delay:soon]]"),
+            Err("bad stream_delay: stream_delay:soon".to_owned())
         );
     }
 

@@ -4,7 +4,10 @@
 //!
 //! Order of work for a provider request: parse the body, record the call, read the markers,
 //! wait out any delay, `drop`, check the credentials (a missing key gets the provider's own
-//! error), apply the other faults, check the request's required fields, answer.
+//! error), apply the other faults, check the request's required fields, answer: as JSON, or
+//! as the provider's stream for a streamed request (`"stream": true`; Gemini's
+//! `:streamGenerateContent`, as SSE with `?alt=sse`, else one JSON array sent piece by piece).
+//! Every error, faults included, is the ordinary JSON error, before any stream begins.
 
 use std::collections::VecDeque;
 use std::io;
@@ -25,6 +28,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::markers::{self, Fault};
+use crate::stream::{self, Framing, Pacing};
 use crate::wire::{self, Api, ErrorReply};
 
 /// How many full raw requests `/__mock/last` can look back through.
@@ -354,6 +358,47 @@ async fn handle(
     } else {
         model.to_string()
     };
+    let streamed = match api {
+        Api::Gemini => action == "streamGenerateContent",
+        _ => parsed.as_ref().and_then(|v| v.get("stream")) == Some(&Value::Bool(true)),
+    };
+    if streamed {
+        let sse = api != Api::Gemini
+            || uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+        let framing = if sse {
+            Framing::Sse
+        } else {
+            Framing::JsonArray
+        };
+        let opts = stream::Options {
+            include_usage: parsed
+                .as_ref()
+                .and_then(|v| v.pointer("/stream_options/include_usage"))
+                == Some(&Value::Bool(true)),
+        };
+        let events = stream::events(api, &answered, &answer, unix_now(), opts);
+        let (mut chunks, ending) = stream::script(api, &events, framing, plan.stream_fault);
+        if plan.fault == Some(Fault::Malformed) {
+            let all = chunks.concat();
+            chunks = vec![Bytes::copy_from_slice(&all[..all.len() / 2])];
+        }
+        let pacing = Pacing {
+            first: Duration::from_millis(plan.first_event_delay_ms),
+            between: Duration::from_millis(plan.stream_delay_ms),
+        };
+        let mut r = Response::new(stream::body(chunks, pacing, ending));
+        let content_type = if sse {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let headers = r.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+        return r;
+    }
     let mut body = wire::success_body(api, &answered, &answer, unix_now());
     if plan.fault == Some(Fault::Malformed) {
         let mut cut = body.len() / 2;
@@ -378,7 +423,7 @@ fn invalid(
     action: &str,
     headers: &HeaderMap,
 ) -> Option<Invalid> {
-    if api == Api::Gemini && action != "generateContent" {
+    if api == Api::Gemini && action != "generateContent" && action != "streamGenerateContent" {
         return Some(Invalid::Reply(wire::gemini_not_found(
             x.model.as_deref().unwrap_or_default(),
         )));

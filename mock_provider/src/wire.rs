@@ -225,7 +225,7 @@ struct OpenAiMessage<'a> {
 }
 
 #[derive(Serialize)]
-struct OpenAiUsage {
+pub(crate) struct OpenAiUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
@@ -333,7 +333,7 @@ struct PerplexityMessage<'a> {
 }
 
 #[derive(Serialize)]
-struct PerplexityUsage {
+pub(crate) struct PerplexityUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
@@ -362,13 +362,79 @@ fn search_result<'a>(n: u32, url: &'a str, tag: &str) -> PerplexitySearchResult<
     }
 }
 
+/// The id of the answer to the prompt with hex digest `d`: the JSON body's and every
+/// streamed chunk's (Gemini: its `responseId`).
+pub fn response_id(api: Api, d: &str) -> String {
+    match api {
+        Api::OpenAi => format!("chatcmpl-mock{}", &d[..20]),
+        Api::Anthropic => format!("msg_mock{}", &d[..16]),
+        Api::Gemini => d[..22].to_owned(),
+        Api::Perplexity => format!(
+            "{}-{}-{}-{}-{}",
+            &d[..8],
+            &d[8..12],
+            &d[12..16],
+            &d[16..20],
+            &d[20..32]
+        ),
+    }
+}
+
+/// The provider's name for why the answer stopped.
+pub fn stop_reason(api: Api, truncated: bool) -> &'static str {
+    match (api, truncated) {
+        (Api::OpenAi | Api::Perplexity, false) => "stop",
+        (Api::OpenAi | Api::Perplexity, true) => "length",
+        (Api::Anthropic, false) => "end_turn",
+        (Api::Anthropic, true) => "max_tokens",
+        (Api::Gemini, false) => "STOP",
+        (Api::Gemini, true) => "MAX_TOKENS",
+    }
+}
+
+pub(crate) fn openai_usage(a: &Answer) -> OpenAiUsage {
+    OpenAiUsage {
+        prompt_tokens: a.input_tokens,
+        completion_tokens: a.output_tokens,
+        total_tokens: a.input_tokens + a.output_tokens,
+        prompt_tokens_details: json!({"cached_tokens": 0, "audio_tokens": 0}),
+        completion_tokens_details: json!({"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}),
+    }
+}
+
+pub(crate) fn perplexity_usage(a: &Answer) -> PerplexityUsage {
+    PerplexityUsage {
+        prompt_tokens: a.input_tokens,
+        completion_tokens: a.output_tokens,
+        total_tokens: a.input_tokens + a.output_tokens,
+        search_context_size: "low",
+        cost: json!({"input_tokens_cost": 0.0, "output_tokens_cost": 0.0,
+            "request_cost": 0.005, "total_cost": 0.005}),
+    }
+}
+
+/// Perplexity's `citations` and `search_results` for the prompt with hex digest `d`.
+pub(crate) fn perplexity_sources(d: &str) -> (Value, Value) {
+    let url1 = format!("https://example.com/mock/{}/1", &d[..8]);
+    let url2 = format!("https://example.com/mock/{}/2", &d[..8]);
+    let results = [
+        search_result(1, &url1, &d[..8]),
+        search_result(2, &url2, &d[..8]),
+    ];
+    (
+        json!([url1, url2]),
+        serde_json::to_value(results).unwrap_or_default(),
+    )
+}
+
 /// The provider's 200 body for `answer` from `model`. `now` is the Unix time in seconds.
 pub fn success_body(api: Api, model: &str, a: &Answer, now: u64) -> String {
     let total = a.input_tokens + a.output_tokens;
     let d = &a.digest;
     let out = match api {
         Api::OpenAi => serde_json::to_string(&OpenAiResponse {
-            id: format!("chatcmpl-mock{}", &d[..20]),
+            id: response_id(api, d),
             object: "chat.completion",
             created: now,
             model,
@@ -381,21 +447,14 @@ pub fn success_body(api: Api, model: &str, a: &Answer, now: u64) -> String {
                     annotations: [],
                 },
                 logprobs: None,
-                finish_reason: if a.truncated { "length" } else { "stop" },
+                finish_reason: stop_reason(api, a.truncated),
             }],
-            usage: OpenAiUsage {
-                prompt_tokens: a.input_tokens,
-                completion_tokens: a.output_tokens,
-                total_tokens: total,
-                prompt_tokens_details: json!({"cached_tokens": 0, "audio_tokens": 0}),
-                completion_tokens_details: json!({"reasoning_tokens": 0, "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}),
-            },
+            usage: openai_usage(a),
             service_tier: "default",
             system_fingerprint: None,
         }),
         Api::Anthropic => serde_json::to_string(&AnthropicResponse {
-            id: format!("msg_mock{}", &d[..16]),
+            id: response_id(api, d),
             kind: "message",
             role: "assistant",
             model,
@@ -403,11 +462,7 @@ pub fn success_body(api: Api, model: &str, a: &Answer, now: u64) -> String {
                 kind: "text",
                 text: &a.content,
             }],
-            stop_reason: if a.truncated {
-                "max_tokens"
-            } else {
-                "end_turn"
-            },
+            stop_reason: stop_reason(api, a.truncated),
             stop_sequence: None,
             usage: AnthropicUsage {
                 input_tokens: a.input_tokens,
@@ -423,7 +478,7 @@ pub fn success_body(api: Api, model: &str, a: &Answer, now: u64) -> String {
                     parts: [GeminiPart { text: &a.content }],
                     role: "model",
                 },
-                finish_reason: if a.truncated { "MAX_TOKENS" } else { "STOP" },
+                finish_reason: stop_reason(api, a.truncated),
                 index: 0,
             }],
             usage_metadata: GeminiUsage {
@@ -436,26 +491,19 @@ pub fn success_body(api: Api, model: &str, a: &Answer, now: u64) -> String {
                 }],
             },
             model_version: model,
-            response_id: &d[..22],
+            response_id: &response_id(api, d),
         }),
         Api::Perplexity => {
             let url1 = format!("https://example.com/mock/{}/1", &d[..8]);
             let url2 = format!("https://example.com/mock/{}/2", &d[..8]);
             serde_json::to_string(&PerplexityResponse {
-                id: format!(
-                    "{}-{}-{}-{}-{}",
-                    &d[..8],
-                    &d[8..12],
-                    &d[12..16],
-                    &d[16..20],
-                    &d[20..32]
-                ),
+                id: response_id(api, d),
                 model,
                 created: now,
                 object: "chat.completion",
                 choices: [PerplexityChoice {
                     index: 0,
-                    finish_reason: if a.truncated { "length" } else { "stop" },
+                    finish_reason: stop_reason(api, a.truncated),
                     message: PerplexityMessage {
                         role: "assistant",
                         content: &a.content,
@@ -465,14 +513,7 @@ pub fn success_body(api: Api, model: &str, a: &Answer, now: u64) -> String {
                         content: "",
                     },
                 }],
-                usage: PerplexityUsage {
-                    prompt_tokens: a.input_tokens,
-                    completion_tokens: a.output_tokens,
-                    total_tokens: total,
-                    search_context_size: "low",
-                    cost: json!({"input_tokens_cost": 0.0, "output_tokens_cost": 0.0,
-                        "request_cost": 0.005, "total_cost": 0.005}),
-                },
+                usage: perplexity_usage(a),
                 citations: [url1.as_str(), url2.as_str()],
                 search_results: [
                     search_result(1, &url1, &d[..8]),
@@ -747,7 +788,7 @@ pub fn gemini_not_found(model_and_action: &str) -> ErrorReply {
     gemini_error(
         404,
         "NOT_FOUND",
-        &format!("models/{model_and_action} is not found for API version v1beta, or is not supported by the mock (only generateContent is)."),
+        &format!("models/{model_and_action} is not found for API version v1beta, or is not supported by the mock (only generateContent and streamGenerateContent are)."),
         None,
     )
 }

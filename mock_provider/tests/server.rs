@@ -332,7 +332,7 @@ async fn required_fields_and_headers_are_checked() {
     let r = http(
         addr,
         "POST",
-        "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        "/gemini/v1beta/models/gemini-2.5-flash:countTokens",
         &[("x-goog-api-key", "k")],
         "{}",
     )
