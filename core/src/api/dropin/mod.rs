@@ -11,6 +11,7 @@
 mod dialect;
 mod errors;
 mod features;
+pub mod stream;
 mod validation;
 
 /// The body cap of `/v1/ask` applies to the drop-in endpoints too (the 20 KB text cap applies
