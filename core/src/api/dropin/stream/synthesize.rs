@@ -317,6 +317,8 @@ fn openai(m: &Map<String, Value>, include_usage: bool) -> Result<String, Synthes
                 }
             }
         }
+        // The logprobs ride on the finish chunk, not the first: openai-python copies a later
+        // choice's first chunk logprobs and then extends them with themselves (doubled).
         emit(json!({
             "index": i,
             "delta": {},
