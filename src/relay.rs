@@ -203,9 +203,8 @@ pub fn relay(
     };
     let body = futures::stream::unfold(relay, |mut r| async move {
         loop {
-            if r.ended.is_none() {
-                return None;
-            }
+            // Ended: the terminal bytes already went out.
+            r.ended.as_ref()?;
             let tick_ms = (r.bounds.keepalive_ms.saturating_sub(r.since_keepalive_ms))
                 .min(r.bounds.idle_ms.saturating_sub(r.silent_ms))
                 .max(1);

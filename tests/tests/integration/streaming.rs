@@ -107,7 +107,9 @@ async fn events_are_relayed_as_they_arrive() {
         s,
         "/v1/messages",
         &key,
-        &messages_stream(&format!("slow stream [[mock:anthropic=stream_delay:1000]] {n}")),
+        &messages_stream(&format!(
+            "slow stream [[mock:anthropic=stream_delay:1000]] {n}"
+        )),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -164,15 +166,28 @@ async fn a_clean_stream_is_metered_on_its_usage_and_cached_for_both_forms() {
     whole.as_object_mut().unwrap().remove("stream_options");
     let hit = s.post("/v1/chat/completions", Some(&key), &whole).await;
     assert_eq!(hit.status, 200, "{}", hit.text);
-    assert!(hit.header("cache-status").unwrap().contains("hit"), "{:?}", hit.headers);
+    assert!(
+        hit.header("cache-status").unwrap().contains("hit"),
+        "{:?}",
+        hit.headers
+    );
     let body = hit.json();
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["choices"][0]["message"]["content"], text);
-    assert_eq!(body["usage"]["completion_tokens"], usage["completion_tokens"]);
+    assert_eq!(
+        body["usage"]["completion_tokens"],
+        usage["completion_tokens"]
+    );
     // And as a stream again: synthesized from the entry, the same text.
     let again = stream(s, "/v1/chat/completions", &key, &chat_stream(&prompt)).await;
     assert!(
-        again.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"),
+        again
+            .headers
+            .get("cache-status")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("hit"),
         "{:?}",
         again.headers
     );
@@ -181,7 +196,11 @@ async fn a_clean_stream_is_metered_on_its_usage_and_cached_for_both_forms() {
         .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(text_again, text);
-    assert_eq!(s.mock_calls(&n).await["total"], 1, "hits make no upstream call");
+    assert_eq!(
+        s.mock_calls(&n).await["total"],
+        1,
+        "hits make no upstream call"
+    );
 }
 
 #[tokio::test]
@@ -202,7 +221,12 @@ async fn a_whole_answer_serves_a_later_stream() {
     )
     .await;
     assert!(
-        r.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"),
+        r.headers
+            .get("cache-status")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("hit"),
         "{:?}",
         r.headers
     );
@@ -220,7 +244,9 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_event_and_is_not_cached(
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
-    let body = messages_stream(&format!("mid-stream error [[mock:anthropic=stream_error]] {n}"));
+    let body = messages_stream(&format!(
+        "mid-stream error [[mock:anthropic=stream_error]] {n}"
+    ));
     let r = stream(s, "/v1/messages", &key, &body).await;
     assert_eq!(r.status, 200);
     assert!(r.text.contains("event: error"), "{}", r.text);
@@ -230,7 +256,13 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_event_and_is_not_cached(
     assert!(row["credits"].as_u64().unwrap() > 0, "never free: {row}");
     let again = stream(s, "/v1/messages", &key, &body).await;
     assert!(
-        !again.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"),
+        !again
+            .headers
+            .get("cache-status")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("hit"),
         "a failed stream was cached"
     );
     assert_eq!(s.mock_calls(&n).await["total"], 2);
@@ -261,12 +293,20 @@ async fn a_cut_stream_ends_with_the_dialects_error_and_is_charged_its_worst_case
         let mut whole = body.clone();
         whole.as_object_mut().unwrap().remove("stream");
         whole.as_object_mut().unwrap().remove("stream_options");
-        let p = s.post("/v1/chat/completions", Some(&probe_key), &whole).await;
+        let p = s
+            .post("/v1/chat/completions", Some(&probe_key), &whole)
+            .await;
         p.json()["error"]["needed"].as_u64().unwrap()
     };
     assert_eq!(row["credits"], worst, "{row}");
     let again = stream(s, "/v1/chat/completions", &key, &body).await;
-    assert!(!again.headers.get("cache-status").unwrap().to_str().unwrap().contains("hit"));
+    assert!(!again
+        .headers
+        .get("cache-status")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("hit"));
 }
 
 #[tokio::test]
@@ -349,5 +389,7 @@ async fn a_test_key_streams_its_synthetic_answer() {
     assert_eq!(r.status, 200, "{}", r.text);
     let events = data_of(&r.text);
     assert_eq!(events.last(), Some(&json!("[DONE]")), "{}", r.text);
-    assert!(events.iter().any(|e| e["choices"][0]["delta"]["content"].is_string()));
+    assert!(events
+        .iter()
+        .any(|e| e["choices"][0]["delta"]["content"].is_string()));
 }
