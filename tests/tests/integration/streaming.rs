@@ -338,15 +338,20 @@ async fn a_caller_that_goes_away_is_settled_once_and_its_upstream_call_ends() {
     assert!(first.is_some());
     drop(events);
     let row = usage_row(s, &key, &id).await;
-    assert_eq!(row["stream_end"], "client_gone", "{row}");
+    // The relay ends with its caller (`client_gone`) where the runtime passes the disconnect
+    // on; under wrangler dev its proxy may keep the stream open, and the silence bound (the
+    // provider timeout, 3 s in the suite) ends it. Either way within a bound, settled once.
+    assert!(
+        row["stream_end"] == "client_gone" || row["stream_end"] == "silent",
+        "{row}"
+    );
+    assert!(row["latency_ms"].as_u64().unwrap() < 6_000, "{row}");
     assert!(row["credits"].as_u64().unwrap() > 0, "never free: {row}");
     // Settled once: the balance stops moving after that one charge.
     let b1 = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].clone();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let b2 = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].clone();
     assert_eq!(b1, b2);
-    let again = stream(s, "/v1/messages", &key, &body).await;
-    let _ = again;
 }
 
 #[tokio::test]
