@@ -10,6 +10,8 @@
 #   c. miss-path overhead: POST /v1/ask (one provider, no-store) vs the mock upstream called
 #      directly with the equivalent body (target <= 2 ms added at p50), measured at the
 #      Worker's own socket and, for reference, through wrangler dev's proxy
+#   e. streaming: a streamed L1 hit vs the JSON hit (target >= 0.9x rps), and a streamed miss vs
+#      the mock's own stream at the Worker's socket (target <= 2 ms added at p50)
 #   d. the reference for a.: a JS Worker of a dozen lines (benches/reference-worker) whose only
 #      work is a caches.default hit, vs its own bare route, under its own wrangler dev with the
 #      same flags, once the gateway's stack is stopped: what the local runtime allows any L1 hit
@@ -35,7 +37,7 @@
 #   deployed Worker's request would arrive; both are printed.
 #
 # Usage: bench.sh [--no-criterion]
-# Env: BENCH_ONLY (which of a, b, c, d to run; default abcd), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
+# Env: BENCH_ONLY (which of a, b, c, d, e to run; default abcde; d runs last), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
 #      (s per run, 2), BENCH_CONCURRENCY (a and b, 8), BENCH_MISS_CONCURRENCY ("1 4", for c),
 #      BENCH_STATE_ROOT (default /dev/shm if writable, else target/bench-state),
 #      BENCH_KEEP_INSPECTOR (1: leave wrangler's Network tracing on).
@@ -252,7 +254,7 @@ try: v=float(v)
 except ValueError: print("n/a"); sys.exit()
 print("MET" if (v>=t if op==">=" else v<=t) else "MISSED")' "$1" "$2" "$3"; }
 
-ONLY="${BENCH_ONLY:-abcd}"
+ONLY="${BENCH_ONLY:-abcde}"
 # a. issue 3: an L1 hit of POST /v1/ask vs the bare route.
 if [[ "$ONLY" == *a* ]]; then
 say ""
@@ -321,6 +323,41 @@ for c in $MISS_CONC; do
   say "  of which wrangler dev's own floor (bare route p50): $(v="line_bare_healthz_proxy_c$c"; field "${!v}" p50_ms) ms; the miss path beyond the bare route: p50 +$f50 ms"
 done
 
+fi
+
+# e. streaming (drop-in): a streamed L1 hit vs the JSON hit of the same request, and a streamed
+#    miss (no-store) vs the mock's own stream of it at the Worker's socket: an upstream stream with
+#    no delays is whole in about its first event's time, so its added latency bounds the time to
+#    first event the gateway adds.
+if [[ "$ONLY" == *e* ]]; then
+say ""
+say "## e. streaming: streamed L1 hit vs JSON L1 hit (concurrency $CONC); streamed miss vs the mock's stream (c=1)"
+sprompt="bench stream $nonce"
+json_body="{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":16,\"messages\":[{\"role\":\"user\",\"content\":\"$sprompt\"}]}"
+stream_body="{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":16,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$sprompt\"}]}"
+chat_auth=(-H "Authorization: Bearer $key" -H "Content-Type: application/json")
+curl -fsS "${chat_auth[@]}" -d "$json_body" "$base/v1/chat/completions" >/dev/null
+for _ in $(seq 1 40); do
+  curl -fsS -D - -o /dev/null "${chat_auth[@]}" -d "$json_body" "$base/v1/chat/completions" | tr -d '\r' | grep -qi '^cache-status:.*detail=l1' && break
+  sleep 0.25
+done
+jhit_args=(--url "$base/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
+  --header "Content-Type: application/json" --body "$json_body" --expect '"chat.completion"' --concurrency "$CONC")
+shit_args=(--url "$base/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
+  --header "Content-Type: application/json" --body "$stream_body" --expect '[DONE]' --concurrency "$CONC")
+compare json_hit jhit_args stream_hit shit_args
+r=$(calc 'a/b' "$(field "$line_stream_hit" rps)" "$(field "$line_json_hit" rps)")
+say "RATIO stream_hit / json_hit rps = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
+if [ -n "$direct" ]; then
+  mdirect_args=(--url "$mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
+    --header "Content-Type: application/json" --body "$stream_body" --expect '[DONE]' --concurrency 1)
+  smiss_args=(--url "$direct/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --header "Cache-Control: no-store" --body "$stream_body"
+    --expect '[DONE]' --concurrency 1)
+  compare mock_stream mdirect_args stream_miss smiss_args
+  d50=$(calc 'a-b' "$(field "$line_stream_miss" p50_ms)" "$(field "$line_mock_stream" p50_ms)" 3)
+  say "OVERHEAD c=1 at the Worker's socket: stream_miss - mock_stream (whole stream, bounding the first event's): p50 +$d50 ms  (target p50 <= 2 ms: $(verdict "$d50" '<=' 2))"
+fi
 fi
 
 # d. the reference for a.: what the local runtime allows a Cache API hit with no gateway code.

@@ -58,6 +58,8 @@ const COVERED: &[(Provider, &[&str])] = &[
             "error_400.json",
             "error_401.json",
             "error_429.json",
+            "stream.txt",
+            "stream_length.txt",
         ],
     ),
     (
@@ -68,6 +70,7 @@ const COVERED: &[(Provider, &[&str])] = &[
             "error_401.json",
             "error_429.json",
             "error_529_overloaded.json",
+            "stream.txt",
         ],
     ),
     (
@@ -77,6 +80,7 @@ const COVERED: &[(Provider, &[&str])] = &[
             "response.json",
             "error_400.json",
             "error_429.json",
+            "stream.txt",
         ],
     ),
     (
@@ -86,6 +90,7 @@ const COVERED: &[(Provider, &[&str])] = &[
             "response.json",
             "error_401.json",
             "error_401_legacy.html",
+            "stream.txt",
         ],
     ),
 ];
@@ -479,5 +484,66 @@ fn built_requests_carry_no_gateway_metadata() {
         for word in ["lvk_", "account", "request_id", "cache"] {
             assert!(!text.contains(word), "{p}: {word} in body");
         }
+    }
+}
+
+// ---- streams ----
+
+use gateway_core::api::dropin::stream::{SseParser, StreamEnd, StreamWatcher};
+use gateway_core::api::dropin::Dialect;
+
+/// Every event of a recorded stream parses, and its data is JSON (or OpenAI's `[DONE]`).
+fn stream_events(p: Provider, file: &str) -> Vec<(Option<String>, Value)> {
+    // A recorded file may end without the blank line that dispatches its last event.
+    let text = format!("{}\n\n", read(p, file).trim_end());
+    SseParser::new()
+        .feed(text.as_bytes())
+        .into_iter()
+        .map(|ev| {
+            let ev = ev.unwrap_or_else(|e| panic!("{p}/{file}: {e}"));
+            let data = if ev.data == "[DONE]" {
+                Value::String(ev.data)
+            } else {
+                serde_json::from_str(&ev.data)
+                    .unwrap_or_else(|e| panic!("{p}/{file}: {e}: {}", ev.data))
+            };
+            (ev.event, data)
+        })
+        .collect()
+}
+
+#[test]
+fn recorded_streams_are_server_sent_events_of_json() {
+    for (p, file) in [
+        (Provider::OpenAi, "stream.txt"),
+        (Provider::OpenAi, "stream_length.txt"),
+        (Provider::Anthropic, "stream.txt"),
+        (Provider::Gemini, "stream.txt"),
+        (Provider::Perplexity, "stream.txt"),
+    ] {
+        let events = stream_events(p, file);
+        assert!(events.len() >= 3, "{p}/{file}");
+    }
+}
+
+#[test]
+fn the_drop_in_dialects_recorded_streams_end_cleanly_with_their_usage() {
+    for (p, file, dialect) in [
+        (Provider::OpenAi, "stream.txt", Dialect::OpenAiChat),
+        (Provider::OpenAi, "stream_length.txt", Dialect::OpenAiChat),
+        (
+            Provider::Anthropic,
+            "stream.txt",
+            Dialect::AnthropicMessages,
+        ),
+    ] {
+        let text = format!("{}\n\n", read(p, file).trim_end());
+        let mut w = StreamWatcher::new(dialect);
+        w.feed(text.as_bytes()).unwrap();
+        assert_eq!(w.outcome(), StreamEnd::Clean, "{p}/{file}");
+        let usage = w.usage().unwrap_or_else(|| panic!("{p}/{file}: no usage"));
+        assert!(usage.input > 0 && usage.output > 0, "{p}/{file}: {usage:?}");
+        let body: Value = serde_json::from_str(&w.final_body().unwrap()).unwrap();
+        assert!(body["id"].is_string(), "{p}/{file}: {body}");
     }
 }
