@@ -1,5 +1,5 @@
-//! The one upstream call both routes make: a POST bounded by the runtime's own deadline. Its
-//! headers hold the key: never log them.
+//! The upstream calls of both routes: a POST bounded by the runtime's own deadline, and a
+//! streamed one bounded to its headers. Their headers hold the key: never log them.
 
 use gateway_core::providers::completion::{ProviderError, ProviderErrorCode};
 use gateway_core::providers::Provider;
@@ -7,15 +7,12 @@ use worker::wasm_bindgen::JsValue;
 use worker::{web_sys, AbortSignal, Fetch, Headers, Method, Request, RequestInit};
 use worker_shared::body;
 
-/// One POST upstream, bounded by `timeout_ms`: the status, the `retry-after` header and the
-/// body text.
-pub async fn send_upstream(
-    provider: Provider,
+/// The POST to the provider's `url` with `header_list` and `body`.
+fn upstream_request(
     url: &str,
     header_list: &[(String, String)],
     body: JsValue,
-    timeout_ms: u64,
-) -> Result<(u16, Option<String>, String), ProviderError> {
+) -> Result<Request, ProviderError> {
     let unreachable = |msg: &str| ProviderError::new(ProviderErrorCode::UpstreamUnreachable, msg);
     let headers = Headers::new();
     for (k, v) in header_list {
@@ -27,8 +24,20 @@ pub async fn send_upstream(
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body));
-    let request =
-        Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))?;
+    Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))
+}
+
+/// One POST upstream, bounded by `timeout_ms`: the status, the `retry-after` header and the
+/// body text.
+pub async fn send_upstream(
+    provider: Provider,
+    url: &str,
+    header_list: &[(String, String)],
+    body: JsValue,
+    timeout_ms: u64,
+) -> Result<(u16, Option<String>, String), ProviderError> {
+    let unreachable = |msg: &str| ProviderError::new(ProviderErrorCode::UpstreamUnreachable, msg);
+    let request = upstream_request(url, header_list, body)?;
     // The runtime's own deadline (`AbortSignal.timeout`) covers the headers and the body, and
     // aborts the upstream request when it passes.
     let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_f64(timeout_ms as f64));
@@ -64,18 +73,7 @@ pub async fn open_upstream_stream(
     timeout_ms: u64,
 ) -> Result<worker::Response, ProviderError> {
     let unreachable = |msg: &str| ProviderError::new(ProviderErrorCode::UpstreamUnreachable, msg);
-    let headers = Headers::new();
-    for (k, v) in header_list {
-        headers
-            .set(k, v)
-            .map_err(|_| unreachable("invalid upstream header"))?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body));
-    let request =
-        Request::new_with_init(url, &init).map_err(|_| unreachable("invalid upstream URL"))?;
+    let request = upstream_request(url, header_list, body)?;
     let controller = worker::AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
