@@ -22,6 +22,9 @@ use gateway_core::api::dropin::Dialect;
 use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
 use gateway_core::providers::Provider;
+use futures::channel::oneshot;
+use futures::Stream;
+use gateway_core::providers::completion::Tokens;
 use worker::ByteStream;
 
 /// What an answer is served with: how the cache took part, the key, what the call cost and the
@@ -155,7 +158,12 @@ pub async fn run<E: Endpoint>(
                 admission,
                 mode,
             };
-            return relay_stream(cx, endpoint, streamed, miss, event);
+            return match streamed {
+                Streamed::Relay(relay) => relay_stream(cx, endpoint, relay, miss, event),
+                Streamed::Events { body, ended } => {
+                    event_stream(cx, endpoint, body, ended, miss, event)
+                }
+            };
         }
         Err(answer) => answer,
     };
@@ -188,8 +196,44 @@ pub async fn run<E: Endpoint>(
     endpoint.answer(cx, answer, served, event)
 }
 
-/// An upstream event stream to relay (see [`Endpoint::take_stream`]).
-pub struct Streamed {
+/// A streamed answer (see [`Endpoint::take_stream`]).
+pub enum Streamed {
+    /// A provider's own event stream, relayed as it arrives (a drop-in call).
+    Relay(RelayStream),
+    /// Events the endpoint writes as its upstream calls answer (a streamed `/v1/ask`), and
+    /// where what they cost is told when they end.
+    Events {
+        body: EventBody,
+        ended: oneshot::Receiver<EventsEnded>,
+    },
+}
+
+/// The body of [`Streamed::Events`].
+pub type EventBody = std::pin::Pin<Box<dyn Stream<Item = Result<Vec<u8>, worker::Error>>>>;
+
+/// What a [`Streamed::Events`] answer settles, stores and records when it ends.
+pub struct EventsEnded {
+    pub end: Ended,
+    /// What each upstream call is charged (those that never finished: their worst case).
+    pub charges: Vec<OwnedCharge>,
+    /// The entry to store, when every upstream call answered cacheably.
+    pub entry: Option<String>,
+    /// The answer to archive (the `done` event's body).
+    pub archive: Option<String>,
+}
+
+/// A [`Charge`] that owns its model name (it outlives the endpoint).
+pub enum OwnedCharge {
+    Used {
+        provider: Provider,
+        model: String,
+        tokens: Tokens,
+    },
+    WorstCase(WorstCase),
+}
+
+/// A provider's event stream to relay (see [`Streamed::Relay`]).
+pub struct RelayStream {
     pub status: u16,
     pub body: worker::web_sys::ReadableStream,
     pub dialect: Dialect,
@@ -219,7 +263,7 @@ const KEEPALIVE_MS: u64 = 15_000;
 fn relay_stream<E: Endpoint>(
     cx: &RequestContext,
     endpoint: &E,
-    streamed: Streamed,
+    streamed: RelayStream,
     miss: Miss,
     event: &mut Event,
 ) -> ApiResult<Response> {
@@ -279,5 +323,65 @@ fn relay_stream<E: Endpoint>(
         }
         usage_log::usage_later(&cx, row, status);
     });
+    Ok(resp)
+}
+
+/// Answers with the endpoint's events at once; when they end, settles, stores and records
+/// what [`EventsEnded`] says (as [`relay_stream`] does for a relayed stream).
+fn event_stream<E: Endpoint>(
+    cx: &RequestContext,
+    endpoint: &E,
+    body: EventBody,
+    ended: oneshot::Receiver<EventsEnded>,
+    miss: Miss,
+    event: &mut Event,
+) -> ApiResult<Response> {
+    let resp = Response::from_stream(body).map_err(|_| ApiError::internal())?;
+    let outcome = CacheOutcome::fetched(miss.mode, false);
+    event.cache(outcome);
+    let served = Served {
+        outcome,
+        key: endpoint.key(),
+        credits: 0,
+        admission: &miss.admission,
+    };
+    let resp = endpoint.answer_stream(resp, served)?;
+    let mut row = std::mem::take(event);
+    event.deferred = true;
+    let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
+    cx.clone().after(async move {
+        let Ok(end) = ended.await else { return };
+        let charges: Vec<Charge> = end
+            .charges
+            .iter()
+            .map(|c| match c {
+                OwnedCharge::Used {
+                    provider,
+                    model,
+                    tokens,
+                } => Charge::Used(Used {
+                    provider: *provider,
+                    model,
+                    tokens: *tokens,
+                }),
+                OwnedCharge::WorstCase(w) => Charge::WorstCase(w),
+            })
+            .collect();
+        row.credits = limits::settle_later(&cx, miss.reservation, &charges);
+        row.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
+            Charge::Used(u) => (i + u.tokens.input, o + u.tokens.output),
+            Charge::WorstCase(_) => (i, o),
+        });
+        row.stream_end = Some(end.end.as_str());
+        if let (true, Some(entry)) = (miss.mode.writes(), end.entry) {
+            cache::store(&cx, namespace, key.as_str(), entry);
+            row.cache(CacheOutcome::fetched(miss.mode, true));
+        }
+        if let Some(body) = end.archive {
+            usage_log::archive_later(&mut row, body);
+        }
+        usage_log::usage_later(&cx, row, 200);
+    });
+    let _ = miss.worst;
     Ok(resp)
 }

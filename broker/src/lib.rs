@@ -13,6 +13,7 @@
 mod admit;
 mod audit;
 mod complete;
+mod complete_stream;
 mod config;
 mod passthrough;
 mod reply;
@@ -22,7 +23,7 @@ mod upstream;
 use std::panic::AssertUnwindSafe;
 
 use gateway_core::broker::{
-    BROKER_BODY_LIMIT, COMPLETE_PATH, PASSTHROUGH_PATH, SEAL_PATH, SECRET_HEADER,
+    BROKER_BODY_LIMIT, COMPLETE_PATH, COMPLETE_STREAM_PATH, PASSTHROUGH_PATH, SEAL_PATH, SECRET_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::scrub::scrub;
@@ -65,6 +66,10 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
             complete::complete(&body, env, provider)
                 .await?
                 .into_response()
+        }
+        COMPLETE_STREAM_PATH => {
+            let body = read_capped(&mut req, BROKER_BODY_LIMIT).await?;
+            complete_stream::complete_stream(&body, env, provider).await
         }
         PASSTHROUGH_PATH => passthrough::passthrough(req, env, provider).await,
         SEAL_PATH => seal::seal(req, env, provider).await,

@@ -30,55 +30,84 @@ pub async fn run(
     caller: &Caller,
     calls: Vec<(Provider, CompletionRequest)>,
 ) -> Vec<Timed> {
+    let timeout_ms = timeout_ms(cx);
+    let futs = broker_requests(cx, caller, calls)
+        .await
+        .into_iter()
+        .map(|(provider, body)| async move {
+            let started = worker::Date::now().as_millis();
+            let body = match body {
+                Ok(body) => body,
+                Err(result) => {
+                    return Timed {
+                        result,
+                        latency_ms: 0,
+                    }
+                }
+            };
+            let call = call_broker(cx, provider, &body);
+            futures::pin_mut!(call);
+            let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
+            let result = match select(call, timer).await {
+                Either::Left((r, _)) => r,
+                Either::Right(((), _)) => timed_out(provider, timeout_ms),
+            };
+            Timed {
+                result,
+                latency_ms: worker::Date::now().as_millis().saturating_sub(started),
+            }
+        });
+    join_all(futs).await
+}
+
+/// The result of a provider whose broker did not answer within `timeout_ms`.
+pub fn timed_out(provider: Provider, timeout_ms: u64) -> ProviderResult {
+    ProviderResult::error(
+        provider,
+        BrokerErrorCode::UpstreamTimeout.as_str(),
+        format!("{provider} did not answer within {timeout_ms} ms"),
+    )
+}
+
+/// The broker request of each call, in `calls` order, with the account's sealed key for the
+/// providers it brought one for; a provider whose key could not be read fails (`Err`: its
+/// result) rather than silently use the platform's key.
+pub async fn broker_requests(
+    cx: &RequestContext,
+    caller: &Caller,
+    calls: Vec<(Provider, CompletionRequest)>,
+) -> Vec<(Provider, Result<BrokerRequest, ProviderResult>)> {
     let account_id = caller.account_id.as_str();
     let test_mode = caller.mode == KeyMode::Test;
-    let timeout_ms = timeout_ms(cx);
     // Only accounts that registered a key for one of these providers pay the D1 read.
     let sealed = if !test_mode && calls.iter().any(|(p, _)| caller.has_byok(*p)) {
         sealed_keys::sealed_all(cx, account_id).await.ok()
     } else {
         Some(BTreeMap::new())
     };
-    let futs = calls.into_iter().map(|(provider, completion)| {
-        // `None`: the account's keys could not be read.
-        let byok_ciphertext = sealed.as_ref().map(|m| m.get(&provider).cloned());
-        let body = BrokerRequest {
-            request_id: cx.request_id.clone(),
-            account_id: account_id.to_string(),
-            test_mode,
-            completion,
-            byok_ciphertext: byok_ciphertext.clone().flatten(),
-        };
-        async move {
-            let started = worker::Date::now().as_millis();
+    calls
+        .into_iter()
+        .map(|(provider, completion)| {
+            // `None`: the account's keys could not be read.
+            let byok_ciphertext = sealed.as_ref().map(|m| m.get(&provider).cloned());
             if byok_ciphertext.is_none() && byok::supports(provider) {
-                return Timed {
-                    result: ProviderResult::error(
-                        provider,
-                        BrokerErrorCode::ServiceUnavailable.as_str(),
-                        "the account's provider keys could not be read; retry shortly".into(),
-                    ),
-                    latency_ms: 0,
-                };
-            }
-            let call = call_broker(cx, provider, &body);
-            futures::pin_mut!(call);
-            let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
-            let result = match select(call, timer).await {
-                Either::Left((r, _)) => r,
-                Either::Right(((), _)) => ProviderResult::error(
+                let unreadable = ProviderResult::error(
                     provider,
-                    BrokerErrorCode::UpstreamTimeout.as_str(),
-                    format!("{provider} did not answer within {timeout_ms} ms"),
-                ),
-            };
-            Timed {
-                result,
-                latency_ms: worker::Date::now().as_millis().saturating_sub(started),
+                    BrokerErrorCode::ServiceUnavailable.as_str(),
+                    "the account's provider keys could not be read; retry shortly".into(),
+                );
+                return (provider, Err(unreadable));
             }
-        }
-    });
-    join_all(futs).await
+            let body = BrokerRequest {
+                request_id: cx.request_id.clone(),
+                account_id: account_id.to_string(),
+                test_mode,
+                completion,
+                byok_ciphertext: byok_ciphertext.flatten(),
+            };
+            (provider, Ok(body))
+        })
+        .collect()
 }
 
 /// One completion from a provider's broker, by RPC over its service binding.
@@ -110,11 +139,16 @@ async fn call_broker(
         };
     }
     // Broker errors: `{"error": {"code", "message", ...}}`; pass code and a scrubbed message.
+    failed(provider, &text)
+}
+
+/// A broker's failed completion (`{"error": {"code", "message", ...}}`) as the provider's result.
+pub fn failed(provider: Provider, text: &str) -> ProviderResult {
     let CompletionFailure {
         code,
         message,
         retry_after_ms,
-    } = read_completion_failure(&text);
+    } = read_completion_failure(text);
     ProviderResult {
         provider,
         outcome: ResultBody::Err {

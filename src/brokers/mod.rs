@@ -6,7 +6,7 @@ mod fanout;
 mod passthrough;
 mod seal;
 
-pub use fanout::run;
+pub use fanout::{broker_requests, failed, run, timed_out};
 pub use passthrough::{passthrough, Passthrough, Upstream};
 pub use seal::seal;
 

@@ -130,6 +130,7 @@ pub struct Reservation {
 }
 
 /// The worst case of one provider call, as the ledger reserves it.
+#[derive(Debug, Clone)]
 pub struct WorstCase {
     pub provider: Provider,
     pub model: String,

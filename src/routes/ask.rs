@@ -21,7 +21,11 @@ use crate::http::context::RequestContext;
 use crate::http::request::{read_body_capped, require_json};
 use crate::http::response::{json_text, set_header};
 use crate::limits::{self, Charge, Used, WorstCase};
-use crate::pipeline::{self, Endpoint, Served};
+use crate::pipeline::{self, Endpoint, Served, Streamed};
+use crate::routes::ask_stream;
+use gateway_core::broker::BrokerRequest;
+use gateway_core::cache::control::CacheOutcome;
+use gateway_core::providers::Provider;
 use gateway_core::error::ApiResult;
 
 pub async fn post(
@@ -64,9 +68,42 @@ struct Ask {
     key: CacheKey,
 }
 
-impl Endpoint for Ask {
+/// What `/v1/ask`'s brokers gave back.
+enum Fanout {
     /// Each provider's result with its latency, in the request's provider order.
-    type Answer = Vec<Timed>;
+    Whole(Vec<Timed>),
+    /// Asked with `"stream": true`: the brokers are called in their streamed mode as the
+    /// events are read (`ask_stream`).
+    Streaming {
+        cx: RequestContext,
+        calls: Vec<(Provider, Result<BrokerRequest, ProviderResult>)>,
+    },
+}
+
+impl Ask {
+    fn completion_requests(&self) -> Vec<(Provider, CompletionRequest)> {
+        let a = &self.ask;
+        a.providers
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    CompletionRequest {
+                        model: a.models[p].clone(),
+                        prompt: a.prompt.clone(),
+                        system: a.system.clone(),
+                        max_tokens: a.max_tokens,
+                        temperature: a.temperature,
+                        top_p: a.top_p,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+impl Endpoint for Ask {
+    type Answer = Fanout;
 
     fn namespace(&self) -> Namespace {
         Namespace::Ask
@@ -101,33 +138,50 @@ impl Endpoint for Ask {
         Some(respond(cx, &self.ask, &served, &entry.results, event))
     }
 
-    async fn call(&self, cx: &RequestContext, caller: &Caller) -> ApiResult<Vec<Timed>> {
-        let a = &self.ask;
-        let calls = a
-            .providers
-            .iter()
-            .map(|p| {
-                (
-                    *p,
-                    CompletionRequest {
-                        model: a.models[p].clone(),
-                        prompt: a.prompt.clone(),
-                        system: a.system.clone(),
-                        max_tokens: a.max_tokens,
-                        temperature: a.temperature,
-                        top_p: a.top_p,
-                    },
-                )
-            })
-            .collect();
-        Ok(brokers::run(cx, caller, calls).await)
+    async fn call(&self, cx: &RequestContext, caller: &Caller) -> ApiResult<Fanout> {
+        let calls = self.completion_requests();
+        if self.ask.stream {
+            return Ok(Fanout::Streaming {
+                cx: cx.clone(),
+                calls: brokers::broker_requests(cx, caller, calls).await,
+            });
+        }
+        Ok(Fanout::Whole(brokers::run(cx, caller, calls).await))
+    }
+
+    fn take_stream(&self, answer: Fanout) -> Result<Streamed, Fanout> {
+        let Fanout::Streaming { cx, calls } = answer else {
+            return Err(answer);
+        };
+        let done = ask_stream::Done {
+            request_id: cx.request_id.clone(),
+            created_at: cx.now_iso(),
+            // The cache took no part beyond the miss (whether it stores is known at the end).
+            cache: CacheOutcome::Miss { stored: false }.body(self.ask.scope.as_str(), self.key.as_str()),
+            models: self.ask.models.clone(),
+            worst: self.worst_cases(),
+            order: self.ask.providers.clone(),
+            price: limits::price_table(&cx),
+        };
+        let (body, ended) = ask_stream::events(&cx, calls, done);
+        Ok(Streamed::Events { body, ended })
+    }
+
+    fn answer_stream(&self, resp: Response, served: Served) -> ApiResult<Response> {
+        set_header(resp.headers(), "Content-Type", "text/event-stream");
+        set_header(resp.headers(), "Cache-Control", "no-cache");
+        answer_headers(&resp, &served);
+        Ok(resp)
     }
 
     /// Each result priced at the model that was asked for, as its reservation was: providers
     /// answer with their own names for it (`gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), which
     /// the price table does not list. A provider that failed after the call may have reached it
     /// (timed out, cut off, unreadable) is charged its worst case; one that refused, nothing.
-    fn charges<'a>(&'a self, answer: &'a Vec<Timed>, worst: &'a [WorstCase]) -> Vec<Charge<'a>> {
+    fn charges<'a>(&'a self, answer: &'a Fanout, worst: &'a [WorstCase]) -> Vec<Charge<'a>> {
+        let Fanout::Whole(answer) = answer else {
+            return worst.iter().map(Charge::WorstCase).collect();
+        };
         answer
             .iter()
             .filter_map(|t| {
@@ -151,7 +205,10 @@ impl Endpoint for Ask {
     }
 
     /// Stored only if every provider answered, and with text (`Completion::is_cacheable`).
-    fn entry(&self, answer: &Vec<Timed>) -> Option<String> {
+    fn entry(&self, answer: &Fanout) -> Option<String> {
+        let Fanout::Whole(answer) = answer else {
+            return None;
+        };
         let cacheable = answer
             .iter()
             .all(|t| t.result.completion().is_some_and(|c| c.is_cacheable()));
@@ -167,10 +224,13 @@ impl Endpoint for Ask {
     fn answer(
         &self,
         cx: &RequestContext,
-        answer: Vec<Timed>,
+        answer: Fanout,
         served: Served,
         event: &mut Event,
     ) -> ApiResult<Response> {
+        let Fanout::Whole(answer) = answer else {
+            return Err(ApiError::internal());
+        };
         let results: Vec<Value> = answer
             .iter()
             .map(|t| {
@@ -212,7 +272,8 @@ struct Usage {
     credits: u64,
 }
 
-/// The contract's answer, archived with the call's usage row.
+/// The contract's answer, archived with the call's usage row: JSON, or (asked with
+/// `"stream": true`, a hit) the events of the stored results then `done` with that JSON.
 fn respond<R: Serialize>(
     cx: &RequestContext,
     ask: &AskRequest,
@@ -231,13 +292,30 @@ fn respond<R: Serialize>(
         },
     })
     .map_err(|_| ApiError::internal())?;
-    let resp = json_text(200, body.clone())?;
+    let resp = if ask.stream {
+        let values: Vec<Value> = results
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect();
+        let events = ask_stream::hit_events(&values, &body);
+        let resp = Response::from_bytes(events).map_err(|_| ApiError::internal())?;
+        set_header(resp.headers(), "Content-Type", "text/event-stream");
+        set_header(resp.headers(), "Cache-Control", "no-cache");
+        resp
+    } else {
+        json_text(200, body.clone())?
+    };
     usage_log::archive_later(event, body);
+    answer_headers(&resp, served);
+    Ok(resp)
+}
+
+/// The cache and rate-limit headers of an answer.
+fn answer_headers(resp: &Response, served: &Served) {
     let h = resp.headers();
     set_header(h, "Cache-Status", &served.outcome.header());
-    set_header(h, "X-Cache-Key", key);
+    set_header(h, "X-Cache-Key", served.key.as_str());
     for (name, value) in &served.admission.headers {
         set_header(h, name, value);
     }
-    Ok(resp)
 }

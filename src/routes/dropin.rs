@@ -23,7 +23,7 @@ use crate::http::context::RequestContext;
 use crate::http::request::{read_body_capped, require_json};
 use crate::http::response::set_header;
 use crate::limits::{self, Charge, Used, WorstCase};
-use crate::pipeline::{self, Endpoint, Served, Streamed};
+use crate::pipeline::{self, Endpoint, RelayStream, Served, Streamed};
 use gateway_core::error::ApiResult;
 
 /// One drop-in call, through the pipeline (as `/v1/ask`: a hit takes no bucket token).
@@ -247,14 +247,14 @@ impl Endpoint for DropIn {
 
     fn take_stream(&self, answer: Upstream) -> Result<Streamed, Upstream> {
         match answer {
-            Upstream::Stream { status, body } => Ok(Streamed {
+            Upstream::Stream { status, body } => Ok(Streamed::Relay(RelayStream {
                 status,
                 body,
                 dialect: self.dialect,
                 strip_usage: self.dialect == Dialect::OpenAiChat && !self.include_usage,
                 provider: self.provider,
                 model: self.model.clone(),
-            }),
+            })),
             whole => Err(whole),
         }
     }

@@ -7,6 +7,7 @@ pub mod account_data;
 pub mod admin;
 pub mod archive;
 pub mod ask;
+pub mod ask_stream;
 #[cfg(feature = "dev-hooks")]
 pub mod dev;
 pub mod dropin;

@@ -31,6 +31,8 @@ pub struct AskRequest {
     /// The model used for each requested provider (defaults filled in).
     pub models: BTreeMap<Provider, String>,
     pub scope: ScopeKind,
+    /// `"stream": true`: the answer is server-sent events (not part of the key).
+    pub stream: bool,
     /// The params of the cache key: as the caller sent them, with `models` completed.
     pub key_params: Value,
 }
@@ -45,10 +47,10 @@ pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiErro
     for key in obj.keys() {
         if !matches!(
             key.as_str(),
-            "prompt" | "providers" | "params" | "cache_scope"
+            "prompt" | "providers" | "params" | "cache_scope" | "stream"
         ) {
             return Err(ApiError::invalid_request(format!(
-                "unknown field `{}`; expected prompt, providers, params, cache_scope",
+                "unknown field `{}`; expected prompt, providers, params, cache_scope, stream",
                 truncate(key, 40)
             ))
             .with("field", truncate(key, 40)));
@@ -86,6 +88,17 @@ pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiErro
 
     let providers = parse_providers(obj.remove("providers"))?;
 
+    // Not part of the key: a streamed and a whole answer share one entry.
+    let stream = match obj.remove("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(
+                ApiError::invalid_request("`stream` must be a boolean").with("field", "stream")
+            )
+        }
+    };
+
     let scope = match obj.remove("cache_scope") {
         None => ScopeKind::Shared,
         Some(Value::String(s)) => ScopeKind::parse(&s).ok_or_else(|| {
@@ -110,7 +123,9 @@ pub fn parse_ask(body: &[u8], max_tokens_cap: u32) -> Result<AskRequest, ApiErro
             ))
         }
     };
-    build(prompt, providers, params, scope, max_tokens_cap)
+    let mut ask = build(prompt, providers, params, scope, max_tokens_cap)?;
+    ask.stream = stream;
+    Ok(ask)
 }
 
 fn parse_providers(v: Option<Value>) -> Result<Vec<Provider>, ApiError> {
@@ -269,6 +284,7 @@ fn build(
         system,
         models,
         scope,
+        stream: false,
         key_params: Value::Object(params),
     })
 }
@@ -427,6 +443,16 @@ mod tests {
             assert!(e.message.contains("names a field twice"), "{}", e.message);
             assert_eq!(e.extra["field"], json!(field), "{body}");
         }
+    }
+
+    #[test]
+    fn stream_is_a_boolean_and_not_part_of_the_key() {
+        let whole = ask(json!({"prompt": "hi", "providers": ["gemini"]})).unwrap();
+        let streamed = ask(json!({"prompt": "hi", "providers": ["gemini"], "stream": true})).unwrap();
+        assert!(streamed.stream && !whole.stream);
+        assert_eq!(streamed.key_params, whole.key_params);
+        let e = ask(json!({"prompt": "hi", "providers": ["gemini"], "stream": "yes"})).unwrap_err();
+        assert_eq!((e.status, e.extra["field"].clone()), (400, json!("stream")));
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::providers::Provider;
 pub const SECRET_HEADER: &str = "x-broker-secret";
 /// The broker path of `/v1/ask` calls: a [`BrokerRequest`] in, a `Completion` out.
 pub const COMPLETE_PATH: &str = "/v1/complete";
+/// The broker's streamed `/v1/ask` completion: the provider called in its streaming mode, the
+/// answer told as `delta` events and a final `result` or `error` event.
+pub const COMPLETE_STREAM_PATH: &str = "/v1/complete-stream";
 /// The broker path of the drop-in endpoints. The body is the caller's provider request, byte
 /// for byte; the metadata travels in the `x-gw-*` headers below. The broker answers with the
 /// upstream's status and body (error bodies scrubbed), marked [`ORIGIN_HEADER`]` = upstream`,

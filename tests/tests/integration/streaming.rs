@@ -398,3 +398,79 @@ async fn a_test_key_streams_its_synthetic_answer() {
         .iter()
         .any(|e| e["choices"][0]["delta"]["content"].is_string()));
 }
+
+/// The events of an `/v1/ask` stream: (name, data) in order.
+fn ask_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|ev| {
+            let name = ev.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
+            let data: Vec<&str> = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            Some((name, serde_json::from_str(&data.join("\n")).ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ask_stream_tells_each_provider_as_it_answers_then_the_whole_answer() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"prompt": format!("ask stream [[mock:gemini=delay:1500]] {n}"),
+        "providers": ["gemini", "openai"], "stream": true});
+    let r = stream(s, "/v1/ask", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers.get("content-type").unwrap(), "text/event-stream");
+    let events = ask_events(&r.text);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let results: Vec<&Value> = events.iter().filter(|(n, _)| n == "result").map(|(_, d)| d).collect();
+    assert_eq!(results.len(), 2, "{names:?}");
+    assert_eq!(results[0]["provider"], "openai", "the fast provider first: {names:?}");
+    assert_eq!(results[1]["provider"], "gemini");
+    let first_delta = events
+        .iter()
+        .position(|(n, d)| n == "delta" && d["provider"] == "openai")
+        .expect("openai's text as a delta");
+    let gemini_result = events
+        .iter()
+        .position(|(n, d)| n == "result" && d["provider"] == "gemini")
+        .unwrap();
+    assert!(first_delta < gemini_result, "{names:?}");
+    let text: String = events
+        .iter()
+        .filter(|(n, d)| n == "delta" && d["provider"] == "openai")
+        .filter_map(|(_, d)| d["text"].as_str())
+        .collect();
+    assert_eq!(text, results[0]["content"].as_str().unwrap());
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done", "{names:?}");
+    assert_eq!(done["id"], request_id(&r));
+    assert_eq!(done["results"][0]["provider"], "gemini", "in the answer's own order");
+    assert!(done["usage"]["credits"].as_u64().unwrap() > 0, "{done}");
+    // The JSON answer of the same request (a hit now) has the same results.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut whole = body.clone();
+    whole.as_object_mut().unwrap().remove("stream");
+    let json_answer = s.ask(&key, &whole).await.json();
+    assert_eq!(json_answer["cache"]["status"], "hit", "{json_answer}");
+    for i in 0..2 {
+        for f in ["provider", "model", "content", "tokens"] {
+            assert_eq!(json_answer["results"][i][f], done["results"][i][f], "{f}");
+        }
+    }
+    // The archive holds the done body.
+    let archived = s.get(&format!("/v1/ask/{}", request_id(&r)), Some(&key)).await;
+    assert_eq!(archived.json(), *done);
+    // A streamed hit answers the same events from the cache, then its own done.
+    let hit = stream(s, "/v1/ask", &key, &body).await;
+    let hit_events = ask_events(&hit.text);
+    let (_, hit_done) = hit_events.last().unwrap();
+    assert_eq!(hit_done["cache"]["status"], "hit", "{hit_done}");
+    assert_eq!(hit_done["results"][1]["content"], done["results"][1]["content"]);
+    assert_eq!(s.mock_calls(&n).await["total"], 2, "one call per provider");
+    let bad = s.ask(&key, &json!({"prompt": "x", "providers": ["openai"], "stream": "yes"})).await;
+    assert_eq!(bad.status, 400);
+}

@@ -1,0 +1,141 @@
+//! `POST /v1/complete-stream`: one `/v1/ask` completion in the provider's streaming mode, told
+//! to the gateway as events while the provider writes it: `delta` `{"text"}` as text arrives,
+//! then `result` (the completion, as `/v1/complete` answers it) or `error` (`{"status", "body"}`,
+//! the failure as `/v1/complete` would answer it). The same checks as `/v1/complete` run first.
+
+use futures::StreamExt;
+use gateway_core::api::dropin::stream::sse;
+use gateway_core::broker::errors::completion_failure;
+use gateway_core::broker::{check_request, synthetic_completion, BrokerRequest};
+use gateway_core::error::ApiError;
+use gateway_core::providers::adapters::{self, stream::CompletionStream};
+use gateway_core::providers::completion::ProviderError;
+use gateway_core::providers::models::default_allowlist;
+use gateway_core::providers::Provider;
+use gateway_core::scrub::scrub_secrets;
+use serde_json::json;
+use worker::{Env, Response};
+
+use crate::config::{max_output_tokens, platform_key, timeout_ms, upstream_base};
+use crate::log;
+use crate::seal::open_byok;
+use crate::upstream::{error_text, open_upstream_stream};
+
+fn delta(text: &str) -> Vec<u8> {
+    sse::encode(Some("delta"), &json!({ "text": text }).to_string()).into_bytes()
+}
+
+fn result<T: serde::Serialize>(completion: &T) -> Vec<u8> {
+    let body = serde_json::to_string(completion).unwrap_or_default();
+    sse::encode(Some("result"), &body).into_bytes()
+}
+
+fn failure(e: &ProviderError, key: &str) -> Vec<u8> {
+    let (status, body) = completion_failure(e, key);
+    sse::encode(Some("error"), &json!({"status": status, "body": body}).to_string()).into_bytes()
+}
+
+fn events_response(body: impl futures::Stream<Item = Vec<u8>> + 'static) -> Result<Response, ApiError> {
+    let resp = Response::from_stream(body.map(Ok::<Vec<u8>, worker::Error>))
+        .map_err(|_| ApiError::internal())?;
+    let _ = resp.headers().set("content-type", "text/event-stream");
+    Ok(resp)
+}
+
+/// One streamed completion for the request `body` (already capped by the caller).
+pub async fn complete_stream(
+    body: &[u8],
+    env: &Env,
+    provider: Provider,
+) -> Result<Response, ApiError> {
+    let call: BrokerRequest = serde_json::from_slice(body)
+        .map_err(|_| ApiError::invalid_request("body is not a broker request"))?;
+    check_request(
+        provider,
+        &call.completion,
+        default_allowlist(provider),
+        max_output_tokens(env),
+    )?;
+    if call.test_mode {
+        let c = synthetic_completion(provider, &call.completion);
+        let events = [delta(&c.content), result(&c)].concat();
+        return events_response(futures::stream::iter([events]));
+    }
+    let key = match &call.byok_ciphertext {
+        Some(sealed) => {
+            open_byok(
+                env,
+                provider,
+                &call.account_id,
+                &call.request_id,
+                "POST /v1/ask",
+                sealed,
+            )
+            .await?
+        }
+        None => platform_key(env, provider)?,
+    };
+    let base = upstream_base(env)?;
+    let upstream = adapters::stream::build_stream_request(provider, &call.completion, &base, &key);
+    let logged = |e: &ProviderError| {
+        log(&scrub_secrets(
+            &format!(
+                "broker {provider}: stream {} upstream error {}: {}",
+                call.request_id, e.code, e.message
+            ),
+            &[&key],
+        ));
+    };
+    let resp = match open_upstream_stream(
+        provider,
+        &upstream.url,
+        &upstream.headers,
+        upstream.body.into(),
+        timeout_ms(env),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            logged(&e);
+            return events_response(futures::stream::iter([failure(&e, &key)]));
+        }
+    };
+    let status = resp.status_code();
+    if !(200..300).contains(&status) {
+        let retry_after = resp.headers().get("retry-after").ok().flatten();
+        let text = error_text(resp).await;
+        let events = match adapters::parse_response(provider, status, retry_after.as_deref(), &text) {
+            Ok(c) => [delta(&c.content), result(&c)].concat(),
+            Err(e) => {
+                logged(&e);
+                failure(&e, &key)
+            }
+        };
+        return events_response(futures::stream::iter([events]));
+    }
+    let mut resp = resp;
+    let body = resp.stream().map_err(|_| ApiError::internal())?;
+    // The provider's stream, read as it arrives; its deltas go on at once.
+    let state = (body, Some(CompletionStream::new(provider)), key);
+    let events = futures::stream::unfold(state, |(mut body, mut watcher, key)| async move {
+        let w = watcher.as_mut()?;
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let out: Vec<u8> = w.feed(&chunk).iter().flat_map(|t| delta(t)).collect();
+                Some((out, (body, watcher, key)))
+            }
+            // The end (or a broken stream): the completion the events add up to, or why not.
+            _ => {
+                let w = watcher.take()?;
+                let out = match w.finish() {
+                    Ok(c) => result(&c),
+                    Err(e) => failure(&e, &key),
+                };
+                Some((out, (body, None, key)))
+            }
+        }
+    })
+    .filter(|chunk| futures::future::ready(!chunk.is_empty()));
+    events_response(events)
+}

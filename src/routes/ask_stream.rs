@@ -1,0 +1,377 @@
+//! `POST /v1/ask` with `"stream": true`: every provider's broker is called in its streamed mode
+//! at once, and the caller gets server-sent events as they answer: `delta` `{"provider",
+//! "text"}` as each provider's text arrives, `result` with that provider's `results[]` entry
+//! when it finishes or fails, then `done`, whose data is exactly the JSON body the whole call
+//! returns. Each provider stays bounded by its timeout. When the events end (or the caller goes
+//! away) the pipeline is told what to settle, store and archive.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use futures::channel::oneshot;
+use futures::future::{select, Either};
+use futures::{Stream, StreamExt};
+use gateway_core::api::dropin::stream::{sse, SseParser};
+use gateway_core::broker::{BrokerRequest, COMPLETE_STREAM_PATH};
+use gateway_core::providers::completion::Completion;
+use gateway_core::providers::Provider;
+use serde_json::{json, Value};
+use worker::{ByteStream, Delay, Headers};
+
+use crate::brokers::{self, ProviderResult, ResultBody, Timed};
+use crate::http::context::RequestContext;
+use crate::pipeline::{EventBody, EventsEnded, OwnedCharge};
+use crate::relay::Ended;
+
+/// One provider's part of the events.
+enum ProviderEvent {
+    Delta(Provider, String),
+    Done(Timed),
+}
+
+enum Call {
+    Start(BrokerRequest),
+    Reading {
+        body: ByteStream,
+        parser: SseParser,
+    },
+    Over,
+}
+
+struct ProviderCall {
+    cx: RequestContext,
+    provider: Provider,
+    started: u64,
+    timeout_ms: u64,
+    call: Call,
+    pending: VecDeque<ProviderEvent>,
+}
+
+impl ProviderCall {
+    fn elapsed(&self) -> u64 {
+        worker::Date::now().as_millis().saturating_sub(self.started)
+    }
+
+    fn done(&mut self, result: ProviderResult) {
+        self.call = Call::Over;
+        let latency_ms = self.elapsed();
+        self.pending
+            .push_back(ProviderEvent::Done(Timed { result, latency_ms }));
+    }
+
+    /// The broker's events in one chunk of its stream.
+    fn read(&mut self, chunk: &[u8]) {
+        let Call::Reading { parser, .. } = &mut self.call else {
+            return;
+        };
+        let mut finished = None;
+        for ev in parser.feed(chunk).into_iter().flatten() {
+            match ev.event.as_deref() {
+                Some("delta") => {
+                    let text = serde_json::from_str::<Value>(&ev.data)
+                        .ok()
+                        .and_then(|v| v["text"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    if !text.is_empty() {
+                        self.pending
+                            .push_back(ProviderEvent::Delta(self.provider, text));
+                    }
+                }
+                Some("result") => {
+                    finished = Some(match serde_json::from_str::<Completion>(&ev.data) {
+                        Ok(c) => ProviderResult {
+                            provider: self.provider,
+                            outcome: ResultBody::Ok(c),
+                        },
+                        Err(_) => unavailable(self.provider),
+                    });
+                }
+                Some("error") => {
+                    let body = serde_json::from_str::<Value>(&ev.data)
+                        .map(|v| v["body"].to_string())
+                        .unwrap_or_default();
+                    finished = Some(brokers::failed(self.provider, &body));
+                }
+                _ => {}
+            }
+            if finished.is_some() {
+                break;
+            }
+        }
+        if let Some(result) = finished {
+            self.done(result);
+        }
+    }
+}
+
+fn unavailable(provider: Provider) -> ProviderResult {
+    let e = gateway_core::broker::errors::broker_unavailable(provider);
+    ProviderResult::error(provider, e.code, e.message)
+}
+
+/// One provider's events: its deltas, then its result (within its timeout).
+fn provider_events(
+    cx: RequestContext,
+    provider: Provider,
+    body: Result<BrokerRequest, ProviderResult>,
+) -> impl Stream<Item = ProviderEvent> + 'static {
+    let timeout_ms = brokers::timeout_ms(&cx);
+    let mut call = ProviderCall {
+        cx,
+        provider,
+        started: worker::Date::now().as_millis(),
+        timeout_ms,
+        call: Call::Over,
+        pending: VecDeque::new(),
+    };
+    match body {
+        Ok(b) => call.call = Call::Start(b),
+        Err(result) => {
+            call.pending.push_back(ProviderEvent::Done(Timed {
+                result,
+                latency_ms: 0,
+            }))
+        }
+    }
+    futures::stream::unfold(call, |mut c| async move {
+        loop {
+            if let Some(ev) = c.pending.pop_front() {
+                return Some((ev, c));
+            }
+            let left = c.timeout_ms.saturating_sub(c.elapsed());
+            match std::mem::replace(&mut c.call, Call::Over) {
+                Call::Over => return None,
+                Call::Start(body) => {
+                    let Ok(payload) = serde_json::to_string(&body) else {
+                        c.done(unavailable(c.provider));
+                        continue;
+                    };
+                    let headers = Headers::new();
+                    let _ = headers.set("Content-Type", "application/json");
+                    let cx = c.cx.clone();
+                    let post = brokers::post_to_broker(
+                        &cx,
+                        c.provider,
+                        COMPLETE_STREAM_PATH,
+                        headers,
+                        payload.into(),
+                    );
+                    futures::pin_mut!(post);
+                    let timer = Delay::from(std::time::Duration::from_millis(left));
+                    let answered = select(post, timer).await;
+                    match answered {
+                        Either::Left((Ok(mut resp), _)) if resp.status_code() == 200 => {
+                            match resp.stream() {
+                                Ok(body) => {
+                                    c.call = Call::Reading {
+                                        body,
+                                        parser: SseParser::new(),
+                                    }
+                                }
+                                Err(_) => c.done(unavailable(c.provider)),
+                            }
+                        }
+                        Either::Left((Ok(resp), _)) => {
+                            let text = worker_shared::body::text(resp).await.unwrap_or_default();
+                            c.done(brokers::failed(c.provider, &text));
+                        }
+                        Either::Left((Err(_), _)) => c.done(unavailable(c.provider)),
+                        Either::Right(((), _)) => {
+                            c.done(brokers::timed_out(c.provider, c.timeout_ms))
+                        }
+                    }
+                }
+                Call::Reading { mut body, parser } => {
+                    let next = body.next();
+                    let timer = Delay::from(std::time::Duration::from_millis(left.max(1)));
+                    match select(next, timer).await {
+                        Either::Left((Some(Ok(chunk)), _)) => {
+                            c.call = Call::Reading { body, parser };
+                            c.read(&chunk);
+                        }
+                        // The broker's stream ended before its result.
+                        Either::Left((_, _)) => c.done(unavailable(c.provider)),
+                        Either::Right(((), _)) => {
+                            c.done(brokers::timed_out(c.provider, c.timeout_ms))
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// What the `done` event (and the archive) need beside the results.
+pub struct Done {
+    pub request_id: String,
+    pub created_at: String,
+    /// The body's `cache` object.
+    pub cache: Value,
+    /// The model asked for each provider (what a call is priced at).
+    pub models: BTreeMap<Provider, String>,
+    pub worst: Vec<crate::limits::WorstCase>,
+    /// Providers in the order of the answer's `results`.
+    pub order: Vec<Provider>,
+    pub price: std::rc::Rc<gateway_core::credits::pricing::PriceTable>,
+}
+
+/// What each call is charged: its usage, its worst case when it may have reached its provider
+/// and told no usage (`gateway_core::credits::settlement`), or, never finished, its worst case.
+fn charges(done: &Done, results: &BTreeMap<Provider, Timed>) -> Vec<OwnedCharge> {
+    use gateway_core::credits::settlement::{unreported, Unreported};
+    done.worst
+        .iter()
+        .filter_map(|w| match results.get(&w.provider).map(|t| &t.result.outcome) {
+            Some(ResultBody::Ok(c)) => Some(OwnedCharge::Used {
+                provider: w.provider,
+                model: done.models.get(&w.provider).cloned().unwrap_or_else(|| c.model.clone()),
+                tokens: c.tokens,
+            }),
+            Some(ResultBody::Err { error }) => match unreported(&error.code) {
+                Unreported::WorstCase => Some(OwnedCharge::WorstCase(w.clone())),
+                Unreported::Nothing => None,
+            },
+            None => Some(OwnedCharge::WorstCase(w.clone())),
+        })
+        .collect()
+}
+
+fn cost(done: &Done, charges: &[OwnedCharge]) -> u64 {
+    charges
+        .iter()
+        .map(|c| match c {
+            OwnedCharge::Used {
+                provider,
+                model,
+                tokens,
+            } => done.price.cost(*provider, model, tokens.input, tokens.output),
+            OwnedCharge::WorstCase(w) => {
+                done.price
+                    .worst_case(w.provider, &w.model, w.prompt_bytes, w.max_tokens)
+            }
+        })
+        .sum()
+}
+
+struct Events {
+    merged: futures::stream::SelectAll<std::pin::Pin<Box<dyn Stream<Item = ProviderEvent>>>>,
+    results: BTreeMap<Provider, Timed>,
+    done: Done,
+    ended: Option<oneshot::Sender<EventsEnded>>,
+}
+
+impl Drop for Events {
+    /// Dropped before `done`: the caller went away; the unfinished calls are cancelled with
+    /// their broker streams and charged their worst case.
+    fn drop(&mut self) {
+        if let Some(tx) = self.ended.take() {
+            let charges = charges(&self.done, &self.results);
+            let _ = tx.send(EventsEnded {
+                end: Ended::ClientGone,
+                charges,
+                entry: None,
+                archive: None,
+            });
+        }
+    }
+}
+
+fn event(name: &str, data: &str) -> Vec<u8> {
+    sse::encode(Some(name), data).into_bytes()
+}
+
+/// A result as it appears in the answer's `results[]` (with its latency).
+fn result_json(t: &Timed) -> Value {
+    let mut v = serde_json::to_value(&t.result).unwrap_or(Value::Null);
+    v["latency_ms"] = json!(t.latency_ms);
+    v
+}
+
+/// The events of a streamed fanout over `calls`, and where their end is told.
+pub fn events(
+    cx: &RequestContext,
+    calls: Vec<(Provider, Result<BrokerRequest, ProviderResult>)>,
+    done: Done,
+) -> (EventBody, oneshot::Receiver<EventsEnded>) {
+    let (tx, rx) = oneshot::channel();
+    let streams = calls.into_iter().map(|(p, body)| {
+        Box::pin(provider_events(cx.clone(), p, body)) as std::pin::Pin<Box<dyn Stream<Item = _>>>
+    });
+    let state = Events {
+        merged: futures::stream::select_all(streams),
+        results: BTreeMap::new(),
+        done,
+        ended: Some(tx),
+    };
+    let body = futures::stream::unfold(state, |mut s| async move {
+        s.ended.as_ref()?;
+        match s.merged.next().await {
+            Some(ProviderEvent::Delta(p, text)) => {
+                let data = json!({"provider": p, "text": text}).to_string();
+                Some((Ok(event("delta", &data)), s))
+            }
+            Some(ProviderEvent::Done(t)) => {
+                let out = event("result", &result_json(&t).to_string());
+                s.results.insert(t.result.provider, t);
+                Some((Ok(out), s))
+            }
+            None => {
+                // Every provider answered: the whole answer, exactly as the JSON call's.
+                let charges = charges(&s.done, &s.results);
+                let credits = cost(&s.done, &charges);
+                let ordered: Vec<&Timed> = s
+                    .done
+                    .order
+                    .iter()
+                    .filter_map(|p| s.results.get(p))
+                    .collect();
+                let body = json!({
+                    "id": s.done.request_id,
+                    "created_at": s.done.created_at,
+                    "cache": s.done.cache,
+                    "results": ordered.iter().map(|t| result_json(t)).collect::<Vec<_>>(),
+                    "usage": {"credits": credits},
+                })
+                .to_string();
+                let cacheable = ordered.len() == s.done.order.len()
+                    && ordered
+                        .iter()
+                        .all(|t| t.result.completion().is_some_and(|c| c.is_cacheable()));
+                let entry = cacheable
+                    .then(|| {
+                        serde_json::to_string(&crate::cache::Entry {
+                            results: ordered.iter().map(|t| t.result.clone()).collect(),
+                        })
+                        .ok()
+                    })
+                    .flatten();
+                let out = event("done", &body);
+                if let Some(tx) = s.ended.take() {
+                    let _ = tx.send(EventsEnded {
+                        end: Ended::Clean,
+                        charges,
+                        entry,
+                        archive: Some(body),
+                    });
+                }
+                Some((Ok(out), s))
+            }
+        }
+    });
+    (Box::pin(body), rx)
+}
+
+/// The events of a hit: each stored result's text as one delta and its result, then `done`
+/// with the body the JSON hit answers.
+pub fn hit_events(results: &[Value], done_body: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in results {
+        let provider = r["provider"].clone();
+        if let Some(text) = r["content"].as_str().filter(|t| !t.is_empty()) {
+            let data = json!({"provider": provider, "text": text}).to_string();
+            out.extend(event("delta", &data));
+        }
+        out.extend(event("result", &r.to_string()));
+    }
+    out.extend(event("done", done_body));
+    out
+}
