@@ -84,6 +84,24 @@ impl Provider {
         adapters::join_url(base_url, &self.completion_path(model))
     }
 
+    /// The path of the streamed text-generation endpoint: the same as
+    /// [`Self::completion_path`] (the body asks for the stream), except Gemini's, which is
+    /// `:streamGenerateContent?alt=sse` (server-sent events, not one JSON array).
+    pub fn stream_completion_path(self, model: &str) -> Cow<'static, str> {
+        match self {
+            Provider::Gemini => Cow::Owned(format!(
+                "/v1beta/models/{}:streamGenerateContent?alt=sse",
+                path_segment(model)
+            )),
+            _ => self.completion_path(model),
+        }
+    }
+
+    /// The streamed endpoint's URL: `base_url` and [`Self::stream_completion_path`].
+    pub fn stream_completion_url(self, base_url: &str, model: &str) -> String {
+        adapters::join_url(base_url, &self.stream_completion_path(model))
+    }
+
     /// The header that carries the provider key `key` (lowercase name; never log it).
     pub fn auth_header(self, key: &str) -> (String, String) {
         match self {
@@ -181,6 +199,17 @@ mod tests {
             "/v1beta/models/gemini-2.5-flash_x.y~z:generateContent"
         );
         assert_eq!(Provider::OpenAi.completion_path("a/b"), "/chat/completions");
+    }
+
+    #[test]
+    fn only_gemini_streams_at_another_path() {
+        assert_eq!(
+            Provider::Gemini.stream_completion_url("http://h/gemini/", "a/b"),
+            "http://h/gemini/v1beta/models/a%2Fb:streamGenerateContent?alt=sse"
+        );
+        for p in [Provider::Anthropic, Provider::OpenAi, Provider::Perplexity] {
+            assert_eq!(p.stream_completion_path("m"), p.completion_path("m"), "{p}");
+        }
     }
 
     #[test]

@@ -83,12 +83,28 @@ struct Block {
     text: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Usage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
+/// A response's `usage`, and also a stream's `message_start` and `message_delta` usage.
+#[derive(Deserialize, Default)]
+pub(super) struct Usage {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cache_creation_input_tokens: Option<u64>,
+    pub cache_read_input_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// The billed tokens (cached input included, see [`input_tokens`]), or what is lacking.
+    pub(super) fn tokens(&self) -> Result<Tokens, &'static str> {
+        let (Some(input), Some(output)) = (self.input_tokens, self.output_tokens) else {
+            return Err("incomplete usage token counts");
+        };
+        let input = input_tokens(
+            input,
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        );
+        Ok(Tokens { input, output })
+    }
 }
 
 pub fn parse_response(
@@ -111,19 +127,12 @@ pub fn parse_response(
         .filter_map(|b| b.text.as_deref())
         .collect();
     let usage = r.usage.ok_or_else(|| malformed(P, status, "no usage"))?;
-    let (Some(input), Some(output)) = (usage.input_tokens, usage.output_tokens) else {
-        return Err(malformed(P, status, "incomplete usage token counts"));
-    };
-    let input = input_tokens(
-        input,
-        usage.cache_creation_input_tokens,
-        usage.cache_read_input_tokens,
-    );
+    let tokens = usage.tokens().map_err(|what| malformed(P, status, what))?;
     Ok(Completion {
         model,
         content,
         citations: Vec::new(),
-        tokens: Tokens { input, output },
+        tokens,
     })
 }
 

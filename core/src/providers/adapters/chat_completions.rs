@@ -117,10 +117,21 @@ struct Choice<M> {
     message: Option<M>,
 }
 
+/// A response's `usage`, and also a stream's usage chunk.
 #[derive(Deserialize)]
-struct Usage {
+pub(super) struct Usage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// The billed tokens, or what is lacking.
+    pub(super) fn tokens(&self) -> Result<Tokens, &'static str> {
+        let (Some(input), Some(output)) = (self.prompt_tokens, self.completion_tokens) else {
+            return Err("incomplete usage token counts");
+        };
+        Ok(Tokens { input, output })
+    }
 }
 
 /// Reads `provider`'s response: the completion (without citations) and the provider's own
@@ -146,14 +157,14 @@ pub(crate) fn parse_response<M: Reply, X: DeserializeOwned>(
     let usage = r
         .usage
         .ok_or_else(|| malformed(provider, status, "no usage"))?;
-    let (Some(input), Some(output)) = (usage.prompt_tokens, usage.completion_tokens) else {
-        return Err(malformed(provider, status, "incomplete usage token counts"));
-    };
+    let tokens = usage
+        .tokens()
+        .map_err(|what| malformed(provider, status, what))?;
     let completion = Completion {
         model,
         content,
         citations: Vec::new(),
-        tokens: Tokens { input, output },
+        tokens,
     };
     Ok((completion, r.own))
 }

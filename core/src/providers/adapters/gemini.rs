@@ -76,34 +76,37 @@ pub fn build_request(req: &CompletionRequest, base_url: &str, api_key: &str) -> 
     }
 }
 
+/// A `generateContent` body, and also one chunk of a `streamGenerateContent` stream.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ResponseBody {
-    candidates: Option<Vec<Candidate>>,
-    usage_metadata: Option<UsageMetadata>,
-    model_version: Option<String>,
-    prompt_feedback: Option<PromptFeedback>,
+pub(super) struct ResponseBody {
+    pub candidates: Option<Vec<Candidate>>,
+    pub usage_metadata: Option<UsageMetadata>,
+    pub model_version: Option<String>,
+    pub prompt_feedback: Option<PromptFeedback>,
 }
 
 #[derive(Deserialize)]
-struct Candidate {
-    content: Option<CandidateContent>,
+#[serde(rename_all = "camelCase")]
+pub(super) struct Candidate {
+    pub content: Option<CandidateContent>,
+    pub finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct CandidateContent {
-    parts: Option<Vec<Part>>,
+pub(super) struct CandidateContent {
+    pub parts: Option<Vec<Part>>,
 }
 
 #[derive(Deserialize)]
-struct Part {
+pub(super) struct Part {
     text: Option<String>,
     thought: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UsageMetadata {
+pub(super) struct UsageMetadata {
     prompt_token_count: Option<u64>,
     candidates_token_count: Option<u64>,
     thoughts_token_count: Option<u64>,
@@ -111,8 +114,47 @@ struct UsageMetadata {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PromptFeedback {
-    block_reason: Option<String>,
+pub(super) struct PromptFeedback {
+    pub block_reason: Option<String>,
+}
+
+/// The answer's text in a candidate's `content`: its text parts joined, thought parts left
+/// out. A candidate stopped for safety may carry no content: that is no text.
+pub(super) fn visible_text(content: Option<CandidateContent>) -> String {
+    content
+        .and_then(|c| c.parts)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.thought != Some(true))
+        .filter_map(|p| p.text)
+        .collect()
+}
+
+/// The tokens of a `usageMetadata`, or what it lacks.
+pub(super) fn usage_tokens(usage: UsageMetadata) -> Result<Tokens, &'static str> {
+    let input = usage
+        .prompt_token_count
+        .ok_or("no usageMetadata.promptTokenCount")?;
+    // Gemini leaves a zero count out.
+    let output = usage
+        .candidates_token_count
+        .unwrap_or(0)
+        .saturating_add(usage.thoughts_token_count.unwrap_or(0));
+    Ok(Tokens { input, output })
+}
+
+/// The error of a 200 with no candidate: the prompt blocked, if `promptFeedback` says so.
+pub(super) fn blocked(
+    status: Option<u16>,
+    feedback: Option<PromptFeedback>,
+) -> Option<ProviderError> {
+    let reason = feedback.and_then(|f| f.block_reason)?;
+    Some(ProviderError {
+        code: ProviderErrorCode::UpstreamBadRequest,
+        message: format!("gemini blocked the prompt ({})", excerpt(&reason, 40)),
+        upstream_status: status,
+        retry_after_ms: None,
+    })
 }
 
 pub fn parse_response(
@@ -126,44 +168,22 @@ pub fn parse_response(
     }
     let r: ResponseBody = parse_success(P, status, body)?;
     let Some(candidate) = r.candidates.and_then(|c| c.into_iter().next()) else {
-        if let Some(reason) = r.prompt_feedback.and_then(|f| f.block_reason) {
-            return Err(ProviderError {
-                code: ProviderErrorCode::UpstreamBadRequest,
-                message: format!("gemini blocked the prompt ({})", excerpt(&reason, 40)),
-                upstream_status: Some(status),
-                retry_after_ms: None,
-            });
-        }
-        return Err(malformed(P, status, "no candidates"));
+        return Err(blocked(Some(status), r.prompt_feedback)
+            .unwrap_or_else(|| malformed(P, status, "no candidates")));
     };
     let model = r
         .model_version
         .ok_or_else(|| malformed(P, status, "no modelVersion"))?;
-    // A candidate stopped for safety may carry no content: that is an empty answer.
-    let content: String = candidate
-        .content
-        .and_then(|c| c.parts)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.thought != Some(true))
-        .filter_map(|p| p.text)
-        .collect();
+    let content = visible_text(candidate.content);
     let usage = r
         .usage_metadata
         .ok_or_else(|| malformed(P, status, "no usageMetadata"))?;
-    let input = usage
-        .prompt_token_count
-        .ok_or_else(|| malformed(P, status, "no usageMetadata.promptTokenCount"))?;
-    // Gemini leaves a zero count out.
-    let output = usage
-        .candidates_token_count
-        .unwrap_or(0)
-        .saturating_add(usage.thoughts_token_count.unwrap_or(0));
+    let tokens = usage_tokens(usage).map_err(|what| malformed(P, status, what))?;
     Ok(Completion {
         model,
         content,
         citations: Vec::new(),
-        tokens: Tokens { input, output },
+        tokens,
     })
 }
 

@@ -23,6 +23,7 @@ mod chat_completions;
 pub mod gemini;
 pub mod openai;
 pub mod perplexity;
+pub mod stream;
 
 use serde::Serialize;
 
@@ -228,6 +229,24 @@ pub(crate) fn upstream_error(
     retry_after_header: Option<&str>,
     body: &str,
 ) -> ProviderError {
+    error_from_body(
+        provider,
+        status,
+        retry_after_header,
+        body,
+        &format!("(HTTP {status})"),
+    )
+}
+
+/// [`upstream_error`], with `context` in its message where the status would be: an error
+/// event in a stream is classified as if it had come with `status`.
+pub(crate) fn error_from_body(
+    provider: Provider,
+    status: u16,
+    retry_after_header: Option<&str>,
+    body: &str,
+    context: &str,
+) -> ProviderError {
     let parsed = read_error_body(body);
     let detail = parsed.as_ref();
     let overloaded_kind = detail.and_then(|d| d.kind.as_deref()) == Some("overloaded_error");
@@ -267,7 +286,7 @@ pub(crate) fn upstream_error(
         None if parsed.is_none() => excerpt(body, EXCERPT_CHARS / 2),
         None => String::new(),
     };
-    let mut message = format!("{} {what} (HTTP {status})", provider.as_str());
+    let mut message = format!("{} {what} {context}", provider.as_str());
     if !upstream_text.is_empty() {
         message.push_str(": ");
         message.push_str(&upstream_text);

@@ -32,16 +32,32 @@ impl Reply for Message {
     }
 }
 
-/// Perplexity's own top-level fields: the sources of the answer.
-#[derive(Deserialize)]
-struct Sources {
-    citations: Option<Vec<String>>,
-    search_results: Option<Vec<SearchResult>>,
+/// Perplexity's own top-level fields: the sources of the answer (in a response, and in every
+/// chunk of a stream).
+#[derive(Deserialize, Default)]
+pub(super) struct Sources {
+    pub citations: Option<Vec<String>>,
+    pub search_results: Option<Vec<SearchResult>>,
 }
 
 #[derive(Deserialize)]
-struct SearchResult {
+pub(super) struct SearchResult {
     url: Option<String>,
+}
+
+impl Sources {
+    /// The citations: `citations` if present, else the URLs of `search_results`.
+    pub(super) fn into_citations(self) -> Vec<String> {
+        match self.citations {
+            Some(c) => c,
+            None => self
+                .search_results
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|s| s.url)
+                .collect(),
+        }
+    }
 }
 
 pub fn parse_response(
@@ -55,15 +71,7 @@ pub fn parse_response(
         retry_after_header,
         body,
     )?;
-    completion.citations = match sources.citations {
-        Some(c) => c,
-        None => sources
-            .search_results
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|s| s.url)
-            .collect(),
-    };
+    completion.citations = sources.into_citations();
     Ok(completion)
 }
 
