@@ -18,13 +18,13 @@ use crate::limits::{
     self, Admission, Charge, Policy, Reservation, Used, WithRateHeaders, WorstCase,
 };
 use crate::relay::{self, Bounds, Ended};
+use futures::channel::oneshot;
+use futures::Stream;
 use gateway_core::api::dropin::Dialect;
 use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
-use gateway_core::providers::Provider;
-use futures::channel::oneshot;
-use futures::Stream;
 use gateway_core::providers::completion::Tokens;
+use gateway_core::providers::Provider;
 use worker::ByteStream;
 
 /// What an answer is served with: how the cache took part, the key, what the call cost and the

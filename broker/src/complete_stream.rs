@@ -32,10 +32,16 @@ fn result<T: serde::Serialize>(completion: &T) -> Vec<u8> {
 
 fn failure(e: &ProviderError, key: &str) -> Vec<u8> {
     let (status, body) = completion_failure(e, key);
-    sse::encode(Some("error"), &json!({"status": status, "body": body}).to_string()).into_bytes()
+    sse::encode(
+        Some("error"),
+        &json!({"status": status, "body": body}).to_string(),
+    )
+    .into_bytes()
 }
 
-fn events_response(body: impl futures::Stream<Item = Vec<u8>> + 'static) -> Result<Response, ApiError> {
+fn events_response(
+    body: impl futures::Stream<Item = Vec<u8>> + 'static,
+) -> Result<Response, ApiError> {
     let resp = Response::from_stream(body.map(Ok::<Vec<u8>, worker::Error>))
         .map_err(|_| ApiError::internal())?;
     let _ = resp.headers().set("content-type", "text/event-stream");
@@ -105,7 +111,8 @@ pub async fn complete_stream(
     if !(200..300).contains(&status) {
         let retry_after = resp.headers().get("retry-after").ok().flatten();
         let text = error_text(resp).await;
-        let events = match adapters::parse_response(provider, status, retry_after.as_deref(), &text) {
+        let events = match adapters::parse_response(provider, status, retry_after.as_deref(), &text)
+        {
             Ok(c) => [delta(&c.content), result(&c)].concat(),
             Err(e) => {
                 logged(&e);

@@ -23,7 +23,8 @@ mod upstream;
 use std::panic::AssertUnwindSafe;
 
 use gateway_core::broker::{
-    BROKER_BODY_LIMIT, COMPLETE_PATH, COMPLETE_STREAM_PATH, PASSTHROUGH_PATH, SEAL_PATH, SECRET_HEADER,
+    BROKER_BODY_LIMIT, COMPLETE_PATH, COMPLETE_STREAM_PATH, PASSTHROUGH_PATH, SEAL_PATH,
+    SECRET_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::scrub::scrub;

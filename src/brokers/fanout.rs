@@ -31,32 +31,33 @@ pub async fn run(
     calls: Vec<(Provider, CompletionRequest)>,
 ) -> Vec<Timed> {
     let timeout_ms = timeout_ms(cx);
-    let futs = broker_requests(cx, caller, calls)
-        .await
-        .into_iter()
-        .map(|(provider, body)| async move {
-            let started = worker::Date::now().as_millis();
-            let body = match body {
-                Ok(body) => body,
-                Err(result) => {
-                    return Timed {
-                        result,
-                        latency_ms: 0,
+    let futs =
+        broker_requests(cx, caller, calls)
+            .await
+            .into_iter()
+            .map(|(provider, body)| async move {
+                let started = worker::Date::now().as_millis();
+                let body = match body {
+                    Ok(body) => body,
+                    Err(result) => {
+                        return Timed {
+                            result,
+                            latency_ms: 0,
+                        }
                     }
+                };
+                let call = call_broker(cx, provider, &body);
+                futures::pin_mut!(call);
+                let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
+                let result = match select(call, timer).await {
+                    Either::Left((r, _)) => r,
+                    Either::Right(((), _)) => timed_out(provider, timeout_ms),
+                };
+                Timed {
+                    result,
+                    latency_ms: worker::Date::now().as_millis().saturating_sub(started),
                 }
-            };
-            let call = call_broker(cx, provider, &body);
-            futures::pin_mut!(call);
-            let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
-            let result = match select(call, timer).await {
-                Either::Left((r, _)) => r,
-                Either::Right(((), _)) => timed_out(provider, timeout_ms),
-            };
-            Timed {
-                result,
-                latency_ms: worker::Date::now().as_millis().saturating_sub(started),
-            }
-        });
+            });
     join_all(futs).await
 }
 

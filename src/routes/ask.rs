@@ -25,8 +25,8 @@ use crate::pipeline::{self, Endpoint, Served, Streamed};
 use crate::routes::ask_stream;
 use gateway_core::broker::BrokerRequest;
 use gateway_core::cache::control::CacheOutcome;
-use gateway_core::providers::Provider;
 use gateway_core::error::ApiResult;
+use gateway_core::providers::Provider;
 
 pub async fn post(
     cx: &RequestContext,
@@ -157,7 +157,8 @@ impl Endpoint for Ask {
             request_id: cx.request_id.clone(),
             created_at: cx.now_iso(),
             // The cache took no part beyond the miss (whether it stores is known at the end).
-            cache: CacheOutcome::Miss { stored: false }.body(self.ask.scope.as_str(), self.key.as_str()),
+            cache: CacheOutcome::Miss { stored: false }
+                .body(self.ask.scope.as_str(), self.key.as_str()),
             models: self.ask.models.clone(),
             worst: self.worst_cases(),
             order: self.ask.providers.clone(),

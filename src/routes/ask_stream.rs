@@ -30,10 +30,7 @@ enum ProviderEvent {
 
 enum Call {
     Start(BrokerRequest),
-    Reading {
-        body: ByteStream,
-        parser: SseParser,
-    },
+    Reading { body: ByteStream, parser: SseParser },
     Over,
 }
 
@@ -125,12 +122,10 @@ fn provider_events(
     };
     match body {
         Ok(b) => call.call = Call::Start(b),
-        Err(result) => {
-            call.pending.push_back(ProviderEvent::Done(Timed {
-                result,
-                latency_ms: 0,
-            }))
-        }
+        Err(result) => call.pending.push_back(ProviderEvent::Done(Timed {
+            result,
+            latency_ms: 0,
+        })),
     }
     futures::stream::unfold(call, |mut c| async move {
         loop {
@@ -220,18 +215,24 @@ fn charges(done: &Done, results: &BTreeMap<Provider, Timed>) -> Vec<OwnedCharge>
     use gateway_core::credits::settlement::{unreported, Unreported};
     done.worst
         .iter()
-        .filter_map(|w| match results.get(&w.provider).map(|t| &t.result.outcome) {
-            Some(ResultBody::Ok(c)) => Some(OwnedCharge::Used {
-                provider: w.provider,
-                model: done.models.get(&w.provider).cloned().unwrap_or_else(|| c.model.clone()),
-                tokens: c.tokens,
-            }),
-            Some(ResultBody::Err { error }) => match unreported(&error.code) {
-                Unreported::WorstCase => Some(OwnedCharge::WorstCase(w.clone())),
-                Unreported::Nothing => None,
+        .filter_map(
+            |w| match results.get(&w.provider).map(|t| &t.result.outcome) {
+                Some(ResultBody::Ok(c)) => Some(OwnedCharge::Used {
+                    provider: w.provider,
+                    model: done
+                        .models
+                        .get(&w.provider)
+                        .cloned()
+                        .unwrap_or_else(|| c.model.clone()),
+                    tokens: c.tokens,
+                }),
+                Some(ResultBody::Err { error }) => match unreported(&error.code) {
+                    Unreported::WorstCase => Some(OwnedCharge::WorstCase(w.clone())),
+                    Unreported::Nothing => None,
+                },
+                None => Some(OwnedCharge::WorstCase(w.clone())),
             },
-            None => Some(OwnedCharge::WorstCase(w.clone())),
-        })
+        )
         .collect()
 }
 
@@ -243,7 +244,9 @@ fn cost(done: &Done, charges: &[OwnedCharge]) -> u64 {
                 provider,
                 model,
                 tokens,
-            } => done.price.cost(*provider, model, tokens.input, tokens.output),
+            } => done
+                .price
+                .cost(*provider, model, tokens.input, tokens.output),
             OwnedCharge::WorstCase(w) => {
                 done.price
                     .worst_case(w.provider, &w.model, w.prompt_bytes, w.max_tokens)

@@ -448,7 +448,8 @@ mod tests {
     #[test]
     fn stream_is_a_boolean_and_not_part_of_the_key() {
         let whole = ask(json!({"prompt": "hi", "providers": ["gemini"]})).unwrap();
-        let streamed = ask(json!({"prompt": "hi", "providers": ["gemini"], "stream": true})).unwrap();
+        let streamed =
+            ask(json!({"prompt": "hi", "providers": ["gemini"], "stream": true})).unwrap();
         assert!(streamed.stream && !whole.stream);
         assert_eq!(streamed.key_params, whole.key_params);
         let e = ask(json!({"prompt": "hi", "providers": ["gemini"], "stream": "yes"})).unwrap_err();

@@ -403,7 +403,11 @@ async fn a_test_key_streams_its_synthetic_answer() {
 fn ask_events(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter_map(|ev| {
-            let name = ev.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
+            let name = ev
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))?
+                .trim()
+                .to_string();
             let data: Vec<&str> = ev
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
@@ -426,9 +430,16 @@ async fn an_ask_stream_tells_each_provider_as_it_answers_then_the_whole_answer()
     assert_eq!(r.headers.get("content-type").unwrap(), "text/event-stream");
     let events = ask_events(&r.text);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    let results: Vec<&Value> = events.iter().filter(|(n, _)| n == "result").map(|(_, d)| d).collect();
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "result")
+        .map(|(_, d)| d)
+        .collect();
     assert_eq!(results.len(), 2, "{names:?}");
-    assert_eq!(results[0]["provider"], "openai", "the fast provider first: {names:?}");
+    assert_eq!(
+        results[0]["provider"], "openai",
+        "the fast provider first: {names:?}"
+    );
     assert_eq!(results[1]["provider"], "gemini");
     let first_delta = events
         .iter()
@@ -448,7 +459,10 @@ async fn an_ask_stream_tells_each_provider_as_it_answers_then_the_whole_answer()
     let (last, done) = events.last().unwrap();
     assert_eq!(last, "done", "{names:?}");
     assert_eq!(done["id"], request_id(&r));
-    assert_eq!(done["results"][0]["provider"], "gemini", "in the answer's own order");
+    assert_eq!(
+        done["results"][0]["provider"], "gemini",
+        "in the answer's own order"
+    );
     assert!(done["usage"]["credits"].as_u64().unwrap() > 0, "{done}");
     // The JSON answer of the same request (a hit now) has the same results.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -462,15 +476,25 @@ async fn an_ask_stream_tells_each_provider_as_it_answers_then_the_whole_answer()
         }
     }
     // The archive holds the done body.
-    let archived = s.get(&format!("/v1/ask/{}", request_id(&r)), Some(&key)).await;
+    let archived = s
+        .get(&format!("/v1/ask/{}", request_id(&r)), Some(&key))
+        .await;
     assert_eq!(archived.json(), *done);
     // A streamed hit answers the same events from the cache, then its own done.
     let hit = stream(s, "/v1/ask", &key, &body).await;
     let hit_events = ask_events(&hit.text);
     let (_, hit_done) = hit_events.last().unwrap();
     assert_eq!(hit_done["cache"]["status"], "hit", "{hit_done}");
-    assert_eq!(hit_done["results"][1]["content"], done["results"][1]["content"]);
+    assert_eq!(
+        hit_done["results"][1]["content"],
+        done["results"][1]["content"]
+    );
     assert_eq!(s.mock_calls(&n).await["total"], 2, "one call per provider");
-    let bad = s.ask(&key, &json!({"prompt": "x", "providers": ["openai"], "stream": "yes"})).await;
+    let bad = s
+        .ask(
+            &key,
+            &json!({"prompt": "x", "providers": ["openai"], "stream": "yes"}),
+        )
+        .await;
     assert_eq!(bad.status, 400);
 }
