@@ -17,7 +17,7 @@ use reqwest::{Client, Method, Url};
 
 const USAGE: &str = "usage: loadgen --label NAME --url URL [--method M] [--header 'K: V']... \
 [--body STR | --body-file F] [--expect STR] [--concurrency C] [--duration SECS] [--warmup SECS] \
-[--timeout SECS] [--no-keepalive] [--raw FILE]\n       loadgen --merge --label NAME RAW_FILE...";
+[--timeout SECS] [--no-keepalive] [--first-byte] [--raw FILE]\n       loadgen --merge --label NAME RAW_FILE...";
 
 struct Spec {
     label: String,
@@ -32,6 +32,8 @@ struct Spec {
     timeout: Duration,
     /// A new connection per request (diagnostics); the default keeps connections alive.
     no_keepalive: bool,
+    /// Latency up to the body's first bytes (time to first event of a stream), not its end.
+    first_byte: bool,
     /// Where to write every measured latency (microseconds, one a line), to merge runs.
     raw: Option<String>,
 }
@@ -56,6 +58,7 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
     let mut warmup = Duration::from_secs(2);
     let mut timeout = Duration::from_secs(10);
     let mut no_keepalive = false;
+    let mut first_byte = false;
     let mut raw = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -101,6 +104,7 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
             "--warmup" => warmup = secs(&value()?, "warmup")?,
             "--timeout" => timeout = secs(&value()?, "timeout")?,
             "--no-keepalive" => no_keepalive = true,
+            "--first-byte" => first_byte = true,
             "--raw" => raw = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -139,6 +143,7 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
         warmup,
         timeout,
         no_keepalive,
+        first_byte,
         raw,
     })
 }
@@ -151,20 +156,29 @@ struct Tally {
     last_done: Option<Instant>,
 }
 
-/// One request; `Err` describes why it counts as an error.
-async fn one(client: &Client, spec: &Spec) -> Result<(), String> {
+/// One request: when its body's first bytes arrived (the body is read whole all the same);
+/// `Err` describes why it counts as an error.
+async fn one(client: &Client, spec: &Spec) -> Result<Option<Instant>, String> {
     let mut rb = client
         .request(spec.method.clone(), spec.url.clone())
         .headers(spec.headers.clone());
     if let Some(b) = &spec.body {
         rb = rb.body(b.clone());
     }
-    let resp = rb.send().await.map_err(|e| format!("transport: {e}"))?;
+    let mut resp = rb.send().await.map_err(|e| format!("transport: {e}"))?;
     let status = resp.status();
-    let body = resp
-        .bytes()
+    let mut body = Vec::new();
+    let mut first = None;
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| format!("status {status}, body read failed: {e}"))?;
+        .map_err(|e| format!("status {status}, body read failed: {e}"))?
+    {
+        if first.is_none() && !chunk.is_empty() {
+            first = Some(Instant::now());
+        }
+        body.extend_from_slice(&chunk);
+    }
     let text = || String::from_utf8_lossy(&body[..body.len().min(600)]).into_owned();
     if !status.is_success() {
         return Err(format!("status {status}: {}", text()));
@@ -174,7 +188,7 @@ async fn one(client: &Client, spec: &Spec) -> Result<(), String> {
             return Err(format!("status {status}, body lacks {want:?}: {}", text()));
         }
     }
-    Ok(())
+    Ok(first)
 }
 
 async fn worker(
@@ -192,10 +206,15 @@ async fn worker(
         }
         let result = one(&client, &spec).await;
         let done = Instant::now();
+        // `--first-byte`: the latency is the time to the body's first bytes.
+        let until = match &result {
+            Ok(Some(first)) if spec.first_byte => *first,
+            _ => done,
+        };
         let transport_error = matches!(&result, Err(e) if e.starts_with("transport"));
         if start >= measure_from {
             t.latencies_us
-                .push(done.duration_since(start).as_micros() as u64);
+                .push(until.duration_since(start).as_micros() as u64);
             t.last_done = Some(done);
             if let Err(e) = result {
                 t.errors += 1;
