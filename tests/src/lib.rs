@@ -135,45 +135,69 @@ fn start() -> Stack {
         .join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir).expect("state dir");
-    let (port, mock_port, inspector) = (free_port(), free_port(), free_port());
-    let log = std::fs::File::create(state_dir.join("stack.log")).expect("log file");
-    // Never waited on: the whole group is killed at exit (stop_stack) and reaped with us.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new("bash")
-        .arg(root.join("scripts/stack.sh"))
-        .arg(&state_dir)
-        .arg(port.to_string())
-        .arg(mock_port.to_string())
-        .arg(inspector.to_string())
-        .env("ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("PROVIDER_TIMEOUT_MS", "3000")
-        // D1 refuses values over 1 MB; the suite's limit is lower so a test can reach it.
-        .env("DEV_D1_VALUE_LIMIT", DEV_D1_VALUE_LIMIT.to_string())
-        .env(
-            "DEV_MAX_KEYS_PER_ACCOUNT",
-            DEV_MAX_KEYS_PER_ACCOUNT.to_string(),
-        )
-        .env("UPSTREAM_TIMEOUT_MS", "2500")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .expect("start scripts/stack.sh");
-    PGID.store(child.id() as i32, Ordering::SeqCst);
-    // SAFETY: registering a plain extern "C" fn to run at process exit.
-    unsafe {
-        libc::atexit(stop_stack);
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !(http_ok(port, "/healthz") && http_ok(mock_port, "/__mock/calls")) {
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(state_dir.join("stack.log")).unwrap_or_default();
-            stop_stack();
-            panic!("the stack did not come up in 300 s; its log:\n{log}");
+    // The stack picks its ports here, and wrangler dev picks more of its own later: now and
+    // then one of those is a port this run already holds, and the stack exits at once. Such a
+    // start is retried on new ports (a stack that is merely slow is waited for).
+    let mut attempt = 0;
+    let (port, mock_port) = loop {
+        attempt += 1;
+        let (port, mock_port, inspector) = (free_port(), free_port(), free_port());
+        let log = std::fs::File::create(state_dir.join("stack.log")).expect("log file");
+        let mut child = Command::new("bash")
+            .arg(root.join("scripts/stack.sh"))
+            .arg(&state_dir)
+            .arg(port.to_string())
+            .arg(mock_port.to_string())
+            .arg(inspector.to_string())
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("PROVIDER_TIMEOUT_MS", "3000")
+            // D1 refuses values over 1 MB; the suite's limit is lower so a test can reach it.
+            .env("DEV_D1_VALUE_LIMIT", DEV_D1_VALUE_LIMIT.to_string())
+            .env(
+                "DEV_MAX_KEYS_PER_ACCOUNT",
+                DEV_MAX_KEYS_PER_ACCOUNT.to_string(),
+            )
+            .env("UPSTREAM_TIMEOUT_MS", "2500")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start scripts/stack.sh");
+        PGID.store(child.id() as i32, Ordering::SeqCst);
+        if attempt == 1 {
+            // SAFETY: registering a plain extern "C" fn to run at process exit.
+            unsafe {
+                libc::atexit(stop_stack);
+            }
         }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let up = loop {
+            if http_ok(port, "/healthz") && http_ok(mock_port, "/__mock/calls") {
+                break true;
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break false;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(state_dir.join("stack.log")).unwrap_or_default();
+                stop_stack();
+                panic!("the stack did not come up in 300 s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        if up {
+            break (port, mock_port);
+        }
+        let log = std::fs::read_to_string(state_dir.join("stack.log")).unwrap_or_default();
+        stop_stack();
+        if attempt >= 3 {
+            panic!("the stack exited at start {attempt} times; its last log:\n{log}");
+        }
+        eprintln!("the stack exited at start (attempt {attempt}); retrying on new ports");
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+    };
     Stack {
         base: format!("http://127.0.0.1:{port}"),
         mock: format!("http://127.0.0.1:{mock_port}"),
