@@ -232,6 +232,23 @@ pub enum OwnedCharge {
     WorstCase(WorstCase),
 }
 
+impl OwnedCharge {
+    pub fn as_charge(&self) -> Charge<'_> {
+        match self {
+            OwnedCharge::Used {
+                provider,
+                model,
+                tokens,
+            } => Charge::Used(Used {
+                provider: *provider,
+                model,
+                tokens: *tokens,
+            }),
+            OwnedCharge::WorstCase(w) => Charge::WorstCase(w),
+        }
+    }
+}
+
 /// A provider's event stream to relay (see [`Streamed::Relay`]).
 pub struct RelayStream {
     pub status: u16,
@@ -351,22 +368,7 @@ fn event_stream<E: Endpoint>(
     let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
     cx.clone().after(async move {
         let Ok(end) = ended.await else { return };
-        let charges: Vec<Charge> = end
-            .charges
-            .iter()
-            .map(|c| match c {
-                OwnedCharge::Used {
-                    provider,
-                    model,
-                    tokens,
-                } => Charge::Used(Used {
-                    provider: *provider,
-                    model,
-                    tokens: *tokens,
-                }),
-                OwnedCharge::WorstCase(w) => Charge::WorstCase(w),
-            })
-            .collect();
+        let charges: Vec<Charge> = end.charges.iter().map(OwnedCharge::as_charge).collect();
         row.credits = limits::settle_later(&cx, miss.reservation, &charges);
         row.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
             Charge::Used(u) => (i + u.tokens.input, o + u.tokens.output),

@@ -15,8 +15,16 @@ use crate::reply::Reply;
 use crate::seal::open_byok;
 use crate::upstream::send_upstream;
 
-/// One completion for the request `body` (already capped by the caller).
-pub async fn complete(body: &[u8], env: &Env, provider: Provider) -> Result<Reply, ApiError> {
+/// A `/v1/ask` completion request, checked (allowlist and caps, before any key is touched),
+/// with the key it is made with: `None` for a test key's call, which never reaches the provider.
+pub struct Checked {
+    pub call: BrokerRequest,
+    pub key: Option<String>,
+}
+
+/// Parses and checks the request `body`, then opens the key it is made with (the account's own
+/// when it brought one, after its access is recorded; else the platform's).
+pub async fn checked(body: &[u8], env: &Env, provider: Provider) -> Result<Checked, ApiError> {
     // 2. The request, parsed.
     let call: BrokerRequest = serde_json::from_slice(body)
         .map_err(|_| ApiError::invalid_request("body is not a broker request"))?;
@@ -31,10 +39,10 @@ pub async fn complete(body: &[u8], env: &Env, provider: Provider) -> Result<Repl
 
     // 4. Test keys never reach the provider.
     if call.test_mode {
-        return Reply::json(200, &synthetic_completion(provider, &call.completion));
+        return Ok(Checked { call, key: None });
     }
 
-    // 5. The upstream call, with the account's own key when it brought one.
+    // 5. The account's own key when it brought one.
     let key = match &call.byok_ciphertext {
         Some(sealed) => {
             open_byok(
@@ -48,6 +56,18 @@ pub async fn complete(body: &[u8], env: &Env, provider: Provider) -> Result<Repl
             .await?
         }
         None => platform_key(env, provider)?,
+    };
+    Ok(Checked {
+        call,
+        key: Some(key),
+    })
+}
+
+/// One completion for the request `body` (already capped by the caller).
+pub async fn complete(body: &[u8], env: &Env, provider: Provider) -> Result<Reply, ApiError> {
+    let Checked { call, key } = checked(body, env, provider).await?;
+    let Some(key) = key else {
+        return Reply::json(200, &synthetic_completion(provider, &call.completion));
     };
     let base = upstream_base(env)?;
     let upstream = adapters::build_request(provider, &call.completion, &base, &key);

@@ -6,19 +6,18 @@
 use futures::StreamExt;
 use gateway_core::api::dropin::stream::sse;
 use gateway_core::broker::errors::completion_failure;
-use gateway_core::broker::{check_request, synthetic_completion, BrokerRequest};
+use gateway_core::broker::synthetic_completion;
 use gateway_core::error::ApiError;
 use gateway_core::providers::adapters::{self, stream::CompletionStream};
 use gateway_core::providers::completion::ProviderError;
-use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub_secrets;
 use serde_json::json;
 use worker::{Env, Response};
 
-use crate::config::{max_output_tokens, platform_key, timeout_ms, upstream_base};
+use crate::complete::{checked, Checked};
+use crate::config::{timeout_ms, upstream_base};
 use crate::log;
-use crate::seal::open_byok;
 use crate::upstream::{error_text, open_upstream_stream};
 
 fn delta(text: &str) -> Vec<u8> {
@@ -54,32 +53,11 @@ pub async fn complete_stream(
     env: &Env,
     provider: Provider,
 ) -> Result<Response, ApiError> {
-    let call: BrokerRequest = serde_json::from_slice(body)
-        .map_err(|_| ApiError::invalid_request("body is not a broker request"))?;
-    check_request(
-        provider,
-        &call.completion,
-        default_allowlist(provider),
-        max_output_tokens(env),
-    )?;
-    if call.test_mode {
+    let Checked { call, key } = checked(body, env, provider).await?;
+    let Some(key) = key else {
         let c = synthetic_completion(provider, &call.completion);
         let events = [delta(&c.content), result(&c)].concat();
         return events_response(futures::stream::iter([events]));
-    }
-    let key = match &call.byok_ciphertext {
-        Some(sealed) => {
-            open_byok(
-                env,
-                provider,
-                &call.account_id,
-                &call.request_id,
-                "POST /v1/ask",
-                sealed,
-            )
-            .await?
-        }
-        None => platform_key(env, provider)?,
     };
     let base = upstream_base(env)?;
     let upstream = adapters::stream::build_stream_request(provider, &call.completion, &base, &key);

@@ -231,14 +231,9 @@ async fn reserve_worst(
 
 /// The actual cost of the calls' charges; settles the reservation with it off the response
 /// path (no charge releases it whole).
-pub fn settle_later(
-    cx: &RequestContext,
-    reservation: Option<Reservation>,
-    charges: &[Charge],
-) -> u64 {
-    let Some(r) = reservation else { return 0 };
-    let table = price_table(cx);
-    let actual: u64 = charges
+/// What `charges` cost at `table`'s prices.
+pub fn cost(table: &PriceTable, charges: &[Charge]) -> u64 {
+    charges
         .iter()
         .map(|c| match c {
             Charge::Used(u) => table.cost(u.provider, u.model, u.tokens.input, u.tokens.output),
@@ -246,7 +241,16 @@ pub fn settle_later(
                 table.worst_case(w.provider, &w.model, w.prompt_bytes, w.max_tokens)
             }
         })
-        .sum();
+        .sum()
+}
+
+pub fn settle_later(
+    cx: &RequestContext,
+    reservation: Option<Reservation>,
+    charges: &[Charge],
+) -> u64 {
+    let Some(r) = reservation else { return 0 };
+    let actual = cost(&price_table(cx), charges);
     ledger::queue(cx, &r.account_id, LedgerOp::Settle { id: r.id, actual });
     actual
 }

@@ -237,22 +237,8 @@ fn charges(done: &Done, results: &BTreeMap<Provider, Timed>) -> Vec<OwnedCharge>
 }
 
 fn cost(done: &Done, charges: &[OwnedCharge]) -> u64 {
-    charges
-        .iter()
-        .map(|c| match c {
-            OwnedCharge::Used {
-                provider,
-                model,
-                tokens,
-            } => done
-                .price
-                .cost(*provider, model, tokens.input, tokens.output),
-            OwnedCharge::WorstCase(w) => {
-                done.price
-                    .worst_case(w.provider, &w.model, w.prompt_bytes, w.max_tokens)
-            }
-        })
-        .sum()
+    let charges: Vec<_> = charges.iter().map(OwnedCharge::as_charge).collect();
+    crate::limits::cost(&done.price, &charges)
 }
 
 struct Events {
