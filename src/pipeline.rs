@@ -300,6 +300,60 @@ fn relay_stream<E: Endpoint>(
     let resp = Response::from_stream(body)
         .map_err(|_| ApiError::internal())?
         .with_status(streamed.status);
+    let worst = miss.worst.clone();
+    // The provider's usage when it ended the stream itself; else the worst case.
+    let ended = async move {
+        let end = ended.await.ok()?;
+        let charges = match (end.end, end.usage) {
+            (Ended::Clean | Ended::ProviderError, Some(tokens)) => vec![OwnedCharge::Used {
+                provider: streamed.provider,
+                model: streamed.model,
+                tokens,
+            }],
+            _ => worst.into_iter().map(OwnedCharge::WorstCase).collect(),
+        };
+        Some(EventsEnded {
+            end: end.end,
+            charges,
+            entry: end.final_body,
+            archive: None,
+        })
+    };
+    answer_streamed(cx, endpoint, resp, ended, miss, event, streamed.status)
+}
+
+/// Answers with the endpoint's events at once (see [`answer_streamed`]).
+fn event_stream<E: Endpoint>(
+    cx: &RequestContext,
+    endpoint: &E,
+    body: EventBody,
+    ended: oneshot::Receiver<EventsEnded>,
+    miss: Miss,
+    event: &mut Event,
+) -> ApiResult<Response> {
+    let resp = Response::from_stream(body).map_err(|_| ApiError::internal())?;
+    answer_streamed(
+        cx,
+        endpoint,
+        resp,
+        async { ended.await.ok() },
+        miss,
+        event,
+        200,
+    )
+}
+
+/// Answers with a streamed response at once; when it ends, settles the reservation with what
+/// [`EventsEnded`] says, stores its entry and writes its usage row (which says how it ended).
+fn answer_streamed<E: Endpoint>(
+    cx: &RequestContext,
+    endpoint: &E,
+    resp: Response,
+    ended: impl std::future::Future<Output = Option<EventsEnded>> + 'static,
+    miss: Miss,
+    event: &mut Event,
+    status: u16,
+) -> ApiResult<Response> {
     // Whether the answer is stored is known only at its end: a streamed miss never says so.
     let outcome = CacheOutcome::fetched(miss.mode, false);
     event.cache(outcome);
@@ -314,60 +368,8 @@ fn relay_stream<E: Endpoint>(
     let mut row = std::mem::take(event);
     event.deferred = true;
     let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
-    let status = streamed.status;
     cx.clone().after(async move {
-        let Ok(end) = ended.await else { return };
-        let used = match (end.end, end.usage) {
-            (Ended::Clean | Ended::ProviderError, Some(tokens)) => Some(tokens),
-            _ => None,
-        };
-        let charges: Vec<Charge> = match used {
-            Some(tokens) => vec![Charge::Used(Used {
-                provider: streamed.provider,
-                model: &streamed.model,
-                tokens,
-            })],
-            None => miss.worst.iter().map(Charge::WorstCase).collect(),
-        };
-        row.credits = limits::settle_later(&cx, miss.reservation, &charges);
-        if let Some(t) = used {
-            row.tokens = (t.input, t.output);
-        }
-        row.stream_end = Some(end.end.as_str());
-        if let (true, Some(body)) = (miss.mode.writes(), end.final_body) {
-            cache::store(&cx, namespace, key.as_str(), body);
-            row.cache(CacheOutcome::fetched(miss.mode, true));
-        }
-        usage_log::usage_later(&cx, row, status);
-    });
-    Ok(resp)
-}
-
-/// Answers with the endpoint's events at once; when they end, settles, stores and records
-/// what [`EventsEnded`] says (as [`relay_stream`] does for a relayed stream).
-fn event_stream<E: Endpoint>(
-    cx: &RequestContext,
-    endpoint: &E,
-    body: EventBody,
-    ended: oneshot::Receiver<EventsEnded>,
-    miss: Miss,
-    event: &mut Event,
-) -> ApiResult<Response> {
-    let resp = Response::from_stream(body).map_err(|_| ApiError::internal())?;
-    let outcome = CacheOutcome::fetched(miss.mode, false);
-    event.cache(outcome);
-    let served = Served {
-        outcome,
-        key: endpoint.key(),
-        credits: 0,
-        admission: &miss.admission,
-    };
-    let resp = endpoint.answer_stream(resp, served)?;
-    let mut row = std::mem::take(event);
-    event.deferred = true;
-    let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
-    cx.clone().after(async move {
-        let Ok(end) = ended.await else { return };
+        let Some(end) = ended.await else { return };
         let charges: Vec<Charge> = end.charges.iter().map(OwnedCharge::as_charge).collect();
         row.credits = limits::settle_later(&cx, miss.reservation, &charges);
         row.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
@@ -382,8 +384,7 @@ fn event_stream<E: Endpoint>(
         if let Some(body) = end.archive {
             usage_log::archive_later(&mut row, body);
         }
-        usage_log::usage_later(&cx, row, 200);
+        usage_log::usage_later(&cx, row, status);
     });
-    let _ = miss.worst;
     Ok(resp)
 }
