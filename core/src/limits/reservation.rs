@@ -240,6 +240,11 @@ impl Meters {
         }
     }
 
+    /// Whether nothing was ever metered (what a new scope holds).
+    pub fn is_empty(&self) -> bool {
+        *self == Meters::default()
+    }
+
     /// How many reservations are open.
     pub fn open_reservations(&self) -> usize {
         self.open.len()
