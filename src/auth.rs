@@ -3,7 +3,7 @@
 
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
-use gateway_core::limits::tier::{Limits, Tier};
+use gateway_core::limits::tier::{AccountLimits, Tier};
 use gateway_core::providers::Provider;
 use std::time::Duration;
 
@@ -93,8 +93,9 @@ pub struct Caller {
     pub prefix: String,
     pub mode: KeyMode,
     pub tier: Tier,
-    /// The account's own limits (enterprise accounts), as the admin API set them.
-    pub account_limits: Option<Limits>,
+    /// The account's own limits (enterprise accounts), as the admin API set them: the call
+    /// bucket's, and any per-minute limits (a row without them reads as the defaults).
+    pub account_limits: Option<AccountLimits>,
     pub store_prompt_prefix: bool,
     /// Providers for which the account brought its own key.
     pub byok: Vec<Provider>,
@@ -125,7 +126,7 @@ impl Caller {
             account_limits: row
                 .limits_json
                 .as_deref()
-                .and_then(|j| serde_json::from_str::<Limits>(j).ok()),
+                .and_then(|j| serde_json::from_str::<AccountLimits>(j).ok()),
             store_prompt_prefix: row.store_prompt_prefix != 0,
             byok: row
                 .byok

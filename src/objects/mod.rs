@@ -36,7 +36,7 @@ mod stored;
 pub mod token_bucket;
 
 pub use account_ledger::AccountLedger;
-pub use stored::StoredCell;
+pub use stored::{ExpiryAlarm, StoredCell};
 pub use token_bucket::TokenBucket;
 
 use serde::de::DeserializeOwned;
