@@ -18,8 +18,8 @@ use crate::limits::{
     self, Admission, Charge, Policy, Reservation, Used, WithRateHeaders, WorstCase,
 };
 use crate::relay::{self, Bounds, Ended};
-use futures::channel::oneshot;
-use futures::Stream;
+use futures::channel::{mpsc, oneshot};
+use futures::{Stream, StreamExt};
 use gateway_core::api::dropin::Dialect;
 use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
@@ -297,9 +297,6 @@ fn relay_stream<E: Endpoint>(
         streamed.strip_usage,
         bounds,
     );
-    let resp = Response::from_stream(body)
-        .map_err(|_| ApiError::internal())?
-        .with_status(streamed.status);
     let worst = miss.worst.clone();
     // The provider's usage when it ended the stream itself; else the worst case.
     let ended = async move {
@@ -319,7 +316,8 @@ fn relay_stream<E: Endpoint>(
             archive: None,
         })
     };
-    answer_streamed(cx, endpoint, resp, ended, miss, event, streamed.status)
+    let body: EventBody = Box::pin(body);
+    answer_streamed(cx, endpoint, body, ended, miss, event, streamed.status)
 }
 
 /// Answers with the endpoint's events at once (see [`answer_streamed`]).
@@ -331,11 +329,10 @@ fn event_stream<E: Endpoint>(
     miss: Miss,
     event: &mut Event,
 ) -> ApiResult<Response> {
-    let resp = Response::from_stream(body).map_err(|_| ApiError::internal())?;
     answer_streamed(
         cx,
         endpoint,
-        resp,
+        body,
         async { ended.await.ok() },
         miss,
         event,
@@ -345,15 +342,23 @@ fn event_stream<E: Endpoint>(
 
 /// Answers with a streamed response at once; when it ends, settles the reservation with what
 /// [`EventsEnded`] says, stores its entry and writes its usage row (which says how it ended).
+///
+/// The body is driven by a task of its own ([`pump`]), not by the caller's reads: its end is
+/// always seen (and so settled) whether the caller stays, goes away, or the runtime drops the
+/// response without telling.
 fn answer_streamed<E: Endpoint>(
     cx: &RequestContext,
     endpoint: &E,
-    resp: Response,
+    body: EventBody,
     ended: impl std::future::Future<Output = Option<EventsEnded>> + 'static,
     miss: Miss,
     event: &mut Event,
     status: u16,
 ) -> ApiResult<Response> {
+    let (tx, rx) = mpsc::unbounded::<Result<Vec<u8>, worker::Error>>();
+    let resp = Response::from_stream(rx)
+        .map_err(|_| ApiError::internal())?
+        .with_status(status);
     // Whether the answer is stored is known only at its end: a streamed miss never says so.
     let outcome = CacheOutcome::fetched(miss.mode, false);
     event.cache(outcome);
@@ -369,6 +374,7 @@ fn answer_streamed<E: Endpoint>(
     event.deferred = true;
     let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
     cx.clone().after(async move {
+        pump(body, tx).await;
         let Some(end) = ended.await else { return };
         let charges: Vec<Charge> = end.charges.iter().map(OwnedCharge::as_charge).collect();
         row.credits = limits::settle_later(&cx, miss.reservation, &charges);
@@ -387,4 +393,15 @@ fn answer_streamed<E: Endpoint>(
         usage_log::usage_later(&cx, row, status);
     });
     Ok(resp)
+}
+
+/// Drives `body` to its end, passing each chunk to the caller as it comes. When the caller has
+/// gone (its end of the channel dropped), the body is dropped: that cancels its upstream call,
+/// and the body's own end (a relay's `ClientGone`) is told to the settlement.
+async fn pump(mut body: EventBody, tx: mpsc::UnboundedSender<Result<Vec<u8>, worker::Error>>) {
+    while let Some(chunk) = body.next().await {
+        if tx.unbounded_send(chunk).is_err() {
+            break;
+        }
+    }
 }
