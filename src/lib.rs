@@ -11,6 +11,7 @@ mod auth;
 mod brokers;
 mod cache;
 mod db;
+mod flight;
 mod http;
 mod limits;
 mod objects;
@@ -19,7 +20,7 @@ mod relay;
 mod routes;
 mod runtime;
 
-pub use objects::{AccountLedger, TokenBucket};
+pub use objects::{AccountLedger, Flight, TokenBucket};
 
 use gateway_core::api::dropin::Dialect;
 use gateway_core::api::route::V1Route;

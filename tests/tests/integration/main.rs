@@ -2,6 +2,7 @@
 
 mod brokers;
 mod cache;
+mod coalescing;
 mod data;
 mod dropin;
 mod foundation;
