@@ -28,9 +28,13 @@ pub enum Role {
     Alone,
 }
 
-/// Whether coalescing is on (the `COALESCE` var: `off` turns it off, for the benchmark's
-/// baseline).
+/// Whether coalescing is on: the `COALESCE` var (`off` turns it off), or, for one request of a
+/// `dev-hooks` build, its `x-dev-flight: off` (the benchmark's baseline, in the same run).
 fn enabled(cx: &RequestContext) -> bool {
+    #[cfg(feature = "dev-hooks")]
+    if cx.dev_flight == "off" {
+        return false;
+    }
     cx.var("COALESCE").as_deref() != Some("off")
 }
 

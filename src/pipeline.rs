@@ -204,11 +204,12 @@ pub async fn run<E: Endpoint>(
             };
             limits::settle_later(cx, reservation, &charges);
             if let Some(l) = leader {
-                l.finish(Outcome::Error {
+                let outcome = Outcome::Error {
                     status: e.status,
                     code: e.code.to_string(),
                     message: e.message.clone(),
-                });
+                };
+                l.finish(outcome);
             }
             return Err(e.with_rate_headers(&admission));
         }
@@ -231,9 +232,6 @@ pub async fn run<E: Endpoint>(
         }
         Err(answer) => answer,
     };
-    if let Some(l) = leader {
-        l.finish(endpoint.shared(&answer));
-    }
     let charges = endpoint.charges(&answer, &worst);
     let credits = limits::settle_later(cx, reservation, &charges);
     event.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
@@ -248,6 +246,9 @@ pub async fn run<E: Endpoint>(
         None
     };
     let stored = entry.is_some();
+    if let Some(l) = leader {
+        l.finish(endpoint.shared(&answer));
+    }
     if let Some(text) = entry {
         cache::store(cx, endpoint.namespace(), key.as_str(), text);
     }
@@ -509,7 +510,7 @@ fn answer_streamed<E: Endpoint>(
         pump(body, tx, miss.leader.is_some()).await;
         let Some(end) = ended.await else { return };
         if let Some(l) = miss.leader {
-            l.finish(match &end.shared {
+            let outcome = match &end.shared {
                 Some(text) => Outcome::Answer {
                     status,
                     text: text.clone(),
@@ -520,7 +521,8 @@ fn answer_streamed<E: Endpoint>(
                     code: "upstream_error".into(),
                     message: "the upstream stream ended before its answer".into(),
                 },
-            });
+            };
+            l.finish(outcome);
         }
         let charges: Vec<Charge> = end.charges.iter().map(OwnedCharge::as_charge).collect();
         row.credits = limits::settle_later(&cx, miss.reservation, &charges);

@@ -39,7 +39,7 @@ pub struct RequestContext {
     /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: what this request does in a single
     /// flight, from its `x-dev-flight` header (`lose`: a leader that vanishes as a lost isolate
     /// would; `stall`: a leader that stays alive and never answers; `max=N`: a flight bound of
-    /// N followers). Empty there otherwise.
+    /// N followers; `off`: no flight, as under `COALESCE=off`). Empty there otherwise.
     #[cfg(feature = "dev-hooks")]
     pub dev_flight: String,
 }

@@ -79,13 +79,10 @@ impl DurableObject for Flight {
                     Joined::Overflow => Response::ok(Frame::Overflow.line()),
                     Joined::Follow { id, replay } => {
                         let (tx, rx) = mpsc::unbounded();
-                        let landed = replay.iter().any(|f| matches!(f, Frame::Done { .. }));
                         for frame in std::iter::once(Frame::Follow).chain(replay) {
                             let _ = tx.unbounded_send(frame);
                         }
-                        if !landed {
-                            inner.followers.insert(id, tx);
-                        }
+                        inner.followers.insert(id, tx);
                         drop(inner);
                         Response::from_stream(follow(self.inner.clone(), id, rx))
                     }
@@ -97,7 +94,7 @@ impl DurableObject for Flight {
                 .map(|s| inner.deliver(s)),
             FlightOp::Finish { ticket, outcome } => inner
                 .flight
-                .finish(ticket, now, outcome)
+                .finish(ticket, outcome)
                 .map(|s| inner.deliver(s)),
             FlightOp::Abandon { ticket } => {
                 inner.flight.abandon(ticket, now).map(|s| inner.deliver(s))

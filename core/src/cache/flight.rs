@@ -14,10 +14,6 @@ pub const MAX_FOLLOWERS: usize = 1_000;
 pub const LEASE_MS: u64 = 2_000;
 pub const RENEW_MS: u64 = 500;
 
-/// A finished flight's outcome is kept this long, so a caller arriving between the outcome and
-/// the cache write landing is still served it (`docs/DECISIONS.md`, "Coalescing").
-pub const LINGER_MS: u64 = 1_000;
-
 /// What a follower waits beyond the provider timeout before it answers 504.
 pub const FOLLOWER_MARGIN_MS: u64 = 1_000;
 
@@ -146,11 +142,6 @@ struct Active {
 enum State {
     Idle,
     Flying(Active),
-    /// Finished at `at_ms`: its outcome is served to callers until `LINGER_MS` after.
-    Landed {
-        outcome: Outcome,
-        at_ms: u64,
-    },
 }
 
 /// One cache key's flight.
@@ -176,7 +167,7 @@ impl Flight {
         id
     }
 
-    /// Whether a flight (or a landed outcome) is held.
+    /// Whether no flight is held.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Idle)
     }
@@ -199,9 +190,6 @@ impl Flight {
     ) -> (Joined, Vec<Delivery>) {
         let mut sends = Vec::new();
         match &self.state {
-            State::Landed { at_ms, .. } if now_ms.saturating_sub(*at_ms) > LINGER_MS => {
-                self.state = State::Idle;
-            }
             State::Flying(a) if now_ms.saturating_sub(a.started_ms) > 2 * a.timeout_ms => {
                 sends.push(Delivery::All(Frame::Done {
                     outcome: abandoned(),
@@ -209,17 +197,6 @@ impl Flight {
                 self.state = State::Idle;
             }
             _ => {}
-        }
-        if let State::Landed { outcome, .. } = &self.state {
-            let outcome = outcome.clone();
-            let id = self.id();
-            return (
-                Joined::Follow {
-                    id,
-                    replay: vec![Frame::Done { outcome }],
-                },
-                sends,
-            );
         }
         let id = self.id();
         match &mut self.state {
@@ -276,14 +253,11 @@ impl Flight {
         }
     }
 
-    /// The leader's outcome: every follower is sent it and the flight lands (its stream is
-    /// dropped; the outcome lingers for [`LINGER_MS`]).
-    pub fn finish(&mut self, ticket: u64, now_ms: u64, outcome: Outcome) -> Option<Vec<Delivery>> {
+    /// The leader's outcome: every follower is sent it and the flight is forgotten (a caller
+    /// after it is served by the cache, or leads a new flight).
+    pub fn finish(&mut self, ticket: u64, outcome: Outcome) -> Option<Vec<Delivery>> {
         self.led(ticket)?;
-        self.state = State::Landed {
-            outcome: outcome.clone(),
-            at_ms: now_ms,
-        };
+        self.state = State::Idle;
         Some(vec![Delivery::All(Frame::Done { outcome })])
     }
 
@@ -310,15 +284,10 @@ impl Flight {
         vec![Delivery::One(next, Frame::Lead { ticket: next })]
     }
 
-    /// Time passes: a leader past its lease is taken as lost and a follower promoted; a landed
-    /// outcome past its linger is forgotten.
+    /// Time passes: a leader past its lease is taken as lost and a follower promoted.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Delivery> {
         match &self.state {
             State::Flying(a) if now_ms > a.lease_until_ms => self.promote(now_ms),
-            State::Landed { at_ms, .. } if now_ms.saturating_sub(*at_ms) > LINGER_MS => {
-                self.state = State::Idle;
-                Vec::new()
-            }
             _ => Vec::new(),
         }
     }
@@ -374,7 +343,7 @@ mod tests {
         let (b, _) = follow(&mut f, 20);
         assert_ne!(a, b);
         assert_eq!(f.followers(), 2);
-        let sends = f.finish(t, 100, ok("x")).unwrap();
+        let sends = f.finish(t, ok("x")).unwrap();
         assert_eq!(sends, vec![Delivery::All(Frame::Done { outcome: ok("x") })]);
         assert_eq!(f.followers(), 0);
     }
@@ -396,15 +365,13 @@ mod tests {
     }
 
     #[test]
-    fn a_landed_outcome_lingers_then_is_forgotten() {
+    fn a_finished_flight_is_forgotten_at_once() {
         let mut f = Flight::default();
         let t = lead(&mut f, 0);
-        f.finish(t, 100, ok("x")).unwrap();
-        let (_, replay) = follow(&mut f, 100 + LINGER_MS);
-        assert_eq!(replay, vec![Frame::Done { outcome: ok("x") }]);
-        assert!(f.tick(100 + LINGER_MS + 1).is_empty());
+        follow(&mut f, 1);
+        f.finish(t, ok("x")).unwrap();
         assert!(f.is_idle());
-        lead(&mut f, 100 + LINGER_MS + 2);
+        lead(&mut f, 101);
     }
 
     #[test]
@@ -419,9 +386,9 @@ mod tests {
         assert_eq!(f.followers(), 1);
         // The old leader no longer leads; the promoted one does.
         assert!(f.publish(t, LEASE_MS + 2, "late".into()).is_none());
-        assert!(f.finish(t, LEASE_MS + 2, ok("late")).is_none());
+        assert!(f.finish(t, ok("late")).is_none());
         assert!(f.tick(LEASE_MS + 3).is_empty(), "promoted once");
-        assert!(f.finish(a, LEASE_MS + 4, ok("y")).is_some());
+        assert!(f.finish(a, ok("y")).is_some());
     }
 
     #[test]
@@ -481,7 +448,7 @@ mod tests {
                 outcome: abandoned()
             })]
         );
-        assert!(f.finish(t, 6_002, ok("old")).is_none());
+        assert!(f.finish(t, ok("old")).is_none());
     }
 
     #[test]
