@@ -154,13 +154,13 @@ async fn identical_drop_in_calls_coalesce() {
     }
 }
 
-/// A streamed answer read whole.
+/// A streamed answer read whole: status, `Cache-Status`, text, and when its last bytes came.
 async fn stream_text(
     s: &Stack,
     path: &str,
     key: &str,
     body: &Value,
-) -> (u16, Option<String>, String) {
+) -> (u16, Option<String>, String, std::time::Instant) {
     let resp = s
         .client
         .post(s.url(path))
@@ -177,10 +177,17 @@ async fn stream_text(
         .map(str::to_string);
     let mut text = Vec::new();
     let mut body = resp.bytes_stream();
+    let mut last = std::time::Instant::now();
     while let Some(Ok(chunk)) = body.next().await {
         text.extend_from_slice(&chunk);
+        last = std::time::Instant::now();
     }
-    (status, cache, String::from_utf8_lossy(&text).into_owned())
+    (
+        status,
+        cache,
+        String::from_utf8_lossy(&text).into_owned(),
+        last,
+    )
 }
 
 /// The text deltas of an Anthropic event stream, joined.
@@ -229,6 +236,15 @@ async fn identical_streams_coalesce_and_followers_stream_live() {
         assert!(f.2.contains("event: message_start"), "{}", f.2);
         assert!(f.2.contains("event: message_stop"), "{}", f.2);
     }
+    // Live: each follower's last event came with the leader's (its events are 150 ms apart,
+    // so a follower fed at the end, or an event behind, would be 150 ms or more late).
+    let lag = followers
+        .iter()
+        .map(|f| f.3.saturating_duration_since(leader.3))
+        .max()
+        .unwrap();
+    println!("the last follower's last event came {lag:?} after the leader's");
+    assert!(lag < Duration::from_millis(120), "{lag:?}");
     assert_eq!(whole.status, 200, "{}", whole.text);
     assert!(is_collapsed(&whole), "{:?}", whole.headers);
     assert_eq!(whole.json()["content"][0]["text"], text.as_str());
