@@ -473,3 +473,51 @@ async fn a_full_flight_and_an_old_flight_let_callers_make_their_own_call() {
     assert_eq!(late.json()["cache"]["status"], "refresh", "{}", late.text);
     assert_eq!(s.mock_calls(&n).await["total"], 2);
 }
+
+#[tokio::test]
+async fn streamed_asks_and_chat_streams_coalesce_too() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    // /v1/ask with `stream: true`: followers get the whole answer's events once it is known.
+    let n = nonce();
+    let body = json!({"prompt": format!("ask stream [[mock:*=delay:800]] {n}"),
+        "providers": ["openai", "anthropic"], "stream": true});
+    let leader = stream_text(s, "/v1/ask", &key, &body);
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        join_all((0..9).map(|_| stream_text(s, "/v1/ask", &key, &body))).await
+    };
+    let (leader, followers) = tokio::join!(leader, others);
+    assert_eq!(leader.0, 200, "{}", leader.2);
+    assert_eq!(s.mock_calls(&n).await["total"], 2);
+    for f in &followers {
+        assert_eq!(f.0, 200, "{}", f.2);
+        assert_eq!(f.1.as_deref(), Some(COLLAPSED));
+        assert!(f.2.contains("event: done"), "{}", f.2);
+        assert!(f.2.contains("\"coalesced\""), "{}", f.2);
+    }
+
+    // An OpenAI stream: a follower that asked for the usage chunk gets it, one that did not
+    // does not, whatever the leader asked.
+    let n = nonce();
+    let prompt = format!("chat stream [[mock:openai=stream_delay:100]] {n}");
+    let plain = chat(&prompt, true);
+    let mut with_usage = plain.clone();
+    with_usage["stream_options"] = json!({"include_usage": true});
+    let leader = stream_text(s, "/v1/chat/completions", &key, &plain);
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::join!(
+            stream_text(s, "/v1/chat/completions", &key, &with_usage),
+            stream_text(s, "/v1/chat/completions", &key, &plain)
+        )
+    };
+    let (leader, (usage, plain)) = tokio::join!(leader, others);
+    assert_eq!(s.mock_calls(&n).await["total"], 1);
+    assert!(!leader.2.contains("\"usage\""), "{}", leader.2);
+    assert_eq!(usage.1.as_deref(), Some(COLLAPSED));
+    assert!(usage.2.contains("\"usage\":{"), "{}", usage.2);
+    assert!(usage.2.trim_end().ends_with("data: [DONE]"), "{}", usage.2);
+    assert_eq!(plain.1.as_deref(), Some(COLLAPSED));
+    assert!(!plain.2.contains("\"usage\""), "{}", plain.2);
+}
