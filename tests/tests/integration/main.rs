@@ -8,5 +8,6 @@ mod dropin;
 mod foundation;
 mod hardening;
 mod ratelimit;
+mod sessions;
 mod streaming;
 mod strict_json;
