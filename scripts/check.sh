@@ -12,7 +12,7 @@ cargo clippy --target wasm32-unknown-unknown -p edge-gateway --features dev-hook
 # The production build (what `wrangler deploy` runs) holds no test hook: none of the dev-only
 # names a `dev-hooks` build carries is in its wasm.
 bash scripts/build.sh gateway >/dev/null
-for hook in x-dev-fail x-dev-auth-cache-delay-ms DEV_MODE DEV_D1_VALUE_LIMIT DEV_MAX_KEYS_PER_ACCOUNT fail_batches; do
+for hook in x-dev-fail x-dev-auth-cache-delay-ms x-dev-flight DEV_MODE DEV_D1_VALUE_LIMIT DEV_MAX_KEYS_PER_ACCOUNT fail_batches; do
   if grep -a -q -- "$hook" build/index_bg.wasm; then
     echo "check: the production build holds the test hook $hook" >&2
     exit 1

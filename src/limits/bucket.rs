@@ -1,9 +1,7 @@
 //! Typed client of the `TokenBucket` Durable Object (one per API key): encodes a `BucketOp`,
 //! decodes its typed reply. Any failure to reach it is a 503: rate limiting fails closed.
 
-#[cfg(feature = "dev-hooks")]
-use gateway_core::limits::bucket_ops::TakeReply;
-use gateway_core::limits::bucket_ops::{BucketOp, ReserveReply, SettleReply};
+use gateway_core::limits::bucket_ops::{BucketOp, ReserveReply, SettleReply, TakeReply};
 use gateway_core::limits::tier::{Limits, MinuteLimits};
 use serde::de::DeserializeOwned;
 use worker::Env;
@@ -20,8 +18,7 @@ async fn call<R: DeserializeOwned>(env: &Env, name: &str, op: BucketOp) -> ApiRe
 
 /// Takes `cost` tokens from the key's bucket: its decision (admitted or denied), or its
 /// refusal (revoked key, a cost the bucket can never hold). The miss path reserves instead
-/// ([`reserve`]); the dev-only routes still take.
-#[cfg(feature = "dev-hooks")]
+/// ([`reserve`]); the dashboard's login throttle and the dev-only routes take.
 pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> ApiResult<TakeReply> {
     call(env, prefix, BucketOp::Take { cost, limits }).await
 }

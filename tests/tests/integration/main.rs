@@ -2,10 +2,12 @@
 
 mod brokers;
 mod cache;
+mod coalescing;
 mod data;
 mod dropin;
 mod foundation;
 mod hardening;
 mod ratelimit;
+mod sessions;
 mod streaming;
 mod strict_json;
