@@ -110,6 +110,10 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
         }
         // The bare route: no auth, no storage. The baseline of the load benchmarks.
         (Method::Get, ["healthz"]) => json(200, &json!({"ok": true})),
+        // After a BYOK master key rotation (docs/OPERATIONS.md); the broker does the work.
+        (Method::Post, ["admin", "byok", "reseal", provider]) => {
+            brokers::reseal::admin_reseal(cx, req, provider).await
+        }
         (_, ["admin", rest @ ..]) => admin::route(cx, req, rest).await,
         // Test routes: only in a `dev-hooks` build (never deployed), and there under
         // `DEV_MODE=1` only. A production build answers them 404 like any unknown path.

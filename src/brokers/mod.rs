@@ -1,9 +1,11 @@
 //! The provider brokers as the gateway reaches them: each over its service binding with the
 //! shared secret. `fanout` runs `/v1/ask`'s calls (one per provider, concurrently, each under its
-//! timeout), `passthrough` forwards a drop-in body as it is, `seal` seals a key an account brings.
+//! timeout), `passthrough` forwards a drop-in body as it is, `seal` seals a key an account brings,
+//! `reseal` moves stored keys to the newest master key version (admin API).
 
 mod fanout;
 mod passthrough;
+pub mod reseal;
 mod seal;
 
 pub use fanout::{broker_requests, failed, run, timed_out};

@@ -7,5 +7,6 @@ mod dropin;
 mod foundation;
 mod hardening;
 mod ratelimit;
+mod rotation;
 mod streaming;
 mod strict_json;
