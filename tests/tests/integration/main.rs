@@ -6,6 +6,7 @@ mod data;
 mod dropin;
 mod foundation;
 mod hardening;
+mod logs;
 mod ratelimit;
 mod rotation;
 mod streaming;
