@@ -1,7 +1,7 @@
 //! Admission: the shared secret, checked first and in constant time, and this broker's provider.
 
 use gateway_core::broker::errors::secret_refused;
-use gateway_core::broker::secret::{AcceptedSecrets, CURRENT_VAR, PREVIOUS_VAR};
+use gateway_core::broker::secret::{AcceptedSecrets, Admission, CURRENT_VAR, PREVIOUS_VAR};
 use gateway_core::error::ApiError;
 use gateway_core::providers::Provider;
 use worker::Env;
@@ -20,13 +20,21 @@ pub fn admit(env: &Env, given: &str) -> Result<Provider, ApiError> {
             log("broker misconfigured: BROKER_SHARED_SECRET is not set");
             secret_refused()
         })?;
-    if !accepted.admits(given) {
+    let admission = accepted.check(given);
+    if admission == Admission::Refused {
         return Err(secret_refused());
     }
-    var(env, "PROVIDER")
+    let provider = var(env, "PROVIDER")
         .and_then(|p| Provider::parse(&p))
         .ok_or_else(|| {
             log("broker misconfigured: PROVIDER is not a provider name");
             ApiError::internal()
-        })
+        })?;
+    if admission == Admission::Previous {
+        // The rotation's last step (dropping the previous value) waits until these stop.
+        log(&format!(
+            "broker {provider}: admitted the previous shared secret (rotation under way: a caller has not switched yet)"
+        ));
+    }
+    Ok(provider)
 }

@@ -15,6 +15,15 @@ pub const CURRENT_VAR: &str = "BROKER_SHARED_SECRET";
 /// The broker's var holding the value being rotated out (set only during a rotation).
 pub const PREVIOUS_VAR: &str = "BROKER_SHARED_SECRET_PREVIOUS";
 
+/// What [`AcceptedSecrets::check`] found the given secret to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Current,
+    /// The previous value, accepted during a rotation.
+    Previous,
+    Refused,
+}
+
 /// The values a broker accepts. Its `Debug` form never shows them.
 #[derive(Clone)]
 pub struct AcceptedSecrets {
@@ -52,15 +61,26 @@ impl AcceptedSecrets {
     /// nor how much of it, nor the values' lengths show in the time taken. An empty `given`
     /// is never accepted.
     pub fn admits(&self, given: &str) -> bool {
+        self.check(given) != Admission::Refused
+    }
+
+    /// Which value `given` is: [`AcceptedSecrets::admits`], telling the current value from the
+    /// previous one (a caller still sending the previous value has not switched yet: worth a log
+    /// line while a rotation is under way). Both comparisons run before the answer is known.
+    pub fn check(&self, given: &str) -> Admission {
         let given_digest = digest(given);
-        let current = given_digest.ct_eq(&self.current);
+        let nonempty = Choice::from(u8::from(!given.is_empty()));
+        let current = given_digest.ct_eq(&self.current) & nonempty;
         // With no previous value, compare against the current one again: same work either way.
         let previous = match &self.previous {
-            Some(p) => given_digest.ct_eq(p),
-            None => given_digest.ct_eq(&self.current),
+            Some(p) => given_digest.ct_eq(p) & nonempty,
+            None => given_digest.ct_eq(&self.current) & Choice::from(0),
         };
-        let nonempty = Choice::from(u8::from(!given.is_empty()));
-        bool::from((current | previous) & nonempty)
+        match (bool::from(current), bool::from(previous)) {
+            (true, _) => Admission::Current,
+            (false, true) => Admission::Previous,
+            (false, false) => Admission::Refused,
+        }
     }
 
     /// Whether a previous value is accepted (a rotation is under way): worth a log line.
@@ -92,6 +112,18 @@ mod tests {
             assert!(!s.admits(wrong), "{wrong:?}");
         }
         assert!(s.rotating());
+    }
+
+    #[test]
+    fn check_tells_the_current_value_from_the_previous_one() {
+        let s = AcceptedSecrets::new(Some("new-secret"), Some("old-secret")).unwrap();
+        assert_eq!(s.check("new-secret"), Admission::Current);
+        assert_eq!(s.check("old-secret"), Admission::Previous);
+        assert_eq!(s.check("other"), Admission::Refused);
+        assert_eq!(s.check(""), Admission::Refused);
+        let alone = AcceptedSecrets::new(Some("new-secret"), None).unwrap();
+        assert_eq!(alone.check("new-secret"), Admission::Current);
+        assert_eq!(alone.check("old-secret"), Admission::Refused);
     }
 
     #[test]
