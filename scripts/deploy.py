@@ -79,7 +79,7 @@ def secret_plan():
             "BROKER_SHARED_SECRET": "generated once, the same on the gateway and all four brokers",
         }
         if p in BYOK_PROVIDERS:
-            s["BYOK_MASTER_KEYS"] = "generated once for this broker (v1:<64 hex>)"
+            s["BYOK_MASTER_KEY_V1"] = "generated once for this broker (64 hex; later versions: _V2, ...)"
         plan[f"broker-{p}"] = s
     return plan
 
@@ -87,10 +87,9 @@ def secret_plan():
 # Names that only brokers may hold (as secrets), and that no Worker may hold as a plain var.
 BROKER_ONLY = {
     "PROVIDER_API_KEY",
-    "BYOK_MASTER_KEYS",
     "BYOK_MASTER_KEY",
     "BROKER_SHARED_SECRET_PREVIOUS",
-} | {f"{p.upper()}_API_KEY" for p in PROVIDERS}
+} | {f"{p.upper()}_API_KEY" for p in PROVIDERS} | {f"BYOK_MASTER_KEY_V{v}" for v in range(1, 65)}
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|API_KEY|MASTER_KEY|(^|_)TOKEN$|(^|_)KEY$")
 # Values that look like key material: provider keys, gateway keys, bearer tokens, 32-byte hex.
 KEY_VALUE = re.compile(
@@ -255,7 +254,7 @@ def check_configs(configs, d1_id):
         source = s.get("PROVIDER_API_KEY")
         provider_sources.setdefault(source, []).append(name)
         allowed = {"PROVIDER_API_KEY", "BROKER_SHARED_SECRET"} | (
-            {"BYOK_MASTER_KEYS"} if p in BYOK_PROVIDERS else set()
+            {"BYOK_MASTER_KEY_V1"} if p in BYOK_PROVIDERS else set()
         )
         r.check(
             source == f"${p.upper()}_API_KEY" and set(s) <= allowed,
@@ -427,8 +426,10 @@ def real(configs, env, update_provider_keys, force):
         to_set["gateway"]["ADMIN_TOKEN"] = token
     for p in PROVIDERS:
         w = f"broker-{p}"
-        if p in BYOK_PROVIDERS and not have[w] & {"BYOK_MASTER_KEYS", "BYOK_MASTER_KEY"}:
-            to_set[w]["BYOK_MASTER_KEYS"] = f"v1:{secrets.token_hex(32)}"
+        # Any version there (BYOK_MASTER_KEY from before versioning, or BYOK_MASTER_KEY_V<N>)
+        # means keys may be sealed with it: never replaced here (docs/OPERATIONS.md rotates it).
+        if p in BYOK_PROVIDERS and not any(n.startswith("BYOK_MASTER_KEY") for n in have[w]):
+            to_set[w]["BYOK_MASTER_KEY_V1"] = secrets.token_hex(32)
         value = os.environ.get(f"{p.upper()}_API_KEY")
         if value and ("PROVIDER_API_KEY" not in have[w] or update_provider_keys):
             to_set[w]["PROVIDER_API_KEY"] = value

@@ -16,7 +16,7 @@ os.makedirs(state, exist_ok=True)
 # One shared secret per run; the mock's keys are fake and local. The brokers run as in the middle
 # of both rotations (docs/OPERATIONS.md), so every run exercises them: they accept a previous
 # shared secret too (the gateway sends the current one), and hold two BYOK master key versions
-# (version 1 under its older single-key name, version 2 in the keyring; new seals use version 2).
+# (version 1 under its older single-key name, version 2 as BYOK_MASTER_KEY_V2; new seals use 2).
 broker_secret = secrets.token_urlsafe(32)
 broker_secret_previous = secrets.token_urlsafe(32)
 byok_master_v1 = secrets.token_hex(32)
@@ -98,7 +98,7 @@ for p in ["openai", "anthropic", "gemini", "perplexity"]:
         "BROKER_SHARED_SECRET": broker_secret,
         "BROKER_SHARED_SECRET_PREVIOUS": broker_secret_previous,
         "BYOK_MASTER_KEY": byok_master_v1,
-        "BYOK_MASTER_KEYS": f"v2:{byok_master_v2}",
+        "BYOK_MASTER_KEY_V2": byok_master_v2,
     }
     paths.append(write(f"broker-{p}", cfg, secrets_))
 print(" ".join(paths))

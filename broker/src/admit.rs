@@ -30,10 +30,15 @@ pub fn admit(env: &Env, given: &str) -> Result<Provider, ApiError> {
             log("broker misconfigured: PROVIDER is not a provider name");
             ApiError::internal()
         })?;
-    if admission == Admission::Previous {
-        // The rotation's last step (dropping the previous value) waits until these stop.
+    // During a rotation every admitted call says which slot its secret matched: the rotation's
+    // last step waits until one of the two is no longer seen (docs/OPERATIONS.md).
+    if accepted.rotating() {
+        let slot = match admission {
+            Admission::Previous => PREVIOUS_VAR,
+            _ => CURRENT_VAR,
+        };
         log(&format!(
-            "broker {provider}: admitted the previous shared secret (rotation under way: a caller has not switched yet)"
+            "{{\"event\":\"broker_secret_rotation\",\"provider\":\"{provider}\",\"matched\":\"{slot}\"}}"
         ));
     }
     Ok(provider)

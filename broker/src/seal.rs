@@ -22,14 +22,17 @@ use crate::reply::Reply;
 /// Largest seal (and re-seal) request body.
 const SEAL_BODY_LIMIT: usize = 4 * 1024;
 
-/// This broker's master keys: the keyring `BYOK_MASTER_KEYS` and/or the single
-/// `BYOK_MASTER_KEY` (version 1).
+/// This broker's master keys: `BYOK_MASTER_KEY` (version 1, the name from before versioning)
+/// and each `BYOK_MASTER_KEY_V<N>` that is set (N from 1 to 64).
 fn master_keys(env: &Env) -> Result<MasterKeys, ApiError> {
-    let keyring = var(env, byok::KEYRING_VAR);
     let legacy = var(env, byok::LEGACY_VAR);
-    MasterKeys::from_vars(keyring.as_deref(), legacy.as_deref()).map_err(|e| {
+    let numbered: Vec<(u32, String)> = (byok::FIRST_VERSION..=byok::MAX_VERSION)
+        .filter_map(|v| var(env, &byok::version_var(v)).map(|k| (v, k)))
+        .collect();
+    let numbered: Vec<(u32, &str)> = numbered.iter().map(|(v, k)| (*v, k.as_str())).collect();
+    MasterKeys::from_secrets(legacy.as_deref(), &numbered).map_err(|e| {
         log(&format!(
-            "broker misconfigured: {e} (BYOK_MASTER_KEYS / BYOK_MASTER_KEY)"
+            "broker misconfigured: {e} (BYOK_MASTER_KEY, BYOK_MASTER_KEY_V<N>)"
         ));
         byok_unavailable()
     })

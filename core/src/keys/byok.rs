@@ -6,8 +6,10 @@
 //! the access is recorded before the key is decrypted.
 //!
 //! **Master key versions.** The master secret is versioned so it can be rotated: a broker holds
-//! a keyring ([`MasterKeys`]: `BYOK_MASTER_KEYS`, entries `v<N>:<64 hex>`, and/or the older
-//! single `BYOK_MASTER_KEY`, which is version 1). Every ciphertext names the version that sealed
+//! a keyring ([`MasterKeys`]), one secret per version, `BYOK_MASTER_KEY_V<N>` (64 hex
+//! characters), and the older single `BYOK_MASTER_KEY`, which is version 1. One secret per
+//! version, because a Worker's secrets cannot be read back: a rotation adds the next version's
+//! secret without having to know the others. Every ciphertext names the version that sealed
 //! it; new seals use the newest version, every version still held opens, and [`reseal`] moves a
 //! ciphertext to the newest. Stored form: version 1 is base64 (standard, padded) of
 //! `nonce || ciphertext`, exactly the form that predates versioning (so every key stored before
@@ -36,19 +38,24 @@ pub const KEY_MIN_LEN: usize = 8;
 pub const KEY_MAX_LEN: usize = 512;
 /// GCM tag length: the least a ciphertext holds past its nonce.
 const TAG_LEN: usize = 16;
-/// The broker secret holding the keyring (`v<N>:<64 hex>` entries).
-pub const KEYRING_VAR: &str = "BYOK_MASTER_KEYS";
 /// The broker secret holding one master key, version 1 (the name from before versioning).
 pub const LEGACY_VAR: &str = "BYOK_MASTER_KEY";
+/// The broker secret holding version N's master key is this prefix followed by N.
+pub const VERSION_VAR_PREFIX: &str = "BYOK_MASTER_KEY_V";
 /// The version of a ciphertext without a version prefix, and of [`LEGACY_VAR`].
 pub const FIRST_VERSION: u32 = 1;
-/// The highest version a keyring may name.
-pub const MAX_VERSION: u32 = 999_999;
+/// The highest version there can be (a broker looks for `BYOK_MASTER_KEY_V1` to `_V64`).
+pub const MAX_VERSION: u32 = 64;
+
+/// The name of the broker secret holding version `version`'s key.
+pub fn version_var(version: u32) -> String {
+    format!("{VERSION_VAR_PREFIX}{version}")
+}
 
 /// Why sealing or opening failed. Says nothing about the key or the plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ByokError {
-    /// The master secrets are not a keyring of 32-byte hex keys (see [`MasterKeys::from_vars`]).
+    /// The master secrets are not a keyring of 32-byte hex keys (see [`MasterKeys::from_secrets`]).
     BadMasterKey,
     /// Not base64, or too short to hold a nonce and a tag, or a malformed version prefix.
     Malformed,
@@ -64,7 +71,7 @@ impl std::fmt::Display for ByokError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ByokError::BadMasterKey => f.write_str(
-                "the BYOK master secrets are not a keyring of 32 hex-encoded bytes per version",
+                "the BYOK master secrets are not 32 hex-encoded bytes each, one key per version",
             ),
             ByokError::Malformed => f.write_str("the sealed key is malformed"),
             ByokError::UnknownVersion(v) => write!(
@@ -143,36 +150,30 @@ impl MasterKeys {
         MasterKeys(BTreeMap::from([(version, key)]))
     }
 
-    /// The keyring a broker's secrets describe: `keyring` (`BYOK_MASTER_KEYS`: entries
-    /// `v<N>:<64 hex>` separated by commas or whitespace, each version once) and `legacy`
-    /// (`BYOK_MASTER_KEY`: 64 hex characters, version 1), either or both (unset or empty:
-    /// absent). A version 1 named by both must be the same key. Anything else (nothing set, a
-    /// malformed entry, a version twice) is [`ByokError::BadMasterKey`]: the broker then seals
-    /// and opens nothing rather than guess.
-    pub fn from_vars(keyring: Option<&str>, legacy: Option<&str>) -> Result<MasterKeys, ByokError> {
-        let mut keys = BTreeMap::new();
-        for entry in keyring
-            .unwrap_or_default()
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|e| !e.is_empty())
-        {
-            let (version, hex) = entry
-                .strip_prefix('v')
-                .and_then(|rest| rest.split_once(':'))
-                .ok_or(ByokError::BadMasterKey)?;
-            let version = parse_version(version).ok_or(ByokError::BadMasterKey)?;
-            if keys.insert(version, MasterKey::from_hex(hex)?).is_some() {
+    /// The keyring a broker's secrets describe: `legacy` (`BYOK_MASTER_KEY`, version 1) and
+    /// `numbered` (each `BYOK_MASTER_KEY_V<N>` that is set, as `(N, value)`), each value 64 hex
+    /// characters (unset or empty: absent). A version named twice must be the same key.
+    /// Anything else (nothing set, a malformed key, a version out of range, one version with two
+    /// keys) is [`ByokError::BadMasterKey`]: the broker then seals and opens nothing rather than
+    /// guess.
+    pub fn from_secrets(
+        legacy: Option<&str>,
+        numbered: &[(u32, &str)],
+    ) -> Result<MasterKeys, ByokError> {
+        let legacy = legacy.map(|l| (FIRST_VERSION, l));
+        let mut keys: BTreeMap<u32, MasterKey> = BTreeMap::new();
+        for (version, hex) in legacy.iter().chain(numbered) {
+            if hex.trim().is_empty() {
+                continue;
+            }
+            if !(FIRST_VERSION..=MAX_VERSION).contains(version) {
                 return Err(ByokError::BadMasterKey);
             }
-        }
-        if let Some(legacy) = legacy.map(str::trim).filter(|l| !l.is_empty()) {
-            let key = MasterKey::from_hex(legacy)?;
-            match keys.get(&FIRST_VERSION) {
-                Some(named) if *named != key => return Err(ByokError::BadMasterKey),
-                _ => {
-                    keys.insert(FIRST_VERSION, key);
-                }
+            let key = MasterKey::from_hex(hex)?;
+            if keys.get(version).is_some_and(|named| *named != key) {
+                return Err(ByokError::BadMasterKey);
             }
+            keys.insert(*version, key);
         }
         if keys.is_empty() {
             return Err(ByokError::BadMasterKey);
@@ -543,11 +544,12 @@ mod tests {
     /// A keyring of the given versions, version N's key being the byte `0x2a + N - 1` repeated
     /// (so version 1 is the key of [`master`]).
     fn ring(versions: &[u32]) -> MasterKeys {
-        let entries: Vec<String> = versions
+        let hexes: Vec<(u32, String)> = versions
             .iter()
-            .map(|v| format!("v{v}:{}", key_hex(0x29 + *v as u8)))
+            .map(|v| (*v, key_hex(0x29 + *v as u8)))
             .collect();
-        MasterKeys::from_vars(Some(&entries.join(",")), None).unwrap()
+        let numbered: Vec<(u32, &str)> = hexes.iter().map(|(v, h)| (*v, h.as_str())).collect();
+        MasterKeys::from_secrets(None, &numbered).unwrap()
     }
 
     #[test]
@@ -561,7 +563,7 @@ mod tests {
             );
         }
         // Through the legacy secret name too (`BYOK_MASTER_KEY` alone is version 1).
-        let legacy = MasterKeys::from_vars(None, Some(&"2a".repeat(32))).unwrap();
+        let legacy = MasterKeys::from_secrets(Some(&"2a".repeat(32)), &[]).unwrap();
         assert_eq!(
             open(&legacy, ACCT, Provider::OpenAi, STORED_BEFORE_VERSIONING).unwrap(),
             KEY
@@ -578,12 +580,9 @@ mod tests {
 
     #[test]
     fn new_seals_use_the_newest_version_and_name_it() {
-        // Order in the secret does not matter: the highest version is the newest.
-        let keys = MasterKeys::from_vars(
-            Some(&format!("v3:{} v2:{}", key_hex(0x2c), key_hex(0x2b))),
-            Some(&key_hex(0x2a)),
-        )
-        .unwrap();
+        // The order the secrets are found in does not matter: the highest version is the newest.
+        let (v3, v2) = (key_hex(0x2c), key_hex(0x2b));
+        let keys = MasterKeys::from_secrets(Some(&key_hex(0x2a)), &[(3, &v3), (2, &v2)]).unwrap();
         assert_eq!(keys.versions(), [1, 2, 3]);
         assert_eq!(keys.newest(), 3);
         let sealed = seal(&keys, ACCT, Provider::OpenAi, KEY, [4; 12]).unwrap();
@@ -731,44 +730,34 @@ mod tests {
     #[test]
     fn keyrings_parse_from_the_brokers_secrets() {
         let (a, b, c) = (key_hex(0xa1), key_hex(0xb2), key_hex(0xc3));
-        let parse = |ring: Option<&str>, legacy: Option<&str>| {
-            MasterKeys::from_vars(ring, legacy).map(|k| k.versions())
+        let parse = |legacy: Option<&str>, numbered: &[(u32, &str)]| {
+            MasterKeys::from_secrets(legacy, numbered).map(|k| k.versions())
         };
-        assert_eq!(parse(None, Some(&a)), Ok(vec![1]));
-        assert_eq!(parse(Some(&format!("v1:{a}")), None), Ok(vec![1]));
-        assert_eq!(parse(Some(&format!("v2:{b},v3:{c}")), None), Ok(vec![2, 3]));
+        assert_eq!(parse(Some(&a), &[]), Ok(vec![1]));
+        assert_eq!(parse(None, &[(1, &a)]), Ok(vec![1]));
+        assert_eq!(parse(None, &[(2, &b), (3, &c)]), Ok(vec![2, 3]));
+        assert_eq!(parse(Some(&a), &[(3, &c), (2, &b)]), Ok(vec![1, 2, 3]));
+        // An unset or empty secret is absent; surrounding whitespace is ignored.
         assert_eq!(
-            parse(Some(&format!(" v3:{c}\n v2:{b} ,")), Some(&a)),
-            Ok(vec![1, 2, 3])
+            parse(Some(""), &[(2, &format!(" {b}\n")), (3, "")]),
+            Ok(vec![2])
         );
         // Version 1 named twice: fine if it is the same key, refused if not.
-        assert_eq!(
-            parse(Some(&format!("v1:{a},v2:{b}")), Some(&a)),
-            Ok(vec![1, 2])
-        );
+        assert_eq!(parse(Some(&a), &[(1, &a), (2, &b)]), Ok(vec![1, 2]));
         let bad = Err(ByokError::BadMasterKey);
-        assert_eq!(parse(Some(&format!("v1:{b}")), Some(&a)), bad);
-        for ring in [
-            format!("v2:{b},v2:{c}"),
-            format!("2:{b}"),
-            format!("v2={b}"),
-            format!("v0:{b}"),
-            format!("v02:{b}"),
-            "v2:abcd".to_string(),
-            format!("v2:{b}zz"),
-            "garbage".to_string(),
-        ] {
-            assert_eq!(parse(Some(&ring), None), bad, "{ring}");
-        }
-        assert_eq!(parse(None, None), bad);
-        assert_eq!(parse(Some(""), Some("")), bad);
-        assert_eq!(parse(Some(" , "), None), bad);
-        assert_eq!(parse(None, Some("abcd")), bad);
-        let shown = format!(
-            "{:?}",
-            MasterKeys::from_vars(Some(&format!("v2:{b}")), Some(&a))
-        );
+        assert_eq!(parse(Some(&a), &[(1, &b)]), bad);
+        assert_eq!(parse(None, &[(2, &b), (2, &c)]), bad);
+        assert_eq!(parse(None, &[(0, &b)]), bad);
+        assert_eq!(parse(None, &[(MAX_VERSION + 1, &b)]), bad);
+        assert_eq!(parse(None, &[(2, "abcd")]), bad);
+        assert_eq!(parse(None, &[(2, &format!("{b}zz"))]), bad);
+        assert_eq!(parse(None, &[]), bad);
+        assert_eq!(parse(Some(""), &[(2, " ")]), bad);
+        assert_eq!(parse(Some("abcd"), &[]), bad);
+        assert_eq!(parse(None, &[(MAX_VERSION, &c)]), Ok(vec![MAX_VERSION]));
+        let shown = format!("{:?}", MasterKeys::from_secrets(Some(&a), &[(2, &b)]));
         assert_eq!(shown, "Ok(MasterKeys(versions [1, 2]))");
+        assert_eq!(version_var(7), "BYOK_MASTER_KEY_V7");
     }
 
     #[test]

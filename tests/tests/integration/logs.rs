@@ -172,6 +172,7 @@ async fn the_log_holds_no_prompt_answer_key_or_hash() {
             "BROKER_SHARED_SECRET",
             "BROKER_SHARED_SECRET_PREVIOUS",
             "BYOK_MASTER_KEY",
+            "BYOK_MASTER_KEY_V2",
             "PROVIDER_API_KEY",
         ] {
             let value = s.dev_secret(worker, secret);

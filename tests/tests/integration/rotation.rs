@@ -1,7 +1,7 @@
 //! Secret rotation without downtime (docs/OPERATIONS.md). The local brokers run as in the middle
 //! of both rotations (scripts/devconfig.py): they accept the previous shared secret beside the
-//! current one, and hold two BYOK master key versions (1 under the older single-key name, 2 in
-//! the keyring). So: the previous secret is admitted and nothing else is, a key sealed with an
+//! current one, and hold two BYOK master key versions (1 under the older single-key name
+//! `BYOK_MASTER_KEY`, 2 as `BYOK_MASTER_KEY_V2`). So: the previous secret is admitted and nothing else is, a key sealed with an
 //! old version still opens, new seals use the newest, and the admin re-seal moves stored keys
 //! to the newest, each decryption recorded in the account's access log first.
 
