@@ -103,8 +103,10 @@ pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) 
     let now_ms = worker::Date::now().as_millis();
     match env.d1("DB") {
         Ok(db) => {
-            retention::purge_archive(&db, now_ms).await;
+            // The one-statement purge first: the archive's batches may use up the invocation's
+            // D1 query limit (1,000 paid, 50 free).
             retention::purge_revoked_keys(&db, now_ms).await;
+            retention::purge_archive(&db, now_ms).await;
         }
         Err(e) => worker::console_error!("cron: no D1 binding: {e}"),
     }
