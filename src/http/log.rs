@@ -136,7 +136,7 @@ pub struct CallTimer {
 }
 
 impl CallTimer {
-    fn record(&mut self, status: Option<u16>, error: Option<&'static str>) {
+    fn record(&mut self, status: Option<u16>, error: Option<String>) {
         self.done = true;
         let latency_ms = worker::Date::now()
             .as_millis()
@@ -150,36 +150,30 @@ impl CallTimer {
     }
 
     /// The broker answered `status`; `error` is its error code, if it gave one.
-    pub fn answered(mut self, status: u16, error: Option<&'static str>) {
+    pub fn answered(mut self, status: u16, error: Option<String>) {
         self.record(Some(status), error);
     }
 
     /// There was no answer (the binding or the call failed).
     pub fn unreachable(mut self) {
-        self.record(None, Some("unreachable"));
+        self.record(None, Some("unreachable".into()));
     }
 }
 
 impl Drop for CallTimer {
     fn drop(&mut self) {
         if !self.done {
-            self.record(None, Some("abandoned"));
+            self.record(None, Some("abandoned".into()));
         }
     }
 }
 
-/// A broker's error code for the line: the `error.code` of its JSON body, if it is a code.
-pub fn broker_code(body: &str) -> Option<&'static str> {
+/// A broker's error code for the line: the `error.code` of its JSON body, if it is a code
+/// (anything else is `other`: the line never takes more than a name from a body).
+pub fn broker_code(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     let code = v["error"]["code"].as_str()?;
-    // The line takes `&'static str`: known codes are matched to their static names, the rest
-    // become `other` (a code is never more than a name).
-    Some(match log_line::code(code) {
-        "other" => "other",
-        known => gateway_core::broker::errors::BrokerErrorCode::parse(known)
-            .map(|c| c.as_str())
-            .unwrap_or("other"),
-    })
+    Some(log_line::code(code).to_string())
 }
 
 fn write(line: &RequestLine) {

@@ -26,7 +26,7 @@ pub struct ProviderCall {
     /// The broker's error code, or `unreachable` (no answer), or `abandoned` (the gateway
     /// stopped waiting: a timeout, or the caller left).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'static str>,
+    pub error: Option<String>,
 }
 
 /// The request line. Built at the end of the request: when its response is sent, or, for a
@@ -140,7 +140,7 @@ mod tests {
                 provider: Provider::Gemini,
                 latency_ms: 30_000,
                 status: None,
-                error: Some("abandoned"),
+                error: Some("abandoned".into()),
             },
         ];
         let line = RequestLine {
