@@ -12,6 +12,10 @@
 #      Worker's own socket and, for reference, through wrangler dev's proxy
 #   e. streaming: a streamed L1 hit vs the JSON hit (target >= 0.9x rps), and a streamed miss vs
 #      the mock's own stream at the Worker's socket (target <= 2 ms added at p50)
+#   f. coalescing: N identical concurrent cacheable misses (N = 1, 10, 100; the mock takes
+#      BENCH_FLIGHT_DELAY_MS, 300) with coalescing on vs off (`x-dev-flight: off`, the same
+#      switch as the COALESCE=off var, per request so both run in this one stack): upstream calls
+#      and p50/p99 latency, as a table
 #   d. the reference for a.: a JS Worker of a dozen lines (benches/reference-worker) whose only
 #      work is a caches.default hit, vs its own bare route, under its own wrangler dev with the
 #      same flags, once the gateway's stack is stopped: what the local runtime allows any L1 hit
@@ -37,7 +41,7 @@
 #   deployed Worker's request would arrive; both are printed.
 #
 # Usage: bench.sh [--no-criterion]
-# Env: BENCH_ONLY (which of a, b, c, d, e to run; default abcde; d runs last), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
+# Env: BENCH_ONLY (which of a, b, c, d, e, f to run; default abcdef; d runs last), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
 #      (s per run, 2), BENCH_CONCURRENCY (a and b, 8), BENCH_MISS_CONCURRENCY ("1 4", for c),
 #      BENCH_STATE_ROOT (default /dev/shm if writable, else target/bench-state),
 #      BENCH_KEEP_INSPECTOR (1: leave wrangler's Network tracing on).
@@ -254,7 +258,7 @@ try: v=float(v)
 except ValueError: print("n/a"); sys.exit()
 print("MET" if (v>=t if op==">=" else v<=t) else "MISSED")' "$1" "$2" "$3"; }
 
-ONLY="${BENCH_ONLY:-abcde}"
+ONLY="${BENCH_ONLY:-abcdef}"
 # a. issue 3: an L1 hit of POST /v1/ask vs the bare route.
 if [[ "$ONLY" == *a* ]]; then
 say ""
@@ -357,6 +361,57 @@ if [ -n "$direct" ]; then
   d50=$(calc 'a-b' "$(field "$line_stream_miss_first_event" p50_ms)" "$(field "$line_mock_stream_first_event" p50_ms)" 3)
   say "OVERHEAD c=1 at the Worker's socket: time to first event, stream_miss - mock_stream: p50 +$d50 ms  (target p50 <= 2 ms: $(verdict "$d50" '<=' 2))"
 fi
+fi
+
+# f. coalescing: bursts of N identical misses (a fresh prompt per burst), on and off alternating,
+#    BENCH_ROUNDS bursts each; upstream calls counted by the mock.
+if [[ "$ONLY" == *f* ]]; then
+say ""
+say "## f. coalescing: N identical concurrent misses (/v1/ask, openai, mock delay ${BENCH_FLIGHT_DELAY_MS:-300} ms), on vs off"
+python3 - "$base" "$mock" "$key" "$nonce" "$ROUNDS" "${BENCH_FLIGHT_DELAY_MS:-300}" <<'PY' | tee -a "$summary"
+import json, sys, threading, time, urllib.request
+base, mock, key, nonce, rounds, delay = sys.argv[1:7]
+rounds, delay = int(rounds), int(delay)
+def call(body, off, out, i):
+    h = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    if off:
+        h["x-dev-flight"] = "off"
+    req = urllib.request.Request(f"{base}/v1/ask", data=body, headers=h, method="POST")
+    t = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            r.read()
+            ok = r.status == 200
+    except Exception:
+        ok = False
+    out[i] = ((time.perf_counter() - t) * 1000, ok)
+def burst(n, off, tag):
+    prompt = f"bench flight {nonce} {tag} [[mock:openai=delay:{delay}]]"
+    body = json.dumps({"prompt": prompt, "providers": ["openai"]}).encode()
+    out = [None] * n
+    threads = [threading.Thread(target=call, args=(body, off, out, i)) for i in range(n)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    q = urllib.parse.quote(f"{nonce} {tag} ")
+    calls = json.load(urllib.request.urlopen(f"{mock}/__mock/calls?contains={q}"))["total"]
+    return [o[0] for o in out], sum(1 for o in out if not o[1]), calls
+import urllib.parse
+def pct(v, p):
+    v = sorted(v); return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+print(f"{'N':>4} {'mode':>5} {'upstream calls':>15} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8}")
+rows = {}
+for n in (1, 10, 100):
+    for r in range(rounds):
+        for off in (False, True):
+            lat, failed, calls = burst(n, off, f"n{n}r{r}{'off' if off else 'on'}")
+            e = rows.setdefault((n, off), [[], 0, 0])
+            e[0] += lat; e[1] += failed; e[2] += calls
+    for off in (False, True):
+        lat, failed, calls = rows[(n, off)]
+        print(f"{n:>4} {'off' if off else 'on':>5} {calls / rounds:>15.1f} {failed:>7} {pct(lat, 50):>8.1f} {pct(lat, 99):>8.1f}")
+    on, off = rows[(n, False)], rows[(n, True)]
+    print(f"RATIO N={n}: upstream calls on/off = {on[2] / max(off[2], 1):.2f}, p50 on/off = {pct(on[0], 50) / pct(off[0], 50):.2f}")
+PY
 fi
 
 # d. the reference for a.: what the local runtime allows a Cache API hit with no gateway code.

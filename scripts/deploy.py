@@ -144,6 +144,8 @@ def generate(d1_id, kv_id):
     def finish(name, cfg, base):
         cfg.pop("build", None)  # built once, up front, by scripts/build.sh all
         cfg["main"] = os.path.join(base, cfg["main"])
+        if "assets" in cfg:
+            cfg["assets"]["directory"] = os.path.join(base, cfg["assets"]["directory"])
         for db in cfg.get("d1_databases", []):
             db["database_id"] = d1_id
             if "migrations_dir" in db:
@@ -204,9 +206,12 @@ def check_configs(configs, d1_id):
         tags.append(m.get("tag"))
         migrated |= set(m.get("new_sqlite_classes", [])) | set(m.get("new_classes", []))
     r.check(
-        classes == {"TokenBucket", "AccountLedger"} and classes <= migrated,
+        {"TokenBucket", "AccountLedger"} <= classes and classes <= migrated,
         f"gateway: Durable Object migrations create every bound class {sorted(classes)} (tags {tags})",
     )
+    if "assets" in gw:
+        r.check(os.path.isdir(gw["assets"]["directory"]),
+                f"gateway: its static assets are built ({os.path.relpath(gw['assets']['directory'], ROOT)})")
     r.check(len(tags) == len(set(tags)) and all(tags), "gateway: migration tags are unique")
     crons = gw.get("triggers", {}).get("crons", [])
     r.check(CRON in crons, f"gateway: the retention cron trigger `{CRON}` is set ({crons})")

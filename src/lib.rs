@@ -11,6 +11,7 @@ mod auth;
 mod brokers;
 mod cache;
 mod db;
+mod flight;
 mod http;
 mod limits;
 mod objects;
@@ -19,7 +20,7 @@ mod relay;
 mod routes;
 mod runtime;
 
-pub use objects::{AccountLedger, TokenBucket};
+pub use objects::{AccountLedger, Flight, TokenBucket};
 
 use gateway_core::api::dropin::Dialect;
 use gateway_core::api::route::V1Route;
@@ -35,7 +36,7 @@ use routes::{account, account_data, admin, archive, ask, dropin, provider_keys, 
 use usage_log::Event;
 
 /// The commit this Worker was built from (set by scripts/build.sh).
-const GIT_COMMIT: &str = match option_env!("GIT_COMMIT") {
+pub(crate) const GIT_COMMIT: &str = match option_env!("GIT_COMMIT") {
     Some(c) => c,
     None => "unknown",
 };
@@ -103,9 +104,12 @@ pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) 
     let now_ms = worker::Date::now().as_millis();
     match env.d1("DB") {
         Ok(db) => {
-            // The one-statement purge first: the archive's batches may use up the invocation's
+            // The one-statement purges first: the archive's batches may use up the invocation's
             // D1 query limit (1,000 paid, 50 free).
             retention::purge_revoked_keys(&db, now_ms).await;
+            if let Err(e) = db::sessions::drop_expired(&db, now_ms).await {
+                worker::console_error!("cron: expired sessions not dropped: {}", e.code);
+            }
             retention::purge_archive(&db, now_ms).await;
         }
         Err(e) => worker::console_error!("cron: no D1 binding: {e}"),
@@ -130,13 +134,14 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
             brokers::reseal::admin_reseal(cx, req, provider).await
         }
         (_, ["admin", rest @ ..]) => admin::route(cx, req, rest).await,
+        (_, ["dashboard", rest @ ..]) => routes::dashboard::route(cx, req, rest).await,
         // Test routes: only in a `dev-hooks` build (never deployed), and there under
         // `DEV_MODE=1` only. A production build answers them 404 like any unknown path.
         #[cfg(feature = "dev-hooks")]
         (_, ["__dev", rest @ ..]) => routes::dev::route(cx, req, rest).await,
         (_, ["v1", rest @ ..]) => {
             let route = V1Route::parse(method.as_ref(), rest);
-            let caller = match auth::authenticate(cx, &req).await {
+            let caller = match auth::authenticate_v1(cx, &req, route).await {
                 Ok(c) => c,
                 Err(e) => {
                     cx.log_error(e.code);

@@ -13,14 +13,17 @@ use crate::brokers;
 use crate::cache;
 use crate::db::usage_log;
 use crate::db::usage_log::Event;
+use crate::flight::{self, Leader, Role, Waited};
 use crate::http::context::RequestContext;
 use crate::limits::{
     self, Admission, Charge, Policy, Reservation, Used, WithRateHeaders, WorstCase,
 };
 use crate::relay::{self, Bounds, Ended};
-use futures::channel::oneshot;
-use futures::Stream;
+use futures::channel::{mpsc, oneshot};
+use futures::{Stream, StreamExt};
 use gateway_core::api::dropin::Dialect;
+use gateway_core::broker::errors::BrokerErrorCode;
+use gateway_core::cache::flight::Outcome;
 use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
 use gateway_core::providers::completion::Tokens;
@@ -91,6 +94,43 @@ pub trait Endpoint {
         served: Served,
         event: &mut Event,
     ) -> ApiResult<Response>;
+
+    /// Whether the caller asked for a stream: as a follower it is given the leader's stream as
+    /// it comes (an endpoint whose followers wait for the outcome keeps the default).
+    fn follows_stream(&self) -> bool {
+        false
+    }
+
+    /// What the followers of this call's flight are served: the answer, whatever it is.
+    fn shared(&self, answer: &Self::Answer) -> Outcome;
+
+    /// Serves a follower the leader's answer (`status` and `text` as [`Endpoint::shared`] gave
+    /// them), in the form the follower asked.
+    fn answer_shared(
+        &self,
+        cx: &RequestContext,
+        shared: SharedAnswer,
+        served: Served,
+        event: &mut Event,
+    ) -> ApiResult<Response>;
+
+    /// Serves a follower that streams the leader's stream (see [`Endpoint::follows_stream`]).
+    fn follow_stream(
+        &self,
+        cx: &RequestContext,
+        body: EventBody,
+        served: Served,
+    ) -> ApiResult<Response> {
+        let _ = (cx, body, served);
+        Err(ApiError::internal())
+    }
+}
+
+/// A leader's answer as a follower is served it (an [`Outcome::Answer`]).
+pub struct SharedAnswer {
+    pub status: u16,
+    pub text: String,
+    pub retry_after: Option<String>,
 }
 
 /// How the request may use the cache: test keys neither read nor write it (their synthetic
@@ -136,7 +176,23 @@ pub async fn run<E: Endpoint>(
         }
     }
 
-    // Miss: the key's bucket and the account's credits, then upstream.
+    // Miss. One that would write the cache joins the flight of its key: it leads (makes the
+    // call and tells the others) or follows (is served the leader's outcome as a hit is).
+    let mut leader = None;
+    if mode.writes() {
+        match flight::join(cx, key.as_str()).await {
+            Role::Lead(l) => leader = Some(l),
+            Role::Follow(f) => match f.wait(cx, endpoint.follows_stream()).await {
+                Waited::Lead(l) => leader = Some(l),
+                Waited::Lost => {}
+                waited => return follow(cx, caller, policy, endpoint, waited, event),
+            },
+            Role::Alone => {}
+        }
+    }
+
+    // The key's bucket and the account's credits, then upstream. A leader refused here
+    // drops its handle: a follower is promoted.
     let worst = endpoint.worst_cases();
     let (admission, reservation) = limits::gate(cx, caller, policy, &worst).await?;
     let answer = match endpoint.call(cx, caller).await {
@@ -147,6 +203,14 @@ pub async fn run<E: Endpoint>(
                 Unreported::Nothing => Vec::new(),
             };
             limits::settle_later(cx, reservation, &charges);
+            if let Some(l) = leader {
+                let outcome = Outcome::Error {
+                    status: e.status,
+                    code: e.code.to_string(),
+                    message: e.message.clone(),
+                };
+                l.finish(outcome);
+            }
             return Err(e.with_rate_headers(&admission));
         }
     };
@@ -157,6 +221,7 @@ pub async fn run<E: Endpoint>(
                 worst,
                 admission,
                 mode,
+                leader,
             };
             return match streamed {
                 Streamed::Relay(relay) => relay_stream(cx, endpoint, relay, miss, event),
@@ -181,6 +246,9 @@ pub async fn run<E: Endpoint>(
         None
     };
     let stored = entry.is_some();
+    if let Some(l) = leader {
+        l.finish(endpoint.shared(&answer));
+    }
     if let Some(text) = entry {
         cache::store(cx, endpoint.namespace(), key.as_str(), text);
     }
@@ -218,6 +286,8 @@ pub struct EventsEnded {
     pub charges: Vec<OwnedCharge>,
     /// The entry to store, when every upstream call answered cacheably.
     pub entry: Option<String>,
+    /// What a flight's followers are served (status 200), when the stream ended with an answer.
+    pub shared: Option<String>,
     /// The answer to archive (the `done` event's body).
     pub archive: Option<String>,
 }
@@ -267,6 +337,73 @@ struct Miss {
     worst: Vec<WorstCase>,
     admission: Admission,
     mode: RequestCacheMode,
+    /// The call leads its key's flight.
+    leader: Option<Leader>,
+}
+
+/// Serves a follower what its wait ended with, as a hit is served: no bucket token, the hit
+/// fee (for an answer; an error costs nothing), `Cache-Status: ...; collapsed`.
+fn follow<E: Endpoint>(
+    cx: &RequestContext,
+    caller: &Caller,
+    policy: &Policy,
+    endpoint: &E,
+    waited: Waited,
+    event: &mut Event,
+) -> ApiResult<Response> {
+    let outcome = CacheOutcome::Coalesced;
+    let admission = Admission::hit(policy);
+    event.cache(outcome);
+    let fee = limits::cache_hit_fee();
+    let served = |credits| Served {
+        outcome,
+        key: endpoint.key(),
+        credits,
+        admission: &admission,
+    };
+    let resp = match waited {
+        Waited::Outcome(Outcome::Answer {
+            status,
+            text,
+            retry_after,
+        }) => {
+            let fee = if (200..300).contains(&status) { fee } else { 0 };
+            let shared = SharedAnswer {
+                status,
+                text,
+                retry_after,
+            };
+            let resp = endpoint.answer_shared(cx, shared, served(fee), event)?;
+            (resp, fee)
+        }
+        Waited::Stream(body) => (endpoint.follow_stream(cx, body, served(fee))?, fee),
+        Waited::Outcome(Outcome::Error {
+            status,
+            code,
+            message,
+        }) => return Err(ApiError::new(status, known_code(&code), message)),
+        Waited::TimedOut => {
+            return Err(ApiError::new(
+                504,
+                "upstream_timeout",
+                "the identical call this one waited on did not answer in time",
+            ))
+        }
+        // Not served here (see `run`).
+        Waited::Lead(_) | Waited::Lost => return Err(ApiError::internal()),
+    };
+    if resp.1 > 0 {
+        limits::debit_fee_later(cx, &caller.account_id, resp.1);
+    }
+    event.credits = resp.1;
+    Ok(resp.0)
+}
+
+/// An error code a leader passed on, as the gateway's own (an unknown one as `upstream_error`).
+fn known_code(code: &str) -> &'static str {
+    serde_json::from_value::<BrokerErrorCode>(serde_json::Value::String(code.to_string()))
+        .map(BrokerErrorCode::as_str)
+        .unwrap_or("upstream_error")
 }
 
 /// Keep-alive interval of a silent stream (the contract's 15 s), and the silence after which it
@@ -284,22 +421,13 @@ fn relay_stream<E: Endpoint>(
     miss: Miss,
     event: &mut Event,
 ) -> ApiResult<Response> {
-    let bounds = Bounds {
-        keepalive_ms: cx
-            .var("STREAM_KEEPALIVE_MS")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(KEEPALIVE_MS),
-        idle_ms: brokers::timeout_ms(cx),
-    };
     let (body, ended) = relay::relay(
         streamed.dialect,
-        ByteStream::from(streamed.body),
+        Box::pin(ByteStream::from(streamed.body)),
         streamed.strip_usage,
-        bounds,
+        relay_bounds(cx),
+        miss.leader.as_ref().map(Leader::tap),
     );
-    let resp = Response::from_stream(body)
-        .map_err(|_| ApiError::internal())?
-        .with_status(streamed.status);
     let worst = miss.worst.clone();
     // The provider's usage when it ended the stream itself; else the worst case.
     let ended = async move {
@@ -315,11 +443,13 @@ fn relay_stream<E: Endpoint>(
         Some(EventsEnded {
             end: end.end,
             charges,
+            shared: end.final_body.clone(),
             entry: end.final_body,
             archive: None,
         })
     };
-    answer_streamed(cx, endpoint, resp, ended, miss, event, streamed.status)
+    let body: EventBody = Box::pin(body);
+    answer_streamed(cx, endpoint, body, ended, miss, event, streamed.status)
 }
 
 /// Answers with the endpoint's events at once (see [`answer_streamed`]).
@@ -331,11 +461,10 @@ fn event_stream<E: Endpoint>(
     miss: Miss,
     event: &mut Event,
 ) -> ApiResult<Response> {
-    let resp = Response::from_stream(body).map_err(|_| ApiError::internal())?;
     answer_streamed(
         cx,
         endpoint,
-        resp,
+        body,
         async { ended.await.ok() },
         miss,
         event,
@@ -345,15 +474,23 @@ fn event_stream<E: Endpoint>(
 
 /// Answers with a streamed response at once; when it ends, settles the reservation with what
 /// [`EventsEnded`] says, stores its entry and writes its usage row (which says how it ended).
+///
+/// The body is driven by a task of its own ([`pump`]), not by the caller's reads: its end is
+/// always seen (and so settled) whether the caller stays, goes away, or the runtime drops the
+/// response without telling.
 fn answer_streamed<E: Endpoint>(
     cx: &RequestContext,
     endpoint: &E,
-    resp: Response,
+    body: EventBody,
     ended: impl std::future::Future<Output = Option<EventsEnded>> + 'static,
     miss: Miss,
     event: &mut Event,
     status: u16,
 ) -> ApiResult<Response> {
+    let (tx, rx) = mpsc::unbounded::<Result<Vec<u8>, worker::Error>>();
+    let resp = Response::from_stream(rx)
+        .map_err(|_| ApiError::internal())?
+        .with_status(status);
     // Whether the answer is stored is known only at its end: a streamed miss never says so.
     let outcome = CacheOutcome::fetched(miss.mode, false);
     event.cache(outcome);
@@ -369,7 +506,24 @@ fn answer_streamed<E: Endpoint>(
     event.deferred = true;
     let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
     cx.clone().after(async move {
+        // A leader's call outlives its caller: its followers and the cache wait on it.
+        pump(body, tx, miss.leader.is_some()).await;
         let Some(end) = ended.await else { return };
+        if let Some(l) = miss.leader {
+            let outcome = match &end.shared {
+                Some(text) => Outcome::Answer {
+                    status,
+                    text: text.clone(),
+                    retry_after: None,
+                },
+                None => Outcome::Error {
+                    status: 502,
+                    code: "upstream_error".into(),
+                    message: "the upstream stream ended before its answer".into(),
+                },
+            };
+            l.finish(outcome);
+        }
         let charges: Vec<Charge> = end.charges.iter().map(OwnedCharge::as_charge).collect();
         row.credits = limits::settle_later(&cx, miss.reservation, &charges);
         row.tokens = charges.iter().fold((0, 0), |(i, o), c| match c {
@@ -387,4 +541,32 @@ fn answer_streamed<E: Endpoint>(
         usage_log::usage_later(&cx, row, status);
     });
     Ok(resp)
+}
+
+/// Drives `body` to its end, passing each chunk to the caller as it comes. When the caller has
+/// gone (its end of the channel dropped) the body is dropped, unless `outlive` (a flight's
+/// leader): that cancels its upstream call, and the body's own end (a relay's `ClientGone`) is
+/// told to the settlement (`docs/DECISIONS.md`, "Streams").
+async fn pump(
+    mut body: EventBody,
+    tx: mpsc::UnboundedSender<Result<Vec<u8>, worker::Error>>,
+    outlive: bool,
+) {
+    while let Some(chunk) = body.next().await {
+        if tx.unbounded_send(chunk).is_err() && !outlive {
+            break;
+        }
+    }
+}
+
+/// The relay's bounds: a keep-alive every 15 s (`STREAM_KEEPALIVE_MS` in tests), cut after the
+/// provider timeout of silence.
+pub fn relay_bounds(cx: &RequestContext) -> Bounds {
+    Bounds {
+        keepalive_ms: cx
+            .var("STREAM_KEEPALIVE_MS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(KEEPALIVE_MS),
+        idle_ms: brokers::timeout_ms(cx),
+    }
 }

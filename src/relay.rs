@@ -14,7 +14,10 @@ use gateway_core::api::dropin::Dialect;
 use gateway_core::providers::completion::Tokens;
 use gateway_core::scrub::scrub;
 use serde_json::Value;
-use worker::{ByteStream, Delay};
+use worker::Delay;
+
+use crate::flight::Tap;
+use crate::pipeline::EventBody;
 
 /// How a relayed stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +68,11 @@ pub struct Bounds {
 
 struct Relay {
     dialect: Dialect,
-    upstream: ByteStream,
+    upstream: EventBody,
     parser: SseParser,
+    /// A flight's leader publishes the provider's events (as they came, before the caller's
+    /// own changes) to its followers.
+    tap: Option<Tap>,
     watcher: StreamWatcher,
     /// OpenAI's usage chunk was asked for by the gateway, not the caller: it is taken out.
     strip_usage: bool,
@@ -98,6 +104,9 @@ impl Relay {
         for item in self.parser.feed(chunk) {
             let Ok(ev) = item else { continue };
             let _ = self.watcher.observe(&ev);
+            if let Some(tap) = &self.tap {
+                tap.publish(sse::encode(ev.event.as_deref(), &ev.data));
+            }
             let data = if self.strip_usage {
                 match strip_usage(&ev.data) {
                     Strip::Drop => continue,
@@ -178,13 +187,14 @@ fn is_error_event(dialect: Dialect, event: Option<&str>, data: &str) -> bool {
     }
 }
 
-/// Relays `upstream` (the provider's event stream) for a caller of `dialect`: the caller's
-/// body, and where its end is told.
+/// Relays `upstream` (the provider's event stream, or a flight leader's as its follower
+/// receives it) for a caller of `dialect`: the caller's body, and where its end is told.
 pub fn relay(
     dialect: Dialect,
-    upstream: ByteStream,
+    upstream: EventBody,
     strip_usage: bool,
     bounds: Bounds,
+    tap: Option<Tap>,
 ) -> (
     impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static,
     oneshot::Receiver<StreamEnded>,
@@ -194,6 +204,7 @@ pub fn relay(
         dialect,
         upstream,
         parser: SseParser::new(),
+        tap,
         watcher: StreamWatcher::new(dialect),
         strip_usage,
         bounds,

@@ -38,6 +38,12 @@ pub struct RequestContext {
     /// revocation, made wide). 0 there otherwise.
     #[cfg(feature = "dev-hooks")]
     pub dev_auth_cache_delay_ms: u64,
+    /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: what this request does in a single
+    /// flight, from its `x-dev-flight` header (`lose`: a leader that vanishes as a lost isolate
+    /// would; `stall`: a leader that stays alive and never answers; `max=N`: a flight bound of
+    /// N followers; `off`: no flight, as under `COALESCE=off`). Empty there otherwise.
+    #[cfg(feature = "dev-hooks")]
+    pub dev_flight: String,
 }
 
 impl RequestContext {
@@ -54,6 +60,8 @@ impl RequestContext {
             dev_fail: String::new(),
             #[cfg(feature = "dev-hooks")]
             dev_auth_cache_delay_ms: 0,
+            #[cfg(feature = "dev-hooks")]
+            dev_flight: String::new(),
         };
         #[cfg(feature = "dev-hooks")]
         let cx = cx.with_dev_hooks(req);
@@ -82,6 +90,12 @@ impl RequestContext {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
                 .min(10_000);
+            self.dev_flight = req
+                .headers()
+                .get("x-dev-flight")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
         }
         self
     }

@@ -1,9 +1,11 @@
 //! The gateway's Durable Object classes, and the one way the gateway calls them. Each class is a
 //! thin shell over its protocol and logic in `gateway_core` (`limits::bucket_ops` for
 //! `TokenBucket`, `credits::ledger_ops` for `AccountLedger`): read the clock, load its state
-//! (a [`StoredCell`]), apply the operation, write, reply.
+//! (a [`StoredCell`]), apply the operation, write, reply. `Flight` (`cache::flight`) is the
+//! exception: it holds no storage and is reached by `fetch`, its followers' answers being
+//! streams (see [`flight`]).
 //!
-//! The gateway reaches them by Workers RPC: every class exports one method, `rpc(op)`, which
+//! The gateway reaches the other two by Workers RPC: every class exports one method, `rpc(op)`, which
 //! takes the JSON text of one of the class's operations (`BucketOp`, `LedgerOp`) and answers
 //! the JSON text of that operation's typed reply (or rejects), so a call builds no `Request`,
 //! headers or `Response` on either side (`fetch` is refused). The typed clients are
@@ -32,10 +34,12 @@ macro_rules! export_rpc {
 }
 
 pub mod account_ledger;
+pub mod flight;
 mod stored;
 pub mod token_bucket;
 
 pub use account_ledger::AccountLedger;
+pub use flight::Flight;
 pub use stored::StoredCell;
 pub use token_bucket::TokenBucket;
 

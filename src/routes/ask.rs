@@ -21,10 +21,11 @@ use crate::http::context::RequestContext;
 use crate::http::request::{read_body_capped, require_json};
 use crate::http::response::{json_text, set_header};
 use crate::limits::{self, Charge, Used, WorstCase};
-use crate::pipeline::{self, Endpoint, Served, Streamed};
+use crate::pipeline::{self, Endpoint, Served, SharedAnswer, Streamed};
 use crate::routes::ask_stream;
 use gateway_core::broker::BrokerRequest;
 use gateway_core::cache::control::CacheOutcome;
+use gateway_core::cache::flight::Outcome;
 use gateway_core::error::ApiResult;
 use gateway_core::providers::Provider;
 
@@ -220,6 +221,41 @@ impl Endpoint for Ask {
             results: answer.iter().map(|t| t.result.clone()).collect(),
         })
         .ok()
+    }
+
+    /// Every result, failures included, in the form of a stored entry.
+    fn shared(&self, answer: &Fanout) -> Outcome {
+        let text = match answer {
+            Fanout::Whole(answer) => serde_json::to_string(&Entry {
+                results: answer.iter().map(|t| t.result.clone()).collect(),
+            })
+            .ok(),
+            Fanout::Streaming { .. } => None,
+        };
+        match text {
+            Some(text) => Outcome::Answer {
+                status: 200,
+                text,
+                retry_after: None,
+            },
+            None => Outcome::Error {
+                status: 500,
+                code: "internal_error".into(),
+                message: "internal error".into(),
+            },
+        }
+    }
+
+    /// As a hit is served (the JSON answer or its events).
+    fn answer_shared(
+        &self,
+        cx: &RequestContext,
+        shared: SharedAnswer,
+        served: Served,
+        event: &mut Event,
+    ) -> ApiResult<Response> {
+        self.answer_hit(cx, shared.text, served, event)
+            .unwrap_or_else(|| Err(ApiError::internal()))
     }
 
     fn answer(

@@ -258,6 +258,7 @@ impl Drop for Events {
                 end: Ended::ClientGone,
                 charges,
                 entry: None,
+                shared: None,
                 archive: None,
             });
         }
@@ -325,20 +326,19 @@ pub fn events(
                     && ordered
                         .iter()
                         .all(|t| t.result.completion().is_some_and(|c| c.is_cacheable()));
-                let entry = cacheable
-                    .then(|| {
-                        serde_json::to_string(&crate::cache::Entry {
-                            results: ordered.iter().map(|t| t.result.clone()).collect(),
-                        })
-                        .ok()
-                    })
-                    .flatten();
+                // What a flight's followers are served, failures included; stored when cacheable.
+                let shared = serde_json::to_string(&crate::cache::Entry {
+                    results: ordered.iter().map(|t| t.result.clone()).collect(),
+                })
+                .ok();
+                let entry = shared.clone().filter(|_| cacheable);
                 let out = event("done", &body);
                 if let Some(tx) = s.ended.take() {
                     let _ = tx.send(EventsEnded {
                         end: Ended::Clean,
                         charges,
                         entry,
+                        shared,
                         archive: Some(body),
                     });
                 }

@@ -23,7 +23,9 @@ use crate::http::context::RequestContext;
 use crate::http::request::{read_body_capped, require_json};
 use crate::http::response::set_header;
 use crate::limits::{self, Charge, Used, WorstCase};
-use crate::pipeline::{self, Endpoint, RelayStream, Served, Streamed};
+use crate::pipeline::{self, Endpoint, EventBody, RelayStream, Served, SharedAnswer, Streamed};
+use crate::relay;
+use gateway_core::cache::flight::Outcome;
 use gateway_core::error::ApiResult;
 
 /// One drop-in call, through the pipeline (as `/v1/ask`: a hit takes no bucket token).
@@ -260,6 +262,51 @@ impl Endpoint for DropIn {
     }
 
     fn answer_stream(&self, resp: Response, served: Served) -> ApiResult<Response> {
+        stream_headers(&resp, &served, self.scope);
+        Ok(resp)
+    }
+
+    fn follows_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// The provider's answer as it came: status, body and its retry hint.
+    fn shared(&self, answer: &Upstream) -> Outcome {
+        match answer {
+            Upstream::Whole(a) => Outcome::Answer {
+                status: a.status,
+                text: a.body.clone(),
+                retry_after: a.retry_after.clone().filter(|_| !succeeded(a)),
+            },
+            Upstream::Stream { .. } => Outcome::Error {
+                status: 500,
+                code: "internal_error".into(),
+                message: "internal error".into(),
+            },
+        }
+    }
+
+    fn answer_shared(
+        &self,
+        _gw: &RequestContext,
+        shared: SharedAnswer,
+        served: Served,
+        _event: &mut Event,
+    ) -> ApiResult<Response> {
+        self.in_form(shared.status, shared.text, &served, shared.retry_after)
+    }
+
+    /// The leader's events relayed as this caller asked them (its own usage-chunk choice).
+    fn follow_stream(
+        &self,
+        cx: &RequestContext,
+        body: EventBody,
+        served: Served,
+    ) -> ApiResult<Response> {
+        let strip = self.dialect == Dialect::OpenAiChat && !self.include_usage;
+        let (body, _ended) =
+            relay::relay(self.dialect, body, strip, pipeline::relay_bounds(cx), None);
+        let resp = Response::from_stream(body).map_err(|_| ApiError::internal())?;
         stream_headers(&resp, &served, self.scope);
         Ok(resp)
     }

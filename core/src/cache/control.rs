@@ -75,6 +75,8 @@ pub enum CacheOutcome {
     },
     /// `no-store`.
     Bypass,
+    /// Served the outcome of an identical miss in flight (a follower of its single flight).
+    Coalesced,
 }
 
 impl CacheOutcome {
@@ -95,6 +97,7 @@ impl CacheOutcome {
             CacheOutcome::Miss { .. } => "miss",
             CacheOutcome::Refresh { .. } => "refresh",
             CacheOutcome::Bypass => "bypass",
+            CacheOutcome::Coalesced => "coalesced",
         }
     }
 
@@ -115,6 +118,7 @@ impl CacheOutcome {
                 format!("{CACHE_NAME}; fwd=request{}", stored(s))
             }
             CacheOutcome::Bypass => format!("{CACHE_NAME}; fwd=request; detail=no-store"),
+            CacheOutcome::Coalesced => format!("{CACHE_NAME}; fwd=uri-miss; collapsed"),
         }
     }
 

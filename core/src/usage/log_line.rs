@@ -117,6 +117,10 @@ pub fn route_label(method: &str, segs: &[&str]) -> String {
         ["version"] | ["healthz"] | [".well-known", "security.txt"] => {
             format!("{method} /{}", segs.join("/"))
         }
+        ["dashboard", "api", name @ ("login" | "logout" | "session")] => {
+            format!("{method} /dashboard/api/{name}")
+        }
+        ["dashboard", ..] => format!("{method} /dashboard/:file"),
         ["__dev", ..] => format!("{method} /__dev"),
         _ => "unrouted".into(),
     }
@@ -252,6 +256,15 @@ mod tests {
         assert_eq!(
             label("POST", "/__dev/broker/openai/v1/complete"),
             "POST /__dev"
+        );
+        assert_eq!(
+            label("POST", "/dashboard/api/login"),
+            "POST /dashboard/api/login"
+        );
+        assert_eq!(label("GET", "/dashboard/app.js"), "GET /dashboard/:file");
+        assert_eq!(
+            label("GET", "/dashboard/api/sk-leak"),
+            "GET /dashboard/:file"
         );
         assert_eq!(label("GET", "/sk-proj-leaked"), "unrouted");
         assert_eq!(label("GET", "/"), "unrouted");

@@ -2,6 +2,7 @@
 
 mod brokers;
 mod cache;
+mod coalescing;
 mod data;
 mod dropin;
 mod foundation;
@@ -9,5 +10,6 @@ mod hardening;
 mod logs;
 mod ratelimit;
 mod rotation;
+mod sessions;
 mod streaming;
 mod strict_json;

@@ -310,8 +310,6 @@ async fn a_cut_stream_ends_with_the_dialects_error_and_is_charged_its_worst_case
 }
 
 #[tokio::test]
-#[ignore = "open bug: under wrangler dev the usage row (and settlement) of a stream whose caller \
-went away is sometimes never written (failed 3 of the last 6 runs); see the issue 15 note"]
 async fn a_caller_that_goes_away_is_settled_once_and_its_upstream_call_ends() {
     let s = &stack();
     let (_, key) = s.live_key().await;
