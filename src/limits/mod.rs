@@ -41,6 +41,17 @@ pub struct Policy {
     pub key_tokens: MinuteLimits,
     /// The account's calls, input and output tokens per minute, across its keys.
     pub account: MinuteLimits,
+    /// The rate-limit header family the endpoint answers in (beside the draft's fields): the
+    /// gateway's own, or the provider's its drop-in dialect speaks.
+    pub headers: Dialect,
+}
+
+impl Policy {
+    /// The policy answering in `headers`' rate-limit family.
+    pub fn in_dialect(mut self, headers: Dialect) -> Policy {
+        self.headers = headers;
+        self
+    }
 }
 
 thread_local! {
@@ -92,32 +103,22 @@ pub fn policy(cx: &RequestContext, caller: &Caller) -> Policy {
         max_tokens_cap: config.max_tokens_cap(caller.tier),
         key_tokens: config.key_token_limits(caller.tier, own),
         account: config.account_limits(caller.tier, own),
+        headers: Dialect::Gateway,
     }
 }
 
-/// An admitted call: the state of every limit it passed, and the rate-limit headers for its
-/// response.
+/// An admitted call: the rate-limit headers of every limit it passed, for its response.
 pub struct Admission {
-    /// The gateway's own headers (`RateLimit-Policy`, `RateLimit`, `X-RateLimit-*`), what every
-    /// endpoint carries.
+    /// The draft's (`RateLimit-Policy`, `RateLimit`) and `X-RateLimit-*`, which every endpoint
+    /// carries, and the provider family of the policy's dialect (`/v1/messages`:
+    /// `anthropic-ratelimit-*`; `/v1/chat/completions`: `x-ratelimit-*-{requests,tokens}`).
     pub headers: Vec<(&'static str, String)>,
-    /// Every limit the call passed, as it left them (for [`Admission::headers_for`]).
-    // Read by `headers_for`, which the drop-in routes are to call (not wired yet).
-    #[allow(dead_code)]
-    pub states: Vec<LimitState>,
-    #[allow(dead_code)]
-    tier: Tier,
-    #[allow(dead_code)]
-    now_ms: u64,
 }
 
 impl Admission {
-    fn new(tier: Tier, now_ms: u64, states: Vec<LimitState>) -> Admission {
+    fn new(dialect: Dialect, tier: Tier, now_ms: u64, states: Vec<LimitState>) -> Admission {
         Admission {
-            headers: response_headers(Dialect::Gateway, tier, now_ms, &states, None),
-            states,
-            tier,
-            now_ms,
+            headers: response_headers(dialect, tier, now_ms, &states, None),
         }
     }
 
@@ -135,15 +136,7 @@ impl Admission {
                 }
             }
         }
-        Admission::new(policy.tier, 0, states)
-    }
-
-    /// The headers in an endpoint's dialect: the gateway's own, and `/v1/messages`'s
-    /// `anthropic-ratelimit-*` or `/v1/chat/completions`'s `x-ratelimit-*-{requests,tokens}`.
-    /// Not called yet: the drop-in routes still send [`Admission::headers`] (integration).
-    #[allow(dead_code)]
-    pub fn headers_for(&self, dialect: Dialect) -> Vec<(&'static str, String)> {
-        response_headers(dialect, self.tier, self.now_ms, &self.states, None)
+        Admission::new(policy.headers, policy.tier, 0, states)
     }
 }
 
@@ -188,7 +181,7 @@ fn key_refusal(cx: &RequestContext, policy: &Policy, refusal: ReserveRefusal) ->
                 scope: Scope::Key,
                 retry_after_ms,
             };
-            limited_error(Dialect::Gateway, policy.tier, cx.now_ms, &states, &denial)
+            limited_error(policy.headers, policy.tier, cx.now_ms, &states, &denial)
         }
         ReserveRefusal::DuplicateReservation => {
             console_error!(
@@ -309,12 +302,12 @@ pub async fn gate(
                         .map(|r| LimitState::minute(Scope::Account, r)),
                 );
             }
-            let admission = Admission::new(policy.tier, cx.now_ms, states);
+            let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
             Ok((admission, Some(held(account.map(|a| a.0)))))
         }
         Err(e) => {
             release_key_later(cx, &held(None));
-            let admission = Admission::new(policy.tier, cx.now_ms, states);
+            let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
             Err(e.with_rate_headers(&admission))
         }
     }

@@ -4,7 +4,7 @@
 use gateway_core::api::account::{key_request, only_fields, tier_change};
 use gateway_core::error::ApiError;
 use gateway_core::keys;
-use gateway_core::limits::tier::Limits;
+use gateway_core::limits::tier::AccountLimits;
 use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 
@@ -76,7 +76,7 @@ async fn existing_account(cx: &RequestContext, id: &str) -> ApiResult<String> {
 }
 
 /// Enterprise limits as the accounts row stores them (JSON text).
-fn stored_limits(limits: Option<Limits>) -> ApiResult<Option<String>> {
+fn stored_limits(limits: Option<AccountLimits>) -> ApiResult<Option<String>> {
     limits
         .map(|l| serde_json::to_string(&l).map_err(|_| ApiError::internal()))
         .transpose()

@@ -44,7 +44,7 @@ pub async fn post(
     event.endpoint = dialect.endpoint().to_string();
     require_json(&req)?;
     let body = read_body_capped(&mut req, dropin::BODY_LIMIT).await?;
-    let policy = limits::policy(cx, caller);
+    let policy = limits::policy(cx, caller).in_dialect(dialect.rate_headers());
     let provider = dialect.provider();
     let parsed = dropin::parse_request(
         dialect,

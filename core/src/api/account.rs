@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::keys::KeyMode;
-use crate::limits::tier::{Limits, Tier};
+use crate::limits::tier::{AccountLimits, Tier};
 
 /// Longest key name.
 pub const KEY_NAME_LIMIT: usize = 100;
@@ -51,7 +51,7 @@ pub fn key_request(body: &Map<String, Value>) -> Result<(Option<String>, KeyMode
 
 /// `{"tier", "limits"?}` → the tier and its enterprise limits (only the enterprise tier has
 /// its own).
-pub fn tier_change(body: &Map<String, Value>) -> Result<(Tier, Option<Limits>), ApiError> {
+pub fn tier_change(body: &Map<String, Value>) -> Result<(Tier, Option<AccountLimits>), ApiError> {
     let tier = body
         .get("tier")
         .and_then(Value::as_str)
@@ -68,21 +68,19 @@ pub fn tier_change(body: &Map<String, Value>) -> Result<(Tier, Option<Limits>), 
                     "`limits` can only be set on the enterprise tier",
                 ));
             }
-            if let Some(obj) = v.as_object() {
-                only_fields(obj, &["burst", "per_second"])?;
-            }
-            let burst = v.get("burst").and_then(Value::as_u64);
-            let per_second = v.get("per_second").and_then(Value::as_f64);
-            let (Some(burst), Some(per_second)) = (burst, per_second) else {
-                return Err(ApiError::invalid_param(
+            // `{"burst", "per_second"}` (calls), and optionally the per-minute token and
+            // account-wide limits (`AccountLimits`); unknown fields are refused by name.
+            let limits = serde_json::from_value::<AccountLimits>(v.clone()).map_err(|e| {
+                ApiError::invalid_param(
                     "limits",
-                    "`limits` must be {\"burst\": N, \"per_second\": R}",
-                ));
-            };
-            let burst = u32::try_from(burst)
-                .map_err(|_| ApiError::invalid_param("limits", "`limits.burst` is too large"))?;
-            let limits = Limits::new(burst, per_second)
-                .map_err(|e| ApiError::invalid_param("limits", format!("invalid limits: {e}")))?;
+                    format!(
+                        "invalid limits: {e} (expected burst, per_second and optionally \
+                         input_tokens_per_minute, output_tokens_per_minute, \
+                         account_calls_per_minute, account_input_tokens_per_minute, \
+                         account_output_tokens_per_minute)"
+                    ),
+                )
+            })?;
             Some(limits)
         }
     };
@@ -130,7 +128,23 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(tier, Tier::Enterprise);
-        assert_eq!(limits, Some(Limits::new(5, 1.0).unwrap()));
+        let limits = limits.unwrap();
+        assert_eq!(
+            limits.calls,
+            crate::limits::tier::Limits::new(5, 1.0).unwrap()
+        );
+        assert_eq!(limits.key_input_tokens_per_minute, None);
+        // The token limits too, each checked.
+        let (_, limits) = tier_change(&obj(json!({"tier": "enterprise", "limits":
+            {"burst": 5, "per_second": 1, "input_tokens_per_minute": 1000,
+             "account_calls_per_minute": 50}})))
+        .unwrap();
+        let limits = limits.unwrap();
+        assert_eq!(limits.key_input_tokens_per_minute, Some(1000));
+        assert_eq!(limits.account_calls_per_minute, Some(50));
+        assert!(tier_change(&obj(json!({"tier": "enterprise", "limits":
+            {"burst": 5, "per_second": 1, "input_tokens_per_minute": 0}})))
+        .is_err());
         assert!(tier_change(&obj(
             json!({"tier": "enterprise", "limits": {"burts": 5, "per_second": 1}})
         ))

@@ -13,3 +13,4 @@ mod rotation;
 mod sessions;
 mod streaming;
 mod strict_json;
+mod tokens;

@@ -32,6 +32,14 @@ impl Dialect {
         }
     }
 
+    /// The rate-limit header family its provider sends (and so its SDKs read).
+    pub fn rate_headers(self) -> crate::limits::headers::Dialect {
+        match self {
+            Dialect::OpenAiChat => crate::limits::headers::Dialect::OpenAi,
+            Dialect::AnthropicMessages => crate::limits::headers::Dialect::Anthropic,
+        }
+    }
+
     pub fn provider(self) -> Provider {
         match self {
             Dialect::OpenAiChat => Provider::OpenAi,
