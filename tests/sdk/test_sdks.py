@@ -8,7 +8,8 @@ cached one into the same final message, which equals the whole answer of the sam
 Run by the Rust integration test `dropin::the_official_python_sdks_work_through_the_gateway`,
 which starts the stack and passes: GATEWAY_URL, GATEWAY_KEY (a fresh live key),
 GATEWAY_KEY_LIMITED_OPENAI and GATEWAY_KEY_LIMITED_ANTHROPIC (keys whose bucket holds one
-token, refilled every second), RUN_NONCE (makes prompts unique to this run).
+token, refilled every second), GATEWAY_KEY_TOKENS_OPENAI and GATEWAY_KEY_TOKENS_ANTHROPIC (keys
+with 60,000 input tokens a minute), RUN_NONCE (makes prompts unique to this run).
 Prints one line per check and `OK` at the end; exits 1 if any check failed.
 """
 import os
@@ -23,6 +24,8 @@ URL = os.environ["GATEWAY_URL"].rstrip("/")
 KEY = os.environ["GATEWAY_KEY"]
 LIMITED_OPENAI = os.environ["GATEWAY_KEY_LIMITED_OPENAI"]
 LIMITED_ANTHROPIC = os.environ["GATEWAY_KEY_LIMITED_ANTHROPIC"]
+TOKENS_OPENAI = os.environ["GATEWAY_KEY_TOKENS_OPENAI"]
+TOKENS_ANTHROPIC = os.environ["GATEWAY_KEY_TOKENS_ANTHROPIC"]
 NONCE = os.environ.get("RUN_NONCE") or str(time.time_ns())
 BAD_KEY = "lvk_live_" + "Z" * 43
 
@@ -54,7 +57,12 @@ def messages_args(prompt):
 def test_openai_plain_call_then_cache_hit():
     c = openai_client(KEY)
     args = chat_args(f"What is the capital of France? {NONCE} openai")
-    first = c.chat.completions.create(**args)
+    first_raw = c.chat.completions.with_raw_response.create(**args)
+    # OpenAI's own rate-limit headers on a miss, as its SDK users read them (a hit takes no
+    # token: it carries the limits only).
+    for name in ("x-ratelimit-limit-requests", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"):
+        assert first_raw.headers.get(name), f"{name} missing: {dict(first_raw.headers)}"
+    first = first_raw.parse()
     text = first.choices[0].message.content
     assert text and "openai" in text, first
     assert first.usage.prompt_tokens > 0 and first.usage.completion_tokens > 0, first.usage
@@ -66,12 +74,19 @@ def test_openai_plain_call_then_cache_hit():
     again = raw.parse()
     assert again.choices[0].message.content == text
     assert again.id == first.id, "the provider's body, as cached"
+    assert raw.headers.get("x-ratelimit-limit-requests")
 
 
 def test_anthropic_plain_call_then_cache_hit():
     c = anthropic_client(KEY)
     args = messages_args(f"What is the capital of Italy? {NONCE} anthropic")
-    first = c.messages.create(**args)
+    first_raw = c.messages.with_raw_response.create(**args)
+    # Anthropic's own rate-limit headers on a miss, as its SDK users read them.
+    for family in ("requests", "input-tokens", "output-tokens"):
+        for part in ("limit", "remaining", "reset"):
+            name = f"anthropic-ratelimit-{family}-{part}"
+            assert first_raw.headers.get(name), f"{name} missing: {dict(first_raw.headers)}"
+    first = first_raw.parse()
     text = "".join(b.text for b in first.content if b.type == "text")
     assert text and "anthropic" in text, first
     assert first.usage.input_tokens > 0, first.usage
@@ -82,6 +97,7 @@ def test_anthropic_plain_call_then_cache_hit():
     again = raw.parse()
     assert again.content[0].text == text
     assert again.id == first.id
+    assert raw.headers.get("anthropic-ratelimit-requests-limit")
 
 
 def retried_after_429(client_factory, call, label):
@@ -120,6 +136,46 @@ def test_anthropic_retries_a_429_after_the_advertised_time():
         return api.create(**messages_args(prompt))
 
     raw = retried_after_429(lambda n: anthropic_client(LIMITED_ANTHROPIC, n), call, "anthropic")
+    assert raw.parse().content[0].text
+
+
+def retried_after_token_429(client_factory, call, label):
+    """Puts the key's input-token bucket about a second into debt (the mock reports 61,000
+    input tokens for a call reserved at a few dozen), then makes a call: the gateway answers a
+    token 429 with its retry time, the SDK waits that long, retries and succeeds."""
+    plain = client_factory(0)
+    retrying = client_factory(3)
+    for attempt in range(4):
+        call(plain, f"{label} debt [[mock:*=input_tokens:61000]] {attempt} {NONCE}", raw=False)
+        time.sleep(0.5)  # the settlement lands after the response
+        started = time.monotonic()
+        raw = call(retrying, f"{label} token retried {attempt} {NONCE}", raw=True)
+        elapsed = time.monotonic() - started
+        assert raw.http_response.status_code == 200
+        if raw.retries_taken >= 1:
+            assert elapsed >= 0.3, f"retried after {elapsed:.3f} s: sooner than advertised"
+            assert elapsed < 10, f"retried after {elapsed:.3f} s"
+            print(f"     {label}: token 429 retried {raw.retries_taken}x, succeeded after {elapsed:.2f} s")
+            return raw
+        time.sleep(1.5)
+    raise AssertionError(f"{label}: never saw a token 429 to retry")
+
+
+def test_openai_retries_a_token_429_after_the_advertised_time():
+    def call(c, prompt, raw):
+        api = c.chat.completions.with_raw_response if raw else c.chat.completions
+        return api.create(**chat_args(prompt))
+
+    raw = retried_after_token_429(lambda n: openai_client(TOKENS_OPENAI, n), call, "openai")
+    assert raw.parse().choices[0].message.content
+
+
+def test_anthropic_retries_a_token_429_after_the_advertised_time():
+    def call(c, prompt, raw):
+        api = c.messages.with_raw_response if raw else c.messages
+        return api.create(**messages_args(prompt))
+
+    raw = retried_after_token_429(lambda n: anthropic_client(TOKENS_ANTHROPIC, n), call, "anthropic")
     assert raw.parse().content[0].text
 
 

@@ -773,12 +773,30 @@ async fn one_per_second_key(s: &Stack) -> String {
     s.key(&a, "live").await
 }
 
+/// An enterprise account whose key has 60,000 input tokens a minute (1,000 a second) and a
+/// generous call bucket: a 429 on it is a token 429.
+async fn token_limited_key(s: &Stack) -> String {
+    let a = s.account("enterprise", 1_000_000_000).await;
+    let limits = json!({"burst": 1000, "per_second": 100, "input_tokens_per_minute": 60_000});
+    let r = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/accounts/{a}"),
+            &json!({"tier": "enterprise", "limits": limits}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.key(&a, "live").await
+}
+
 #[tokio::test]
 async fn the_official_python_sdks_work_through_the_gateway() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let limited_openai = one_per_second_key(s).await;
     let limited_anthropic = one_per_second_key(s).await;
+    let tokens_openai = token_limited_key(s).await;
+    let tokens_anthropic = token_limited_key(s).await;
     let script = root().join("tests/sdk/test_sdks.py");
     let child = tokio::process::Command::new("python3")
         .arg(&script)
@@ -786,6 +804,8 @@ async fn the_official_python_sdks_work_through_the_gateway() {
         .env("GATEWAY_KEY", &key)
         .env("GATEWAY_KEY_LIMITED_OPENAI", &limited_openai)
         .env("GATEWAY_KEY_LIMITED_ANTHROPIC", &limited_anthropic)
+        .env("GATEWAY_KEY_TOKENS_OPENAI", &tokens_openai)
+        .env("GATEWAY_KEY_TOKENS_ANTHROPIC", &tokens_anthropic)
         .env("MOCK_URL", &s.mock)
         .env("RUN_NONCE", nonce())
         .stdin(Stdio::null())
