@@ -216,7 +216,7 @@ for k in sys.argv[1].split("."): v=v[k]
 print(v)' "$1"; }
 admin=(-H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json")
 account=$(curl -fsS "${admin[@]}" -d '{"tier":"enterprise","credits":1000000000000}' "$base/admin/accounts" | jget account_id)
-curl -fsS "${admin[@]}" -X PATCH -d '{"tier":"enterprise","limits":{"burst":1000000,"per_second":100000}}' \
+curl -fsS "${admin[@]}" -X PATCH -d '{"tier":"enterprise","limits":{"burst":1000000,"per_second":100000,"input_tokens_per_minute":1000000000,"output_tokens_per_minute":1000000000,"account_calls_per_minute":1000000000,"account_input_tokens_per_minute":1000000000,"account_output_tokens_per_minute":1000000000}}' \
   "$base/admin/accounts/$account" >/dev/null
 key=$(curl -fsS "${admin[@]}" -d '{"name":"bench","mode":"live"}' "$base/admin/accounts/$account/keys" | jget key)
 nonce="$$-$(date +%s)"
@@ -293,6 +293,12 @@ take_args=(--url "$base/__dev/bench/bucket/bench-take-$nonce" --method POST --co
 compare do_ping ping_args bucket_take take_args
 r=$(calc 'a/b' "$(field "$line_bucket_take" rps)" "$(field "$line_do_ping" rps)")
 say "RATIO bucket_take / do_ping rps = $r  (target >= 0.80: $(verdict "$r" '>=' 0.8))"
+# With token limits: the call token and the worst-case tokens in one reservation, settled after.
+tokens_args=(--url "$base/__dev/bench/bucket-tokens/bench-tokens-$nonce" --method POST --concurrency "$CONC"
+  --expect '"Ok"')
+compare do_ping ping_args bucket_tokens tokens_args
+r=$(calc 'a/b' "$(field "$line_bucket_tokens" rps)" "$(field "$line_do_ping" rps)")
+say "RATIO bucket_reserve_tokens / do_ping rps = $r  (target >= 0.80: $(verdict "$r" '>=' 0.8))"
 fi
 
 # c. issue 5: the gateway's miss path with one provider vs the mock upstream directly.

@@ -169,6 +169,25 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
             let reply = crate::limits::bucket::take(&cx.env, prefix, 1, limits).await?;
             json(200, &reply)
         }
+        // The miss path's decision with token limits: the key's call token and worst-case
+        // tokens reserved in one round trip (limits that never deny), then given back off the
+        // response path, as the gate and the settlement do.
+        (Method::Post, ["bench", "bucket-tokens", prefix]) => {
+            let limits = Limits {
+                burst: MAX_BURST,
+                per_second: MAX_PER_SECOND,
+            };
+            let tokens = gateway_core::limits::tier::MinuteLimits::tokens(100_000_000, 100_000_000);
+            let id = cx.request_id.clone();
+            let reply =
+                crate::limits::bucket::reserve(&cx.env, prefix, &id, limits, tokens, 300, 1024)
+                    .await?;
+            let (env, prefix) = (cx.env.clone(), prefix.to_string());
+            cx.after(async move {
+                let _ = crate::limits::bucket::settle(&env, &prefix, &id, tokens, 20, 100).await;
+            });
+            json(200, &reply)
+        }
         // The L1 read alone (Cache API lookup of an `ask/v1` key), the reference that bounds
         // the L1 hit path's throughput under the local runtime.
         (Method::Get, ["bench", "l1", key]) => {
