@@ -392,7 +392,8 @@ async function overviewPage() {
         'No calls in this window.')));
   wrap.mounted = () => {
     const xs = days.map((d) => d.x);
-    charts.push(chart(creditsBox, [xs, days.map((d) => d.credits)], [
+    // A day with nothing spent has no bar.
+    charts.push(chart(creditsBox, [xs, days.map((d) => d.credits || null)], [
       { label: 'Credits', stroke: '#1d4ed8', fill: 'rgba(29, 78, 216, 0.35)', paths: uPlot.paths.bars({ size: [0.7, 28] }), points: { show: false } },
     ]));
     charts.push(chart(callsBox, [xs, days.map((d) => d.calls), days.map((d) => d.cache_hits)], [
@@ -413,8 +414,15 @@ function chart(box, data, series) {
     width: width(),
     height: 200,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
-    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] } },
-    axes: [{}, { size: 56 }],
+    scales: {
+      // Half a day either side: the first and last days' bars are drawn whole.
+      x: { time: true, range: (_u, min, max) => [min - 43_200, max + 43_200] },
+      y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] },
+    },
+    axes: [
+      { values: (_u, splits) => splits.map((s) => new Date(s * 1000).toISOString().slice(5, 10)) },
+      { size: 56 },
+    ],
     series: [{ label: 'Day', value: '{YYYY}-{MM}-{DD}' }, ...series],
   }, data, box);
   u.fitWidth = () => u.setSize({ width: width(), height: 200 });
@@ -626,7 +634,7 @@ async function providerKeysPage(stale) {
   const cards = h('div', { class: 'cards' });
   const draw = (list) => {
     const byProvider = new Map(list.map((k) => [k.provider, k]));
-    clear(cards).append(PROVIDERS.map((p) => providerCard(p, byProvider.get(p.id), n, reload)));
+    append(clear(cards), PROVIDERS.map((p) => providerCard(p, byProvider.get(p.id), n, reload)));
   };
   const reload = async () => {
     const fresh = await api('GET', '/v1/provider-keys');
