@@ -25,7 +25,12 @@ export GIT_COMMIT
 build() { local dir="$1"; shift; (cd "$dir" && worker-build --release "$@"); }
 # Each Worker's entry module wraps the generated one (src/entry.mjs, broker/src/entry.mjs).
 worker() { local dir="$1"; shift; build "$dir" "$@" && cp "$dir/src/entry.mjs" "$dir/build/worker/entry.mjs"; }
-gateway() { worker "$ROOT" ${gateway_args[@]+"${gateway_args[@]}"}; }
+# The dashboard's static assets (build/assets, `[assets]` in wrangler.toml) beside the gateway.
+dashboard() {
+  if [ -f "$ROOT/scripts/build-dashboard.sh" ]; then bash "$ROOT/scripts/build-dashboard.sh"
+  else mkdir -p "$ROOT/build/assets/dashboard"; fi
+}
+gateway() { worker "$ROOT" ${gateway_args[@]+"${gateway_args[@]}"} && dashboard; }
 case "$what" in
   gateway) gateway ;;
   broker) worker "$ROOT/broker" ;;

@@ -2,7 +2,7 @@
 # The README's run command: sets up the toolchain if needed, builds, then runs the gateway and
 # the four brokers in one `wrangler dev` (local D1/KV/Cache/Durable Objects under .state/dev)
 # with the mock provider server beside it, at http://127.0.0.1:8787 with ADMIN_TOKEN=dev-admin-token.
-# Prints a demo account's API key and a curl line. Ctrl-C stops everything.
+# Prints a demo account's API key, a curl line and the dashboard's URL. Ctrl-C stops everything.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -36,6 +36,7 @@ cat <<MSG
 Gateway: $base  (admin token: $ADMIN_TOKEN; mock providers unless real *_API_KEY are set)
 Demo account: $account
 Demo API key: $key
+Dashboard: $base/dashboard  (log in with the demo API key)
 
 Try:
 curl -s $base/v1/ask -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"prompt":"What is the capital of France?","providers":["openai","anthropic","gemini","perplexity"]}'

@@ -36,6 +36,8 @@ def load(path):
     cfg.pop("build", None)
     base = os.path.dirname(path)
     cfg["main"] = os.path.join(base, cfg["main"])
+    if "assets" in cfg:
+        cfg["assets"]["directory"] = os.path.join(base, cfg["assets"]["directory"])
     for db in cfg.get("d1_databases", []):
         if "migrations_dir" in db:
             db["migrations_dir"] = os.path.join(base, db["migrations_dir"])

@@ -3,7 +3,7 @@
 
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
-use gateway_core::limits::tier::{Limits, Tier};
+use gateway_core::limits::tier::{AccountLimits, Tier};
 use gateway_core::providers::Provider;
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ use crate::db::api_keys;
 use crate::db::api_keys::KeyAuthRow;
 use crate::http::context::RequestContext;
 use crate::http::request::api_key_header;
+use gateway_core::api::dashboard;
+use gateway_core::api::route::V1Route;
 use gateway_core::error::ApiResult;
 
 /// Seconds a key's auth row is cached in KV.
@@ -93,8 +95,9 @@ pub struct Caller {
     pub prefix: String,
     pub mode: KeyMode,
     pub tier: Tier,
-    /// The account's own limits (enterprise accounts), as the admin API set them.
-    pub account_limits: Option<Limits>,
+    /// The account's own limits (enterprise accounts), as the admin API set them: the call
+    /// bucket's, and any per-minute limits (a row without them reads as the defaults).
+    pub account_limits: Option<AccountLimits>,
     pub store_prompt_prefix: bool,
     /// Providers for which the account brought its own key.
     pub byok: Vec<Provider>,
@@ -125,7 +128,7 @@ impl Caller {
             account_limits: row
                 .limits_json
                 .as_deref()
-                .and_then(|j| serde_json::from_str::<Limits>(j).ok()),
+                .and_then(|j| serde_json::from_str::<AccountLimits>(j).ok()),
             store_prompt_prefix: row.store_prompt_prefix != 0,
             byok: row
                 .byok
@@ -161,6 +164,65 @@ pub fn auth_cache_key(prefix: &str) -> String {
 /// 429 for a while, so a walk over prefixes costs no D1 read per request.
 pub async fn authenticate(cx: &RequestContext, req: &Request) -> ApiResult<Caller> {
     let token = api_key_header(req).ok_or_else(ApiError::unauthorized)?;
+    authenticate_token(cx, &token).await
+}
+
+/// Authenticates a `/v1` call: by its API key, or, on the account's own routes only
+/// (`session_may_call`), by a dashboard session cookie, whose state-changing calls must come
+/// from the gateway's own origin (CSRF; `docs/DECISIONS.md`, "Dashboard").
+pub async fn authenticate_v1(
+    cx: &RequestContext,
+    req: &Request,
+    route: V1Route<'_>,
+) -> ApiResult<Caller> {
+    if api_key_header(req).is_some() || session_token(req).is_none() {
+        return authenticate(cx, req).await;
+    }
+    if !dashboard::session_may_call(route) {
+        return Err(ApiError::unauthorized());
+    }
+    let origin = req.headers().get("Origin").ok().flatten();
+    if !dashboard::origin_allowed(req.method().as_ref(), origin.as_deref(), &own_origin(req)) {
+        return Err(csrf_refused());
+    }
+    session_caller(cx, req).await
+}
+
+/// The session token of the request's cookie, if it carries a well-formed one.
+pub fn session_token(req: &Request) -> Option<String> {
+    let cookie = req.headers().get("Cookie").ok().flatten()?;
+    dashboard::session_token(&cookie).map(str::to_string)
+}
+
+/// The caller of the request's dashboard session: its key's, while the session is unexpired,
+/// the key active and the account there (read from D1 now); else the one 401.
+pub async fn session_caller(cx: &RequestContext, req: &Request) -> ApiResult<Caller> {
+    let token = session_token(req).ok_or_else(ApiError::unauthorized)?;
+    let row = crate::db::sessions::key_of(&cx.db()?, &keys::hash_token(&token), cx.now_ms)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    Caller::from_row(row)
+}
+
+/// The origin the request was sent to (`scheme://host[:port]`).
+pub fn own_origin(req: &Request) -> String {
+    req.url()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
+
+/// A state-changing cookie call from another origin.
+pub fn csrf_refused() -> ApiError {
+    ApiError::new(
+        403,
+        "csrf_refused",
+        "a dashboard session's changes must come from the dashboard's own origin",
+    )
+}
+
+/// Authenticates an API key given as text (a request's header, or the dashboard's login).
+pub async fn authenticate_token(cx: &RequestContext, token: &str) -> ApiResult<Caller> {
+    let token = token.to_string();
     let parsed = keys::parse_token(&token).ok_or_else(ApiError::unauthorized)?;
     let (row, read) = match memo::get(parsed.prefix, cx.now_ms) {
         Some(row) => (row, Read::Memo),

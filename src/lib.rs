@@ -36,7 +36,7 @@ use routes::{account, account_data, admin, archive, ask, dropin, provider_keys, 
 use usage_log::Event;
 
 /// The commit this Worker was built from (set by scripts/build.sh).
-const GIT_COMMIT: &str = match option_env!("GIT_COMMIT") {
+pub(crate) const GIT_COMMIT: &str = match option_env!("GIT_COMMIT") {
     Some(c) => c,
     None => "unknown",
 };
@@ -93,6 +93,9 @@ pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) 
         Ok(db) => {
             retention::purge_archive(&db, now_ms).await;
             retention::purge_revoked_keys(&db, now_ms).await;
+            if let Err(e) = db::sessions::drop_expired(&db, now_ms).await {
+                worker::console_error!("cron: expired sessions not dropped: {}", e.code);
+            }
         }
         Err(e) => worker::console_error!("cron: no D1 binding: {e}"),
     }
@@ -112,13 +115,14 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
         // The bare route: no auth, no storage. The baseline of the load benchmarks.
         (Method::Get, ["healthz"]) => json(200, &json!({"ok": true})),
         (_, ["admin", rest @ ..]) => admin::route(cx, req, rest).await,
+        (_, ["dashboard", rest @ ..]) => routes::dashboard::route(cx, req, rest).await,
         // Test routes: only in a `dev-hooks` build (never deployed), and there under
         // `DEV_MODE=1` only. A production build answers them 404 like any unknown path.
         #[cfg(feature = "dev-hooks")]
         (_, ["__dev", rest @ ..]) => routes::dev::route(cx, req, rest).await,
         (_, ["v1", rest @ ..]) => {
             let route = V1Route::parse(method.as_ref(), rest);
-            let caller = match auth::authenticate(cx, &req).await {
+            let caller = match auth::authenticate_v1(cx, &req, route).await {
                 Ok(c) => c,
                 Err(e) => return dropin::in_dialect(rest, Err(e), &cx.request_id),
             };

@@ -12,7 +12,9 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use gateway_core::credits::ledger_ops::{encode_batch, LedgerOp, LedgerReply, LedgerView};
+use gateway_core::credits::ledger_ops::{
+    encode_batch, LedgerOp, LedgerReply, LedgerView, MeterReserve,
+};
 use gateway_core::error::ApiError;
 use worker::{console_error, Env};
 
@@ -172,18 +174,22 @@ pub fn forget(account_id: &str) {
 }
 
 /// Reserves `amount` credits for call `id` (after the account's queued operations), unless the
-/// account has `max_in_flight` calls open: applied, or refused (`insufficient_credits`, ...).
+/// account has `max_in_flight` calls open, and with `meters` the call's worst case on the
+/// account-wide buckets, all or nothing: applied, or refused (`insufficient_credits`,
+/// `limited`, ...).
 pub async fn reserve(
     cx: &RequestContext,
     account_id: &str,
     id: &str,
     amount: u64,
     max_in_flight: u32,
+    meters: Option<MeterReserve>,
 ) -> ApiResult<LedgerReply> {
     let op = LedgerOp::Reserve {
         id: id.to_string(),
         amount,
         max_in_flight,
+        meters,
     };
     call(cx, account_id, &op).await
 }

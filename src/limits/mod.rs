@@ -1,6 +1,8 @@
-//! Rate limits and credits on the miss path: the caller's tier policy, the key's token bucket
-//! (429 with exact retry headers), and the account's credit reservation, settled after the
-//! fanout. Cache hits only pay a serving fee, debited off the response path.
+//! Rate limits and credits on the miss path: the caller's tier policy, the key's bucket (its
+//! call token and its input and output tokens per minute, one round trip: 429 with the limit
+//! named and exact retry headers, or `request_too_large`), and the account's credit reservation
+//! with its account-wide calls and tokens per minute (one round trip), settled after the
+//! fanout. Cache hits only pay a serving fee, debited off the response path, and take no tokens.
 
 pub mod bucket;
 pub mod ledger;
@@ -9,14 +11,18 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use gateway_core::credits::ledger_ops::{LedgerOp, LedgerRefusal};
-use gateway_core::credits::pricing::{PriceTable, CACHE_HIT_FEE};
+use gateway_core::credits::ledger_ops::{LedgerOp, LedgerRefusal, MeterReserve, MeterSettle};
+use gateway_core::credits::pricing::{estimate_input_tokens, PriceTable, CACHE_HIT_FEE};
 use gateway_core::error::ApiError;
 use gateway_core::keys::KeyMode;
 use gateway_core::limits::bucket::{decide, BucketState, Decision};
-use gateway_core::limits::bucket_ops::TakeRefusal;
-use gateway_core::limits::headers::{policy_headers, rate_limit_headers, rate_limited_body};
-use gateway_core::limits::tier::{Limits, Tier, TierConfig, UNMETERED_FACTOR};
+use gateway_core::limits::bucket_ops::{KeyAdmission, ReserveRefusal};
+use gateway_core::limits::headers::{
+    limited_error, rate_limit_headers, rate_limited_body, response_headers, too_large_error,
+    Denial, Dialect, LimitState, Scope,
+};
+use gateway_core::limits::reservation::{per_minute, Amounts, LimitName, Reading};
+use gateway_core::limits::tier::{Limits, MinuteLimits, Tier, TierConfig, UNMETERED_FACTOR};
 use gateway_core::providers::completion::Tokens;
 use gateway_core::providers::Provider;
 use worker::console_error;
@@ -28,8 +34,13 @@ use gateway_core::error::ApiResult;
 /// The caller's limits under the configured tiers.
 pub struct Policy {
     pub tier: Tier,
+    /// The key's call bucket.
     pub limits: Limits,
     pub max_tokens_cap: u32,
+    /// The key's input and output tokens per minute.
+    pub key_tokens: MinuteLimits,
+    /// The account's calls, input and output tokens per minute, across its keys.
+    pub account: MinuteLimits,
 }
 
 thread_local! {
@@ -74,24 +85,65 @@ fn from_var<T: Default, E: std::fmt::Display>(
 
 pub fn policy(cx: &RequestContext, caller: &Caller) -> Policy {
     let config = tier_config(cx);
+    let own = caller.account_limits.as_ref();
     Policy {
         tier: caller.tier,
-        limits: config.limits_for(caller.tier, caller.account_limits),
+        limits: config.limits_for(caller.tier, own.map(|a| a.calls)),
         max_tokens_cap: config.max_tokens_cap(caller.tier),
+        key_tokens: config.key_token_limits(caller.tier, own),
+        account: config.account_limits(caller.tier, own),
     }
 }
 
-/// An admitted call: the rate-limit headers for its response.
+/// An admitted call: the state of every limit it passed, and the rate-limit headers for its
+/// response.
 pub struct Admission {
+    /// The gateway's own headers (`RateLimit-Policy`, `RateLimit`, `X-RateLimit-*`), what every
+    /// endpoint carries.
     pub headers: Vec<(&'static str, String)>,
+    /// Every limit the call passed, as it left them (for [`Admission::headers_for`]).
+    // Read by `headers_for`, which the drop-in routes are to call (not wired yet).
+    #[allow(dead_code)]
+    pub states: Vec<LimitState>,
+    #[allow(dead_code)]
+    tier: Tier,
+    #[allow(dead_code)]
+    now_ms: u64,
 }
 
 impl Admission {
-    /// A cache hit's: it takes no bucket token, so it carries the tier's policy headers only.
-    pub fn hit(policy: &Policy) -> Admission {
+    fn new(tier: Tier, now_ms: u64, states: Vec<LimitState>) -> Admission {
         Admission {
-            headers: policy_headers(&policy.limits, policy.tier),
+            headers: response_headers(Dialect::Gateway, tier, now_ms, &states, None),
+            states,
+            tier,
+            now_ms,
         }
+    }
+
+    /// A cache hit's: it takes no token and reads no bucket, so it carries the policies of the
+    /// tier's limits only (`RateLimit-Policy`, `X-RateLimit-Limit`, the providers' `-limit`).
+    pub fn hit(policy: &Policy) -> Admission {
+        let mut states = vec![LimitState::key_calls(&policy.limits, None)];
+        for (scope, limits) in [
+            (Scope::Key, &policy.key_tokens),
+            (Scope::Account, &policy.account),
+        ] {
+            for limit in LimitName::ALL {
+                if let Some(r) = per_minute(limits, limit) {
+                    states.push(LimitState::minute_policy(scope, limit, r));
+                }
+            }
+        }
+        Admission::new(policy.tier, 0, states)
+    }
+
+    /// The headers in an endpoint's dialect: the gateway's own, and `/v1/messages`'s
+    /// `anthropic-ratelimit-*` or `/v1/chat/completions`'s `x-ratelimit-*-{requests,tokens}`.
+    /// Not called yet: the drop-in routes still send [`Admission::headers`] (integration).
+    #[allow(dead_code)]
+    pub fn headers_for(&self, dialect: Dialect) -> Vec<(&'static str, String)> {
+        response_headers(dialect, self.tier, self.now_ms, &self.states, None)
     }
 }
 
@@ -107,26 +159,75 @@ impl WithRateHeaders for ApiError {
     }
 }
 
-/// One token from the key's bucket, or a 429 with the contract's body and headers.
-async fn admit(cx: &RequestContext, caller: &Caller, policy: &Policy) -> ApiResult<Admission> {
-    match bucket::take(&cx.env, &caller.prefix, 1, policy.limits).await? {
-        Err(TakeRefusal::Revoked) => Err(ApiError::unauthorized()),
-        Err(TakeRefusal::InsufficientCapacity { burst }) => Err(ApiError::new(
+/// The key's refusal of a reservation as the contract's error: 401 for a revoked key, 429
+/// `request_too_large` (no retry time) for a worst case above a bucket's capacity, else 429
+/// `rate_limited` naming the limit with its exact retry time and every limit's headers.
+fn key_refusal(cx: &RequestContext, policy: &Policy, refusal: ReserveRefusal) -> ApiError {
+    match refusal {
+        ReserveRefusal::Revoked => ApiError::unauthorized(),
+        ReserveRefusal::InsufficientCapacity { burst } => ApiError::new(
             429,
             "rate_limited",
             format!("this call needs more than the bucket's capacity of {burst}"),
-        )),
-        Ok(decision @ Decision::Admitted { .. }) => Ok(Admission {
-            headers: rate_limit_headers(&policy.limits, policy.tier, &decision),
-        }),
-        Ok(decision) => Err(rate_limited(policy, &policy.limits, &decision)),
+        ),
+        ReserveRefusal::TooLarge {
+            limit,
+            capacity,
+            needed,
+        } => too_large_error(limit, Scope::Key, capacity, needed),
+        ReserveRefusal::Limited {
+            limit,
+            retry_after_ms,
+            calls,
+            tokens,
+            ..
+        } => {
+            let states = key_states(policy, &calls, &tokens);
+            let denial = Denial {
+                limit,
+                scope: Scope::Key,
+                retry_after_ms,
+            };
+            limited_error(Dialect::Gateway, policy.tier, cx.now_ms, &states, &denial)
+        }
+        ReserveRefusal::DuplicateReservation => {
+            console_error!(
+                "key bucket refused reservation {}: already open",
+                cx.request_id
+            );
+            ApiError::internal()
+        }
     }
 }
 
-/// Credits held for one call, to settle after the fanout.
+/// The key's limits as a reservation left them: its call bucket, then its token buckets.
+fn key_states(policy: &Policy, calls: &Decision, tokens: &[Reading]) -> Vec<LimitState> {
+    let mut states = vec![LimitState::key_calls(&policy.limits, Some(calls))];
+    states.extend(tokens.iter().map(|r| LimitState::minute(Scope::Key, r)));
+    states
+}
+
+/// The worst case of the calls in tokens: the input estimate the ledger reserves (per provider
+/// of a fanout) and every provider's `max_tokens`.
+fn worst_tokens(worst: &[WorstCase]) -> (u64, u64) {
+    worst.iter().fold((0, 0), |(i, o), w| {
+        (
+            i + estimate_input_tokens(w.prompt_bytes),
+            o + u64::from(w.max_tokens),
+        )
+    })
+}
+
+/// What one call holds, to settle after the fanout: its key's token reservation, and (live
+/// keys) its credits and account-wide reservation, all under the request id.
 pub struct Reservation {
     account_id: String,
     id: String,
+    prefix: String,
+    key_tokens: MinuteLimits,
+    /// The account-wide limits, when the ledger holds a reservation (live keys only: test keys
+    /// cost nothing and are not counted account-wide).
+    ledger: Option<MinuteLimits>,
 }
 
 /// The worst case of one provider call, as the ledger reserves it.
@@ -153,43 +254,102 @@ pub enum Charge<'a> {
     WorstCase(&'a WorstCase),
 }
 
-/// The miss path's gate: one token from the key's bucket and the calls' worst-case credits,
-/// asked of the two Durable Objects at the same time (one round trip instead of two). The
-/// bucket decides first in effect: when it refuses (429, revoked, unreachable) the answer is
-/// its refusal and a reservation made meanwhile is released off the response path; when it
-/// admits and the ledger refuses, the 402 carries the admitted call's rate-limit headers.
+/// The miss path's gate: the key's bucket (a call token and the calls' worst-case tokens) and
+/// the account's ledger (the worst-case credits and the account-wide calls and tokens), asked
+/// of the two Durable Objects at the same time (one round trip each, concurrently). The bucket
+/// decides first in effect: when it refuses (429, revoked, unreachable) the answer is its
+/// refusal and what the ledger reserved meanwhile is released off the response path; when it
+/// admits and the ledger refuses (402, the account's 429), the key's tokens are released (its
+/// call token stays spent) and the error carries the admitted call's rate-limit headers.
 pub async fn gate(
     cx: &RequestContext,
     caller: &Caller,
     policy: &Policy,
     worst: &[WorstCase],
 ) -> ApiResult<(Admission, Option<Reservation>)> {
-    let (admission, reservation) =
-        futures::join!(admit(cx, caller, policy), reserve_worst(cx, caller, worst));
-    match (admission, reservation) {
-        (Ok(a), Ok(r)) => Ok((a, r)),
-        (Ok(a), Err(e)) => Err(e.with_rate_headers(&a)),
-        (Err(e), r) => {
-            if let Ok(Some(r)) = r {
-                release_later(cx, r);
+    let (input, output) = worst_tokens(worst);
+    let key = bucket::reserve(
+        &cx.env,
+        &caller.prefix,
+        &cx.request_id,
+        policy.limits,
+        policy.key_tokens,
+        input,
+        output,
+    );
+    let (key, ledger) = futures::join!(key, reserve_worst(cx, caller, policy, worst));
+    let held = |ledger: Option<MinuteLimits>| Reservation {
+        account_id: caller.account_id.clone(),
+        id: cx.request_id.clone(),
+        prefix: caller.prefix.clone(),
+        key_tokens: policy.key_tokens,
+        ledger,
+    };
+    let key = match key {
+        Ok(Ok(admitted)) => admitted,
+        refused => {
+            if let Ok(Some(account)) = ledger {
+                release_ledger_later(cx, &held(Some(account.0)));
             }
-            Err(e)
+            return Err(match refused {
+                Ok(Err(refusal)) => key_refusal(cx, policy, refusal),
+                Err(e) => e,
+                Ok(Ok(_)) => unreachable!("an admission returned above"),
+            });
+        }
+    };
+    let KeyAdmission { calls, tokens } = key;
+    let mut states = key_states(policy, &calls, &tokens);
+    match ledger {
+        Ok(account) => {
+            if let Some((_, readings)) = &account {
+                states.extend(
+                    readings
+                        .iter()
+                        .map(|r| LimitState::minute(Scope::Account, r)),
+                );
+            }
+            let admission = Admission::new(policy.tier, cx.now_ms, states);
+            Ok((admission, Some(held(account.map(|a| a.0)))))
+        }
+        Err(e) => {
+            release_key_later(cx, &held(None));
+            let admission = Admission::new(policy.tier, cx.now_ms, states);
+            Err(e.with_rate_headers(&admission))
         }
     }
 }
 
-/// Gives a reservation back whole, off the response path (queued for the account's ledger).
-fn release_later(cx: &RequestContext, r: Reservation) {
-    ledger::queue(cx, &r.account_id, LedgerOp::Release { id: r.id });
+/// Gives the key's token reservation back, off the response path.
+fn release_key_later(cx: &RequestContext, r: &Reservation) {
+    let (env, prefix, id, tokens) = (cx.env.clone(), r.prefix.clone(), r.id.clone(), r.key_tokens);
+    cx.after(async move {
+        // A release that fails leaves the reservation to expire at its reserved amount.
+        let _ = bucket::release(&env, &prefix, &id, tokens).await;
+    });
 }
 
-/// Reserves the worst-case cost of the calls (test keys are free: no reservation); 402 when
-/// the account cannot cover it. The one reservation path of `/v1/ask` and the drop-in endpoints.
+/// Gives the ledger's reservation back whole (credits and account-wide tokens), off the
+/// response path (queued for the account's ledger).
+fn release_ledger_later(cx: &RequestContext, r: &Reservation) {
+    let op = LedgerOp::Release {
+        id: r.id.clone(),
+        meters: r.ledger,
+    };
+    ledger::queue(cx, &r.account_id, op);
+}
+
+/// Reserves the worst-case cost of the calls and their worst case on the account-wide
+/// buckets (test keys are free and not counted: no reservation); 402 when the account cannot
+/// cover it, 429 when an account-wide limit refuses. The one reservation path of `/v1/ask`
+/// and the drop-in endpoints. An admission answers the account-wide limits and, when the
+/// ledger said, their readings.
 async fn reserve_worst(
     cx: &RequestContext,
     caller: &Caller,
+    policy: &Policy,
     calls: &[WorstCase],
-) -> ApiResult<Option<Reservation>> {
+) -> ApiResult<Option<(MinuteLimits, Vec<Reading>)>> {
     if caller.mode == KeyMode::Test {
         return Ok(None);
     }
@@ -198,35 +358,56 @@ async fn reserve_worst(
         .iter()
         .map(|c| table.worst_case(c.provider, &c.model, c.prompt_bytes, c.max_tokens))
         .sum();
+    let (input, output) = worst_tokens(calls);
+    let meters = MeterReserve {
+        amounts: Amounts::call(input, output),
+        limits: policy.account,
+    };
     let id = cx.request_id.clone();
     let max_in_flight = tier_config(cx).max_in_flight(caller.tier);
-    let reply = match ledger::reserve(cx, &caller.account_id, &id, amount, max_in_flight).await {
+    let reply = match ledger::reserve(
+        cx,
+        &caller.account_id,
+        &id,
+        amount,
+        max_in_flight,
+        Some(meters),
+    )
+    .await
+    {
         Ok(reply) => reply,
         Err(e) => {
             // The ledger may have applied the reservation before the call failed (a lost
             // reply): give it back, so it does not hold the credits for 10 minutes. Releasing
             // an id the ledger does not hold does nothing.
-            ledger::queue(cx, &caller.account_id, LedgerOp::Release { id });
+            let op = LedgerOp::Release {
+                id,
+                meters: Some(policy.account),
+            };
+            ledger::queue(cx, &caller.account_id, op);
             return Err(e);
         }
     };
-    if let Err(refusal) = reply {
-        // Only a balance that cannot cover the call is a 402. Any other refusal (a reservation
-        // id already open, an operation the ledger does not take) is the gateway's own fault:
-        // logged, and a 500 `internal_error` (`LedgerRefusal::reservation_error`), not a 402
-        // telling the caller to add credits. Nothing was reserved, so nothing is released.
-        if !matches!(
-            refusal,
-            LedgerRefusal::InsufficientCredits { .. } | LedgerRefusal::TooManyInFlight { .. }
-        ) {
-            console_error!("ledger refused reservation {id}: {refusal}");
+    match reply {
+        Ok(view) => Ok(Some((policy.account, view.meters))),
+        Err(refusal) => {
+            // Only a balance that cannot cover the call is a 402, and an account-wide limit
+            // (or the calls in flight) a 429. Any other refusal (a reservation id already
+            // open, an operation the ledger does not take) is the gateway's own fault: logged,
+            // and a 500 `internal_error` (`LedgerRefusal::reservation_error`), not a 402
+            // telling the caller to add credits. Nothing was reserved, so nothing is released.
+            if !matches!(
+                refusal,
+                LedgerRefusal::InsufficientCredits { .. }
+                    | LedgerRefusal::TooManyInFlight { .. }
+                    | LedgerRefusal::Limited { .. }
+                    | LedgerRefusal::TooLarge { .. }
+            ) {
+                console_error!("ledger refused reservation {id}: {refusal}");
+            }
+            Err(refusal.reservation_error(amount))
         }
-        return Err(refusal.reservation_error(amount));
     }
-    Ok(Some(Reservation {
-        account_id: caller.account_id.clone(),
-        id,
-    }))
 }
 
 /// The actual cost of the calls' charges; settles the reservation with it off the response
@@ -244,14 +425,45 @@ pub fn cost(table: &PriceTable, charges: &[Charge]) -> u64 {
         .sum()
 }
 
+/// The tokens `charges` count against the token limits: what each call used, or its worst
+/// case when it told no usage but may have been billed.
+fn used_tokens(charges: &[Charge]) -> (u64, u64) {
+    charges.iter().fold((0, 0), |(i, o), c| match c {
+        Charge::Used(u) => (i + u.tokens.input, o + u.tokens.output),
+        Charge::WorstCase(w) => (
+            i + estimate_input_tokens(w.prompt_bytes),
+            o + u64::from(w.max_tokens),
+        ),
+    })
+}
+
+/// Settles the call off the response path: the key's tokens with what the calls used (unused
+/// tokens back, extra ones into debt), and for a live key its credits and account-wide tokens
+/// (queued for the account's ledger). Returns the credits charged (0 for a test key).
 pub fn settle_later(
     cx: &RequestContext,
     reservation: Option<Reservation>,
     charges: &[Charge],
 ) -> u64 {
     let Some(r) = reservation else { return 0 };
+    let (input, output) = used_tokens(charges);
+    let (env, prefix, id, tokens) = (cx.env.clone(), r.prefix.clone(), r.id.clone(), r.key_tokens);
+    cx.after(async move {
+        // A settlement that fails leaves the reservation to expire at its reserved amount.
+        let _ = bucket::settle(&env, &prefix, &id, tokens, input, output).await;
+    });
+    let Some(account) = r.ledger else { return 0 };
     let actual = cost(&price_table(cx), charges);
-    ledger::queue(cx, &r.account_id, LedgerOp::Settle { id: r.id, actual });
+    let op = LedgerOp::Settle {
+        id: r.id,
+        actual,
+        meters: Some(MeterSettle {
+            input_tokens: input,
+            output_tokens: output,
+            limits: account,
+        }),
+    };
+    ledger::queue(cx, &r.account_id, op);
     actual
 }
 

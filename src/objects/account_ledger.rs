@@ -1,20 +1,23 @@
-//! `AccountLedger`: one per account (`id_from_name(account_id)`), holding the credit balance
-//! and open reservations in Durable Object storage; a thin shell over
-//! `gateway_core::credits::ledger_ops` (operations, replies, `apply`).
+//! `AccountLedger`: one per account (`id_from_name(account_id)`), holding the credit balance,
+//! the account-wide calls and token buckets and their open reservations in Durable Object
+//! storage; a thin shell over `gateway_core::credits::ledger_ops` (operations, replies,
+//! `apply`). Its alarm charges (credits) and closes (buckets) the reservations never settled,
+//! at their reserved amount.
 
 #[cfg(feature = "dev-hooks")]
 use std::cell::Cell;
 
 use gateway_core::credits::ledger::Ledger;
-use gateway_core::credits::ledger_ops::{apply, LedgerOp};
+use gateway_core::credits::ledger_ops::{apply, next_expiry, LedgerOp};
 use wasm_bindgen::prelude::*;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use super::{refuse_fetch, reply, Operations, StoredCell};
+use super::{refuse_fetch, reply, ExpiryAlarm, Operations, StoredCell};
 
 #[durable_object]
 pub struct AccountLedger {
     ledger: StoredCell<Ledger>,
+    alarm: ExpiryAlarm,
     /// Test hook (set only through the gateway's dev-only route): how many of the next `batch`
     /// calls fail before touching the ledger, so tests can see queued operations retried.
     #[cfg(feature = "dev-hooks")]
@@ -25,6 +28,7 @@ impl DurableObject for AccountLedger {
     fn new(state: State, _env: Env) -> Self {
         AccountLedger {
             ledger: StoredCell::new(&state, "ledger"),
+            alarm: ExpiryAlarm::new(&state),
             #[cfg(feature = "dev-hooks")]
             failing_batches: Cell::new(0),
         }
@@ -32,6 +36,20 @@ impl DurableObject for AccountLedger {
 
     async fn fetch(&self, _req: Request) -> Result<Response> {
         refuse_fetch()
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm.fired();
+        let now_ms = worker::Date::now().as_millis();
+        let mut ledger = self.ledger.load().await?;
+        // A balance read applies nothing but the expiries due.
+        let applied = apply(&mut ledger, LedgerOp::Balance, now_ms);
+        let next = next_expiry(&ledger);
+        if applied.changed {
+            self.ledger.save(ledger).await?;
+        }
+        self.alarm.ensure(next).await?;
+        Response::ok("")
     }
 }
 
@@ -48,12 +66,16 @@ impl Operations for AccountLedger {
         let now_ms = worker::Date::now().as_millis();
         let mut ledger = self.ledger.load().await?;
         let applied = apply(&mut ledger, op, now_ms);
+        let next = next_expiry(&ledger);
         if applied.wiped {
+            // An alarm still pending finds an empty ledger and does nothing.
+            self.alarm.fired();
             self.ledger.wipe().await?;
         }
         if applied.changed {
             self.ledger.save(ledger).await?;
         }
+        self.alarm.ensure(next).await?;
         reply(&applied.reply)
     }
 }

@@ -40,7 +40,7 @@ pub mod token_bucket;
 
 pub use account_ledger::AccountLedger;
 pub use flight::Flight;
-pub use stored::StoredCell;
+pub use stored::{ExpiryAlarm, StoredCell};
 pub use token_bucket::TokenBucket;
 
 use serde::de::DeserializeOwned;

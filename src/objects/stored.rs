@@ -1,12 +1,13 @@
 //! `StoredCell<T>`: the one value a Durable Object keeps in its storage under one key, with an
 //! in-memory copy. Storage stays the truth across restarts and evictions; the copy saves a read
-//! per call while the object lives.
+//! per call while the object lives. `ExpiryAlarm`: the object's alarm at the next deadline of
+//! its open reservations.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Result, State, Storage};
+use worker::{js_sys, wasm_bindgen::JsValue, Result, ScheduledTime, State, Storage};
 
 pub struct StoredCell<T> {
     storage: Storage,
@@ -49,5 +50,42 @@ impl<T: Clone + Default + Serialize + DeserializeOwned> StoredCell<T> {
         self.storage.delete_all().await?;
         *self.memory.borrow_mut() = Some(T::default());
         Ok(())
+    }
+}
+
+/// The object's alarm, set for the earliest deadline of its open reservations (which expire at
+/// their reserved amount, so a reservation whose isolate was lost is never free, even if the
+/// object is never called again). Setting it is a storage operation, so it is set only when no
+/// alarm this instance set is due at or before that deadline; after an eviction the first
+/// reservation sets it again (the earliest deadline open, so nothing is missed).
+pub struct ExpiryAlarm {
+    storage: Storage,
+    /// When the alarm this instance set last is due, ms (`None`: none set, or it fired).
+    due_ms: Cell<Option<u64>>,
+}
+
+impl ExpiryAlarm {
+    pub fn new(state: &State) -> Self {
+        ExpiryAlarm {
+            storage: state.storage(),
+            due_ms: Cell::new(None),
+        }
+    }
+
+    /// Makes sure the alarm runs at or before `next_ms` (the earliest open deadline).
+    pub async fn ensure(&self, next_ms: Option<u64>) -> Result<()> {
+        let Some(at) = next_ms else { return Ok(()) };
+        if self.due_ms.get().is_some_and(|due| due <= at) {
+            return Ok(());
+        }
+        let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
+        self.storage.set_alarm(ScheduledTime::new(date)).await?;
+        self.due_ms.set(Some(at));
+        Ok(())
+    }
+
+    /// The alarm ran: none is pending until the next `ensure`.
+    pub fn fired(&self) {
+        self.due_ms.set(None);
     }
 }

@@ -1,28 +1,43 @@
-//! `TokenBucket`: one per API key (`id_from_name(key_prefix)`), holding the key's bucket state
-//! and revoked flag in Durable Object storage; a thin shell over
-//! `gateway_core::limits::bucket_ops` (operations, replies, `KeyBucket::take`).
+//! `TokenBucket`: one per API key (`id_from_name(key_prefix)`), holding the key's call bucket,
+//! its token buckets with their open reservations, and its revoked flag in Durable Object
+//! storage; a thin shell over `gateway_core::limits::bucket_ops` (operations, replies,
+//! `KeyBucket`). Its alarm closes the reservations never settled, at their reserved amount.
 
 use gateway_core::limits::bucket_ops::{BucketOp, KeyBucket, TakeReply};
 use gateway_core::limits::tier::Limits;
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use super::{refuse_fetch, reply, Operations, StoredCell};
+use super::{refuse_fetch, reply, ExpiryAlarm, Operations, StoredCell};
 
 #[durable_object]
 pub struct TokenBucket {
     key: StoredCell<KeyBucket>,
+    alarm: ExpiryAlarm,
 }
 
 impl DurableObject for TokenBucket {
     fn new(state: State, _env: Env) -> Self {
         TokenBucket {
             key: StoredCell::new(&state, "bucket"),
+            alarm: ExpiryAlarm::new(&state),
         }
     }
 
     async fn fetch(&self, _req: Request) -> Result<Response> {
         refuse_fetch()
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm.fired();
+        let now_ms = worker::Date::now().as_millis();
+        let mut key = self.key.load().await?;
+        if key.expire(now_ms) {
+            self.key.save(key.clone()).await?;
+        }
+        self.alarm.ensure(key.next_expiry()).await?;
+        Response::ok("")
     }
 }
 
@@ -34,6 +49,30 @@ impl Operations for TokenBucket {
     async fn operate(&self, op: BucketOp) -> Result<String> {
         match op {
             BucketOp::Take { cost, limits } => reply(&self.take(cost, &limits).await?),
+            BucketOp::Reserve {
+                id,
+                limits,
+                tokens,
+                input_tokens,
+                output_tokens,
+            } => {
+                self.update(|k, now| {
+                    k.reserve(&id, &limits, &tokens, input_tokens, output_tokens, now)
+                })
+                .await
+            }
+            BucketOp::Settle {
+                id,
+                tokens,
+                input_tokens,
+                output_tokens,
+            } => {
+                self.update(|k, now| k.settle(&id, &tokens, input_tokens, output_tokens, now))
+                    .await
+            }
+            BucketOp::Release { id, tokens } => {
+                self.update(|k, now| k.release(&id, &tokens, now)).await
+            }
             BucketOp::Revoke => self.mark(|k| k.revoked = true).await,
             BucketOp::Reset => self.mark(|k| *k = KeyBucket::default()).await,
             #[cfg(feature = "dev-hooks")]
@@ -58,6 +97,27 @@ impl TokenBucket {
             self.key.save(key).await?;
         }
         Ok(reply)
+    }
+
+    /// Applies `op` to the stored record at the clock's time (`op` says whether it changed the
+    /// record), stores it if so, keeps the expiry alarm set, and answers `op`'s reply.
+    async fn update<R: Serialize>(
+        &self,
+        op: impl FnOnce(&mut KeyBucket, u64) -> (R, bool),
+    ) -> Result<String> {
+        let now_ms = worker::Date::now().as_millis();
+        let mut key = self.key.load().await?;
+        #[cfg(feature = "dev-hooks")]
+        if key.broken {
+            return Err(worker::Error::RustError("bucket unavailable".into()));
+        }
+        let (answer, changed) = op(&mut key, now_ms);
+        let next = key.next_expiry();
+        if changed {
+            self.key.save(key).await?;
+        }
+        self.alarm.ensure(next).await?;
+        reply(&answer)
     }
 
     /// Changes the stored record with `set` and answers `null`.

@@ -176,5 +176,7 @@ async fn revoke(cx: &RequestContext, caller: &Caller, prefix: &str) -> ApiResult
     }
     invalidate(cx, &[prefix.to_string()]).await?;
     bucket::revoke(&cx.env, prefix).await?;
+    // Its dashboard sessions are already refused (they join the key's status); drop them.
+    crate::db::sessions::close_for_key(&cx.db()?, prefix).await?;
     json(200, &json!({"prefix": prefix, "status": "revoked"}))
 }

@@ -36,13 +36,15 @@ fn time_param(name: &str, v: &str) -> ApiResult<u64> {
     }
 }
 
-/// `GET /v1/usage?from=&to=&limit=&cursor=`: totals over the window and the newest events,
-/// paginated by `cursor` (the `next_cursor` of the previous page).
+/// `GET /v1/usage?from=&to=&limit=&cursor=&endpoint=`: totals over the window, per UTC day,
+/// and the newest events, paginated by `cursor` (the `next_cursor` of the previous page);
+/// `endpoint` (a row's endpoint, such as `POST /v1/ask`) narrows all three.
 pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiResult<Response> {
     let mut from = 0u64;
     let mut to = cx.now_ms + 1;
     let mut limit = 50u64;
     let mut cursor = i64::MAX as u64;
+    let mut endpoint: Option<String> = None;
     for (k, v) in url.query_pairs() {
         match k.as_ref() {
             "from" => from = time_param("from", &v)?,
@@ -61,10 +63,19 @@ pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiRe
                     .filter(|c| *c <= i64::MAX as u64)
                     .ok_or_else(|| ApiError::invalid_param("cursor", "`cursor` is not valid"))?
             }
+            "endpoint" => {
+                if v.is_empty() || v.len() > 64 {
+                    return Err(ApiError::invalid_param(
+                        "endpoint",
+                        "`endpoint` is a usage row's endpoint, such as `POST /v1/ask`",
+                    ));
+                }
+                endpoint = Some(v.into_owned());
+            }
             other => {
                 return Err(ApiError::invalid_param(
                     &other.chars().take(40).collect::<String>(),
-                    "unknown query parameter; expected from, to, limit, cursor",
+                    "unknown query parameter; expected from, to, limit, cursor, endpoint",
                 ))
             }
         }
@@ -83,10 +94,40 @@ pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiRe
         "SELECT COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
              SUM(credits) AS credits, SUM(cache_status = 'hit') AS cache_hits FROM usage_events \
              WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 \
-             AND (?4 IS NULL OR key_prefix = ?4)",
-        &[s(&caller.account_id), n(from), n(to), opt(own_key(caller))],
+             AND (?4 IS NULL OR key_prefix = ?4) AND (?5 IS NULL OR endpoint = ?5)",
+        &[s(&caller.account_id), n(from), n(to), opt(own_key(caller)), opt(endpoint.as_deref())],
     )
     .await?;
+    #[derive(Deserialize)]
+    struct Day {
+        day: f64,
+        calls: f64,
+        cache_hits: Option<f64>,
+        coalesced: Option<f64>,
+        credits: Option<f64>,
+    }
+    let days = d1::all::<Day>(
+        &db,
+        "SELECT created_at / 86400000 AS day, COUNT(*) AS calls, SUM(cache_status = 'hit') AS cache_hits, \
+             SUM(cache_status = 'coalesced') AS coalesced, SUM(credits) AS credits FROM usage_events \
+             WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 \
+             AND (?4 IS NULL OR key_prefix = ?4) AND (?5 IS NULL OR endpoint = ?5) \
+             GROUP BY day ORDER BY day",
+        &[s(&caller.account_id), n(from), n(to), opt(own_key(caller)), opt(endpoint.as_deref())],
+    )
+    .await?;
+    let days: Vec<Value> = days
+        .iter()
+        .map(|d| {
+            json!({
+                "day": iso8601(d.day as u64 * 86_400_000)[..10].to_string(),
+                "calls": d.calls as u64,
+                "cache_hits": d.cache_hits.unwrap_or(0.0) as u64,
+                "coalesced": d.coalesced.unwrap_or(0.0) as u64,
+                "credits": d.credits.unwrap_or(0.0) as u64,
+            })
+        })
+        .collect();
     #[derive(Deserialize)]
     struct Row {
         id: f64,
@@ -110,8 +151,17 @@ pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiRe
         "SELECT id, key_prefix, request_id, endpoint, providers, cache_status, cache_tier, status_code, \
              input_tokens, output_tokens, credits, latency_ms, prompt_prefix, created_at, stream_end FROM usage_events \
              WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND id < ?4 \
-             AND (?6 IS NULL OR key_prefix = ?6) ORDER BY id DESC LIMIT ?5",
-        &[s(&caller.account_id), n(from), n(to), n(cursor), n(limit), opt(own_key(caller))],
+             AND (?6 IS NULL OR key_prefix = ?6) AND (?7 IS NULL OR endpoint = ?7) \
+             ORDER BY id DESC LIMIT ?5",
+        &[
+            s(&caller.account_id),
+            n(from),
+            n(to),
+            n(cursor),
+            n(limit),
+            opt(own_key(caller)),
+            opt(endpoint.as_deref()),
+        ],
     )
     .await?;
     let next_cursor = (rows.len() as u64 == limit)
@@ -161,6 +211,7 @@ pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiRe
                 "output_tokens": t.output_tokens.unwrap_or(0.0) as u64,
                 "credits": t.credits.unwrap_or(0.0) as u64,
             },
+            "days": days,
             "events": events,
             "next_cursor": next_cursor.map(|c| c.to_string()),
         }),

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod ask;
+pub mod dashboard;
 pub mod dropin;
 pub mod route;
 pub mod strict_json;

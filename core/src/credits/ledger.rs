@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::reservation::Meters;
+
 /// Credits held back for one in-flight call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -58,6 +60,10 @@ pub struct Ledger {
     balance: u64,
     #[serde(default)]
     reservations: BTreeMap<String, Reservation>,
+    /// The account-wide calls and token buckets (every key of the account reserves here too,
+    /// in the same call as its credits) and their open reservations.
+    #[serde(default, skip_serializing_if = "Meters::is_empty")]
+    pub meters: Meters,
 }
 
 impl Ledger {
@@ -66,6 +72,7 @@ impl Ledger {
         Ledger {
             balance,
             reservations: BTreeMap::new(),
+            meters: Meters::default(),
         }
     }
 
@@ -89,6 +96,11 @@ impl Ledger {
     /// The open reservation with this id.
     pub fn reservation(&self, id: &str) -> Option<&Reservation> {
         self.reservations.get(id)
+    }
+
+    /// When the oldest open reservation was made, ms.
+    pub fn oldest_reservation_ms(&self) -> Option<u64> {
+        self.reservations.values().map(|r| r.at_ms).min()
     }
 
     /// How many reservations are open.

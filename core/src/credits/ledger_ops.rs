@@ -4,6 +4,10 @@
 //! on the stored [`Ledger`] and says what the object must write. The object is a shell around
 //! these: it reads the clock, loads, applies, writes, replies.
 //!
+//! The ledger also holds the account-wide calls and token buckets (`limits::reservation`): a
+//! reservation that names them (`meters`) reserves the call's worst case there too, in the same
+//! call and all or nothing with its credits, and its settlement or release closes both.
+//!
 //! On the wire an operation is its JSON (`{"op":"reserve","id":"req_...","amount":120}`) and
 //! so is its answer (`{"Ok":{"balance":...,"available":...,"charged":0}}` or
 //! `{"Err":{"refusal":"insufficient_credits","available":40}}`).
@@ -12,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::credits::ledger::{Ledger, LedgerError};
 use crate::error::ApiError;
+use crate::limits::headers::{too_large_error, Scope};
+use crate::limits::reservation::{Amounts, LimitName, MeterRefusal, Reading};
+use crate::limits::tier::MinuteLimits;
 
 /// A reservation not settled within this long is charged in full (its call surely ended, and
 /// its provider may have billed all of it: `Ledger::expire`).
@@ -41,11 +48,26 @@ pub enum LedgerOp {
         /// flight); absent: no bound.
         #[serde(default = "no_bound", skip_serializing_if = "is_no_bound")]
         max_in_flight: u32,
+        /// The call's worst case on the account-wide buckets, reserved with the credits, all
+        /// or nothing; absent: those buckets are not touched.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meters: Option<MeterReserve>,
     },
     /// Close reservation `id`, charging `actual`.
-    Settle { id: String, actual: u64 },
+    Settle {
+        id: String,
+        actual: u64,
+        /// The tokens the call used, settled on the account-wide buckets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meters: Option<MeterSettle>,
+    },
     /// Close reservation `id` without charging.
-    Release { id: String },
+    Release {
+        id: String,
+        /// The account-wide limits: what the call reserved there comes back too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meters: Option<MinuteLimits>,
+    },
     /// Charge a fee without a reservation (the cache-hit serving fee).
     Fee { amount: u64 },
     /// Delete everything the ledger stores (account deletion).
@@ -68,6 +90,21 @@ impl LedgerOp {
     }
 }
 
+/// A call's worst case on the account-wide buckets, under the account's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterReserve {
+    pub amounts: Amounts,
+    pub limits: MinuteLimits,
+}
+
+/// What a call used, for the account-wide buckets, under the account's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterSettle {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub limits: MinuteLimits,
+}
+
 /// `LedgerOp::Batch` over borrowed operations, so a batch is encoded without copying them.
 #[derive(Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -83,7 +120,7 @@ pub fn encode_batch<'a>(ops: impl IntoIterator<Item = &'a LedgerOp>) -> serde_js
 }
 
 /// The ledger after an applied operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerView {
     /// Credits held, reserved ones included.
     pub balance: u64,
@@ -92,6 +129,9 @@ pub struct LedgerView {
     /// Credits charged by a `settle` or a `fee` (0 for the other operations).
     #[serde(default)]
     pub charged: u64,
+    /// The account-wide buckets after an operation that named them (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<Reading>,
 }
 
 impl LedgerView {
@@ -101,6 +141,7 @@ impl LedgerView {
             balance: ledger.balance(),
             available: ledger.available(),
             charged,
+            meters: Vec::new(),
         }
     }
 }
@@ -119,6 +160,42 @@ pub enum LedgerRefusal {
     TooManyInFlight { limit: u32 },
     /// Not an operation the ledger applies here (a batch inside a batch, a test hook).
     UnsupportedOperation,
+    /// An account-wide limit has not enough yet: at `retry_at_ms` every account-wide bucket
+    /// fits the call, and `limit` is the last to fit.
+    Limited {
+        limit: LimitName,
+        retry_at_ms: u64,
+        retry_after_ms: u64,
+    },
+    /// The call's worst case exceeds an account-wide bucket's capacity: it can never fit.
+    TooLarge {
+        limit: LimitName,
+        capacity: u64,
+        needed: u64,
+    },
+}
+
+impl LedgerRefusal {
+    /// The refusal of the account-wide buckets for a reservation of `amounts`.
+    fn of_meters(refusal: MeterRefusal, amounts: &Amounts) -> LedgerRefusal {
+        match refusal {
+            MeterRefusal::Limited {
+                limit,
+                retry_at_ms,
+                retry_after_ms,
+            } => LedgerRefusal::Limited {
+                limit,
+                retry_at_ms,
+                retry_after_ms,
+            },
+            MeterRefusal::TooLarge { limit, capacity } => LedgerRefusal::TooLarge {
+                limit,
+                capacity,
+                needed: amounts.get(limit),
+            },
+            MeterRefusal::DuplicateReservation => LedgerRefusal::DuplicateReservation,
+        }
+    }
 }
 
 impl From<LedgerError> for LedgerRefusal {
@@ -146,6 +223,22 @@ impl std::fmt::Display for LedgerRefusal {
                 LedgerError::TooManyInFlight { limit }.fmt(f)
             }
             LedgerRefusal::UnsupportedOperation => f.write_str("unsupported ledger operation"),
+            LedgerRefusal::Limited {
+                limit,
+                retry_after_ms,
+                ..
+            } => write!(
+                f,
+                "the account's {limit} per minute are used up; retry in {retry_after_ms} ms"
+            ),
+            LedgerRefusal::TooLarge {
+                limit,
+                capacity,
+                needed,
+            } => write!(
+                f,
+                "the call needs {needed} {limit}, above the account's {capacity} per minute"
+            ),
         }
     }
 }
@@ -172,6 +265,26 @@ impl LedgerRefusal {
             .with("limit", limit)
             .with("retry_after_ms", 1000)
             .with_header("Retry-After", "1"),
+            // The gateway adds the account's rate-limit headers (`limits::headers`); this is
+            // the body and the wait.
+            LedgerRefusal::Limited {
+                limit,
+                retry_after_ms,
+                ..
+            } => ApiError::new(429, "rate_limited", self.to_string())
+                .with("limit", limit.as_str())
+                .with("scope", Scope::Account.as_str())
+                .with("retry_after_ms", retry_after_ms)
+                .with_header(
+                    "Retry-After",
+                    crate::limits::headers::ceil_secs(retry_after_ms).to_string(),
+                )
+                .with_header("retry-after-ms", retry_after_ms.to_string()),
+            LedgerRefusal::TooLarge {
+                limit,
+                capacity,
+                needed,
+            } => too_large_error(limit, Scope::Account, capacity, needed),
             LedgerRefusal::UnknownReservation
             | LedgerRefusal::DuplicateReservation
             | LedgerRefusal::UnsupportedOperation => ApiError::internal(),
@@ -199,6 +312,7 @@ pub struct Applied {
 /// operation's; an earlier refusal in a batch changes nothing and is not reported.
 pub fn apply(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Applied {
     let mut changed = !ledger.expire(now_ms, RESERVATION_MAX_AGE_MS).is_empty();
+    changed |= !ledger.meters.expire(now_ms).is_empty();
     let mut wiped = false;
     let ops = match op {
         LedgerOp::Batch { ops } => ops,
@@ -213,9 +327,12 @@ pub fn apply(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Applied {
             continue;
         }
         reply = match apply_one(ledger, op, now_ms) {
-            Ok((c, charged)) => {
+            Ok((c, charged, meters)) => {
                 changed |= c;
-                Ok(LedgerView::of(ledger, charged))
+                Ok(LedgerView {
+                    meters,
+                    ..LedgerView::of(ledger, charged)
+                })
             }
             Err(refusal) => Err(refusal),
         };
@@ -227,29 +344,81 @@ pub fn apply(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Applied {
     }
 }
 
-/// Applies one operation other than `wipe`: whether the ledger changed and what it charged,
-/// or why it was refused.
-fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<(bool, u64), LedgerRefusal> {
+/// When the ledger next has something to expire (an open credit reservation past
+/// [`RESERVATION_MAX_AGE_MS`], or an account-wide reservation past its deadline): when the
+/// object's alarm should run. `None` when nothing is open.
+pub fn next_expiry(ledger: &Ledger) -> Option<u64> {
+    let credits = ledger
+        .oldest_reservation_ms()
+        .map(|at| at.saturating_add(RESERVATION_MAX_AGE_MS).saturating_add(1));
+    match (credits, ledger.meters.next_expiry()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What one applied operation did: whether the ledger changed, what it charged, and the
+/// account-wide buckets after it when it named them.
+type AppliedOne = (bool, u64, Vec<Reading>);
+
+/// Applies one operation other than `wipe`, or says why it was refused.
+fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<AppliedOne, LedgerRefusal> {
     match op {
-        LedgerOp::Balance => Ok((false, 0)),
+        LedgerOp::Balance => Ok((false, 0, Vec::new())),
         LedgerOp::Credit { amount } => {
             ledger.credit(amount);
-            Ok((true, 0))
+            Ok((true, 0, Vec::new()))
         }
         LedgerOp::Reserve {
             id,
             amount,
             max_in_flight,
+            meters,
         } => {
-            ledger.reserve_within(&id, amount, now_ms, max_in_flight)?;
-            Ok((true, 0))
+            // The rate limits first (as the key's bucket's answer comes before the ledger's),
+            // then the credits; a refusal of either leaves both as they were.
+            let before = meters.map(|_| ledger.meters.clone());
+            let readings = match meters {
+                Some(m) => ledger
+                    .meters
+                    .reserve(&id, m.amounts, &m.limits, now_ms)
+                    .map_err(|r| LedgerRefusal::of_meters(r, &m.amounts))?,
+                None => Vec::new(),
+            };
+            if let Err(e) = ledger.reserve_within(&id, amount, now_ms, max_in_flight) {
+                if let Some(before) = before {
+                    ledger.meters = before;
+                }
+                return Err(e.into());
+            }
+            Ok((true, 0, readings))
         }
-        LedgerOp::Settle { id, actual } => Ok((true, ledger.settle(&id, actual)?)),
-        LedgerOp::Release { id } => {
-            ledger.release(&id)?;
-            Ok((true, 0))
+        LedgerOp::Settle { id, actual, meters } => {
+            // Each side is closed at most once, whatever the other's state.
+            let readings = meters.and_then(|m| {
+                ledger
+                    .meters
+                    .settle(&id, m.input_tokens, m.output_tokens, &m.limits, now_ms)
+                    .ok()
+            });
+            let metered = readings.is_some();
+            match ledger.settle(&id, actual) {
+                Ok(charged) => Ok((true, charged, readings.unwrap_or_default())),
+                // The credits were closed already (or never reserved); the meters' change
+                // still has to be stored.
+                Err(_) if metered => Ok((true, 0, readings.unwrap_or_default())),
+                Err(e) => Err(e.into()),
+            }
         }
-        LedgerOp::Fee { amount } => Ok((true, ledger.debit_fee(amount))),
+        LedgerOp::Release { id, meters } => {
+            let readings = meters.and_then(|l| ledger.meters.release(&id, &l, now_ms).ok());
+            match ledger.release(&id) {
+                Ok(_) => Ok((true, 0, readings.unwrap_or_default())),
+                Err(_) if readings.is_some() => Ok((true, 0, readings.unwrap_or_default())),
+                Err(e) => Err(e.into()),
+            }
+        }
+        LedgerOp::Fee { amount } => Ok((true, ledger.debit_fee(amount), Vec::new())),
         // `wipe` is applied by `apply`; a batch inside a batch (and the test hook, which the
         // object itself answers) are not operations on the ledger.
         LedgerOp::Wipe | LedgerOp::Batch { .. } => Err(LedgerRefusal::UnsupportedOperation),
@@ -267,6 +436,7 @@ mod tests {
             id: id.into(),
             amount,
             max_in_flight: u32::MAX,
+            meters: None,
         }
     }
 
@@ -277,6 +447,7 @@ mod tests {
             id: id.into(),
             amount: 10,
             max_in_flight: 1,
+            meters: None,
         };
         assert!(apply(&mut l, bounded("a"), 0).reply.is_ok());
         let refused = apply(&mut l, bounded("b"), 0);
@@ -306,6 +477,7 @@ mod tests {
         LedgerOp::Settle {
             id: id.into(),
             actual,
+            meters: None,
         }
     }
 
@@ -314,7 +486,167 @@ mod tests {
             balance,
             available,
             charged,
+            meters: Vec::new(),
         })
+    }
+
+    fn metered(id: &str, amount: u64, input: u64, output: u64, l: MinuteLimits) -> LedgerOp {
+        LedgerOp::Reserve {
+            id: id.into(),
+            amount,
+            max_in_flight: u32::MAX,
+            meters: Some(MeterReserve {
+                amounts: Amounts::call(input, output),
+                limits: l,
+            }),
+        }
+    }
+
+    #[test]
+    fn calls_of_all_the_accounts_keys_share_the_account_wide_buckets() {
+        let l = MinuteLimits::all(3, 1_000, 1_000);
+        let mut ledger = Ledger::new(1_000_000);
+        // Three calls from any keys: the account's three calls a minute.
+        for id in ["key1-a", "key2-a", "key1-b"] {
+            let a = apply(&mut ledger, metered(id, 10, 10, 10, l), 0);
+            assert!(a.reply.is_ok(), "{id}: {:?}", a.reply);
+        }
+        let a = apply(&mut ledger, metered("key2-b", 10, 10, 10, l), 0);
+        assert_eq!(
+            a.reply,
+            Err(LedgerRefusal::Limited {
+                limit: LimitName::Requests,
+                retry_at_ms: 20_000,
+                retry_after_ms: 20_000
+            })
+        );
+        assert!(!a.changed);
+        assert_eq!(
+            ledger.open_reservations(),
+            3,
+            "no credits held for the refused call"
+        );
+        let e = LedgerRefusal::Limited {
+            limit: LimitName::Requests,
+            retry_at_ms: 20_000,
+            retry_after_ms: 20_000,
+        }
+        .reservation_error(10);
+        assert_eq!((e.status, e.code), (429, "rate_limited"));
+        assert_eq!(e.body()["error"]["scope"], "account");
+        assert_eq!(e.body()["error"]["limit"], "requests");
+        assert!(e.headers.contains(&("Retry-After", "20".to_string())));
+    }
+
+    #[test]
+    fn a_metered_reservation_is_all_or_nothing_with_its_credits() {
+        let l = MinuteLimits::all(10, 1_000, 1_000);
+        let mut ledger = Ledger::new(100);
+        let before = ledger.clone();
+        // Not enough credits: the account-wide buckets are left as they were.
+        let a = apply(&mut ledger, metered("a", 101, 500, 500, l), 0);
+        assert_eq!(
+            a.reply,
+            Err(LedgerRefusal::InsufficientCredits { available: 100 })
+        );
+        assert_eq!(ledger, before);
+        // Too large for a bucket: no credits held, no retry time.
+        let a = apply(&mut ledger, metered("a", 1, 1_001, 0, l), 0);
+        let refusal = LedgerRefusal::TooLarge {
+            limit: LimitName::InputTokens,
+            capacity: 1_000,
+            needed: 1_001,
+        };
+        assert_eq!(a.reply, Err(refusal));
+        assert_eq!(ledger, before);
+        let e = refusal.reservation_error(1);
+        assert_eq!((e.status, e.code), (429, "request_too_large"));
+        assert!(e.headers.is_empty());
+        // Admitted: the reply carries the buckets.
+        let a = apply(&mut ledger, metered("a", 50, 500, 200, l), 0);
+        let view = a.reply.unwrap();
+        assert_eq!(view.available, 50);
+        assert_eq!(view.meters.len(), 3);
+        assert_eq!(view.meters[1].remaining, 500);
+    }
+
+    #[test]
+    fn settling_or_releasing_closes_both_sides_once() {
+        let l = MinuteLimits::all(10, 1_000, 1_000);
+        let mut ledger = Ledger::new(100);
+        apply(&mut ledger, metered("a", 50, 500, 200, l), 0);
+        let settle = LedgerOp::Settle {
+            id: "a".into(),
+            actual: 20,
+            meters: Some(MeterSettle {
+                input_tokens: 100,
+                output_tokens: 300,
+                limits: l,
+            }),
+        };
+        let view = apply(&mut ledger, settle.clone(), 0).reply.unwrap();
+        assert_eq!((view.balance, view.charged), (80, 20));
+        let input = view.meters[1];
+        let output = view.meters[2];
+        assert_eq!((input.remaining, output.remaining), (900, 700));
+        let once = ledger.clone();
+        assert_eq!(
+            apply(&mut ledger, settle, 0).reply,
+            Err(LedgerRefusal::UnknownReservation)
+        );
+        assert_eq!(ledger, once);
+        // A release gives the call back too.
+        apply(&mut ledger, metered("b", 10, 100, 100, l), 0);
+        let release = LedgerOp::Release {
+            id: "b".into(),
+            meters: Some(l),
+        };
+        let view = apply(&mut ledger, release.clone(), 0).reply.unwrap();
+        assert_eq!(view.meters[0].remaining, 9);
+        assert_eq!(
+            apply(&mut ledger, release, 0).reply,
+            Err(LedgerRefusal::UnknownReservation)
+        );
+    }
+
+    #[test]
+    fn unsettled_account_wide_reservations_expire_and_the_alarm_time_is_known() {
+        let l = MinuteLimits::all(10, 1_000, 1_000);
+        let mut ledger = Ledger::new(100);
+        assert_eq!(next_expiry(&ledger), None);
+        apply(&mut ledger, metered("a", 10, 100, 100, l), 1_000);
+        let meters_due = 1_000 + crate::limits::reservation::RESERVATION_TTL_MS;
+        assert_eq!(next_expiry(&ledger), Some(meters_due));
+        let a = apply(&mut ledger, LedgerOp::Balance, meters_due);
+        assert!(a.changed, "the account-wide reservation expired");
+        assert_eq!(ledger.meters.open_reservations(), 0);
+        // The credits expire one millisecond later (age strictly above the maximum).
+        assert_eq!(next_expiry(&ledger), Some(meters_due + 1));
+        let a = apply(&mut ledger, LedgerOp::Balance, meters_due + 1);
+        assert_eq!(a.reply.unwrap().balance, 90, "charged in full");
+        assert_eq!(next_expiry(&ledger), None);
+    }
+
+    #[test]
+    fn operations_without_meters_keep_their_old_wire_form() {
+        for text in [
+            r#"{"op":"reserve","id":"x","amount":1}"#,
+            r#"{"op":"settle","id":"x","actual":1}"#,
+            r#"{"op":"release","id":"x"}"#,
+        ] {
+            let op: LedgerOp = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&op).unwrap(), text);
+        }
+        let op = metered("x", 1, 2, 3, MinuteLimits::all(4, 5, 6));
+        let text = serde_json::to_string(&op).unwrap();
+        assert_eq!(serde_json::from_str::<LedgerOp>(&text).unwrap(), op);
+        // A ledger stored before the account-wide buckets loads, and stores as it was.
+        let old = r#"{"balance":3,"reservations":{}}"#;
+        let l: Ledger = serde_json::from_str(old).unwrap();
+        assert_eq!(serde_json::to_string(&l).unwrap(), old);
+        let view = r#"{"balance":1,"available":1,"charged":0}"#;
+        let v: LedgerView = serde_json::from_str(view).unwrap();
+        assert_eq!(serde_json::to_string(&v).unwrap(), view);
     }
 
     #[test]
@@ -341,7 +673,14 @@ mod tests {
         assert_eq!((a.reply, a.changed), (view(75, 75, 25), true));
         let a = apply(&mut l, LedgerOp::Fee { amount: 5 }, 2);
         assert_eq!(a.reply, view(70, 70, 5));
-        let a = apply(&mut l, LedgerOp::Release { id: "r".into() }, 3);
+        let a = apply(
+            &mut l,
+            LedgerOp::Release {
+                id: "r".into(),
+                meters: None,
+            },
+            3,
+        );
         assert_eq!(
             (a.reply, a.changed),
             (Err(LedgerRefusal::UnknownReservation), false)
@@ -451,7 +790,11 @@ mod tests {
     #[test]
     fn only_settlements_and_releases_are_retry_safe() {
         assert!(settle("a", 1).is_retry_safe());
-        assert!(LedgerOp::Release { id: "a".into() }.is_retry_safe());
+        assert!(LedgerOp::Release {
+            id: "a".into(),
+            meters: None
+        }
+        .is_retry_safe());
         for op in [
             LedgerOp::Balance,
             LedgerOp::Credit { amount: 1 },

@@ -1,5 +1,8 @@
-//! The token bucket as a pure function of (state, now, cost, limits): exact integer
-//! arithmetic, time passed in as milliseconds, a small serde state the Durable Object persists.
+//! The token buckets as pure functions of (state, now, cost, limits): exact integer
+//! arithmetic, time passed in as milliseconds, small serde states the Durable Objects persist.
+//! [`BucketState`] is a key's call bucket (burst and refill rate, [`Limits`]); [`MinuteBucket`]
+//! is a per-minute bucket (tokens, or an account's calls) that settlement can refund or take
+//! into debt.
 //!
 //! The bucket holds whole tokens plus the refill progress toward the next one, in nanoseconds
 //! of the limits' refill interval ([`Limits::refill_interval_ns`]). Refill is exact and
@@ -236,6 +239,137 @@ pub fn decide(
             reset_ms: level.reset_ms(),
         };
         Ok((level.state(), decision))
+    }
+}
+
+/// Units of a [`MinuteBucket`]'s level per token. A limit of `R` a minute refills `R` units a
+/// millisecond, so refill, retry and reset times are exact integers at every rate.
+pub const UNITS_PER_TOKEN: i128 = 60_000;
+
+/// A per-minute bucket: capacity one minute's worth (`per_minute` tokens), refilled
+/// continuously at `per_minute` tokens a minute, exactly (its level is kept in
+/// [`UNITS_PER_TOKEN`]ths of a token). Unlike the call bucket it can go below zero: tokens a
+/// call used beyond what it reserved are taken as debt ([`MinuteBucket::charge`]), at most one
+/// capacity deep, and the next admission waits until the bucket has refilled past it.
+///
+/// The limit is passed to every method (it comes from the caller's tier, which may change
+/// between calls): a level above a lowered capacity is capped at it, and a debt below one
+/// capacity's depth is raised to it. The clock never runs backwards: an earlier `now_ms` than
+/// the bucket has seen counts as that latest time. A `per_minute` of 0 (never valid, see
+/// `MinuteLimits::is_valid`) holds nothing and never refills: it fails closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MinuteBucket {
+    /// The latest clock reading the bucket has seen, ms.
+    at_ms: u64,
+    /// The level at `at_ms`, in units (negative: debt).
+    level: i64,
+}
+
+/// A per-minute bucket cannot hold this much: waiting will not help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    pub capacity: u64,
+}
+
+fn capacity_units(per_minute: u64) -> i128 {
+    i128::from(per_minute) * UNITS_PER_TOKEN
+}
+
+fn to_i64(units: i128) -> i64 {
+    i64::try_from(units).unwrap_or(if units < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// `ceil(a / b)` for `a >= 0`, `b > 0`, as milliseconds (saturating).
+fn ceil_div_ms(a: i128, b: i128) -> u64 {
+    if a <= 0 {
+        return 0;
+    }
+    if b <= 0 {
+        return u64::MAX;
+    }
+    u64::try_from((a + b - 1) / b).unwrap_or(u64::MAX)
+}
+
+impl MinuteBucket {
+    /// A full bucket at `now_ms`: what a new key or account starts with.
+    pub fn full(per_minute: u64, now_ms: u64) -> MinuteBucket {
+        MinuteBucket {
+            at_ms: now_ms,
+            level: to_i64(capacity_units(per_minute)),
+        }
+    }
+
+    /// The latest clock reading the bucket has seen, ms.
+    pub fn at_ms(&self) -> u64 {
+        self.at_ms
+    }
+
+    /// Brings the bucket to `max(now_ms, at_ms)` under `per_minute`: refilled, capped at the
+    /// capacity, a debt no deeper than one capacity.
+    pub fn advance(&mut self, now_ms: u64, per_minute: u64) {
+        let cap = capacity_units(per_minute);
+        let at_ms = self.at_ms.max(now_ms);
+        let refill = i128::from(per_minute) * i128::from(at_ms - self.at_ms);
+        let level = (i128::from(self.level) + refill).clamp(-cap, cap);
+        *self = MinuteBucket {
+            at_ms,
+            level: to_i64(level),
+        };
+    }
+
+    /// The level in units (call [`MinuteBucket::advance`] first for the level now).
+    pub fn units(&self) -> i128 {
+        i128::from(self.level)
+    }
+
+    /// Whole tokens available (0 in debt).
+    pub fn remaining(&self) -> u64 {
+        u64::try_from(self.units().max(0) / UNITS_PER_TOKEN).unwrap_or(u64::MAX)
+    }
+
+    /// Milliseconds, rounded up, until the bucket is full.
+    pub fn reset_ms(&self, per_minute: u64) -> u64 {
+        ceil_div_ms(
+            capacity_units(per_minute) - self.units(),
+            i128::from(per_minute),
+        )
+    }
+
+    /// The earliest whole millisecond at which `tokens` fit, if nothing else takes any first
+    /// (`at_ms` when they fit now).
+    pub fn fits_at_ms(&self, tokens: u64, per_minute: u64) -> u64 {
+        let need = i128::from(tokens) * UNITS_PER_TOKEN - self.units();
+        self.at_ms
+            .saturating_add(ceil_div_ms(need, i128::from(per_minute)))
+    }
+
+    /// Takes `tokens` if they fit now (after [`MinuteBucket::advance`]): `Ok(true)` taken,
+    /// `Ok(false)` not enough yet (nothing taken), or `TooLarge` when they exceed the capacity.
+    pub fn take(&mut self, tokens: u64, per_minute: u64) -> Result<bool, TooLarge> {
+        if tokens > per_minute {
+            return Err(TooLarge {
+                capacity: per_minute,
+            });
+        }
+        let cost = i128::from(tokens) * UNITS_PER_TOKEN;
+        if self.units() < cost {
+            return Ok(false);
+        }
+        self.level = to_i64(self.units() - cost);
+        Ok(true)
+    }
+
+    /// Gives `units` back, capped at the capacity.
+    pub fn give_back(&mut self, units: i128, per_minute: u64) {
+        let cap = capacity_units(per_minute);
+        self.level = to_i64((self.units() + units.max(0)).min(cap.max(self.units())));
+    }
+
+    /// Takes `tokens` whatever the level, into debt if need be (at most one capacity deep).
+    pub fn charge(&mut self, tokens: u64, per_minute: u64) {
+        let floor = -capacity_units(per_minute);
+        let level = self.units() - i128::from(tokens) * UNITS_PER_TOKEN;
+        self.level = to_i64(level.max(floor.min(self.units())));
     }
 }
 
@@ -533,6 +667,61 @@ mod tests {
             s = next;
         }
         assert_eq!(admitted, 600 + 99); // the 100th refill lands at exactly 10_000 ms
+    }
+
+    // ---- per-minute buckets ----
+
+    #[test]
+    fn a_minute_bucket_refills_its_capacity_in_one_minute_exactly() {
+        let mut b = MinuteBucket::full(4_096, 1_000);
+        assert_eq!((b.remaining(), b.reset_ms(4_096)), (4_096, 0));
+        assert_eq!(b.take(4_096, 4_096), Ok(true));
+        assert_eq!((b.remaining(), b.reset_ms(4_096)), (0, 60_000));
+        // One token every 60000/4096 = 14.65 ms: the first is there after 15 ms.
+        assert_eq!(b.fits_at_ms(1, 4_096), 1_015);
+        b.advance(1_014, 4_096);
+        assert_eq!(b.take(1, 4_096), Ok(false));
+        b.advance(1_015, 4_096);
+        assert_eq!(b.take(1, 4_096), Ok(true));
+        b.advance(1_000_000, 4_096);
+        assert_eq!(b.remaining(), 4_096, "capped at the capacity");
+    }
+
+    #[test]
+    fn a_minute_bucket_refuses_more_than_its_capacity_and_takes_debt_one_capacity_deep() {
+        let mut b = MinuteBucket::full(100, 0);
+        assert_eq!(b.take(101, 100), Err(TooLarge { capacity: 100 }));
+        assert_eq!(b.remaining(), 100);
+        b.charge(150, 100);
+        assert_eq!((b.remaining(), b.reset_ms(100)), (0, 90_000));
+        assert_eq!(b.fits_at_ms(1, 100), 30_600);
+        b.charge(1_000, 100);
+        assert_eq!(b.reset_ms(100), 120_000, "at most one capacity of debt");
+        b.give_back(1_000 * UNITS_PER_TOKEN, 100);
+        assert_eq!(b.remaining(), 100, "a refund is capped at the capacity");
+    }
+
+    #[test]
+    fn a_minute_bucket_follows_a_changed_limit_and_a_clock_going_back() {
+        let mut b = MinuteBucket::full(1_000, 10_000);
+        b.advance(10_000, 10);
+        assert_eq!(b.remaining(), 10, "a lower capacity caps the level");
+        b.advance(0, 10);
+        assert_eq!(b.at_ms(), 10_000);
+        assert_eq!(b.take(10, 10), Ok(true));
+        b.advance(5_000, 1_000);
+        assert_eq!(b.remaining(), 0, "an earlier clock refills nothing");
+        // A zero limit (never valid) holds nothing and never refills.
+        let mut z = MinuteBucket::full(0, 0);
+        assert_eq!(z.take(1, 0), Err(TooLarge { capacity: 0 }));
+        z.advance(u64::MAX, 0);
+        assert_eq!((z.remaining(), z.reset_ms(0)), (0, 0));
+        assert_eq!(z.fits_at_ms(1, 0), u64::MAX);
+        // Huge gaps and limits do not overflow.
+        let mut h = MinuteBucket::full(crate::limits::tier::MAX_PER_MINUTE, 0);
+        h.charge(u64::MAX, crate::limits::tier::MAX_PER_MINUTE);
+        h.advance(u64::MAX, crate::limits::tier::MAX_PER_MINUTE);
+        assert_eq!(h.remaining(), crate::limits::tier::MAX_PER_MINUTE);
     }
 
     // ---- properties ----

@@ -1,22 +1,53 @@
 //! The `TokenBucket` Durable Object's protocol and state, as plain types: the operations the
-//! gateway sends ([`BucketOp`]), their typed answers ([`TakeReply`]), and what one key's bucket
-//! stores ([`KeyBucket`]) with the logic of a `take`. The object is a shell around these.
+//! gateway sends ([`BucketOp`]), their typed answers ([`TakeReply`], [`ReserveReply`]), and
+//! what one key's bucket stores ([`KeyBucket`]: its call bucket, its token buckets and their
+//! open reservations) with the logic of each operation. The object is a shell around these.
 //!
 //! On the wire an operation is its JSON (`{"op":"take","cost":1,"limits":{...}}`), and so is
 //! its answer: a `take` answers a [`TakeReply`] (`{"Ok":{"outcome":"admitted",...}}` or
-//! `{"Err":{"refusal":"revoked"}}`); every other operation answers `null` once applied.
+//! `{"Err":{"refusal":"revoked"}}`), a `reserve` a [`ReserveReply`], a `settle` or `release` a
+//! [`SettleReply`]; every other operation answers `null` once applied.
+//!
+//! A miss makes one round trip here: `reserve` takes the call token and reserves the worst-case
+//! input and output tokens at once, all or nothing (`limits::reservation`). After the call,
+//! `settle` gives the unused tokens back (or takes the extra into debt); a call another limiter
+//! refused is `release`d (its tokens come back; its call token stays spent, as a call the
+//! ledger refuses spends it). Reservations never settled expire at their reserved amount: the
+//! object's alarm runs [`KeyBucket::expire`] at [`KeyBucket::next_expiry`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::limits::bucket::{decide, BucketState, Decision};
-use crate::limits::tier::Limits;
+use crate::limits::reservation::{
+    Amounts, LimitName, MeterRefusal, Meters, Reading, UnknownReservation,
+};
+use crate::limits::tier::{Limits, MinuteLimits};
 
 /// What the gateway asks of a key's `TokenBucket`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum BucketOp {
     /// Take `cost` tokens under `limits` (the caller's tier decides them): a [`TakeReply`].
     Take { cost: u32, limits: Limits },
+    /// Take one call token under `limits` and reserve the call's worst-case tokens under
+    /// `tokens` as reservation `id`, all or nothing: a [`ReserveReply`].
+    Reserve {
+        id: String,
+        limits: Limits,
+        tokens: MinuteLimits,
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+    /// Settle reservation `id` with the tokens the call used: a [`SettleReply`].
+    Settle {
+        id: String,
+        tokens: MinuteLimits,
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+    /// Give reservation `id`'s tokens back (another limiter refused the call): a
+    /// [`SettleReply`].
+    Release { id: String, tokens: MinuteLimits },
     /// Mark the key revoked: every later `take` is refused, whatever the tokens.
     Revoke,
     /// Start over, as a new bucket (a new key took a prefix whose previous key's account was
@@ -45,6 +76,49 @@ pub enum TakeRefusal {
 /// The answer to [`BucketOp::Take`]: the bucket's decision, or its refusal.
 pub type TakeReply = Result<Decision, TakeRefusal>;
 
+/// An admitted [`BucketOp::Reserve`]: the call bucket's decision (admitted) and the token
+/// buckets after the reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAdmission {
+    pub calls: Decision,
+    pub tokens: Vec<Reading>,
+}
+
+/// Why a [`BucketOp::Reserve`] was refused. A refusal takes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+pub enum ReserveRefusal {
+    /// The key was revoked.
+    Revoked,
+    /// A call can never fit the call bucket (a burst of 0: never valid).
+    InsufficientCapacity { burst: u32 },
+    /// The worst case exceeds a token bucket's capacity: a 429 `request_too_large`.
+    TooLarge {
+        limit: LimitName,
+        capacity: u64,
+        needed: u64,
+    },
+    /// Not enough yet: at `retry_at_ms` the call token and every token bucket fit, and `limit`
+    /// is the last of them to fit. `calls` and `tokens` are the buckets as they stand.
+    Limited {
+        limit: LimitName,
+        retry_at_ms: u64,
+        retry_after_ms: u64,
+        calls: Decision,
+        tokens: Vec<Reading>,
+    },
+    /// A reservation with this id is already open (the gateway's own fault).
+    DuplicateReservation,
+}
+
+/// The answer to [`BucketOp::Reserve`].
+pub type ReserveReply = Result<KeyAdmission, ReserveRefusal>;
+
+/// The answer to [`BucketOp::Settle`] and [`BucketOp::Release`]: the token buckets after it,
+/// or `None` when no such reservation is open (already settled, released or expired: nothing
+/// is charged twice).
+pub type SettleReply = Option<Vec<Reading>>;
+
 /// What one key's `TokenBucket` stores.
 ///
 /// State stored by an older build may carry a `broken` field (the test hook's flag, always
@@ -54,6 +128,9 @@ pub struct KeyBucket {
     /// The bucket, once a first `take` made it.
     pub bucket: Option<BucketState>,
     pub revoked: bool,
+    /// The key's token buckets and their open reservations.
+    #[serde(default, skip_serializing_if = "Meters::is_empty")]
+    pub tokens: Meters,
     /// Test hook: every `take` fails (set by [`BucketOp::Break`]).
     #[cfg(feature = "dev-hooks")]
     #[serde(default)]
@@ -87,6 +164,133 @@ impl KeyBucket {
     }
 }
 
+impl KeyBucket {
+    /// Reserves one call token under `limits` and the worst case `input_tokens` and
+    /// `output_tokens` under `tokens` as reservation `id` at `now_ms`, all or nothing. Returns
+    /// the answer and whether the record changed and must be stored (an admission, the first
+    /// decision of a new bucket, or reservations that expired on the way).
+    pub fn reserve(
+        &mut self,
+        id: &str,
+        limits: &Limits,
+        tokens: &MinuteLimits,
+        input_tokens: u64,
+        output_tokens: u64,
+        now_ms: u64,
+    ) -> (ReserveReply, bool) {
+        if self.revoked {
+            return (Err(ReserveRefusal::Revoked), false);
+        }
+        let mut changed = !self.tokens.expire(now_ms).is_empty();
+        let calls_now = self
+            .bucket
+            .unwrap_or_else(|| BucketState::full(limits, now_ms));
+        let (calls_next, calls) = match decide(&calls_now, now_ms, 1, limits) {
+            Ok(d) => d,
+            Err(e) => {
+                return (
+                    Err(ReserveRefusal::InsufficientCapacity { burst: e.burst }),
+                    changed,
+                )
+            }
+        };
+        let amounts = Amounts {
+            requests: 0,
+            input_tokens,
+            output_tokens,
+        };
+        let mut meters = self.tokens.clone();
+        let reserved = meters.reserve(id, amounts, tokens, now_ms);
+        let refusal = match (&calls, reserved) {
+            (Decision::Admitted { .. }, Ok(readings)) => {
+                self.bucket = Some(calls_next);
+                self.tokens = meters;
+                return (
+                    Ok(KeyAdmission {
+                        calls,
+                        tokens: readings,
+                    }),
+                    true,
+                );
+            }
+            (_, Err(MeterRefusal::DuplicateReservation)) => ReserveRefusal::DuplicateReservation,
+            (_, Err(MeterRefusal::TooLarge { limit, capacity })) => ReserveRefusal::TooLarge {
+                limit,
+                capacity,
+                needed: amounts.get(limit),
+            },
+            (calls, reserved) => {
+                // The later of the call token's and the tokens' retry times.
+                let mut short = match reserved {
+                    Err(MeterRefusal::Limited {
+                        limit, retry_at_ms, ..
+                    }) => Some((limit, retry_at_ms)),
+                    _ => None,
+                };
+                if let Decision::Denied { retry_at_ms, .. } = calls {
+                    if short.is_none_or(|(_, at)| *retry_at_ms >= at) {
+                        short = Some((LimitName::Requests, *retry_at_ms));
+                    }
+                }
+                let (limit, retry_at_ms) = short.unwrap_or((LimitName::Requests, now_ms));
+                ReserveRefusal::Limited {
+                    limit,
+                    retry_at_ms,
+                    retry_after_ms: retry_at_ms.saturating_sub(now_ms).max(1),
+                    calls: *calls,
+                    tokens: self.tokens.readings(tokens, now_ms),
+                }
+            }
+        };
+        if self.bucket.is_none() {
+            // A new bucket is stored after its first decision, as `take` does.
+            self.bucket = Some(calls_now);
+            changed = true;
+        }
+        (Err(refusal), changed)
+    }
+
+    /// Settles reservation `id` with the tokens the call used. Returns the answer and whether
+    /// the record changed.
+    pub fn settle(
+        &mut self,
+        id: &str,
+        tokens: &MinuteLimits,
+        input_tokens: u64,
+        output_tokens: u64,
+        now_ms: u64,
+    ) -> (SettleReply, bool) {
+        let expired = !self.tokens.expire(now_ms).is_empty();
+        match self
+            .tokens
+            .settle(id, input_tokens, output_tokens, tokens, now_ms)
+        {
+            Ok(readings) => (Some(readings), true),
+            Err(UnknownReservation) => (None, expired),
+        }
+    }
+
+    /// Gives reservation `id`'s tokens back. Returns the answer and whether the record changed.
+    pub fn release(&mut self, id: &str, tokens: &MinuteLimits, now_ms: u64) -> (SettleReply, bool) {
+        let expired = !self.tokens.expire(now_ms).is_empty();
+        match self.tokens.release(id, tokens, now_ms) {
+            Ok(readings) => (Some(readings), true),
+            Err(UnknownReservation) => (None, expired),
+        }
+    }
+
+    /// Closes the reservations whose deadline has passed at their reserved amount; whether any
+    /// did (the object's alarm).
+    pub fn expire(&mut self, now_ms: u64) -> bool {
+        !self.tokens.expire(now_ms).is_empty()
+    }
+
+    /// When the object's alarm should next run [`KeyBucket::expire`].
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.tokens.next_expiry()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +305,7 @@ mod tests {
             cost: 1,
             limits: limits(5, 1.0),
         };
-        let json = serde_json::to_value(take).unwrap();
+        let json = serde_json::to_value(&take).unwrap();
         assert_eq!(json["op"], "take");
         assert_eq!(json["cost"], 1);
         assert_eq!(json["limits"]["burst"], 5);
@@ -182,6 +386,156 @@ mod tests {
         key.revoked = true;
         assert_eq!(key.take(1, &l, 0), (Err(TakeRefusal::Revoked), false));
         assert!(key.bucket.is_none());
+    }
+
+    fn tokens(input: u64, output: u64) -> MinuteLimits {
+        MinuteLimits::tokens(input, output)
+    }
+
+    #[test]
+    fn a_reserve_takes_a_call_and_the_worst_case_tokens_in_one_operation() {
+        let (l, t) = (limits(10, 1.0), tokens(1_000, 100));
+        let mut key = KeyBucket::default();
+        let (reply, changed) = key.reserve("a", &l, &t, 250, 64, 0);
+        assert!(changed);
+        let admitted = reply.unwrap();
+        assert_eq!(admitted.calls.remaining(), 9);
+        assert_eq!(admitted.tokens[0].remaining, 750);
+        assert_eq!(admitted.tokens[1].remaining, 36);
+        // Settled with what it used: the unused tokens come back; the call stays taken.
+        let (reply, changed) = key.settle("a", &t, 200, 10, 0);
+        assert!(changed);
+        let readings = reply.unwrap();
+        assert_eq!((readings[0].remaining, readings[1].remaining), (800, 90));
+        assert_eq!(key.settle("a", &t, 200, 10, 0), (None, false), "once only");
+        assert_eq!(key.bucket.unwrap().available(0, &l), 9);
+    }
+
+    #[test]
+    fn a_refused_reserve_takes_nothing_and_names_the_limit_that_fits_last() {
+        let (l, t) = (limits(2, 1.0), tokens(1_000, 100));
+        let mut key = KeyBucket::default();
+        key.reserve("a", &l, &t, 900, 10, 0).0.unwrap();
+        let before = key.clone();
+        let (reply, changed) = key.reserve("b", &l, &t, 200, 10, 0);
+        assert!(!changed);
+        assert_eq!(key, before);
+        let Err(ReserveRefusal::Limited {
+            limit,
+            retry_at_ms,
+            retry_after_ms,
+            calls,
+            tokens: readings,
+        }) = reply
+        else {
+            panic!("expected a refusal: {reply:?}");
+        };
+        assert_eq!(
+            (limit, retry_at_ms, retry_after_ms),
+            (LimitName::InputTokens, 6_000, 6_000)
+        );
+        assert!(calls.is_admitted(), "the call token alone would fit");
+        assert_eq!(readings[0].remaining, 100);
+        // The call bucket empty and tokens short: the later of the two is named.
+        key.reserve("b", &l, &t, 0, 0, 0).0.unwrap();
+        let (reply, _) = key.reserve("c", &l, &t, 100, 0, 0);
+        assert!(matches!(
+            reply,
+            Err(ReserveRefusal::Limited {
+                limit: LimitName::Requests,
+                retry_at_ms: 1_000,
+                ..
+            })
+        ));
+        assert!(key.reserve("c", &l, &t, 100, 0, 1_000).0.is_ok());
+    }
+
+    #[test]
+    fn a_worst_case_above_a_capacity_is_too_large_and_a_revoked_key_is_refused_first() {
+        let (l, t) = (limits(10, 1.0), tokens(1_000, 100));
+        let mut key = KeyBucket::default();
+        let (reply, changed) = key.reserve("a", &l, &t, 10, 101, 0);
+        assert_eq!(
+            reply,
+            Err(ReserveRefusal::TooLarge {
+                limit: LimitName::OutputTokens,
+                capacity: 100,
+                needed: 101
+            })
+        );
+        assert!(changed, "a new bucket is stored after its first decision");
+        assert_eq!(key.bucket.unwrap().available(0, &l), 10, "no call taken");
+        key.revoked = true;
+        assert_eq!(
+            key.reserve("b", &l, &t, 1, 1, 0),
+            (Err(ReserveRefusal::Revoked), false)
+        );
+        assert!(matches!(
+            key.reserve("a", &l, &t, 1, 1, 0).0,
+            Err(ReserveRefusal::Revoked)
+        ));
+    }
+
+    #[test]
+    fn a_release_returns_the_tokens_and_expiry_keeps_them_taken() {
+        let (l, t) = (limits(10, 1.0), tokens(1_000, 100));
+        let mut key = KeyBucket::default();
+        key.reserve("a", &l, &t, 500, 50, 0).0.unwrap();
+        key.reserve("b", &l, &t, 400, 40, 0).0.unwrap();
+        assert_eq!(key.release("a", &t, 0).0.unwrap()[0].remaining, 600);
+        assert_eq!(key.release("a", &t, 0), (None, false));
+        let deadline = key.next_expiry().unwrap();
+        assert!(!key.expire(deadline - 1));
+        assert!(key.expire(deadline));
+        assert_eq!(key.next_expiry(), None);
+        assert_eq!(key.settle("b", &t, 0, 0, deadline), (None, false));
+        // A duplicate id is the gateway's own fault.
+        key.reserve("c", &l, &t, 1, 1, deadline).0.unwrap();
+        assert_eq!(
+            key.reserve("c", &l, &t, 1, 1, deadline).0,
+            Err(ReserveRefusal::DuplicateReservation)
+        );
+    }
+
+    #[test]
+    fn reserve_ops_and_replies_travel_as_tagged_json() {
+        let op = BucketOp::Reserve {
+            id: "req_1".into(),
+            limits: limits(10, 1.0),
+            tokens: tokens(20_000, 4_096),
+            input_tokens: 26,
+            output_tokens: 256,
+        };
+        let json = serde_json::to_value(&op).unwrap();
+        assert_eq!(json["op"], "reserve");
+        assert_eq!(json["tokens"]["input_tokens"], 20_000);
+        assert_eq!(serde_json::from_value::<BucketOp>(json).unwrap(), op);
+        for op in [
+            BucketOp::Settle {
+                id: "x".into(),
+                tokens: tokens(1, 1),
+                input_tokens: 1,
+                output_tokens: 2,
+            },
+            BucketOp::Release {
+                id: "x".into(),
+                tokens: tokens(1, 1),
+            },
+        ] {
+            let text = serde_json::to_string(&op).unwrap();
+            assert_eq!(serde_json::from_str::<BucketOp>(&text).unwrap(), op);
+        }
+        let mut key = KeyBucket::default();
+        for reply in [
+            key.reserve("a", &limits(1, 1.0), &tokens(9, 9), 1, 1, 0).0,
+            key.reserve("b", &limits(1, 1.0), &tokens(9, 9), 1, 1, 0).0,
+            key.reserve("c", &limits(1, 1.0), &tokens(9, 9), 10, 1, 0).0,
+        ] {
+            let text = serde_json::to_string(&reply).unwrap();
+            assert_eq!(serde_json::from_str::<ReserveReply>(&text).unwrap(), reply);
+        }
+        let text = serde_json::to_string(&key).unwrap();
+        assert_eq!(serde_json::from_str::<KeyBucket>(&text).unwrap(), key);
     }
 
     #[test]

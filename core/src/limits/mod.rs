@@ -4,4 +4,5 @@
 pub mod bucket;
 pub mod bucket_ops;
 pub mod headers;
+pub mod reservation;
 pub mod tier;

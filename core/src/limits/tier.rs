@@ -1,4 +1,5 @@
-//! Account tiers and what each allows: token-bucket limits (burst and refill rate) and the
+//! Account tiers and what each allows: a key's call bucket (burst and refill rate), its input
+//! and output tokens per minute, the account-wide calls and tokens per minute, and the
 //! `max_tokens` cap, with built-in defaults that a JSON config (e.g. from an env var) overrides.
 
 use serde::{Deserialize, Serialize};
@@ -149,6 +150,176 @@ impl Limits {
     }
 }
 
+/// Largest accepted per-minute limit (calls or tokens): a bucket's level is kept in units of
+/// 1/60,000 token, so a capacity of 10^9 tokens is 6 × 10^13 units, within JavaScript's safe
+/// integers (Durable Object storage), with room for as much debt again.
+pub const MAX_PER_MINUTE: u64 = 1_000_000_000;
+
+/// Per-minute limits of one scope (a key, or a whole account): each present limit is an exact
+/// token bucket whose capacity is one minute's worth, refilled continuously
+/// (`limits::bucket::MinuteBucket`). `None`: not limited in this scope (a key's calls are
+/// limited by its call bucket, [`Limits`], not here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MinuteLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+}
+
+impl MinuteLimits {
+    /// Limits on input and output tokens only.
+    pub const fn tokens(input: u64, output: u64) -> MinuteLimits {
+        MinuteLimits {
+            requests: None,
+            input_tokens: Some(input),
+            output_tokens: Some(output),
+        }
+    }
+
+    /// Limits on calls, input and output tokens.
+    pub const fn all(requests: u64, input: u64, output: u64) -> MinuteLimits {
+        MinuteLimits {
+            requests: Some(requests),
+            input_tokens: Some(input),
+            output_tokens: Some(output),
+        }
+    }
+
+    /// Whether every present limit is in `1..=MAX_PER_MINUTE`.
+    pub fn is_valid(&self) -> bool {
+        [self.requests, self.input_tokens, self.output_tokens]
+            .into_iter()
+            .flatten()
+            .all(|n| (1..=MAX_PER_MINUTE).contains(&n))
+    }
+}
+
+/// An enterprise account's own limits, as the admin API sets them
+/// (`PATCH /admin/accounts/:id {"tier": "enterprise", "limits": {...}}`) and the accounts row
+/// stores them: the key's call bucket (`burst`, `per_second`, both required, as before) and,
+/// optionally, a key's tokens per minute and the account-wide calls and tokens per minute.
+/// An absent optional limit is the enterprise default (`TierConfig`), so a row stored before
+/// token limits existed (`{"burst": .., "per_second": ..}`) reads as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawAccountLimits", into = "RawAccountLimits")]
+pub struct AccountLimits {
+    pub calls: Limits,
+    pub key_input_tokens_per_minute: Option<u64>,
+    pub key_output_tokens_per_minute: Option<u64>,
+    pub account_calls_per_minute: Option<u64>,
+    pub account_input_tokens_per_minute: Option<u64>,
+    pub account_output_tokens_per_minute: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccountLimits {
+    burst: u32,
+    per_second: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_tokens_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_tokens_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account_calls_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account_input_tokens_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account_output_tokens_per_minute: Option<u64>,
+}
+
+/// Why an enterprise account's limits were refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountLimitsError {
+    Calls(LimitsError),
+    /// A per-minute limit is outside `1..=MAX_PER_MINUTE`.
+    PerMinuteOutOfRange {
+        field: &'static str,
+        value: u64,
+    },
+}
+
+impl std::fmt::Display for AccountLimitsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountLimitsError::Calls(e) => e.fmt(f),
+            AccountLimitsError::PerMinuteOutOfRange { field, value } => write!(
+                f,
+                "{field} must be between 1 and {MAX_PER_MINUTE}, got {value}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AccountLimitsError {}
+
+impl TryFrom<RawAccountLimits> for AccountLimits {
+    type Error = AccountLimitsError;
+    fn try_from(raw: RawAccountLimits) -> Result<AccountLimits, AccountLimitsError> {
+        let calls = Limits::new(raw.burst, raw.per_second).map_err(AccountLimitsError::Calls)?;
+        let check = |field: &'static str, v: Option<u64>| match v {
+            Some(value) if !(1..=MAX_PER_MINUTE).contains(&value) => {
+                Err(AccountLimitsError::PerMinuteOutOfRange { field, value })
+            }
+            _ => Ok(v),
+        };
+        Ok(AccountLimits {
+            calls,
+            key_input_tokens_per_minute: check(
+                "input_tokens_per_minute",
+                raw.input_tokens_per_minute,
+            )?,
+            key_output_tokens_per_minute: check(
+                "output_tokens_per_minute",
+                raw.output_tokens_per_minute,
+            )?,
+            account_calls_per_minute: check(
+                "account_calls_per_minute",
+                raw.account_calls_per_minute,
+            )?,
+            account_input_tokens_per_minute: check(
+                "account_input_tokens_per_minute",
+                raw.account_input_tokens_per_minute,
+            )?,
+            account_output_tokens_per_minute: check(
+                "account_output_tokens_per_minute",
+                raw.account_output_tokens_per_minute,
+            )?,
+        })
+    }
+}
+
+impl From<AccountLimits> for RawAccountLimits {
+    fn from(a: AccountLimits) -> RawAccountLimits {
+        RawAccountLimits {
+            burst: a.calls.burst,
+            per_second: a.calls.per_second,
+            input_tokens_per_minute: a.key_input_tokens_per_minute,
+            output_tokens_per_minute: a.key_output_tokens_per_minute,
+            account_calls_per_minute: a.account_calls_per_minute,
+            account_input_tokens_per_minute: a.account_input_tokens_per_minute,
+            account_output_tokens_per_minute: a.account_output_tokens_per_minute,
+        }
+    }
+}
+
+impl AccountLimits {
+    /// Only the call bucket's limits (every per-minute limit the enterprise default).
+    pub fn calls_only(calls: Limits) -> AccountLimits {
+        AccountLimits {
+            calls,
+            key_input_tokens_per_minute: None,
+            key_output_tokens_per_minute: None,
+            account_calls_per_minute: None,
+            account_input_tokens_per_minute: None,
+            account_output_tokens_per_minute: None,
+        }
+    }
+}
+
 /// What one tier allows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TierSettings {
@@ -156,6 +327,41 @@ pub struct TierSettings {
     pub max_tokens: u32,
     /// Calls an account may have in flight at once (open credit reservations).
     pub max_in_flight: u32,
+    /// A key's input and output tokens per minute.
+    pub key_tokens: KeyTokens,
+    /// The whole account's calls, input and output tokens per minute, across its keys.
+    pub account: AccountWide,
+}
+
+/// A key's tokens per minute: input and output, each its own bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTokens {
+    pub input_per_minute: u64,
+    pub output_per_minute: u64,
+}
+
+impl KeyTokens {
+    pub fn minute_limits(&self) -> MinuteLimits {
+        MinuteLimits::tokens(self.input_per_minute, self.output_per_minute)
+    }
+}
+
+/// An account's calls and tokens per minute, across all its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountWide {
+    pub calls_per_minute: u64,
+    pub input_per_minute: u64,
+    pub output_per_minute: u64,
+}
+
+impl AccountWide {
+    pub fn minute_limits(&self) -> MinuteLimits {
+        MinuteLimits::all(
+            self.calls_per_minute,
+            self.input_per_minute,
+            self.output_per_minute,
+        )
+    }
 }
 
 /// The limits and `max_tokens` caps of every tier.
@@ -164,6 +370,14 @@ pub struct TierSettings {
 /// 32 in flight; scale 600 burst, 10/s, 8192, 256 in flight; enterprise 16384 tokens, 1024 in
 /// flight and no default limits: enterprise accounts carry their own limits, and fall back to
 /// scale's when they have none.
+///
+/// Tokens per minute per key (input / output): free 20,000 / 4,096, pro 400,000 / 80,000,
+/// scale 4,000,000 / 800,000 (an output capacity of at least four providers at the tier's
+/// `max_tokens` cap, so a `/v1/ask` fanout the cap allows always fits). Account-wide, per
+/// minute, across all of an account's keys: twice one key's calls and tokens (free 20 calls,
+/// 40,000 / 8,192 tokens; pro 120, 800,000 / 160,000; scale 1,200, 8,000,000 / 1,600,000).
+/// Enterprise: the account's own (`AccountLimits`), else the configured enterprise values,
+/// else scale's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TierConfig {
     pub free: TierSettings,
@@ -173,6 +387,10 @@ pub struct TierConfig {
     pub enterprise_limits: Option<Limits>,
     pub enterprise_max_tokens: u32,
     pub enterprise_max_in_flight: u32,
+    /// A key's tokens per minute for enterprise accounts without their own; `None`: scale's.
+    pub enterprise_key_tokens: Option<KeyTokens>,
+    /// Account-wide limits for enterprise accounts without their own; `None`: scale's.
+    pub enterprise_account: Option<AccountWide>,
 }
 
 /// Most calls in flight a tier may allow.
@@ -188,6 +406,15 @@ impl Default for TierConfig {
                 },
                 max_tokens: 1024,
                 max_in_flight: 4,
+                key_tokens: KeyTokens {
+                    input_per_minute: 20_000,
+                    output_per_minute: 4_096,
+                },
+                account: AccountWide {
+                    calls_per_minute: 20,
+                    input_per_minute: 40_000,
+                    output_per_minute: 8_192,
+                },
             },
             pro: TierSettings {
                 limits: Limits {
@@ -196,6 +423,15 @@ impl Default for TierConfig {
                 },
                 max_tokens: 4096,
                 max_in_flight: 32,
+                key_tokens: KeyTokens {
+                    input_per_minute: 400_000,
+                    output_per_minute: 80_000,
+                },
+                account: AccountWide {
+                    calls_per_minute: 120,
+                    input_per_minute: 800_000,
+                    output_per_minute: 160_000,
+                },
             },
             scale: TierSettings {
                 limits: Limits {
@@ -204,10 +440,21 @@ impl Default for TierConfig {
                 },
                 max_tokens: 8192,
                 max_in_flight: 256,
+                key_tokens: KeyTokens {
+                    input_per_minute: 4_000_000,
+                    output_per_minute: 800_000,
+                },
+                account: AccountWide {
+                    calls_per_minute: 1_200,
+                    input_per_minute: 8_000_000,
+                    output_per_minute: 1_600_000,
+                },
             },
             enterprise_limits: None,
             enterprise_max_tokens: 16384,
             enterprise_max_in_flight: 1024,
+            enterprise_key_tokens: None,
+            enterprise_account: None,
         }
     }
 }
@@ -225,6 +472,12 @@ pub enum TierConfigError {
     MaxTokensOutOfRange { tier: Tier, max_tokens: u32 },
     /// `max_in_flight` must be in `1..=MAX_IN_FLIGHT`.
     InFlightOutOfRange { tier: Tier, max_in_flight: u32 },
+    /// A per-minute limit must be in `1..=MAX_PER_MINUTE`.
+    PerMinuteOutOfRange {
+        tier: Tier,
+        field: &'static str,
+        value: u64,
+    },
 }
 
 impl std::fmt::Display for TierConfigError {
@@ -245,6 +498,10 @@ impl std::fmt::Display for TierConfigError {
             } => write!(
                 f,
                 "tier {tier}: max_in_flight must be between 1 and {MAX_IN_FLIGHT}, got {max_in_flight}"
+            ),
+            TierConfigError::PerMinuteOutOfRange { tier, field, value } => write!(
+                f,
+                "tier {tier}: {field} must be between 1 and {MAX_PER_MINUTE}, got {value}"
             ),
         }
     }
@@ -272,6 +529,77 @@ struct RawTier {
     per_second: Option<f64>,
     max_tokens: Option<u32>,
     max_in_flight: Option<u32>,
+    input_tokens_per_minute: Option<u64>,
+    output_tokens_per_minute: Option<u64>,
+    account_calls_per_minute: Option<u64>,
+    account_input_tokens_per_minute: Option<u64>,
+    account_output_tokens_per_minute: Option<u64>,
+}
+
+impl RawTier {
+    fn has_key_tokens(&self) -> bool {
+        self.input_tokens_per_minute.is_some() || self.output_tokens_per_minute.is_some()
+    }
+
+    fn has_account(&self) -> bool {
+        self.account_calls_per_minute.is_some()
+            || self.account_input_tokens_per_minute.is_some()
+            || self.account_output_tokens_per_minute.is_some()
+    }
+
+    fn key_tokens(&self, tier: Tier, default: KeyTokens) -> Result<KeyTokens, TierConfigError> {
+        Ok(KeyTokens {
+            input_per_minute: per_minute(
+                tier,
+                "input_tokens_per_minute",
+                self.input_tokens_per_minute,
+                default.input_per_minute,
+            )?,
+            output_per_minute: per_minute(
+                tier,
+                "output_tokens_per_minute",
+                self.output_tokens_per_minute,
+                default.output_per_minute,
+            )?,
+        })
+    }
+
+    fn account(&self, tier: Tier, default: AccountWide) -> Result<AccountWide, TierConfigError> {
+        Ok(AccountWide {
+            calls_per_minute: per_minute(
+                tier,
+                "account_calls_per_minute",
+                self.account_calls_per_minute,
+                default.calls_per_minute,
+            )?,
+            input_per_minute: per_minute(
+                tier,
+                "account_input_tokens_per_minute",
+                self.account_input_tokens_per_minute,
+                default.input_per_minute,
+            )?,
+            output_per_minute: per_minute(
+                tier,
+                "account_output_tokens_per_minute",
+                self.account_output_tokens_per_minute,
+                default.output_per_minute,
+            )?,
+        })
+    }
+}
+
+fn per_minute(
+    tier: Tier,
+    field: &'static str,
+    given: Option<u64>,
+    default: u64,
+) -> Result<u64, TierConfigError> {
+    let value = given.unwrap_or(default);
+    if (1..=MAX_PER_MINUTE).contains(&value) {
+        Ok(value)
+    } else {
+        Err(TierConfigError::PerMinuteOutOfRange { tier, field, value })
+    }
 }
 
 impl TierConfig {
@@ -299,10 +627,24 @@ impl TierConfig {
                 })
             }
         };
+        let scale = merge(Tier::Scale, defaults.scale, &raw.scale)?;
+        let e = &raw.enterprise;
+        let enterprise_key_tokens = if e.has_key_tokens() {
+            Some(e.key_tokens(Tier::Enterprise, scale.key_tokens)?)
+        } else {
+            defaults.enterprise_key_tokens
+        };
+        let enterprise_account = if e.has_account() {
+            Some(e.account(Tier::Enterprise, scale.account)?)
+        } else {
+            defaults.enterprise_account
+        };
         Ok(TierConfig {
             free: merge(Tier::Free, defaults.free, &raw.free)?,
             pro: merge(Tier::Pro, defaults.pro, &raw.pro)?,
-            scale: merge(Tier::Scale, defaults.scale, &raw.scale)?,
+            scale,
+            enterprise_key_tokens,
+            enterprise_account,
             enterprise_limits,
             enterprise_max_tokens: max_tokens(
                 Tier::Enterprise,
@@ -331,6 +673,53 @@ impl TierConfig {
                 .or(self.enterprise_limits)
                 .unwrap_or(self.scale.limits),
         }
+    }
+
+    /// A key's tokens per minute (input and output) under this tier. `account_override` (an
+    /// enterprise account's own limits) applies to enterprise only, field by field; an absent
+    /// field is the configured enterprise value, else scale's.
+    pub fn key_token_limits(
+        &self,
+        tier: Tier,
+        account_override: Option<&AccountLimits>,
+    ) -> MinuteLimits {
+        let base = match tier {
+            Tier::Free => self.free.key_tokens,
+            Tier::Pro => self.pro.key_tokens,
+            Tier::Scale => self.scale.key_tokens,
+            Tier::Enterprise => self.enterprise_key_tokens.unwrap_or(self.scale.key_tokens),
+        };
+        let own = account_override.filter(|_| tier == Tier::Enterprise);
+        MinuteLimits::tokens(
+            own.and_then(|a| a.key_input_tokens_per_minute)
+                .unwrap_or(base.input_per_minute),
+            own.and_then(|a| a.key_output_tokens_per_minute)
+                .unwrap_or(base.output_per_minute),
+        )
+    }
+
+    /// The account-wide calls and tokens per minute under this tier (enterprise: as for
+    /// [`TierConfig::key_token_limits`]).
+    pub fn account_limits(
+        &self,
+        tier: Tier,
+        account_override: Option<&AccountLimits>,
+    ) -> MinuteLimits {
+        let base = match tier {
+            Tier::Free => self.free.account,
+            Tier::Pro => self.pro.account,
+            Tier::Scale => self.scale.account,
+            Tier::Enterprise => self.enterprise_account.unwrap_or(self.scale.account),
+        };
+        let own = account_override.filter(|_| tier == Tier::Enterprise);
+        MinuteLimits::all(
+            own.and_then(|a| a.account_calls_per_minute)
+                .unwrap_or(base.calls_per_minute),
+            own.and_then(|a| a.account_input_tokens_per_minute)
+                .unwrap_or(base.input_per_minute),
+            own.and_then(|a| a.account_output_tokens_per_minute)
+                .unwrap_or(base.output_per_minute),
+        )
     }
 
     /// How many calls an account of this tier may have in flight at once.
@@ -368,6 +757,8 @@ fn merge(
         limits,
         max_tokens: max_tokens(tier, raw.max_tokens, default.max_tokens)?,
         max_in_flight: max_in_flight(tier, raw.max_in_flight, default.max_in_flight)?,
+        key_tokens: raw.key_tokens(tier, default.key_tokens)?,
+        account: raw.account(tier, default.account)?,
     })
 }
 
@@ -400,6 +791,148 @@ pub const UNMETERED_FACTOR: u32 = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_and_account_defaults_per_tier() {
+        let c = TierConfig::default();
+        assert_eq!(
+            c.key_token_limits(Tier::Free, None),
+            MinuteLimits::tokens(20_000, 4_096)
+        );
+        assert_eq!(
+            c.key_token_limits(Tier::Pro, None),
+            MinuteLimits::tokens(400_000, 80_000)
+        );
+        assert_eq!(
+            c.key_token_limits(Tier::Scale, None),
+            MinuteLimits::tokens(4_000_000, 800_000)
+        );
+        assert_eq!(
+            c.key_token_limits(Tier::Enterprise, None),
+            c.key_token_limits(Tier::Scale, None)
+        );
+        assert_eq!(
+            c.account_limits(Tier::Free, None),
+            MinuteLimits::all(20, 40_000, 8_192)
+        );
+        assert_eq!(
+            c.account_limits(Tier::Pro, None),
+            MinuteLimits::all(120, 800_000, 160_000)
+        );
+        assert_eq!(
+            c.account_limits(Tier::Enterprise, None),
+            MinuteLimits::all(1_200, 8_000_000, 1_600_000)
+        );
+        for tier in Tier::ALL {
+            assert!(c.key_token_limits(tier, None).is_valid());
+            assert!(c.account_limits(tier, None).is_valid());
+            // A fanout to all four providers at the tier's max_tokens cap fits its output bucket.
+            let out = c.key_token_limits(tier, None).output_tokens.unwrap();
+            assert!(out >= 4 * u64::from(c.max_tokens_cap(tier)), "{tier}");
+            // The account's limits are at least one key's.
+            let key_calls = c.limits_for(tier, None);
+            let acct = c.account_limits(tier, None);
+            assert!(acct.requests.unwrap() >= u64::from(key_calls.burst));
+            assert!(acct.input_tokens >= c.key_token_limits(tier, None).input_tokens);
+        }
+    }
+
+    #[test]
+    fn token_limits_are_configurable_per_tier() {
+        let c = TierConfig::from_json(
+            r#"{"free": {"input_tokens_per_minute": 1000, "account_calls_per_minute": 3},
+                "enterprise": {"output_tokens_per_minute": 9}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.key_token_limits(Tier::Free, None),
+            MinuteLimits::tokens(1000, 4_096)
+        );
+        assert_eq!(
+            c.account_limits(Tier::Free, None),
+            MinuteLimits::all(3, 40_000, 8_192)
+        );
+        // An enterprise field given: the others are scale's.
+        assert_eq!(
+            c.key_token_limits(Tier::Enterprise, None),
+            MinuteLimits::tokens(4_000_000, 9)
+        );
+        assert_eq!(c.enterprise_account, None);
+        assert_eq!(
+            TierConfig::from_json(r#"{"pro": {"output_tokens_per_minute": 0}}"#),
+            Err(TierConfigError::PerMinuteOutOfRange {
+                tier: Tier::Pro,
+                field: "output_tokens_per_minute",
+                value: 0
+            })
+        );
+        assert!(matches!(
+            TierConfig::from_json(r#"{"scale": {"account_calls_per_minute": 1000000001}}"#),
+            Err(TierConfigError::PerMinuteOutOfRange { .. })
+        ));
+        assert!(matches!(
+            TierConfig::from_json(r#"{"scale": {"tokens_per_minute": 5}}"#),
+            Err(TierConfigError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn enterprise_account_limits_apply_field_by_field_and_only_to_enterprise() {
+        let c = TierConfig::default();
+        let own: AccountLimits = serde_json::from_str(
+            r#"{"burst": 5000, "per_second": 50, "input_tokens_per_minute": 1000,
+                "account_calls_per_minute": 7}"#,
+        )
+        .unwrap();
+        assert_eq!(own.calls, Limits::new(5000, 50.0).unwrap());
+        assert_eq!(
+            c.key_token_limits(Tier::Enterprise, Some(&own)),
+            MinuteLimits::tokens(1000, 800_000)
+        );
+        assert_eq!(
+            c.account_limits(Tier::Enterprise, Some(&own)),
+            MinuteLimits::all(7, 8_000_000, 1_600_000)
+        );
+        assert_eq!(
+            c.key_token_limits(Tier::Pro, Some(&own)),
+            c.key_token_limits(Tier::Pro, None)
+        );
+        assert_eq!(
+            c.account_limits(Tier::Free, Some(&own)),
+            c.account_limits(Tier::Free, None)
+        );
+    }
+
+    #[test]
+    fn account_limits_read_old_rows_and_round_trip() {
+        // A row stored before token limits existed.
+        let old: AccountLimits =
+            serde_json::from_str(r#"{"burst": 5, "per_second": 2.5}"#).unwrap();
+        assert_eq!(old, AccountLimits::calls_only(Limits::new(5, 2.5).unwrap()));
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"burst":5,"per_second":2.5}"#
+        );
+        let full: AccountLimits = serde_json::from_str(
+            r#"{"burst": 5, "per_second": 1, "input_tokens_per_minute": 1,
+                "output_tokens_per_minute": 2, "account_calls_per_minute": 3,
+                "account_input_tokens_per_minute": 4, "account_output_tokens_per_minute": 5}"#,
+        )
+        .unwrap();
+        let text = serde_json::to_string(&full).unwrap();
+        assert_eq!(serde_json::from_str::<AccountLimits>(&text).unwrap(), full);
+        // The old type still reads only burst and per_second (and refuses the new fields).
+        assert!(serde_json::from_str::<Limits>(&text).is_err());
+        for bad in [
+            r#"{"burst": 5}"#,
+            r#"{"burst": 0, "per_second": 1}"#,
+            r#"{"burst": 5, "per_second": 1, "input_tokens_per_minute": 0}"#,
+            r#"{"burst": 5, "per_second": 1, "account_calls_per_minute": 1000000001}"#,
+            r#"{"burst": 5, "per_second": 1, "input_tokens": 10}"#,
+        ] {
+            assert!(serde_json::from_str::<AccountLimits>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn calls_in_flight_are_bounded_per_tier_and_configurable() {

@@ -532,3 +532,42 @@ async fn a_burst_of_large_answers_is_recorded_whole_under_d1s_value_limit() {
         assert!(ids.contains(&id.as_str()), "no usage row for {id}");
     }
 }
+
+#[tokio::test]
+async fn usage_is_filtered_by_endpoint_and_totalled_per_day() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let ask = json!({"prompt": format!("per day {n}"), "providers": ["openai"]});
+    assert_eq!(s.ask(&key, &ask).await.status, 200);
+    // The entry is written after the response: the second call is a hit once it has landed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.ask(&key, &ask).await.json()["cache"]["status"], "hit");
+    assert_eq!(s.get("/v1/account", Some(&key)).await.status, 200);
+    let mut u = Value::Null;
+    for _ in 0..40 {
+        u = s
+            .get("/v1/usage?endpoint=POST%20/v1/ask", Some(&key))
+            .await
+            .json();
+        if u["totals"]["calls"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(u["totals"]["calls"], 2, "{u}");
+    let events = u["events"].as_array().unwrap();
+    assert!(
+        events.iter().all(|e| e["endpoint"] == "POST /v1/ask"),
+        "{u}"
+    );
+    let days = u["days"].as_array().unwrap();
+    assert_eq!(days.len(), 1, "{u}");
+    assert_eq!(days[0]["calls"], 2);
+    assert_eq!(days[0]["cache_hits"], 1);
+    assert_eq!(days[0]["day"].as_str().unwrap().len(), 10);
+    let all = s.get("/v1/usage", Some(&key)).await.json();
+    assert!(all["totals"]["calls"].as_u64().unwrap() >= 3, "{all}");
+    let bad = s.get("/v1/usage?endpoint=", Some(&key)).await;
+    assert_eq!(bad.status, 400);
+}

@@ -9,5 +9,6 @@ mod dropin;
 mod foundation;
 mod hardening;
 mod ratelimit;
+mod sessions;
 mod streaming;
 mod strict_json;
