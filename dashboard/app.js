@@ -345,6 +345,11 @@ async function logout() {
   sessionEnded('You are logged out.');
 }
 
+/** Drops the cookie of a session the gateway already ended (logout answers 204 for it too). */
+async function clearCookie() {
+  await api('POST', '/dashboard/api/logout', undefined, { loginCall: true }).catch(() => {});
+}
+
 function alertBox(text) {
   const n = notice();
   n.error(text);
@@ -469,6 +474,7 @@ async function keysPage(stale) {
     try {
       await api('DELETE', `/v1/keys/${encodeURIComponent(k.prefix)}`);
       if (own) {
+        await clearCookie();
         sessionEnded(`Key ${k.prefix} is revoked; it was the key of this session.`);
         return;
       }
@@ -745,6 +751,7 @@ async function accountPage() {
     delBtn.disabled = true;
     try {
       await api('DELETE', '/v1/account');
+      await clearCookie();
       sessionEnded(`Account ${account.account_id} is deleted, with all it held. Its keys no longer work.`);
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 401)) n.error(err);
