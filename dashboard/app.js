@@ -478,8 +478,8 @@ async function keysPage(stale) {
         sessionEnded(`Key ${k.prefix} is revoked; it was the key of this session.`);
         return;
       }
-      n.info(`Key ${k.prefix} is revoked.`);
       await reload();
+      n.info(`Key ${k.prefix} is revoked.`);
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 401)) n.error(err);
     }

@@ -396,7 +396,7 @@ test('keys: mint shows the plaintext once, gone after reload; revoke asks first'
   await page.getByRole('dialog').getByRole('button', { name: 'Revoke key' }).click();
   await page.locator('.notice.info', { hasText: `Key ${prefix} is revoked` }).waitFor();
   const revokedRow = await page.locator('tr', { hasText: prefix }).innerText();
-  check(revokedRow.includes('revoked'), `revoked row: ${revokedRow}`);
+  check(revokedRow.includes('revoked') && !revokedRow.includes('Revoke'), `revoked row: ${revokedRow}`);
   expectStatus(await http('GET', '/v1/account', { bearer: plaintext }), 401, 'the revoked key');
   await t.finish();
 });
@@ -550,12 +550,14 @@ test('account: the prompt-prefix opt-in toggles', async () => {
     const e = (u.json && u.json.events || []).find((ev) => ev.request_id === id);
     return e && e.prompt_prefix === prompt;
   });
+  // The page shows the setting as the account has it: GET /v1/account must say it.
   const acct = expectStatus(await http('GET', '/v1/account', { bearer: key }), 200, 'GET /v1/account');
-  if ('store_prompt_prefix' in acct.json) eq(acct.json.store_prompt_prefix, true, 'GET /v1/account store_prompt_prefix');
+  check('store_prompt_prefix' in acct.json, `GET /v1/account does not say store_prompt_prefix, so the page cannot show the current setting: ${acct.text}`);
+  eq(acct.json.store_prompt_prefix, true, 'GET /v1/account store_prompt_prefix');
   await page.reload();
   await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
   await waitLoaded(page);
-  if ('store_prompt_prefix' in acct.json) check(await box.isChecked(), 'the opt-in is on after reload');
+  check(await box.isChecked(), 'the opt-in is off after reload');
   await t.shot('account.png');
   await box.uncheck();
   await page.locator('.notice.info', { hasText: 'no prompt text is stored' }).waitFor();
