@@ -13,9 +13,14 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 state, mock = sys.argv[1], sys.argv[2].rstrip("/")
 os.makedirs(state, exist_ok=True)
 
-# One shared secret per run; the mock's keys are fake and local.
+# One shared secret per run; the mock's keys are fake and local. The brokers run as in the middle
+# of both rotations (docs/OPERATIONS.md), so every run exercises them: they accept a previous
+# shared secret too (the gateway sends the current one), and hold two BYOK master key versions
+# (version 1 under its older single-key name, version 2 as BYOK_MASTER_KEY_V2; new seals use 2).
 broker_secret = secrets.token_urlsafe(32)
-byok_master = secrets.token_hex(32)
+broker_secret_previous = secrets.token_urlsafe(32)
+byok_master_v1 = secrets.token_hex(32)
+byok_master_v2 = secrets.token_hex(32)
 upstream = {
     "openai": f"{mock}/openai/v1",
     "anthropic": f"{mock}/anthropic",
@@ -93,7 +98,9 @@ for p in ["openai", "anthropic", "gemini", "perplexity"]:
     secrets_ = {
         "PROVIDER_API_KEY": real_key or fake_key[p],
         "BROKER_SHARED_SECRET": broker_secret,
-        "BYOK_MASTER_KEY": byok_master,
+        "BROKER_SHARED_SECRET_PREVIOUS": broker_secret_previous,
+        "BYOK_MASTER_KEY": byok_master_v1,
+        "BYOK_MASTER_KEY_V2": byok_master_v2,
     }
     paths.append(write(f"broker-{p}", cfg, secrets_))
 print(" ".join(paths))

@@ -58,9 +58,13 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     }
     // Responses that hold secrets or account data must not be stored by any cache on the way.
     let private = holds_account_data(&req);
+    cx.log_route(route_label(&req));
     let resp = match route(&cx, req).await {
         Ok(r) => r,
-        Err(e) => error_response(&e, &cx.request_id),
+        Err(e) => {
+            cx.log_error(e.code);
+            error_response(&e, &cx.request_id)
+        }
     };
     let h = resp.headers();
     set_header(h, "X-Request-Id", &cx.request_id);
@@ -68,7 +72,16 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     if private {
         set_header(h, "Cache-Control", "no-store");
     }
+    // The request's log line, unless its usage row writes it (`http::log`).
+    http::log::at_response(&cx, resp.status_code());
     Ok(resp)
+}
+
+/// The request's route as its log line names it: the pattern, never the raw path.
+fn route_label(req: &Request) -> String {
+    let path = req.path();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    gateway_core::usage::log_line::route_label(req.method().as_ref(), &segs)
 }
 
 /// Whether the request is for the admin API or an account route of `/v1` (everything there
@@ -91,11 +104,13 @@ pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) 
     let now_ms = worker::Date::now().as_millis();
     match env.d1("DB") {
         Ok(db) => {
-            retention::purge_archive(&db, now_ms).await;
+            // The one-statement purges first: the archive's batches may use up the invocation's
+            // D1 query limit (1,000 paid, 50 free).
             retention::purge_revoked_keys(&db, now_ms).await;
             if let Err(e) = db::sessions::drop_expired(&db, now_ms).await {
                 worker::console_error!("cron: expired sessions not dropped: {}", e.code);
             }
+            retention::purge_archive(&db, now_ms).await;
         }
         Err(e) => worker::console_error!("cron: no D1 binding: {e}"),
     }
@@ -114,6 +129,10 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
         }
         // The bare route: no auth, no storage. The baseline of the load benchmarks.
         (Method::Get, ["healthz"]) => json(200, &json!({"ok": true})),
+        // After a BYOK master key rotation (docs/OPERATIONS.md); the broker does the work.
+        (Method::Post, ["admin", "byok", "reseal", provider]) => {
+            brokers::reseal::admin_reseal(cx, req, provider).await
+        }
         (_, ["admin", rest @ ..]) => admin::route(cx, req, rest).await,
         (_, ["dashboard", rest @ ..]) => routes::dashboard::route(cx, req, rest).await,
         // Test routes: only in a `dev-hooks` build (never deployed), and there under
@@ -124,8 +143,12 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
             let route = V1Route::parse(method.as_ref(), rest);
             let caller = match auth::authenticate_v1(cx, &req, route).await {
                 Ok(c) => c,
-                Err(e) => return dropin::in_dialect(rest, Err(e), &cx.request_id),
+                Err(e) => {
+                    cx.log_error(e.code);
+                    return dropin::in_dialect(rest, Err(e), &cx.request_id);
+                }
             };
+            cx.log_account(&caller.account_id);
             let mut event = Event::new(route.endpoint(), &caller.account_id, &caller.prefix);
             let mut result = v1(cx, req, &caller, route, &mut event).await;
             // A call that reached neither the cache nor a bucket (a data read, a refused body,
@@ -138,12 +161,18 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
             }
             let status = match &result {
                 Ok(r) => r.status_code(),
-                Err(e) => e.status,
+                Err(e) => {
+                    cx.log_error(e.code);
+                    e.status
+                }
             };
             if !route.records_usage() {
                 usage_log::count_unrouted(status);
             } else if !event.deferred {
                 usage_log::usage_later(cx, event, status);
+            } else {
+                // Its usage row, and with it its log line, is written when the stream ends.
+                cx.log_deferred();
             }
             dropin::in_dialect(rest, result, &cx.request_id)
         }

@@ -6,7 +6,7 @@
 //!
 //! This file holds the entry points (`fetch`, the RPC method `complete`) and the routes; one
 //! module per concern: [`admit`] (the shared secret), [`complete`] (`/v1/ask` completions),
-//! [`passthrough`] (drop-in forwarding), [`seal`] (BYOK seal and open), [`audit`] (the
+//! [`passthrough`] (drop-in forwarding), [`seal`] (BYOK seal, open and re-seal), [`audit`] (the
 //! `key_access_log`), [`upstream`] (the upstream call), [`config`] (vars and secrets),
 //! [`reply`] (JSON answers). The pure logic is gateway-core's.
 
@@ -23,8 +23,8 @@ mod upstream;
 use std::panic::AssertUnwindSafe;
 
 use gateway_core::broker::{
-    BROKER_BODY_LIMIT, COMPLETE_PATH, COMPLETE_STREAM_PATH, PASSTHROUGH_PATH, SEAL_PATH,
-    SECRET_HEADER,
+    BROKER_BODY_LIMIT, COMPLETE_PATH, COMPLETE_STREAM_PATH, PASSTHROUGH_PATH, RESEAL_PATH,
+    SEAL_PATH, SECRET_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::scrub::scrub;
@@ -74,6 +74,7 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
         }
         PASSTHROUGH_PATH => passthrough::passthrough(req, env, provider).await,
         SEAL_PATH => seal::seal(req, env, provider).await,
+        RESEAL_PATH => seal::reseal(req, env, provider).await,
         _ => Err(ApiError::not_found()),
     }
 }

@@ -1,9 +1,11 @@
 //! The provider brokers as the gateway reaches them: each over its service binding with the
 //! shared secret. `fanout` runs `/v1/ask`'s calls (one per provider, concurrently, each under its
-//! timeout), `passthrough` forwards a drop-in body as it is, `seal` seals a key an account brings.
+//! timeout), `passthrough` forwards a drop-in body as it is, `seal` seals a key an account brings,
+//! `reseal` moves stored keys to the newest master key version (admin API).
 
 mod fanout;
 mod passthrough;
+pub mod reseal;
 mod seal;
 
 pub use fanout::{broker_requests, failed, run, timed_out};
@@ -101,10 +103,18 @@ pub(crate) async fn post_to_broker(
         .with_body(Some(body));
     let req = Request::new_with_init(&format!("https://broker{path}"), &init)
         .map_err(|_| "could not build request".to_string())?;
-    fetcher
-        .fetch_request(req)
-        .await
-        .map_err(|e| scrub(&e.to_string()).into_owned())
+    // Timed for the request's log line: until the broker's response headers.
+    let timer = cx.time_call(provider);
+    match fetcher.fetch_request(req).await {
+        Ok(resp) => {
+            timer.answered(resp.status_code(), None);
+            Ok(resp)
+        }
+        Err(e) => {
+            timer.unreachable();
+            Err(scrub(&e.to_string()).into_owned())
+        }
+    }
 }
 
 /// A broker seen through its Workers RPC method (broker/src/entry.mjs): `complete(secret, body)`
@@ -130,12 +140,26 @@ pub async fn complete_rpc(
         .env
         .service(provider.binding())
         .map_err(|_| "no service binding".to_string())?;
-    let answer = rpc_call(fetcher.into_rpc::<BrokerRpc>().complete(secret, payload))
-        .await
-        .map_err(|e| scrub(&e).into_owned())?;
+    // Timed for the request's log line (dropped unfinished when the caller's timeout wins).
+    let timer = cx.time_call(provider);
+    let answer = match rpc_call(fetcher.into_rpc::<BrokerRpc>().complete(secret, payload)).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            timer.unreachable();
+            return Err(scrub(&e).into_owned());
+        }
+    };
     let answer = js_sys::Array::from(&answer);
     match (answer.get(0).as_f64(), answer.get(1).as_string()) {
-        (Some(status), Some(text)) => Ok((status as u16, text)),
-        _ => Err("malformed broker answer".into()),
+        (Some(status), Some(text)) => {
+            let status = status as u16;
+            let code = (status != 200).then(|| crate::http::log::broker_code(&text));
+            timer.answered(status, code.flatten());
+            Ok((status, text))
+        }
+        _ => {
+            timer.unreachable();
+            Err("malformed broker answer".into())
+        }
     }
 }

@@ -94,6 +94,8 @@ pub fn usage_later(cx: &RequestContext, event: Event, status: u16) {
     if event.discard {
         return;
     }
+    // The request's log line goes with its usage row (a streamed answer's at its end).
+    crate::http::log::for_usage(cx, &event, status);
     let latency_ms = worker::Date::now().as_millis().saturating_sub(cx.now_ms);
     let row = Pending {
         event,

@@ -26,6 +26,8 @@ pub struct RequestContext {
     ctx: Rc<Context>,
     pub now_ms: u64,
     pub request_id: String,
+    /// What the request's log line gathers (`crate::http::log`), shared with the clones.
+    pub log: crate::http::log::SharedLog,
     /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: the storage tiers this request
     /// must see fail, from its `x-dev-fail` header (`l1`, `l2`, comma-separated). Empty there
     /// otherwise; a production build has no such field.
@@ -46,11 +48,14 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn new(env: Env, ctx: Context, req: &Request) -> Self {
+        let now_ms = worker::Date::now().as_millis();
+        let request_id = keys::make_id("req", &random_16());
         let cx = RequestContext {
             env,
             ctx: Rc::new(ctx),
-            now_ms: worker::Date::now().as_millis(),
-            request_id: keys::make_id("req", &random_16()),
+            now_ms,
+            log: crate::http::log::new_log(&request_id, now_ms),
+            request_id,
             #[cfg(feature = "dev-hooks")]
             dev_fail: String::new(),
             #[cfg(feature = "dev-hooks")]

@@ -367,6 +367,60 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// A local secret of one of the stack's Workers (`gateway`, `broker-openai`, ...), as
+    /// scripts/devconfig.py wrote it into that Worker's `.dev.vars`.
+    pub fn dev_secret(&self, worker: &str, name: &str) -> String {
+        let path = self.state_dir.join("config").join(worker).join(".dev.vars");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| serde_json::from_str::<String>(v).ok())
+            .unwrap_or_else(|| panic!("{name} is not in {}", path.display()))
+    }
+
+    /// The local D1 database file (the one holding the gateway's tables).
+    pub fn d1_file(&self) -> PathBuf {
+        let dir = self
+            .state_dir
+            .join("persist/v3/d1/miniflare-D1DatabaseObject");
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "sqlite") && !p.ends_with("metadata.sqlite")
+            })
+            .expect("the D1 sqlite file")
+    }
+
+    /// Runs a Python snippet against the local D1 file (python3's sqlite3 module: `c` is the
+    /// connection, `sys.argv[2..]` the `args`); returns what it printed.
+    pub fn sqlite(&self, script: &str, args: &[&str]) -> String {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n{script}\nc.commit()"
+            ))
+            .arg(self.d1_file())
+            .args(args)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The stack's log so far (the Workers' console output among it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("stack.log")).unwrap_or_default()
+    }
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {

@@ -1,10 +1,12 @@
 //! The gateway ↔ broker protocol: the request a broker accepts, the checks it makes before it
 //! touches its provider key, and the deterministic synthetic answers for `lvk_test_` keys.
 //! [`errors`]: the codes a broker answers and what its refusals become for the caller;
-//! [`passthrough`]: the pure half of a drop-in call forwarded through a broker.
+//! [`passthrough`]: the pure half of a drop-in call forwarded through a broker;
+//! [`secret`]: the shared secret as a broker checks it (current and, during a rotation, previous).
 
 pub mod errors;
 pub mod passthrough;
+pub mod secret;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -30,6 +32,17 @@ pub const COMPLETE_STREAM_PATH: &str = "/v1/complete-stream";
 pub const PASSTHROUGH_PATH: &str = "/v1/passthrough";
 /// Seals a bring-your-own provider key: `{account_id, provider, key}` in, `{ciphertext}` out.
 pub const SEAL_PATH: &str = "/v1/byok/seal";
+/// Moves a page of this broker's provider's stored keys to the newest BYOK master key version:
+/// a [`ResealRequest`] in, a [`ResealReport`] out. Reached from the gateway's admin API
+/// (`POST /admin/byok/reseal/:provider`).
+pub const RESEAL_PATH: &str = "/v1/byok/reseal";
+/// Most rows one re-seal call visits (each costs an audit row and an update: two D1 queries).
+pub const RESEAL_PAGE_MAX: u32 = 100;
+/// Rows one re-seal call visits when the request names no limit.
+pub const RESEAL_PAGE_DEFAULT: u32 = 50;
+/// The `key_access_log` purpose of a decryption made to re-seal a key (the account sees it in
+/// its access log, as every decryption).
+pub const RESEAL_PURPOSE: &str = "re-seal (BYOK master key rotation)";
 /// Passthrough metadata headers (gateway → broker).
 pub const REQUEST_ID_HEADER: &str = "x-gw-request-id";
 pub const ACCOUNT_ID_HEADER: &str = "x-gw-account-id";
@@ -84,6 +97,51 @@ impl std::fmt::Debug for SealRequest {
             .field("key", &"[redacted]")
             .finish()
     }
+}
+
+/// `POST /v1/byok/reseal` body: the rows of the broker's provider after `after` (an account id,
+/// exclusive; from the start when absent), at most `limit` of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResealRequest {
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default = "default_reseal_limit")]
+    pub limit: u32,
+}
+
+fn default_reseal_limit() -> u32 {
+    RESEAL_PAGE_DEFAULT
+}
+
+impl ResealRequest {
+    /// The page size used: `limit` within 1 to [`RESEAL_PAGE_MAX`].
+    pub fn page(&self) -> u32 {
+        self.limit.clamp(1, RESEAL_PAGE_MAX)
+    }
+}
+
+/// What one re-seal call did. `next` is where the next call starts (`after`), `None` once
+/// every row of the provider was visited. Counts only: never a key, ciphertext or account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResealReport {
+    /// The version every re-sealed key now has.
+    pub newest_version: u32,
+    /// Rows of this page not at the newest version.
+    pub visited: u32,
+    /// Moved to the newest version.
+    pub resealed: u32,
+    /// Did not open (a dropped version, another owner's ciphertext, tampered): left as they
+    /// are; their calls are refused (424) until the account registers its key again.
+    pub unusable: u32,
+    /// Replaced or deleted by the account while being re-sealed: left to the account's change.
+    pub changed_meanwhile: u32,
+    /// The access could not be recorded (so the key was not decrypted), or the new ciphertext
+    /// could not be written: left as they are; a later pass visits them again.
+    pub retry_later: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// The checks a broker makes before its key is used; each failure is a contract error.
@@ -163,6 +221,25 @@ mod tests {
         let body = serde_json::to_string(&request).unwrap();
         assert!(body.len() > 128 * 1024, "the case this limit is for");
         assert!(body.len() <= BROKER_BODY_LIMIT, "{} bytes", body.len());
+    }
+
+    #[test]
+    fn reseal_requests_default_and_bound_their_page() {
+        let r: ResealRequest = serde_json::from_str(r#"{"request_id": "req_1"}"#).unwrap();
+        assert_eq!((r.after.as_deref(), r.page()), (None, RESEAL_PAGE_DEFAULT));
+        let r: ResealRequest =
+            serde_json::from_str(r#"{"request_id": "req_1", "after": "acct_x", "limit": 100000}"#)
+                .unwrap();
+        assert_eq!(
+            (r.after.as_deref(), r.page()),
+            (Some("acct_x"), RESEAL_PAGE_MAX)
+        );
+        let r: ResealRequest =
+            serde_json::from_str(r#"{"request_id": "req_1", "limit": 0}"#).unwrap();
+        assert_eq!(r.page(), 1);
+        assert!(
+            serde_json::from_str::<ResealRequest>(r#"{"request_id": "r", "limt": 5}"#).is_err()
+        );
     }
 
     #[test]
