@@ -542,6 +542,7 @@ test('account: the prompt-prefix opt-in toggles', async () => {
   check(!(await box.isChecked()), 'the opt-in starts off');
   await box.check();
   await page.locator('.notice.info', { hasText: 'are stored' }).waitFor();
+  await t.shot('account.png');
   const n = nonce();
   const prompt = `opted in ${n}`;
   const id = await ask(key, prompt);
@@ -558,7 +559,6 @@ test('account: the prompt-prefix opt-in toggles', async () => {
   await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
   await waitLoaded(page);
   check(await box.isChecked(), 'the opt-in is off after reload');
-  await t.shot('account.png');
   await box.uncheck();
   await page.locator('.notice.info', { hasText: 'no prompt text is stored' }).waitFor();
   const id2 = await ask(key, `opted out ${n}`);
