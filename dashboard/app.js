@@ -656,8 +656,9 @@ async function providerKeysPage(stale) {
 function providerCard(p, current, n, reload) {
   const input = h('input', { type: 'password', name: 'key', autocomplete: 'off', spellcheck: 'false', required: true });
   const save = h('button', { type: 'submit' }, current ? 'Replace key' : 'Save key');
+  const actions = h('div', { class: 'actions' }, save);
   const form = h('form', { class: 'provider-form' },
-    field(`pk-${p.id}`, `New ${p.name} key`, input), save);
+    field(`pk-${p.id}`, `New ${p.name} key`, input), actions);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!input.value) { input.focus(); return; }
@@ -674,6 +675,7 @@ function providerCard(p, current, n, reload) {
   });
   const del = current && h('button', { type: 'button', class: 'danger', 'aria-label': `Delete the ${p.name} key` }, 'Delete key');
   if (del) {
+    actions.append(del);
     del.addEventListener('click', async () => {
       const ok = await confirmDialog({
         title: `Delete the ${p.name} key?`,
@@ -695,7 +697,7 @@ function providerCard(p, current, n, reload) {
     current
       ? h('p', { class: 'current' }, 'Key ending in ', h('code', { class: 'last4' }, current.last4), ', set ', when(current.created_at), '.')
       : h('p', { class: 'current muted' }, 'No key of yours: calls use the gateway\u2019s key.'),
-    form, del);
+    form);
 }
 
 /** Key-access log: the last 100 decryptions of the account's provider keys. */

@@ -426,6 +426,7 @@ test('usage table and overview numbers change with API calls; filters and pages'
     const spent = parseNum(await text(page, '#stat-credits-spent'));
     return calls >= calls0 + 12 && hits >= hits0 + 1 && spent > spent0 && { calls, hits, spent };
   });
+  await t.shot('overview-after-calls.png');
   const rate = await text(page, '#stat-hit-rate');
   check(/^\d+(\.\d)? %$/.test(rate) && parseNum(rate) > 0, `hit rate shown: ${rate}`);
   await page.locator('details summary').click();
