@@ -21,11 +21,23 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$WASM_BINDG
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
-# npm packages pinned by package-lock.json: wrangler (workerd), binaryen (wasm-opt), esbuild.
+# npm packages pinned by package-lock.json: wrangler (workerd), binaryen (wasm-opt), esbuild,
+# uplot (the dashboard's chart library) and playwright-core (its browser tests).
 stamp="node_modules/.package-lock.json"
-if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -f node_modules/uplot/package.json ] \
+  || [ ! -f node_modules/playwright-core/package.json ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   step "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# The browser of the dashboard's tests: Debian's chromium, driven by playwright-core (which
+# downloads no browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+  step "apt-get install chromium (the dashboard's browser tests)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium
 fi
 
 # Python packages of the SDK compatibility tests (official openai and anthropic SDKs).
@@ -35,4 +47,4 @@ if [ -f tests/sdk/requirements.txt ]; then
     python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
   fi
 fi
-echo "setup: ok (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $WASM_BINDGEN_VERSION, wrangler $(node -p "require('./node_modules/wrangler/package.json').version"))"
+echo "setup: ok (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $WASM_BINDGEN_VERSION, wrangler $(node -p "require('./node_modules/wrangler/package.json').version"), $(/usr/bin/chromium --version 2>/dev/null | head -1 | awk '{print $1, $2}'))"

@@ -3,6 +3,7 @@
 mod brokers;
 mod cache;
 mod coalescing;
+mod dashboard;
 mod data;
 mod dropin;
 mod foundation;
