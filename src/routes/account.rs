@@ -127,7 +127,9 @@ pub async fn route(
             let bal = ledger::balance(cx, &caller.account_id).await?;
             json(
                 200,
-                &json!({"account_id": caller.account_id, "tier": caller.tier.as_str(), "credits_balance": bal.balance}),
+                &json!({"account_id": caller.account_id, "tier": caller.tier.as_str(),
+                    "credits_balance": bal.balance,
+                    "store_prompt_prefix": caller.store_prompt_prefix}),
             )
         }
         V1Route::KeysMint => {
