@@ -102,10 +102,25 @@ pub fn scrub_secrets<'a>(s: &'a str, secrets: &[&str]) -> Cow<'a, str> {
 }
 
 /// A short, single-line, scrubbed excerpt of untrusted text (an upstream error message or
-/// body): scrubbed first, then whitespace runs collapsed and cut to `max_chars` characters
+/// body): scrubbed, whitespace runs collapsed, scrubbed again (a header echo split by a line
+/// break, `x-api-key:\n<value>`, is one line only now), and cut to `max_chars` characters
 /// (with a trailing `…` when cut).
 pub fn excerpt(s: &str, max_chars: usize) -> String {
-    let scrubbed = scrub(s);
+    let once = scrub(s);
+    let mut collapsed = String::with_capacity(once.len());
+    let mut pending = false;
+    for c in once.chars() {
+        if c.is_whitespace() || c.is_control() {
+            pending = !collapsed.is_empty();
+            continue;
+        }
+        if pending {
+            collapsed.push(' ');
+            pending = false;
+        }
+        collapsed.push(c);
+    }
+    let scrubbed = scrub(&collapsed);
     let mut out = String::with_capacity(scrubbed.len().min(max_chars * 4 + 3));
     let mut count = 0;
     let mut pending_space = false;
@@ -210,10 +225,13 @@ fn bearer_token(b: &[u8], i: usize) -> Option<(usize, usize)> {
     if !word.eq_ignore_ascii_case(b"bearer") {
         return None;
     }
-    let token_start = run(b, i + 6, |c| c == b' ' || c == b'\t');
+    let mut token_start = run(b, i + 6, |c| c == b' ' || c == b'\t');
     if token_start == i + 6 {
         return None;
     }
+    // A doubled scheme (`Bearer Bearer <token>`, a client that put the scheme in its key):
+    // the token is after the last scheme word.
+    token_start = past_scheme_words(b, token_start);
     let end = run(b, token_start, is_token_byte);
     (end - token_start >= MIN_BEARER_TOKEN).then_some((token_start, end))
 }
@@ -251,10 +269,24 @@ fn secret_field_value(b: &[u8], sep: usize) -> Option<(usize, usize)> {
     let word_end = run(b, v, |c| c.is_ascii_alphabetic());
     let after = run(b, word_end, |c| c == b' ' || c == b'\t');
     if after > word_end && word_end > v && (is_auth || is_known_scheme(&b[v..word_end])) {
-        v = after;
+        v = past_scheme_words(b, after);
     }
     let end = run(b, v, is_token_byte);
     (end > v).then_some((v, end))
+}
+
+/// From `at`, past every well-known scheme word followed by spaces (`Bearer Bearer `, `Basic
+/// Bearer `): where the credential starts.
+fn past_scheme_words(b: &[u8], mut at: usize) -> usize {
+    loop {
+        let word_end = run(b, at, |c| c.is_ascii_alphabetic());
+        let after = run(b, word_end, |c| c == b' ' || c == b'\t');
+        if word_end > at && after > word_end && is_known_scheme(&b[at..word_end]) {
+            at = after;
+        } else {
+            return at;
+        }
+    }
 }
 
 fn is_known_scheme(word: &[u8]) -> bool {
@@ -389,6 +421,28 @@ mod tests {
             "sent Bearer [REDACTED] ok"
         );
         assert_eq!(s("bearer   abcdefgh"), "bearer   [REDACTED]");
+    }
+
+    #[test]
+    fn a_doubled_scheme_hides_no_token() {
+        for text in [
+            "Authorization: Bearer Bearer opaqueTOKEN0123456789abcdef",
+            "sent Bearer Bearer opaqueTOKEN0123456789abcdef ok",
+            "Authorization: Basic Bearer opaqueTOKEN0123456789abcdef",
+        ] {
+            let out = s(text);
+            assert!(!out.contains("opaqueTOKEN"), "{text} -> {out}");
+        }
+    }
+
+    #[test]
+    fn an_excerpt_scrubs_a_header_echo_split_by_a_line_break() {
+        let ex = excerpt(
+            "upstream said: x-api-key:\n  opaqueVALUE0123456789abcdef",
+            200,
+        );
+        assert!(!ex.contains("opaqueVALUE"), "{ex}");
+        assert_eq!(excerpt("a\n\n b  c", 200), "a b c");
     }
 
     #[test]
