@@ -72,13 +72,11 @@ pub async fn read_json_object(
     json_object(&body)
 }
 
-/// `body` as a JSON object, or the 400 for what it is instead.
+/// `body` as a JSON object, or the 400 for what it is instead. Strict, as the answering
+/// endpoints' bodies are: a key named twice at any depth is refused, not read as its last value.
 fn json_object(body: &[u8]) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::invalid_request("the body must be a JSON object")),
-        Err(e) => Err(ApiError::invalid_json(
-            &e.to_string().chars().take(120).collect::<String>(),
-        )),
+    match gateway_core::api::strict_json::parse_strict(body)? {
+        serde_json::Value::Object(m) => Ok(m),
+        _ => Err(ApiError::invalid_request("the body must be a JSON object")),
     }
 }

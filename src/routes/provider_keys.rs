@@ -65,6 +65,7 @@ async fn put(
     provider: Provider,
 ) -> ApiResult<Response> {
     let body = read_json_object(req, BODY_LIMIT).await?;
+    gateway_core::api::account::only_fields(&body, &["key"])?;
     let key = match body.get("key") {
         Some(Value::String(k)) => k,
         _ => return Err(ApiError::invalid_param("key", "`key` must be a string")),
