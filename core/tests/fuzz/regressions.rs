@@ -61,3 +61,25 @@ fn a_stored_answer_without_stop_reason_synthesizes_a_stream_read_as_cut() {
     w.feed(&bytes).unwrap();
     assert_eq!(w.outcome(), StreamEnd::Clean);
 }
+
+/// Found by the `adapters` target: `excerpt` scrubs before it collapses whitespace, so a header
+/// echo split by a line break in an upstream error body (`x-api-key:\n<value>`) is not
+/// recognized, and reaches the caller's error message as `x-api-key: <value>`. Keys with a
+/// known prefix are still caught by their own pattern; an opaque value is not. Not fixed yet
+/// (core/src/scrub.rs `excerpt`: scrub again after collapsing).
+#[test]
+#[ignore = "known finding: core/src/scrub.rs excerpt collapses line breaks after scrubbing"]
+fn known_finding_an_excerpt_joins_a_header_echo_across_a_line_break() {
+    let ex = excerpt(
+        "upstream said: x-api-key:\n  opaqueVALUE0123456789abcdef",
+        200,
+    );
+    assert!(!ex.contains("opaqueVALUE0123456789abcdef"), "{ex}");
+}
+
+/// The same text on one line is scrubbed (so the finding above is the line break alone).
+#[test]
+fn a_header_echo_on_one_line_is_scrubbed_in_an_excerpt() {
+    let ex = excerpt("upstream said: x-api-key: opaqueVALUE0123456789abcdef", 200);
+    assert!(!ex.contains("opaqueVALUE0123456789abcdef"), "{ex}");
+}
