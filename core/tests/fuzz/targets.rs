@@ -376,11 +376,16 @@ pub fn synthesize(data: &[u8]) -> String {
 }
 
 /// Whether a stored answer says how it finished: Anthropic's `stop_reason`, or OpenAI's
-/// `finish_reason` on every choice.
+/// `finish_reason` on every choice (and has no `error` member).
 fn finished(dialect: Dialect, stored: &str) -> bool {
     let Ok(v) = serde_json::from_str::<Value>(stored) else {
         return false;
     };
+    // A member named `error` is copied into the synthesized events, which then read as an
+    // error (no provider's answer has one; a 200 body that did would be an error already).
+    if v.get("error").is_some() {
+        return false;
+    }
     match dialect {
         Dialect::AnthropicMessages => v["stop_reason"].is_string(),
         Dialect::OpenAiChat => v["choices"].as_array().is_some_and(|c| {

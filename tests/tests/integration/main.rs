@@ -1,5 +1,6 @@
 //! Integration tests: the whole system under one `wrangler dev`, through its public HTTP API.
 
+mod bad_input;
 mod brokers;
 mod cache;
 mod coalescing;
@@ -7,6 +8,7 @@ mod data;
 mod dropin;
 mod foundation;
 mod hardening;
+mod promises;
 mod ratelimit;
 mod sessions;
 mod streaming;
