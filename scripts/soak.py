@@ -131,35 +131,47 @@ def messages(key, prompt, stream=False):
                 what="messages" + (" stream" if stream else ""))
 
 
+# The mix: (name, weight). SOAK_ONLY=name,name runs only those (to tell which part of the load
+# a memory trend comes from).
+MIX = [("hit", 25), ("miss", 12), ("stream", 8), ("chat", 10), ("messages", 10), ("free", 7),
+       ("poor", 5), ("revoke", 4), ("delete", 3), ("read", 16)]
+ONLY = [x.strip() for x in os.environ.get("SOAK_ONLY", "").split(",") if x.strip()]
+if ONLY:
+    assert all(o in dict(MIX) for o in ONLY), f"SOAK_ONLY names one of {[m for m, _ in MIX]}"
+    MIX = [(m, w) for m, w in MIX if m in ONLY]
+
+
 def worker(i, deadline, steady, free_key, poor_key):
     rnd = random.Random(i * 7919 + int(time.time()))
+    names = [m for m, _ in MIX]
+    weights = [w for _, w in MIX]
     n = 0
     while time.time() < deadline:
         n += 1
         acct, key = rnd.choice(steady)
-        roll = rnd.random()
+        op = rnd.choices(names, weights)[0]
         tag = f"soak {i} {n} {time.time_ns()}"
-        if roll < 0.25:
+        if op == "hit":
             ask(key, f"soak hit question {rnd.randrange(8)}",
                 providers=PROVIDERS[: 1 + rnd.randrange(4)], what="ask hit")
-        elif roll < 0.37:
+        elif op == "miss":
             ask(key, f"miss {tag}", providers=rnd.sample(PROVIDERS, 1 + rnd.randrange(4)), what="ask miss")
-        elif roll < 0.45:
+        elif op == "stream":
             ask(key, rnd.choice([f"stream {tag}", f"soak stream question {rnd.randrange(4)}"]),
                 stream=True, what="ask stream")
-        elif roll < 0.55:
+        elif op == "chat":
             chat(key, rnd.choice([f"chat {tag}", f"soak chat question {rnd.randrange(4)}"]),
                  stream=rnd.random() < 0.4)
-        elif roll < 0.65:
+        elif op == "messages":
             messages(key, rnd.choice([f"messages {tag}", f"soak messages question {rnd.randrange(4)}"]),
                      stream=rnd.random() < 0.4)
-        elif roll < 0.72:
+        elif op == "free":
             r = ask(free_key, f"free {tag}", what="free tier")
             if r and r[0] == 429:
                 assert "retry-after" in r[1] or b"could never" in r[2], r
-        elif roll < 0.77:
+        elif op == "poor":
             ask(poor_key, f"poor {tag}", providers=PROVIDERS, what="poor account")
-        elif roll < 0.81:
+        elif op == "revoke":
             # Revocation: a new key works, is revoked, and is refused at once.
             r = call("POST", "/v1/keys", {"name": "short-lived"}, token=key, what="mint")
             if r and r[0] == 201:
@@ -170,7 +182,7 @@ def worker(i, deadline, steady, free_key, poor_key):
                 if r and r[0] != 401:
                     with lock:
                         fivexx.append(("revoked key answered", r[0], r[2][:200]))
-        elif roll < 0.84:
+        elif op == "delete":
             # Deletion: an account used, checked, deleted, and refused after.
             a, k = new_account("pro", 50_000)
             ask(k, f"doomed {tag}", what="ask doomed")
@@ -191,7 +203,9 @@ def worker(i, deadline, steady, free_key, poor_key):
 
 
 def rss_sample(t0):
-    procs = {}
+    """VmRSS of each workerd process of the stack, and its parts: anonymous (the processes'
+    own heaps), file-backed and shared memory (pages of mapped files, e.g. SQLite's)."""
+    procs, parts = {}, {"anon": 0.0, "file": 0.0, "shmem": 0.0}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if os.getpgid(int(pid)) != PGID:
@@ -199,11 +213,14 @@ def rss_sample(t0):
             if "workerd" not in open(f"/proc/{pid}/comm").read():
                 continue
             for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmRSS:"):
-                    procs[int(pid)] = int(line.split()[1]) / 1024
+                k, _, v = line.partition(":")
+                if k == "VmRSS":
+                    procs[int(pid)] = int(v.split()[0]) / 1024
+                elif k in ("RssAnon", "RssFile", "RssShmem"):
+                    parts[k[3:].lower()] += int(v.split()[0]) / 1024
         except OSError:
             continue
-    rss_curve.append((time.time() - t0, sum(procs.values()), procs))
+    rss_curve.append((time.time() - t0, sum(procs.values()), procs, parts))
 
 
 def sampler(t0, deadline, stop):
@@ -278,14 +295,17 @@ def main():
         print("  ", t)
     if fivexx or timeouts:
         ok = False
-    for need in ("free tier 429", "poor account 402", "ask by revoked key 401", "delete account 200"):
-        if not stats.get(need):
+    for op, need in (("free", "free tier 429"), ("poor", "poor account 402"),
+                     ("revoke", "ask by revoked key 401"), ("delete", "delete account 200")):
+        if op in dict(MIX) and not stats.get(need):
             print(f"the mix produced no `{need}`")
             ok = False
     # The memory curve.
     print("workerd RSS (MiB) over time:")
-    for t, total_mb, procs in rss_curve:
-        print(f"  {t:7.1f} s  {total_mb:8.1f}  " + "  ".join(f"{p}:{m:.0f}" for p, m in sorted(procs.items())))
+    print("        time     total    anon    file   shmem   per process")
+    for t, total_mb, procs, parts in rss_curve:
+        print(f"  {t:7.1f} s  {total_mb:8.1f} {parts['anon']:7.1f} {parts['file']:7.1f} {parts['shmem']:7.1f}   "
+              + "  ".join(f"{p}:{m:.0f}" for p, m in sorted(procs.items())))
     warm = [x for x in rss_curve if x[0] >= SECONDS * WARMUP_FRACTION]
     if len(warm) >= 3:
         xs = [x[0] for x in warm]
@@ -312,7 +332,7 @@ def main():
           f"{', BROKEN for ' + str(stats['deleted account conserved False']) if stats.get('deleted account conserved False') else ''})")
     ok = ok and conserved and not stats.get("deleted account conserved False")
     with open(os.path.join(OUT, "soak-result.json"), "w") as f:
-        json.dump({"stats": stats, "rss": [(t, m) for t, m, _ in rss_curve], "ok": ok}, f)
+        json.dump({"stats": stats, "rss": [(t, m, parts) for t, m, _, parts in rss_curve], "ok": ok}, f)
     print("soak:", "PASSED" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 

@@ -6,7 +6,9 @@
 # after warm-up (the curve is printed), and per-account conservation of credits.
 #   soak.sh [minutes]        (default 10; fractions such as 0.5 work)
 # Env: SOAK_THREADS (concurrent clients, default 4), SOAK_SAMPLE_S (RSS sampling, default 10),
-#      SOAK_STATE_ROOT (default /dev/shm if writable, else target/soak-state).
+#      SOAK_ONLY (a part of the mix only: hit,miss,stream,chat,messages,free,poor,revoke,delete,read),
+#      SOAK_STATE_ROOT (default /dev/shm if writable, else target/soak-state),
+#      SOAK_KEEP_INSPECTOR (1: leave wrangler's DevTools Network tracing on).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -52,7 +54,26 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 if [ "$up" != 1 ]; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
-echo "== soak: $minutes min of mixed load on $base (stack process group $stack, state in $work)"
+# wrangler's inspector proxy enables DevTools Network tracing on one of the stack's Workers
+# (docs/DECISIONS.md, load benchmarks); as in bench.sh it is turned off, unless
+# SOAK_KEEP_INSPECTOR=1, so the figures are the Workers' own.
+tracing="left on (SOAK_KEEP_INSPECTOR=1)"
+if [ "${SOAK_KEEP_INSPECTOR:-0}" != 1 ]; then
+  tracing=$(node -e '
+    const [wsPath, port] = process.argv.slice(1);
+    const ws = new (require(wsPath))(`ws://127.0.0.1:${port}/ws`);
+    const timer = setTimeout(() => { console.log("NOT disabled (timeout)"); process.exit(0); }, 20000);
+    ws.on("open", () => ws.send(JSON.stringify({ id: 1, method: "Network.disable" })));
+    ws.on("message", (m) => {
+      const d = JSON.parse(m);
+      if (d.id !== 1) return;
+      console.log(d.error ? "NOT disabled: " + JSON.stringify(d.error) : "disabled");
+      clearTimeout(timer); ws.close();
+    });
+    ws.on("error", (e) => { console.log("NOT disabled: " + e.message); process.exit(0); });
+  ' "$ROOT/node_modules/ws" "$inspector" 2>&1 || echo "NOT disabled")
+fi
+echo "== soak: $minutes min of mixed load on $base (stack process group $stack, state in $work; inspector Network tracing: $tracing)"
 status=0
 python3 scripts/soak.py "$base" "$ADMIN_TOKEN" "$seconds" "$stack" "$work" || status=$?
 mkdir -p target

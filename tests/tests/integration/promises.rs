@@ -347,3 +347,67 @@ async fn the_access_log_shows_the_last_100_decryptions() {
     assert_eq!(shown, newest, "the last 100, newest first");
     assert!(!shown.contains(&ids[0].as_str()), "the oldest is not shown");
 }
+
+/// SECURITY.md's disclosure policy names the contact `/.well-known/security.txt` serves.
+#[tokio::test]
+async fn security_md_names_the_contact_that_security_txt_serves() {
+    let s = &stack();
+    let served = s.get("/.well-known/security.txt", None).await;
+    assert_eq!(served.status, 200, "{}", served.text);
+    let contact = served
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("Contact: mailto:"))
+        .expect("a mailto contact")
+        .trim()
+        .to_string();
+    let md = std::fs::read_to_string(root().join("SECURITY.md")).unwrap();
+    assert!(
+        md.contains(&format!("**{contact}**")),
+        "SECURITY.md does not name {contact}"
+    );
+}
+
+/// Every test SECURITY.md names exists: `it` names as `module::name` in
+/// tests/tests/integration/<module>.rs, `core` names as a test function under core/.
+#[tokio::test]
+async fn every_test_security_md_names_exists() {
+    let md = std::fs::read_to_string(root().join("SECURITY.md")).unwrap();
+    let core_sources: String = files_under(&root().join("core"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
+    let mut named = 0;
+    for (package, rest) in md
+        .split("it `")
+        .skip(1)
+        .map(|r| ("it", r))
+        .chain(md.split("core `").skip(1).map(|r| ("core", r)))
+    {
+        let Some(path) = rest.split('`').next() else {
+            continue;
+        };
+        let name = path.rsplit("::").next().unwrap();
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue;
+        }
+        named += 1;
+        let found = if package == "it" {
+            let module = path.split("::").next().unwrap();
+            std::fs::read_to_string(root().join(format!("tests/tests/integration/{module}.rs")))
+                .unwrap_or_default()
+                .contains(&format!("fn {name}("))
+        } else {
+            core_sources.contains(&format!("fn {name}("))
+        };
+        assert!(
+            found,
+            "SECURITY.md names `{path}` ({package}), which does not exist"
+        );
+    }
+    assert!(named > 60, "only {named} tests named");
+}
