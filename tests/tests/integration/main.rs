@@ -1,5 +1,6 @@
 //! Integration tests: the whole system under one `wrangler dev`, through its public HTTP API.
 
+mod bad_input;
 mod brokers;
 mod cache;
 mod coalescing;
@@ -9,6 +10,7 @@ mod dropin;
 mod foundation;
 mod hardening;
 mod logs;
+mod promises;
 mod ratelimit;
 mod rotation;
 mod sessions;

@@ -1,0 +1,413 @@
+//! Promises of SECURITY.md that no other test proved: each test here is named in its row.
+//! Where a promise is kept by configuration, the test reads the configuration.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::{json, nonce, root, send, stack, Stack, Value};
+
+fn calls_of(calls: &Value, provider: &str) -> u64 {
+    calls[provider].as_u64().unwrap_or(0)
+}
+
+/// Waits until the entry written off the response path has reached L2.
+async fn wait_stored(s: &Stack, key: &str) {
+    for _ in 0..60 {
+        let r = s.get(&format!("/__dev/l2/ask/v1/{key}"), None).await;
+        if r.json()["value"].is_string() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("entry {key} never reached L2");
+}
+
+/// Row 1: a `/v1/ask` prompt goes to the selected providers and no other; a drop-in call goes to
+/// its dialect's provider only.
+#[tokio::test]
+async fn a_prompt_reaches_only_the_providers_it_selected() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let r = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("only two of four {n}"), "providers": ["gemini", "anthropic"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let calls = s.mock_calls(&n).await;
+    assert_eq!(calls["total"], 2, "{calls}");
+    assert_eq!(
+        (calls_of(&calls, "anthropic"), calls_of(&calls, "gemini")),
+        (1, 1),
+        "{calls}"
+    );
+    assert_eq!(
+        (calls_of(&calls, "openai"), calls_of(&calls, "perplexity")),
+        (0, 0),
+        "{calls}"
+    );
+
+    let m = nonce();
+    let r = send(
+        s.client
+            .post(s.url("/v1/messages"))
+            .header("x-api-key", &key)
+            .json(
+                &json!({"model": "claude-3-5-haiku-latest", "max_tokens": 16,
+                "messages": [{"role": "user", "content": format!("drop-in to one {m}")}]}),
+            ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let calls = s.mock_calls(&m).await;
+    assert_eq!(calls["total"], 1, "{calls}");
+    assert_eq!(calls_of(&calls, "anthropic"), 1, "{calls}");
+}
+
+/// Row 3: L1 is written with `max-age=86400`, and the L2 entry (KV) with an expiry 24 h after it
+/// was stored, read from the local KV store itself.
+#[tokio::test]
+async fn l2_entries_are_written_to_expire_in_24_hours() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let r = s
+        .ask(
+            &key,
+            &json!({"prompt": format!("expire in a day {n}"), "providers": ["openai"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cache_key = r.header("x-cache-key").unwrap();
+    wait_stored(s, &cache_key).await;
+    let l1 = s
+        .get(&format!("/__dev/l1/ask/v1/{cache_key}"), None)
+        .await
+        .json();
+    assert_eq!(l1["cache_control"], "max-age=86400", "{l1}");
+    // Miniflare keeps KV entries in SQLite: key, blob, expiration (epoch ms), metadata.
+    let kv_dir = s.state_dir.join("persist/v3/kv");
+    let script = r#"
+import glob, json, sqlite3, sys
+for f in glob.glob(sys.argv[1] + "/*/*.sqlite"):
+    c = sqlite3.connect("file:" + f + "?mode=ro", uri=True)
+    try:
+        row = c.execute("SELECT expiration, metadata FROM _mf_entries WHERE key = ?", (sys.argv[2],)).fetchone()
+    except sqlite3.Error:
+        continue
+    if row:
+        print(json.dumps({"expiration": row[0], "metadata": json.loads(row[1] or "null")}))
+        sys.exit(0)
+sys.exit(3)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&kv_dir)
+        .arg(format!("ask:{cache_key}"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "no KV row for ask:{cache_key}: {out:?}"
+    );
+    let row: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expiration = row["expiration"].as_u64().expect("an expiration");
+    let stored_at = row["metadata"]["stored_at"].as_u64().expect("stored_at");
+    let ttl_ms = expiration.saturating_sub(stored_at);
+    assert!(
+        (86_399_000..=86_401_000).contains(&ttl_ms),
+        "the L2 entry lives {ttl_ms} ms: {row}"
+    );
+}
+
+/// Row 6: a hit costs the serving fee, less than its miss, and calls no provider; the balance
+/// loses exactly what the two responses said.
+#[tokio::test]
+async fn a_hit_costs_less_than_its_miss_and_calls_no_provider() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let before = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+        .as_u64()
+        .unwrap();
+    let n = nonce();
+    let body =
+        json!({"prompt": format!("cheaper twice {n}"), "providers": ["openai", "anthropic"]});
+    let miss = s.ask(&key, &body).await;
+    assert_eq!(miss.json()["cache"]["status"], "miss", "{}", miss.text);
+    wait_stored(s, &miss.header("x-cache-key").unwrap()).await;
+    let hit = s.ask(&key, &body).await;
+    assert_eq!(hit.json()["cache"]["status"], "hit", "{}", hit.text);
+    let (m, h) = (
+        miss.json()["usage"]["credits"].as_u64().unwrap(),
+        hit.json()["usage"]["credits"].as_u64().unwrap(),
+    );
+    assert!(h < m, "hit {h} vs miss {m}");
+    assert_eq!(h, 1, "the serving fee");
+    assert_eq!(
+        s.mock_calls(&n).await["total"],
+        2,
+        "the hit called no provider"
+    );
+    let mut after = 0;
+    for _ in 0..40 {
+        after = s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
+            .as_u64()
+            .unwrap();
+        if before - after == m + h {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(before - after, m + h, "balance {before} -> {after}");
+}
+
+/// Row 7 (configuration): the archive cleanup is the daily cron at 04:00 UTC, and the scheduled
+/// handler runs it.
+#[tokio::test]
+async fn the_archive_cleanup_runs_daily_at_04_00_utc() {
+    let toml = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+    let triggers = toml
+        .split("[triggers]")
+        .nth(1)
+        .expect("a [triggers] table in wrangler.toml");
+    let crons = triggers
+        .lines()
+        .find(|l| l.trim_start().starts_with("crons"))
+        .expect("crons");
+    assert_eq!(crons.trim(), r#"crons = ["0 4 * * *"]"#);
+    let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
+    let scheduled = lib
+        .split("#[event(scheduled)]")
+        .nth(1)
+        .expect("a scheduled handler");
+    assert!(scheduled[..scheduled.find("\n}\n").unwrap()].contains("retention::purge_archive"));
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Row 8: a minted key's plaintext is returned once; afterwards only its prefix and hash are
+/// anywhere: not in a listing, not in D1, KV or any other local storage, not in the logs.
+#[tokio::test]
+async fn a_minted_key_is_shown_once_and_stored_and_logged_only_as_prefix_and_hash() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let r = s
+        .post("/v1/keys", Some(&key), &json!({"name": "shown once"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let minted = r.json()["key"].as_str().unwrap().to_string();
+    let prefix = r.json()["prefix"].as_str().unwrap().to_string();
+    assert_eq!(prefix, minted[..12]);
+    // Use it (auth memo, KV auth cache, last use), then read the listings.
+    assert_eq!(s.get("/v1/account", Some(&minted)).await.status, 200);
+    let n = nonce();
+    let ask = s
+        .ask(
+            &minted,
+            &json!({"prompt": format!("shown once {n}"), "providers": ["openai"]}),
+        )
+        .await;
+    assert_eq!(ask.status, 200, "{}", ask.text);
+    let list = s.get("/v1/keys", Some(&key)).await;
+    assert!(
+        list.text.contains(&prefix) && !list.text.contains(&minted[12..]),
+        "{}",
+        list.text
+    );
+    let usage = s.get("/v1/usage", Some(&minted)).await;
+    assert!(!usage.text.contains(&minted[12..]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hash = gateway_core::keys::hash_token(&minted);
+    assert!(s.d1_dump().contains(&hash), "the hash is stored");
+    let secret = minted[12..].as_bytes();
+    for f in files_under(&s.state_dir.join("persist")) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "the plaintext is in {}",
+            f.display()
+        );
+    }
+    let log = std::fs::read(s.state_dir.join("stack.log")).unwrap();
+    assert!(
+        !log.windows(secret.len()).any(|w| w == secret),
+        "the plaintext is in the log"
+    );
+}
+
+/// Row 12 (configuration): the gateway holds no provider key. Its `wrangler.toml`, the local
+/// config and secrets the stack generated for it, and its source name none; the brokers' do.
+#[tokio::test]
+async fn the_gateway_holds_no_provider_key() {
+    let s = &stack();
+    let toml = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+    assert!(
+        !toml.contains("API_KEY"),
+        "wrangler.toml names a provider key"
+    );
+    for p in ["openai", "anthropic", "gemini", "perplexity"] {
+        let broker =
+            std::fs::read_to_string(root().join(format!("broker/wrangler.{p}.toml"))).unwrap();
+        assert!(
+            broker.contains("PROVIDER_API_KEY"),
+            "broker {p} keeps its own key"
+        );
+    }
+    // The local stack: every broker's key value, and none of them in the gateway's config.
+    let config = s.state_dir.join("config");
+    let mut provider_keys = Vec::new();
+    for p in ["openai", "anthropic", "gemini", "perplexity"] {
+        let vars = std::fs::read_to_string(config.join(format!("broker-{p}/.dev.vars"))).unwrap();
+        let line = vars
+            .lines()
+            .find(|l| l.starts_with("PROVIDER_API_KEY="))
+            .unwrap_or_else(|| panic!("broker-{p} has its key"));
+        let value = line["PROVIDER_API_KEY=".len()..]
+            .trim_matches('"')
+            .to_string();
+        assert!(value.len() >= 8);
+        provider_keys.push(value);
+    }
+    let mut gateway_files = files_under(&config.join("gateway"));
+    assert!(!gateway_files.is_empty());
+    gateway_files.extend(
+        files_under(&root().join("src"))
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "rs")),
+    );
+    for f in gateway_files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(
+            !text.contains("PROVIDER_API_KEY"),
+            "{} names a provider key",
+            f.display()
+        );
+        for k in &provider_keys {
+            assert!(
+                !text.contains(k.as_str()),
+                "{} holds a provider key",
+                f.display()
+            );
+        }
+    }
+}
+
+/// Row 16: the owner's access log shows the last 100 decryptions, newest first.
+#[tokio::test]
+async fn the_access_log_shows_the_last_100_decryptions() {
+    let s = &stack();
+    let account = s.account("scale", 10_000_000).await;
+    let key = s.key(&account, "live").await;
+    let n = nonce();
+    let put = send(
+        s.client
+            .put(s.url("/v1/provider-keys/openai"))
+            .bearer_auth(&key)
+            .json(&json!({"key": format!("own-openai-key-{n}")})),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let mut ids = Vec::new();
+    for i in 0..101 {
+        let r = s
+            .ask(
+                &key,
+                &json!({"prompt": format!("decrypt {i} {n}"), "providers": ["openai"]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "call {i}: {}", r.text);
+        ids.push(r.header("x-request-id").unwrap());
+    }
+    let log = s.get("/v1/provider-keys/access-log", Some(&key)).await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let entries = log.json()["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 100);
+    let shown: Vec<&str> = entries
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = ids.iter().rev().take(100).map(String::as_str).collect();
+    assert_eq!(shown, newest, "the last 100, newest first");
+    assert!(!shown.contains(&ids[0].as_str()), "the oldest is not shown");
+}
+
+/// SECURITY.md's disclosure policy names the contact `/.well-known/security.txt` serves.
+#[tokio::test]
+async fn security_md_names_the_contact_that_security_txt_serves() {
+    let s = &stack();
+    let served = s.get("/.well-known/security.txt", None).await;
+    assert_eq!(served.status, 200, "{}", served.text);
+    let contact = served
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("Contact: mailto:"))
+        .expect("a mailto contact")
+        .trim()
+        .to_string();
+    let md = std::fs::read_to_string(root().join("SECURITY.md")).unwrap();
+    assert!(
+        md.contains(&format!("**{contact}**")),
+        "SECURITY.md does not name {contact}"
+    );
+}
+
+/// Every test SECURITY.md names exists: `it` names as `module::name` in
+/// tests/tests/integration/<module>.rs, `core` names as a test function under core/.
+#[tokio::test]
+async fn every_test_security_md_names_exists() {
+    let md = std::fs::read_to_string(root().join("SECURITY.md")).unwrap();
+    let core_sources: String = files_under(&root().join("core"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
+    let mut named = 0;
+    for (package, rest) in md
+        .split("it `")
+        .skip(1)
+        .map(|r| ("it", r))
+        .chain(md.split("core `").skip(1).map(|r| ("core", r)))
+    {
+        let Some(path) = rest.split('`').next() else {
+            continue;
+        };
+        let name = path.rsplit("::").next().unwrap();
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue;
+        }
+        named += 1;
+        let found = if package == "it" {
+            let module = path.split("::").next().unwrap();
+            std::fs::read_to_string(root().join(format!("tests/tests/integration/{module}.rs")))
+                .unwrap_or_default()
+                .contains(&format!("fn {name}("))
+        } else {
+            core_sources.contains(&format!("fn {name}("))
+        };
+        assert!(
+            found,
+            "SECURITY.md names `{path}` ({package}), which does not exist"
+        );
+    }
+    assert!(named > 60, "only {named} tests named");
+}
