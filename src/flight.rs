@@ -264,6 +264,9 @@ async fn lead(stub: Stub, ticket: u64, mut rx: mpsc::UnboundedReceiver<LeaderOp>
     }
 }
 
+/// Where a followed stream's outcome is put when it comes (after its last event).
+pub type Landed = std::rc::Rc<std::cell::RefCell<Option<Outcome>>>;
+
 /// A follower's wait.
 pub struct Follower {
     frames: Frames,
@@ -276,8 +279,8 @@ pub enum Waited {
     /// The leader's outcome.
     Outcome(Outcome),
     /// The leader's stream (from its first event), for a follower that streams; it ends after
-    /// the leader's last event.
-    Stream(EventBody),
+    /// the leader's last event, when the outcome is put in the [`Landed`] cell.
+    Stream(EventBody, Landed),
     /// Promoted: this call now leads the flight.
     Lead(Leader),
     /// The flight was lost (its object went away): the call makes its own.
@@ -305,7 +308,9 @@ impl Follower {
                     return Waited::Lead(Leader::start(cx, self.stub, ticket))
                 }
                 Some(Frame::Chunk { data }) if streams => {
-                    return Waited::Stream(Box::pin(chunks(data, self.frames)))
+                    let landed = Landed::default();
+                    let body = Box::pin(chunks(data, self.frames, landed.clone()));
+                    return Waited::Stream(body, landed);
                 }
                 Some(_) => {}
                 None => return Waited::Lost,
@@ -314,21 +319,33 @@ impl Follower {
     }
 }
 
-/// The leader's stream from `first` on, as bytes, until its last part.
-fn chunks(first: String, frames: Frames) -> impl Stream<Item = Result<Vec<u8>, worker::Error>> {
-    futures::stream::unfold((Some(first), Some(frames)), |(first, frames)| async move {
-        if let Some(first) = first {
-            return Some((Ok(first.into_bytes()), (None, frames)));
-        }
-        let mut frames = frames?;
-        loop {
-            match frames.next().await? {
-                Frame::Chunk { data } => {
-                    return Some((Ok(data.into_bytes()), (None, Some(frames))))
-                }
-                Frame::Done { .. } | Frame::Lead { .. } => return None,
-                _ => {}
+/// The leader's stream from `first` on, as bytes, until its last part; the outcome then goes
+/// to `landed`.
+fn chunks(
+    first: String,
+    frames: Frames,
+    landed: Landed,
+) -> impl Stream<Item = Result<Vec<u8>, worker::Error>> {
+    futures::stream::unfold(
+        (Some(first), Some(frames), landed),
+        |(first, frames, landed)| async move {
+            if let Some(first) = first {
+                return Some((Ok(first.into_bytes()), (None, frames, landed)));
             }
-        }
-    })
+            let mut frames = frames?;
+            loop {
+                match frames.next().await? {
+                    Frame::Chunk { data } => {
+                        return Some((Ok(data.into_bytes()), (None, Some(frames), landed)))
+                    }
+                    Frame::Done { outcome } => {
+                        *landed.borrow_mut() = Some(outcome);
+                        return None;
+                    }
+                    Frame::Lead { .. } => return None,
+                    _ => {}
+                }
+            }
+        },
+    )
 }

@@ -13,7 +13,7 @@ use crate::brokers;
 use crate::cache;
 use crate::db::usage_log;
 use crate::db::usage_log::Event;
-use crate::flight::{self, Leader, Role, Waited};
+use crate::flight::{self, Landed, Leader, Role, Waited};
 use crate::http::context::RequestContext;
 use crate::limits::{
     self, Admission, Charge, Policy, Reservation, Used, WithRateHeaders, WorstCase,
@@ -114,14 +114,17 @@ pub trait Endpoint {
         event: &mut Event,
     ) -> ApiResult<Response>;
 
-    /// Serves a follower that streams the leader's stream (see [`Endpoint::follows_stream`]).
+    /// Serves a follower that streams the leader's stream (see [`Endpoint::follows_stream`]);
+    /// the outcome is in `landed` once `body` has ended.
     fn follow_stream(
         &self,
         cx: &RequestContext,
         body: EventBody,
+        landed: Landed,
         served: Served,
+        event: &mut Event,
     ) -> ApiResult<Response> {
-        let _ = (cx, body, served);
+        let _ = (cx, body, landed, served, event);
         Err(ApiError::internal())
     }
 }
@@ -376,7 +379,10 @@ fn follow<E: Endpoint>(
             let resp = endpoint.answer_shared(cx, shared, served(fee), event)?;
             (resp, fee)
         }
-        Waited::Stream(body) => (endpoint.follow_stream(cx, body, served(fee))?, fee),
+        Waited::Stream(body, landed) => (
+            endpoint.follow_stream(cx, body, landed, served(fee), event)?,
+            fee,
+        ),
         Waited::Outcome(Outcome::Error {
             status,
             code,
@@ -461,6 +467,17 @@ fn event_stream<E: Endpoint>(
     miss: Miss,
     event: &mut Event,
 ) -> ApiResult<Response> {
+    // A flight's followers get the events as they pass, all but the leader's own `done`.
+    let body: EventBody = match miss.leader.as_ref().map(Leader::tap) {
+        Some(tap) => Box::pin(body.inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                if !c.starts_with(b"event: done") {
+                    tap.publish(String::from_utf8_lossy(c).into_owned());
+                }
+            }
+        })),
+        None => body,
+    };
     answer_streamed(
         cx,
         endpoint,

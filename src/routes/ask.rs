@@ -17,11 +17,12 @@ use crate::brokers::{ProviderResult, ResultBody, Timed};
 use crate::cache::{Entry, RawEntry};
 use crate::db::usage_log;
 use crate::db::usage_log::Event;
+use crate::flight::Landed;
 use crate::http::context::RequestContext;
 use crate::http::request::{read_body_capped, require_json};
 use crate::http::response::{json_text, set_header};
 use crate::limits::{self, Charge, Used, WorstCase};
-use crate::pipeline::{self, Endpoint, Served, SharedAnswer, Streamed};
+use crate::pipeline::{self, Endpoint, EventBody, Served, SharedAnswer, Streamed};
 use crate::routes::ask_stream;
 use gateway_core::broker::BrokerRequest;
 use gateway_core::cache::control::CacheOutcome;
@@ -244,6 +245,54 @@ impl Endpoint for Ask {
                 message: "internal error".into(),
             },
         }
+    }
+
+    fn follows_stream(&self) -> bool {
+        self.ask.stream
+    }
+
+    /// The leader's `delta` and `result` events as they come, then this caller's own `done`
+    /// (its cache status, its fee), with the results the leader's outcome holds; its usage
+    /// row and archive are written then.
+    fn follow_stream(
+        &self,
+        cx: &RequestContext,
+        body: EventBody,
+        landed: Landed,
+        served: Served,
+        event: &mut Event,
+    ) -> ApiResult<Response> {
+        let mut row = std::mem::take(event);
+        event.deferred = true;
+        let done = json!({
+            "id": cx.request_id,
+            "created_at": cx.now_iso(),
+            "cache": served.outcome.body(self.ask.scope.as_str(), served.key.as_str()),
+            "usage": {"credits": served.credits},
+        });
+        let cx2 = cx.clone();
+        let tail = futures::stream::once(async move {
+            let results = match &*landed.borrow() {
+                Some(Outcome::Answer { text, .. }) => serde_json::from_str::<Value>(text)
+                    .ok()
+                    .map(|v| v["results"].clone())
+                    .unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            let mut done = done;
+            done["results"] = if results.is_array() {
+                results
+            } else {
+                json!([])
+            };
+            let body = done.to_string();
+            usage_log::archive_later(&mut row, body.clone());
+            usage_log::usage_later(&cx2, row, 200);
+            Ok(ask_stream::event("done", &body))
+        });
+        let resp = Response::from_stream(futures::StreamExt::chain(body, tail))
+            .map_err(|_| ApiError::internal())?;
+        self.answer_stream(resp, served)
     }
 
     /// As a hit is served (the JSON answer or its events).

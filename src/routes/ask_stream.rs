@@ -265,7 +265,8 @@ impl Drop for Events {
     }
 }
 
-fn event(name: &str, data: &str) -> Vec<u8> {
+/// One event of the stream, encoded.
+pub fn event(name: &str, data: &str) -> Vec<u8> {
     sse::encode(Some(name), data).into_bytes()
 }
 

@@ -19,6 +19,7 @@ use crate::brokers;
 use crate::brokers::{Passthrough, Upstream};
 use crate::db::sealed_keys;
 use crate::db::usage_log::Event;
+use crate::flight::Landed;
 use crate::http::context::RequestContext;
 use crate::http::request::{read_body_capped, require_json};
 use crate::http::response::set_header;
@@ -301,7 +302,9 @@ impl Endpoint for DropIn {
         &self,
         cx: &RequestContext,
         body: EventBody,
+        _landed: Landed,
         served: Served,
+        _event: &mut Event,
     ) -> ApiResult<Response> {
         let strip = self.dialect == Dialect::OpenAiChat && !self.include_usage;
         let (body, _ended) =

@@ -490,7 +490,8 @@ async fn a_full_flight_and_an_old_flight_let_callers_make_their_own_call() {
 async fn streamed_asks_and_chat_streams_coalesce_too() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    // /v1/ask with `stream: true`: followers get the whole answer's events once it is known.
+    // /v1/ask with `stream: true`: followers get the leader's `delta` and `result` events as
+    // they come, then their own `done`.
     let n = nonce();
     let body = json!({"prompt": format!("ask stream [[mock:*=delay:800]] {n}"),
         "providers": ["openai", "anthropic"], "stream": true});
@@ -505,8 +506,27 @@ async fn streamed_asks_and_chat_streams_coalesce_too() {
     for f in &followers {
         assert_eq!(f.0, 200, "{}", f.2);
         assert_eq!(f.1.as_deref(), Some(COLLAPSED));
-        assert!(f.2.contains("event: done"), "{}", f.2);
-        assert!(f.2.contains("\"coalesced\""), "{}", f.2);
+        assert_eq!(
+            f.2.matches("event: done").count(),
+            1,
+            "its own done only: {}",
+            f.2
+        );
+        assert_eq!(f.2.matches("event: result").count(), 2, "{}", f.2);
+        // The leader's own deltas, as they came (a hit's synthesized events have one a result).
+        let deltas = leader.2.matches("event: delta").count();
+        assert!(deltas > 2, "{}", leader.2);
+        assert_eq!(f.2.matches("event: delta").count(), deltas, "{}", f.2);
+        let done =
+            f.2.split("event: done\ndata: ")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap();
+        let done: Value = serde_json::from_str(done).unwrap();
+        assert_eq!(done["cache"]["status"], "coalesced", "{done}");
+        assert_eq!(done["results"].as_array().unwrap().len(), 2, "{done}");
     }
 
     // An OpenAI stream: a follower that asked for the usage chunk gets it, one that did not
