@@ -210,7 +210,7 @@ fn assert_refused_by_runtime_or_gateway(what: &str, r: &RawReply) {
 
 /// After a chunked body refused at the cap (413 before the rest is read), wrangler dev's proxy
 /// answers the next POST 503 "Your worker restarted mid-request" (no X-Request-Id: the Worker
-/// never saw it) and may hold a GET it retries; a known finding of the local stack
+/// never saw it); a GET sent instead, which the proxy retries, got no answer in 30 s. A known finding of the local stack
 /// (`known_finding_a_post_after_a_refused_chunked_body_gets_a_503_under_wrangler_dev`). One
 /// sacrificial POST takes that broken connection: the gateway's own refusal, or exactly that 503.
 async fn absorb_after_chunked(p: u16) {
