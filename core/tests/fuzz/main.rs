@@ -530,7 +530,6 @@ fn fuzz_target(name: &'static str, target: Target, seconds: u64, seed: u64) -> R
         }
     }
     let elapsed = started.elapsed();
-    drop(record);
     Report {
         name,
         execs,

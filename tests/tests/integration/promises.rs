@@ -236,7 +236,7 @@ async fn a_minted_key_is_shown_once_and_stored_and_logged_only_as_prefix_and_has
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hash = gateway_core::keys::hash_token(&minted);
     assert!(s.d1_dump().contains(&hash), "the hash is stored");
-    let secret = minted[12..].as_bytes();
+    let secret = &minted.as_bytes()[12..];
     for f in files_under(&s.state_dir.join("persist")) {
         let bytes = std::fs::read(&f).unwrap_or_default();
         assert!(
