@@ -18,7 +18,7 @@ use gateway_core::providers::adapters::parse_response;
 use gateway_core::providers::adapters::stream::CompletionStream;
 use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
-use gateway_core::scrub::{excerpt, scrub as scrub_text, scrub_secrets, REDACTED};
+use gateway_core::scrub::{excerpt, scrub as scrub_text, scrub_secrets};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
