@@ -26,8 +26,10 @@ pub fn normalize(p: &str) -> String {
     if p.is_ascii() {
         return normalize_ascii(p);
     }
+    // The key's one-pass writer, JSON-escaped (one copy of it in the Worker): without a
+    // backslash, nothing was escaped.
     let mut out = Vec::new();
-    if write_normalized_unicode::<false>(p, &mut out) {
+    if write_normalized_unicode(p, &mut out) && !out.contains(&b'\\') {
         // Always UTF-8 (whole characters copied or encoded), checked rather than assumed.
         if let Ok(s) = String::from_utf8(out) {
             return s;
@@ -96,7 +98,7 @@ pub(crate) fn write_normalized_json_body(p: &str, out: &mut Vec<u8>) {
         write_normalized_ascii::<true>(p.as_bytes(), out);
     } else {
         let start = out.len();
-        if !write_normalized_unicode::<true>(p, out) {
+        if !write_normalized_unicode(p, out) {
             out.truncate(start);
             write_json_string_body(&normalize_composing(p), out);
         }
@@ -419,9 +421,9 @@ fn is_ascii_punctuation(b: u8) -> bool {
 // - The rest goes through `char::to_lowercase` and the quick check's step.
 // ---------------------------------------------------------------------------------------------
 
-/// Appends `normalize(p)` to `out` (JSON-escaped if `ESCAPE`) and returns true, or returns
-/// false, with garbage in `out` past its old length, if NFC might compose.
-fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> bool {
+/// Appends `normalize(p)`, JSON-escaped, to `out` and returns true, or returns false, with
+/// garbage in `out` past its old length, if NFC might compose.
+fn write_normalized_unicode(p: &str, out: &mut Vec<u8>) -> bool {
     let end = p.len() - trailing_punctuation_and_whitespace(p);
     let s = &p.as_bytes()[..end];
     let n = s.len();
@@ -440,7 +442,7 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
         if i + 8 <= n {
             let x = word_at(s, i);
             if x & HIGH == 0 {
-                len = put_ascii_word::<ESCAPE>(out, len, x, 8, &mut after_space, n - i).0;
+                len = put_ascii_word::<true>(out, len, x, 8, &mut after_space, n - i).0;
                 last_cc = 0;
                 i += 8;
                 continue;
@@ -448,7 +450,7 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
             // Lead bytes of three or four (CJK, Hangul, emoji) come in runs, which the run
             // below takes faster.
             if x & (x << 1) & (x << 2) & HIGH == 0 {
-                if let Some(y) = two_byte_word::<ESCAPE>(p, end, i, x, &mut after_space) {
+                if let Some(y) = two_byte_word(p, end, i, x, &mut after_space) {
                     out[len..len + 8].copy_from_slice(&y.to_le_bytes());
                     len += 8;
                     last_cc = 0;
@@ -459,7 +461,7 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
             // ASCII bytes before the first byte that is not.
             let k = ((x & HIGH).trailing_zeros() / 8) as usize;
             if k > 0 {
-                len = put_ascii_word::<ESCAPE>(out, len, x, k, &mut after_space, n - i).0;
+                len = put_ascii_word::<true>(out, len, x, k, &mut after_space, n - i).0;
                 last_cc = 0;
                 i += k;
             }
@@ -467,7 +469,7 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
             let b = lower_and_blank(s[i]);
             let space = b == b' ';
             if !(space && after_space) {
-                let escaped = ESCAPE && needs_escape(b);
+                let escaped = needs_escape(b);
                 if escaped {
                     make_room(out, len, 6 + (n - i) + SLACK);
                 }
@@ -486,7 +488,7 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
             i += 1;
             continue;
         }
-        let (run_len, run_end, space) = write_run::<ESCAPE>(p, end, out, len, i);
+        let (run_len, run_end, space) = write_run(p, end, out, len, i);
         if run_end > i {
             len = run_len;
             i = run_end;
@@ -499,7 +501,7 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
             return false;
         };
         if c == 'Σ' {
-            match rewrite_sigma_word::<ESCAPE>(p, end, i, out, start, len) {
+            match rewrite_sigma_word(p, end, i, out, start, len) {
                 Some((l, next)) => {
                     len = l;
                     i = next;
@@ -522,7 +524,7 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
             after_space = true;
         } else {
             for lower in c.to_lowercase() {
-                match put_lowered::<ESCAPE>(lower, out, len, &mut last_cc) {
+                match put_lowered(lower, out, len, &mut last_cc) {
                     Some(l) => len = l,
                     None => return false,
                 }
@@ -547,23 +549,15 @@ fn write_normalized_unicode<const ESCAPE: bool>(p: &str, out: &mut Vec<u8>) -> b
 /// (but for one the word's end cuts). Bytes that go on with a character of the last word are
 /// kept: that one was simple.
 #[inline(always)]
-fn two_byte_word<const ESCAPE: bool>(
-    p: &str,
-    end: usize,
-    i: usize,
-    x: u64,
-    after_space: &mut bool,
-) -> Option<u64> {
+fn two_byte_word(p: &str, end: usize, i: usize, x: u64, after_space: &mut bool) -> Option<u64> {
     let s = &p.as_bytes()[..end];
     let ascii = !x & HIGH;
     // The masks of `lowercase_word`, from the low seven bits so that nothing carries, kept for
     // the ASCII bytes: the spaces before the drops.
     let low = x & LOW7;
-    let mut fine = low.wrapping_add(ONES * 0x60);
-    if ESCAPE {
-        fine &= (low ^ (ONES * u64::from(b'"'))).wrapping_add(LOW7)
-            & (low ^ (ONES * u64::from(b'\\'))).wrapping_add(LOW7);
-    }
+    let fine = low.wrapping_add(ONES * 0x60)
+        & (low ^ (ONES * u64::from(b'"'))).wrapping_add(LOW7)
+        & (low ^ (ONES * u64::from(b'\\'))).wrapping_add(LOW7);
     let spaces = ascii_spaces(low) & ascii;
     let drop = spaces & ((spaces << 8) | (u64::from(*after_space) << 7));
     if (!fine & ascii) | drop != 0 {
@@ -595,7 +589,7 @@ fn two_byte_word<const ESCAPE: bool>(
 /// [`lowercase_at`] lowers are written in between. Returns the new length, where the input
 /// goes on (`i` if the first character is neither), and whether the run ended in a space.
 #[inline(always)]
-fn write_run<const ESCAPE: bool>(
+fn write_run(
     p: &str,
     end: usize,
     out: &mut [u8],
@@ -606,7 +600,7 @@ fn write_run<const ESCAPE: bool>(
     let mut run = i;
     let mut space = false;
     while i < s.len() {
-        match run_class::<ESCAPE>(s[i]) {
+        match run_class(s[i]) {
             RUN_PLAIN => {
                 space = false;
                 i += 1;
@@ -640,8 +634,8 @@ fn write_run<const ESCAPE: bool>(
     (copy_run(out, len, &s[run..i]), i, space)
 }
 
-/// Classes of bytes in a run: ASCII that every step leaves alone (printable but for space and
-/// the capitals, and if escaping but for `"` and `\`), the space, bytes that are not ASCII
+/// Classes of bytes in a run: ASCII that every step leaves alone and that is not escaped
+/// (printable but for space, the capitals, `"` and `\`), the space, bytes that are not ASCII
 /// (only lead bytes come up), and the rest.
 const RUN_OTHER: u8 = 0;
 const RUN_PLAIN: u8 = 1;
@@ -650,8 +644,8 @@ const RUN_LEAD: u8 = 3;
 
 /// The run class of `b`.
 #[inline(always)]
-fn run_class<const ESCAPE: bool>(b: u8) -> u8 {
-    const fn table(escape: bool) -> [u8; 256] {
+fn run_class(b: u8) -> u8 {
+    const fn table() -> [u8; 256] {
         let mut t = [RUN_OTHER; 256];
         let mut b = 0;
         while b < 256 {
@@ -660,11 +654,7 @@ fn run_class<const ESCAPE: bool>(b: u8) -> u8 {
                 RUN_LEAD
             } else if c == b' ' {
                 RUN_SPACE
-            } else if c > b' '
-                && c < 0x7f
-                && !c.is_ascii_uppercase()
-                && !(escape && (c == b'"' || c == b'\\'))
-            {
+            } else if c > b' ' && c < 0x7f && !c.is_ascii_uppercase() && c != b'"' && c != b'\\' {
                 RUN_PLAIN
             } else {
                 RUN_OTHER
@@ -673,13 +663,8 @@ fn run_class<const ESCAPE: bool>(b: u8) -> u8 {
         }
         t
     }
-    static ESCAPED: [u8; 256] = table(true);
-    static UNESCAPED: [u8; 256] = table(false);
-    if ESCAPE {
-        ESCAPED[usize::from(b)]
-    } else {
-        UNESCAPED[usize::from(b)]
-    }
+    static CLASSES: [u8; 256] = table();
+    CLASSES[usize::from(b)]
 }
 
 /// Writes `run`, input text that every step leaves alone, at `len`; returns the new length.
@@ -808,16 +793,11 @@ const TWO_BYTE_OTHER: u8 = 0x80;
 /// six bytes made), after the quick check's step. `None` if the quick check would not answer
 /// Yes.
 #[inline]
-fn put_lowered<const ESCAPE: bool>(
-    c: char,
-    out: &mut [u8],
-    len: usize,
-    last_cc: &mut u8,
-) -> Option<usize> {
+fn put_lowered(c: char, out: &mut [u8], len: usize, last_cc: &mut u8) -> Option<usize> {
     if c.is_ascii() {
         *last_cc = 0;
         let b = c as u8;
-        return Some(put(out, len, b, ESCAPE && needs_escape(b)));
+        return Some(put(out, len, b, needs_escape(b)));
     }
     if is_simple(u32::from(c)) {
         *last_cc = 0;
@@ -933,7 +913,7 @@ fn sigma_neighbour(c: char) -> SigmaNeighbour {
 /// quick check would not answer Yes. `end` is where the trailing cut begins: punctuation is
 /// never cased, so cutting it does not change a Σ's form.
 #[inline(never)]
-fn rewrite_sigma_word<const ESCAPE: bool>(
+fn rewrite_sigma_word(
     p: &str,
     end: usize,
     i: usize,
@@ -959,7 +939,7 @@ fn rewrite_sigma_word<const ESCAPE: bool>(
     // The character before the word is whitespace, a starter, or there is none.
     let mut last_cc = 0;
     for c in lowered.chars() {
-        len = put_lowered::<ESCAPE>(c, out, len, &mut last_cc)?;
+        len = put_lowered(c, out, len, &mut last_cc)?;
     }
     Some((len, word_end))
 }
@@ -1641,10 +1621,16 @@ mod tests {
         }
     }
 
+    /// The one-pass writer's answer (JSON-escaped), if it has one.
     fn fast(p: &str) -> Option<String> {
         let mut out = Vec::new();
-        write_normalized_unicode::<false>(p, &mut out)
-            .then(|| String::from_utf8(out).expect("UTF-8"))
+        write_normalized_unicode(p, &mut out).then(|| String::from_utf8(out).expect("UTF-8"))
+    }
+
+    fn escaped(normalized: &str) -> String {
+        let mut out = String::new();
+        write_json_string_body(normalized, &mut out);
+        out
     }
 
     #[test]
@@ -1656,7 +1642,7 @@ mod tests {
             "Привет, МИР!  Ѐ 😀👍🏽 \u{1F468}\u{200D}\u{1F469} \u{212a}elvin \u{212b}",
             "Istanbul? \"quoted\"\\ \u{0}\t\u{a0}\u{2028} 𐐀",
         ] {
-            assert_eq!(fast(p).as_deref(), Some(old_normalize(p).as_str()), "{p:?}");
+            assert_eq!(fast(p), Some(escaped(&old_normalize(p))), "{p:?}");
         }
         // NFC would compose, or might: the general path answers.
         for p in [
@@ -1739,24 +1725,16 @@ mod tests {
     #[test]
     fn run_classes_match_the_steps() {
         for b in 0u8..=255 {
-            for (class, escaping) in [(run_class::<true>(b), true), (run_class::<false>(b), false)]
-            {
-                let expected = if b >= 0x80 {
-                    RUN_LEAD
-                } else if b == b' ' {
-                    RUN_SPACE
-                } else if lower_and_blank(b) == b
-                    && b != b' '
-                    && b >= 0x20
-                    && b != 0x7f
-                    && !(escaping && needs_escape(b))
-                {
-                    RUN_PLAIN
-                } else {
-                    RUN_OTHER
-                };
-                assert_eq!(class, expected, "{b} {escaping}");
-            }
+            let expected = if b >= 0x80 {
+                RUN_LEAD
+            } else if b == b' ' {
+                RUN_SPACE
+            } else if lower_and_blank(b) == b && b >= 0x20 && b != 0x7f && !needs_escape(b) {
+                RUN_PLAIN
+            } else {
+                RUN_OTHER
+            };
+            assert_eq!(run_class(b), expected, "{b}");
         }
     }
 
