@@ -24,11 +24,15 @@
 # Three properties of wrangler dev would otherwise swamp the figures with costs production does
 # not have (docs/DECISIONS.md, "Load benchmarks"):
 # - wrangler's inspector proxy attaches to one of the stack's Workers, picked at random at start
-#   and again on every hot reload, and enables the DevTools Network domain there: when that is
-#   the gateway, every subrequest it makes (Durable Object, KV, D1, Cache API, service binding)
-#   is traced to wrangler, which writes each event to its debug log, and those routes run about
-#   2x slower. Once the stack is up, the script sends `Network.disable` through the inspector
-#   port (as a DevTools client would); BENCH_KEEP_INSPECTOR=1 skips that.
+#   and again on every hot reload, and enables the DevTools Network, Debugger and Runtime
+#   domains there. When that is the gateway: every subrequest it makes (Durable Object, KV, D1,
+#   Cache API, service binding) is traced to wrangler, which writes each event to its debug log
+#   (those routes run about 2x slower); with a debugger attached V8 runs the gateway's wasm in
+#   its baseline tier (Liftoff) instead of optimized code; and every console.log captures a
+#   stack trace for DevTools. No deployed Worker has any of that. Once the stack is up, the
+#   script sends `Network.disable`, `Debugger.disable` and `Runtime.disable` through the
+#   inspector port (as a DevTools client would; wrangler then stops printing that Worker's
+#   console output); BENCH_KEEP_INSPECTOR=1 skips that.
 # - the stack runs from a private copy of the built Workers, so a rebuild by someone else
 #   (which hot-reloads every wrangler dev watching build/, and re-enables that tracing) cannot
 #   reach it mid-run;
@@ -44,7 +48,8 @@
 # Env: BENCH_ONLY (which of a, b, c, d, e, f to run; default abcdef; d runs last), BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (alternations, 2), BENCH_WARMUP
 #      (s per run, 2), BENCH_CONCURRENCY (a and b, 8), BENCH_MISS_CONCURRENCY ("1 4", for c),
 #      BENCH_STATE_ROOT (default /dev/shm if writable, else target/bench-state),
-#      BENCH_KEEP_INSPECTOR (1: leave wrangler's Network tracing on).
+#      BENCH_KEEP_INSPECTOR (1: leave wrangler's Network tracing on), BENCH_HOLD (a file: hold
+#      the stack up for profiling instead, see below).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -187,17 +192,24 @@ for p in sorted(ports - skip):
 PY
 )
 say "the Workers' runtime socket (behind wrangler's proxy): ${direct:-not found}"
-# A DevTools client's `Network.disable`, through wrangler's inspector proxy on port $1.
+# A DevTools client's `Network.disable`, `Debugger.disable` and `Runtime.disable`, through
+# wrangler's inspector proxy on port $1.
 disable_tracing() {
   node -e '
     const [wsPath, port] = process.argv.slice(1);
     const ws = new (require(wsPath))(`ws://127.0.0.1:${port}/ws`);
     const timer = setTimeout(() => { console.log("NOT disabled (timeout)"); process.exit(0); }, 20000);
-    ws.on("open", () => ws.send(JSON.stringify({ id: 1, method: "Network.disable" })));
+    const domains = ["Network", "Debugger", "Runtime"];
+    const failed = [];
+    ws.on("open", () => domains.forEach((d, i) =>
+      ws.send(JSON.stringify({ id: i + 1, method: d + ".disable" }))));
+    let answered = 0;
     ws.on("message", (m) => {
       const d = JSON.parse(m);
-      if (d.id !== 1) return;
-      console.log(d.error ? "NOT disabled: " + JSON.stringify(d.error) : "disabled");
+      if (!d.id || d.id > domains.length) return;
+      if (d.error) failed.push(domains[d.id - 1] + ": " + JSON.stringify(d.error));
+      if (++answered < domains.length) return;
+      console.log(failed.length ? "NOT all disabled: " + failed.join("; ") : "disabled (" + domains.join(", ") + ")");
       clearTimeout(timer); ws.close();
     });
     ws.on("error", (e) => { console.log("NOT disabled: " + e.message); process.exit(0); });
@@ -209,7 +221,7 @@ if [ "${BENCH_KEEP_INSPECTOR:-0}" = 1 ]; then
 else
   tracing=$(disable_tracing "$inspector")
 fi
-say "wrangler inspector attached to: ${attached:-unknown}; its Network tracing: $tracing"
+say "wrangler inspector attached to: ${attached:-unknown}; its DevTools domains: $tracing"
 
 jget() { python3 -c 'import json,sys; v=json.load(sys.stdin)
 for k in sys.argv[1].split("."): v=v[k]
@@ -220,6 +232,14 @@ curl -fsS "${admin[@]}" -X PATCH -d '{"tier":"enterprise","limits":{"burst":1000
   "$base/admin/accounts/$account" >/dev/null
 key=$(curl -fsS "${admin[@]}" -d '{"name":"bench","mode":"live"}' "$base/admin/accounts/$account/keys" | jget key)
 nonce="$$-$(date +%s)"
+# BENCH_HOLD=FILE: no benchmark; the stack stays up for profiling by hand (its addresses and a
+# live key written to FILE) until FILE is removed.
+if [ -n "${BENCH_HOLD:-}" ]; then
+  printf 'base=%s\ndirect=%s\nmock=%s\ninspector=%s\nkey=%s\naccount=%s\n' \
+    "$base" "$direct" "$mock" "$inspector" "$key" "$account" >"$BENCH_HOLD"
+  while [ -f "$BENCH_HOLD" ]; do sleep 1; done
+  exit 0
+fi
 # The body of the L1 hit figure (a.), and of its reference (d.).
 ask_body="{\"prompt\":\"bench l1 hit $nonce\",\"providers\":[\"openai\"],\"params\":{\"max_tokens\":16}}"
 

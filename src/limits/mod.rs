@@ -262,9 +262,8 @@ pub async fn gate(
 ) -> ApiResult<(Admission, Option<Reservation>)> {
     let (input, output) = worst_tokens(worst);
     let key = bucket::reserve(
-        &cx.env,
+        cx,
         &caller.prefix,
-        &cx.request_id,
         policy.limits,
         policy.key_tokens,
         input,
@@ -440,11 +439,8 @@ pub fn settle_later(
 ) -> u64 {
     let Some(r) = reservation else { return 0 };
     let (input, output) = used_tokens(charges);
-    let (env, prefix, id, tokens) = (cx.env.clone(), r.prefix.clone(), r.id.clone(), r.key_tokens);
-    cx.after(async move {
-        // A settlement that fails leaves the reservation to expire at its reserved amount.
-        let _ = bucket::settle(&env, &prefix, &id, tokens, input, output).await;
-    });
+    // Carried by the key's next reservation from this isolate, or sent alone soon after.
+    bucket::settle_later(cx, &r.prefix, &r.id, r.key_tokens, input, output);
     let Some(account) = r.ledger else { return 0 };
     let actual = cost(&price_table(cx), charges);
     let op = LedgerOp::Settle {

@@ -55,11 +55,19 @@ impl Operations for TokenBucket {
                 tokens,
                 input_tokens,
                 output_tokens,
+                settled,
             } => {
                 self.update(|k, now| {
-                    k.reserve(&id, &limits, &tokens, input_tokens, output_tokens, now)
+                    let settled_changed = k.settle_all(&settled, now);
+                    let (reply, changed) =
+                        k.reserve(&id, &limits, &tokens, input_tokens, output_tokens, now);
+                    (reply, changed || settled_changed)
                 })
                 .await
+            }
+            BucketOp::SettleAll { settled } => {
+                self.update(|k, now| ((), k.settle_all(&settled, now)))
+                    .await
             }
             BucketOp::Settle {
                 id,

@@ -170,22 +170,17 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
             json(200, &reply)
         }
         // The miss path's decision with token limits: the key's call token and worst-case
-        // tokens reserved in one round trip (limits that never deny), then given back off the
-        // response path, as the gate and the settlement do.
+        // tokens reserved in one round trip (limits that never deny), then settled as the
+        // gate's settlement is (queued, carried by the key's next reservation).
         (Method::Post, ["bench", "bucket-tokens", prefix]) => {
             let limits = Limits {
                 burst: MAX_BURST,
                 per_second: MAX_PER_SECOND,
             };
             let tokens = gateway_core::limits::tier::MinuteLimits::tokens(100_000_000, 100_000_000);
-            let id = cx.request_id.clone();
             let reply =
-                crate::limits::bucket::reserve(&cx.env, prefix, &id, limits, tokens, 300, 1024)
-                    .await?;
-            let (env, prefix) = (cx.env.clone(), prefix.to_string());
-            cx.after(async move {
-                let _ = crate::limits::bucket::settle(&env, &prefix, &id, tokens, 20, 100).await;
-            });
+                crate::limits::bucket::reserve(cx, prefix, limits, tokens, 300, 1024).await?;
+            crate::limits::bucket::settle_later(cx, prefix, &cx.request_id, tokens, 20, 100);
             json(200, &reply)
         }
         // The L1 read alone (Cache API lookup of an `ask/v1` key), the reference that bounds

@@ -31,12 +31,16 @@ pub enum BucketOp {
     Take { cost: u32, limits: Limits },
     /// Take one call token under `limits` and reserve the call's worst-case tokens under
     /// `tokens` as reservation `id`, all or nothing: a [`ReserveReply`].
+    /// Settlements the gateway's isolate queued for this key travel ahead of it (`settled`):
+    /// they are applied first, so the reply reads the buckets after them.
     Reserve {
         id: String,
         limits: Limits,
         tokens: MinuteLimits,
         input_tokens: u64,
         output_tokens: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        settled: Vec<Settlement>,
     },
     /// Settle reservation `id` with the tokens the call used: a [`SettleReply`].
     Settle {
@@ -45,6 +49,8 @@ pub enum BucketOp {
         input_tokens: u64,
         output_tokens: u64,
     },
+    /// Apply queued settlements that found no reservation to ride on in time: `null`.
+    SettleAll { settled: Vec<Settlement> },
     /// Give reservation `id`'s tokens back (another limiter refused the call): a
     /// [`SettleReply`].
     Release { id: String, tokens: MinuteLimits },
@@ -60,6 +66,17 @@ pub enum BucketOp {
     /// rate-limit load benchmark).
     #[cfg(feature = "dev-hooks")]
     Ping,
+}
+
+/// One call's settlement, queued by the gateway's isolate after the call and sent ahead of the
+/// key's next reservation (or alone, [`BucketOp::SettleAll`], when none comes soon). Applying
+/// it twice changes nothing: a settled reservation is closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settlement {
+    pub id: String,
+    pub tokens: MinuteLimits,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 /// Why a bucket refuses a `take` whatever its tokens (a denial for want of tokens is a
@@ -268,6 +285,14 @@ impl KeyBucket {
             Ok(readings) => (Some(readings), true),
             Err(UnknownReservation) => (None, expired),
         }
+    }
+
+    /// Applies `settled` in order (see [`KeyBucket::settle`]); whether the record changed.
+    pub fn settle_all(&mut self, settled: &[Settlement], now_ms: u64) -> bool {
+        settled.iter().fold(false, |changed, s| {
+            let (_, c) = self.settle(&s.id, &s.tokens, s.input_tokens, s.output_tokens, now_ms);
+            changed | c
+        })
     }
 
     /// Gives reservation `id`'s tokens back. Returns the answer and whether the record changed.
@@ -505,9 +530,14 @@ mod tests {
             tokens: tokens(20_000, 4_096),
             input_tokens: 26,
             output_tokens: 256,
+            settled: Vec::new(),
         };
         let json = serde_json::to_value(&op).unwrap();
         assert_eq!(json["op"], "reserve");
+        assert!(
+            json.get("settled").is_none(),
+            "no settlements, no field: {json}"
+        );
         assert_eq!(json["tokens"]["input_tokens"], 20_000);
         assert_eq!(serde_json::from_value::<BucketOp>(json).unwrap(), op);
         for op in [
@@ -548,5 +578,48 @@ mod tests {
             serde_json::from_str::<KeyBucket>(older).unwrap(),
             KeyBucket::default()
         );
+    }
+
+    #[test]
+    fn settlements_queued_ahead_of_a_reservation_are_applied_first_and_only_once() {
+        let (l, t) = (limits(100, 100.0), tokens(1_000, 1_000));
+        let mut key = KeyBucket::default();
+        key.reserve("a", &l, &t, 100, 900, 0).0.unwrap();
+        let used = Settlement {
+            id: "a".into(),
+            tokens: t,
+            input_tokens: 100,
+            output_tokens: 10,
+        };
+        // The next reservation carries the settlement: its reply already has the refund.
+        let op = BucketOp::Reserve {
+            id: "b".into(),
+            limits: l,
+            tokens: t,
+            input_tokens: 100,
+            output_tokens: 900,
+            settled: vec![used.clone()],
+        };
+        let text = serde_json::to_string(&op).unwrap();
+        let BucketOp::Reserve { settled, .. } = serde_json::from_str::<BucketOp>(&text).unwrap()
+        else {
+            panic!("not a reserve: {text}")
+        };
+        assert!(key.settle_all(&settled, 0));
+        let admitted = key.reserve("b", &l, &t, 100, 900, 0).0.unwrap();
+        let output = admitted
+            .tokens
+            .iter()
+            .find(|r| r.limit == LimitName::OutputTokens)
+            .unwrap();
+        // 1,000 - 10 used by a - 900 held by b.
+        assert_eq!(output.remaining, 90);
+        // Sent again (a retried batch), it finds the reservation closed: nothing changes.
+        let before = key.clone();
+        assert!(!key.settle_all(&[used], 0));
+        assert_eq!(key, before);
+        let all = BucketOp::SettleAll { settled };
+        let text = serde_json::to_string(&all).unwrap();
+        assert_eq!(serde_json::from_str::<BucketOp>(&text).unwrap(), all);
     }
 }
