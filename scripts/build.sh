@@ -9,11 +9,12 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 gateway_args=()
+production=1
 what=all
 for arg in "$@"; do
   case "$arg" in
     # worker-build passes what follows `--` to `cargo build`.
-    --dev-hooks) gateway_args=(-- --features dev-hooks) ;;
+    --dev-hooks) gateway_args=(-- --features dev-hooks); production=0 ;;
     gateway|broker|all) what="$arg" ;;
     *) echo "usage: build.sh [--dev-hooks] [gateway|broker|all]" >&2; exit 2 ;;
   esac
@@ -22,7 +23,17 @@ done
 GIT_COMMIT="$(git -C "$ROOT" rev-parse --verify -q HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -v '^??' || true)" ]; then GIT_COMMIT="$GIT_COMMIT-dirty"; fi
 export GIT_COMMIT
-build() { local dir="$1"; shift; (cd "$dir" && worker-build --release "$@"); }
+build() { local dir="$1"; shift; (cd "$dir" && worker-build --release "$@") && strip_names "$dir/build/index_bg.wasm"; }
+# worker-build's wasm-opt pass keeps the module's names section (`--debuginfo`), which only
+# stack traces read: a production build drops it (about 10% of the gateway's gzip size,
+# docs/DECISIONS.md, "Bundle size"); the test, dev and bench builds keep it for their traces.
+strip_names() {
+  [ "$production" = 1 ] || return 0
+  "$WASM_OPT_BIN" "$1" -o "$1.stripped" --strip-debug --strip-producers \
+    --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
+    && mv "$1.stripped" "$1"
+}
 # Each Worker's entry module wraps the generated one (src/entry.mjs, broker/src/entry.mjs).
 worker() { local dir="$1"; shift; build "$dir" "$@" && cp "$dir/src/entry.mjs" "$dir/build/worker/entry.mjs"; }
 # The dashboard's static assets (build/assets, `[assets]` in wrangler.toml) beside the gateway.

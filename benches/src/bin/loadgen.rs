@@ -17,7 +17,7 @@ use reqwest::{Client, Method, Url};
 
 const USAGE: &str = "usage: loadgen --label NAME --url URL [--method M] [--header 'K: V']... \
 [--body STR | --body-file F] [--expect STR] [--concurrency C] [--duration SECS] [--warmup SECS] \
-[--timeout SECS] [--no-keepalive] [--first-byte] [--raw FILE]\n       loadgen --merge --label NAME RAW_FILE...";
+[--timeout SECS] [--no-keepalive] [--first-byte] [--raw FILE] [--key-file F] [--expect-status N]\n       loadgen --merge --label NAME RAW_FILE...";
 
 struct Spec {
     label: String,
@@ -36,6 +36,12 @@ struct Spec {
     first_byte: bool,
     /// Where to write every measured latency (microseconds, one a line), to merge runs.
     raw: Option<String>,
+    /// API keys, one a line (`--key-file`): request n is sent with `Authorization: Bearer`
+    /// the key n modulo their number, so one run spreads over many keys and accounts.
+    keys: Vec<String>,
+    next_key: std::sync::atomic::AtomicUsize,
+    /// The status that counts as the expected answer (`--expect-status`; default: any 2xx).
+    expect_status: Option<u16>,
 }
 
 fn secs(v: &str, name: &str) -> Result<Duration, String> {
@@ -60,6 +66,8 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
     let mut no_keepalive = false;
     let mut first_byte = false;
     let mut raw = None;
+    let mut keys = Vec::new();
+    let mut expect_status = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -106,6 +114,31 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
             "--no-keepalive" => no_keepalive = true,
             "--first-byte" => first_byte = true,
             "--raw" => raw = Some(value()?),
+            "--key-file" => {
+                let f = value()?;
+                let text =
+                    std::fs::read_to_string(&f).map_err(|e| format!("cannot read {f}: {e}"))?;
+                keys = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect();
+                if keys.is_empty() {
+                    return Err(format!("{f} holds no key"));
+                }
+            }
+            "--expect-status" => {
+                let v = value()?;
+                expect_status = Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|c| (100..600).contains(c))
+                        .ok_or_else(|| {
+                            format!("--expect-status must be an HTTP status, got {v:?}")
+                        })?,
+                );
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -145,6 +178,9 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
         no_keepalive,
         first_byte,
         raw,
+        keys,
+        next_key: std::sync::atomic::AtomicUsize::new(0),
+        expect_status,
     })
 }
 
@@ -165,6 +201,12 @@ async fn one(client: &Client, spec: &Spec) -> Result<Option<Instant>, String> {
     if let Some(b) = &spec.body {
         rb = rb.body(b.clone());
     }
+    if !spec.keys.is_empty() {
+        let n = spec
+            .next_key
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rb = rb.bearer_auth(&spec.keys[n % spec.keys.len()]);
+    }
     let mut resp = rb.send().await.map_err(|e| format!("transport: {e}"))?;
     let status = resp.status();
     let mut body = Vec::new();
@@ -180,7 +222,11 @@ async fn one(client: &Client, spec: &Spec) -> Result<Option<Instant>, String> {
         body.extend_from_slice(&chunk);
     }
     let text = || String::from_utf8_lossy(&body[..body.len().min(600)]).into_owned();
-    if !status.is_success() {
+    let expected = match spec.expect_status {
+        Some(code) => status.as_u16() == code,
+        None => status.is_success(),
+    };
+    if !expected {
         return Err(format!("status {status}: {}", text()));
     }
     if let Some(want) = &spec.expect {
