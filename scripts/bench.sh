@@ -374,13 +374,23 @@ for _ in $(seq 1 40); do
   curl -fsS -D - -o /dev/null "${chat_auth[@]}" -d "$json_body" "$base/v1/chat/completions" | tr -d '\r' | grep -qi '^cache-status:.*detail=l1' && break
   sleep 0.25
 done
-jhit_args=(--url "$base/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
-  --header "Content-Type: application/json" --body "$json_body" --expect '"chat.completion"' --concurrency "$CONC")
-shit_args=(--url "$base/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
-  --header "Content-Type: application/json" --body "$stream_body" --expect '[DONE]' --concurrency "$CONC")
-compare json_hit jhit_args stream_hit shit_args
+# Through wrangler dev's proxy (as a. is), and at the runtime's own socket, where a deployed
+# Worker's request arrives: the proxy handles an event-stream response at a cost of its own.
+hit_pair() { # hit_pair SUFFIX BASE
+  jhit_args=(--url "$2/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --body "$json_body" --expect '"chat.completion"' --concurrency "$CONC")
+  shit_args=(--url "$2/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --body "$stream_body" --expect '[DONE]' --concurrency "$CONC")
+  compare "json_hit$1" jhit_args "stream_hit$1" shit_args
+}
+hit_pair "" "$base"
 r=$(calc 'a/b' "$(field "$line_stream_hit" rps)" "$(field "$line_json_hit" rps)")
-say "RATIO stream_hit / json_hit rps = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
+say "RATIO stream_hit / json_hit rps, through wrangler dev's proxy = $r$([ -z "$direct" ] && echo "  (target >= 0.90: $(verdict "$r" '>=' 0.9))")"
+if [ -n "$direct" ]; then
+  hit_pair "_socket" "$direct"
+  r=$(calc 'a/b' "$(field "$line_stream_hit_socket" rps)" "$(field "$line_json_hit_socket" rps)")
+  say "RATIO stream_hit / json_hit rps, at the Worker's socket = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
+fi
 if [ -n "$direct" ]; then
   mdirect_args=(--url "$mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
     --header "Content-Type: application/json" --body "$stream_body" --expect '[DONE]' --concurrency 1 --first-byte)

@@ -1,7 +1,7 @@
 //! The gateway's one way to run a D1 statement: bind values, then read rows, one row or the
-//! number of changed rows. Any D1 failure is a logged 503 (fail closed). Binding and the retry
-//! on lock conflicts are worker-shared's, as the brokers run them; the bound-value limit is the
-//! gateway's own.
+//! number of changed rows. Any D1 failure is a logged 503 (fail closed). Binding and the retries
+//! (writes after a lock conflict, reads after any failure) are worker-shared's, as the brokers
+//! run them; the bound-value limit is the gateway's own.
 
 #[cfg(feature = "dev-hooks")]
 use std::cell::Cell;
@@ -10,7 +10,7 @@ use gateway_core::usage::packing::D1_VALUE_LIMIT;
 use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{js_sys, D1Database, D1PreparedStatement};
-use worker_shared::d1::retry_busy;
+use worker_shared::d1::{retry_busy, retry_read};
 
 use crate::runtime::dependency;
 use gateway_core::error::ApiResult;
@@ -62,28 +62,28 @@ pub fn statement(db: &D1Database, sql: &str, args: &[JsValue]) -> ApiResult<D1Pr
     worker_shared::d1::statement(db, sql, args).map_err(dependency(DB))
 }
 
-/// Every row of the result.
+/// Every row of the result of a read (again after a failure: see `retry_read`).
 pub async fn all<T: DeserializeOwned>(
     db: &D1Database,
     sql: &str,
     args: &[JsValue],
 ) -> ApiResult<Vec<T>> {
     let st = statement(db, sql, args)?;
-    retry_busy(|| st.all())
+    retry_read(|| st.all())
         .await
         .map_err(dependency(DB))?
         .results::<T>()
         .map_err(dependency(DB))
 }
 
-/// The first row, if any.
+/// The first row of a read, if any (again after a failure: see `retry_read`).
 pub async fn first<T: DeserializeOwned>(
     db: &D1Database,
     sql: &str,
     args: &[JsValue],
 ) -> ApiResult<Option<T>> {
     let st = statement(db, sql, args)?;
-    retry_busy(|| st.first::<T>(None))
+    retry_read(|| st.first::<T>(None))
         .await
         .map_err(dependency(DB))
 }

@@ -36,6 +36,24 @@ where
     call().await
 }
 
+/// Runs `call`, a read (a `SELECT`: it changes nothing, so running it again is always safe),
+/// and again after each back-off step while it fails for any reason: the local runtime's D1
+/// object now and then answers a read with an internal error that the next attempt does not
+/// meet, and D1 advises retrying transient errors.
+pub async fn retry_read<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    for wait_ms in BACKOFF_MS {
+        match call().await {
+            Err(_) => Delay::from(Duration::from_millis(wait_ms)).await,
+            done => return done,
+        }
+    }
+    call().await
+}
+
 /// A text parameter.
 pub fn text(v: &str) -> JsValue {
     JsValue::from_str(v)
