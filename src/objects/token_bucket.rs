@@ -69,15 +69,6 @@ impl Operations for TokenBucket {
                 self.update(|k, now| ((), k.settle_all(&settled, now)))
                     .await
             }
-            BucketOp::Settle {
-                id,
-                tokens,
-                input_tokens,
-                output_tokens,
-            } => {
-                self.update(|k, now| k.settle(&id, &tokens, input_tokens, output_tokens, now))
-                    .await
-            }
             BucketOp::Release { id, tokens } => {
                 self.update(|k, now| k.release(&id, &tokens, now)).await
             }

@@ -5,12 +5,13 @@
 //!
 //! On the wire an operation is its JSON (`{"op":"take","cost":1,"limits":{...}}`), and so is
 //! its answer: a `take` answers a [`TakeReply`] (`{"Ok":{"outcome":"admitted",...}}` or
-//! `{"Err":{"refusal":"revoked"}}`), a `reserve` a [`ReserveReply`], a `settle` or `release` a
+//! `{"Err":{"refusal":"revoked"}}`), a `reserve` a [`ReserveReply`], a `release` a
 //! [`SettleReply`]; every other operation answers `null` once applied.
 //!
 //! A miss makes one round trip here: `reserve` takes the call token and reserves the worst-case
-//! input and output tokens at once, all or nothing (`limits::reservation`). After the call,
-//! `settle` gives the unused tokens back (or takes the extra into debt); a call another limiter
+//! input and output tokens at once, all or nothing (`limits::reservation`). After the call, its
+//! [`Settlement`] gives the unused tokens back (or takes the extra into debt), carried by the
+//! key's next `reserve` or sent in a `settle_all`; a call another limiter
 //! refused is `release`d (its tokens come back; its call token stays spent, as a call the
 //! ledger refuses spends it). Reservations never settled expire at their reserved amount: the
 //! object's alarm runs [`KeyBucket::expire`] at [`KeyBucket::next_expiry`].
@@ -42,14 +43,8 @@ pub enum BucketOp {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         settled: Vec<Settlement>,
     },
-    /// Settle reservation `id` with the tokens the call used: a [`SettleReply`].
-    Settle {
-        id: String,
-        tokens: MinuteLimits,
-        input_tokens: u64,
-        output_tokens: u64,
-    },
-    /// Apply queued settlements that found no reservation to ride on in time: `null`.
+    /// Settle each reservation of `settled` with the tokens its call used (settlements that
+    /// found no reservation to ride on in time): `null`.
     SettleAll { settled: Vec<Settlement> },
     /// Give reservation `id`'s tokens back (another limiter refused the call): a
     /// [`SettleReply`].
@@ -131,7 +126,7 @@ pub enum ReserveRefusal {
 /// The answer to [`BucketOp::Reserve`].
 pub type ReserveReply = Result<KeyAdmission, ReserveRefusal>;
 
-/// The answer to [`BucketOp::Settle`] and [`BucketOp::Release`]: the token buckets after it,
+/// The answer to [`KeyBucket::settle`] and [`BucketOp::Release`]: the token buckets after it,
 /// or `None` when no such reservation is open (already settled, released or expired: nothing
 /// is charged twice).
 pub type SettleReply = Option<Vec<Reading>>;
@@ -541,11 +536,13 @@ mod tests {
         assert_eq!(json["tokens"]["input_tokens"], 20_000);
         assert_eq!(serde_json::from_value::<BucketOp>(json).unwrap(), op);
         for op in [
-            BucketOp::Settle {
-                id: "x".into(),
-                tokens: tokens(1, 1),
-                input_tokens: 1,
-                output_tokens: 2,
+            BucketOp::SettleAll {
+                settled: vec![Settlement {
+                    id: "x".into(),
+                    tokens: tokens(1, 1),
+                    input_tokens: 1,
+                    output_tokens: 2,
+                }],
             },
             BucketOp::Release {
                 id: "x".into(),
