@@ -21,37 +21,41 @@ pub fn is_busy(e: &Error) -> bool {
     text.contains("SQLITE_BUSY") || text.contains("database is locked")
 }
 
-/// Runs `call`, and again after each back-off step while it fails on a lock conflict.
-pub async fn retry_busy<T, F, Fut>(mut call: F) -> Result<T>
+/// Runs `call`, and again after each back-off step while it fails with an error `again`
+/// accepts.
+async fn retry_while<T, F, Fut>(again: impl Fn(&Error) -> bool, mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
     for wait_ms in BACKOFF_MS {
         match call().await {
-            Err(e) if is_busy(&e) => Delay::from(Duration::from_millis(wait_ms)).await,
+            Err(e) if again(&e) => Delay::from(Duration::from_millis(wait_ms)).await,
             done => return done,
         }
     }
     call().await
 }
 
-/// Runs `call`, a read (a `SELECT`: it changes nothing, so running it again is always safe),
-/// and again after each back-off step while it fails for any reason: the local runtime's D1
-/// object now and then answers a read with an internal error that the next attempt does not
-/// meet, and D1 advises retrying transient errors.
-pub async fn retry_read<T, F, Fut>(mut call: F) -> Result<T>
+/// Runs `call`, and again after each back-off step while it fails on a lock conflict.
+pub async fn retry_busy<T, F, Fut>(call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    for wait_ms in BACKOFF_MS {
-        match call().await {
-            Err(_) => Delay::from(Duration::from_millis(wait_ms)).await,
-            done => return done,
-        }
-    }
-    call().await
+    retry_while(is_busy, call).await
+}
+
+/// Runs `call`, a read (a `SELECT`: it changes nothing, so running it again is always safe),
+/// and again after each back-off step while it fails for any reason: the local runtime's D1
+/// object now and then answers a read with an internal error that the next attempt does not
+/// meet, and D1 advises retrying transient errors.
+pub async fn retry_read<T, F, Fut>(call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry_while(|_| true, call).await
 }
 
 /// A text parameter.
