@@ -34,7 +34,7 @@
 #   its baseline tier (Liftoff) instead of optimized code; and every console.log captures a
 #   stack trace for DevTools. No deployed Worker has any of that. Once the stack is up, the
 #   script sends `Network.disable`, `Debugger.disable` and `Runtime.disable` through the
-#   inspector port (as a DevTools client would; wrangler then stops printing that Worker's
+#   inspector port (as a DevTools client would; wrangler may then stop printing that Worker's
 #   console output); BENCH_KEEP_INSPECTOR=1 skips that.
 # - the stack runs from a private copy of the built Workers, so a rebuild by someone else
 #   (which hot-reloads every wrangler dev watching build/, and re-enables that tracing) cannot
@@ -55,6 +55,7 @@
 #      the stack up for profiling instead, see below).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+source "$(dirname "$0")/private-stack.sh"
 cd "$ROOT"
 
 criterion=1
@@ -133,36 +134,9 @@ bash scripts/build.sh --dev-hooks all
 cargo build --release -q -p mock-provider -p gateway-benches
 loadgen="$ROOT/target/release/loadgen"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); mock_port=$(free_port); inspector=$(free_port)
 work="$BENCH_STATE_ROOT/edge-gateway-bench-$$"
 rm -rf "$work"; mkdir -p "$work/raw"
-
-# A private copy of what the stack runs (scripts, configs, built Workers, migrations, mock;
-# Cargo.lock because scripts/env.sh reads the wasm-bindgen version from it).
-snap="$work/root"
-mkdir -p "$snap/broker" "$snap/target/release"
-cp -r scripts migrations wrangler.toml Cargo.lock build "$snap/"
-cp -r broker/build broker/wrangler.*.toml "$snap/broker/"
-cp target/release/mock-provider "$snap/target/release/"
-ln -s "$ROOT/node_modules" "$snap/node_modules"
-
-WRANGLER_LOG_PATH="$work/wrangler-logs" \
-  setsid bash "$snap/scripts/stack.sh" "$work/state" "$port" "$mock_port" "$inspector" >"$work/stack.log" 2>&1 &
-stack=$!
-
-# wait_up URL PID TRIES: waits (0.5 s a try) until URL/healthz answers; fails early if PID exits.
-wait_up() {
-  local _
-  for _ in $(seq 1 "$3"); do
-    curl -fsS "$1/healthz" >/dev/null 2>&1 && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.5
-  done
-  return 1
-}
-base="http://127.0.0.1:$port"
-mock="http://127.0.0.1:$mock_port"
+start_private_stack "$work"
 if ! wait_up "$base" "$stack" 300; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
 say "stack: wrangler dev on $base, state under $BENCH_STATE_ROOT; each figure: $ROUNDS alternating runs of ${WARMUP}s warmup + ${DURATION}s"
 # The runtime's own socket: a port of one of the stack's workerd processes, other than wrangler's
@@ -196,34 +170,11 @@ for p in sorted(ports - skip):
 PY
 )
 say "the Workers' runtime socket (behind wrangler's proxy): ${direct:-not found}"
-# A DevTools client's `Network.disable`, `Debugger.disable` and `Runtime.disable`, through
-# wrangler's inspector proxy on port $1.
-disable_tracing() {
-  node -e '
-    const [wsPath, port] = process.argv.slice(1);
-    const ws = new (require(wsPath))(`ws://127.0.0.1:${port}/ws`);
-    const timer = setTimeout(() => { console.log("NOT disabled (timeout)"); process.exit(0); }, 20000);
-    const domains = ["Network", "Debugger", "Runtime"];
-    const failed = [];
-    ws.on("open", () => domains.forEach((d, i) =>
-      ws.send(JSON.stringify({ id: i + 1, method: d + ".disable" }))));
-    let answered = 0;
-    ws.on("message", (m) => {
-      const d = JSON.parse(m);
-      if (!d.id || d.id > domains.length) return;
-      if (d.error) failed.push(domains[d.id - 1] + ": " + JSON.stringify(d.error));
-      if (++answered < domains.length) return;
-      console.log(failed.length ? "NOT all disabled: " + failed.join("; ") : "disabled (" + domains.join(", ") + ")");
-      clearTimeout(timer); ws.close();
-    });
-    ws.on("error", (e) => { console.log("NOT disabled: " + e.message); process.exit(0); });
-  ' "$ROOT/node_modules/ws" "$1" 2>&1 || echo "NOT disabled"
-}
 attached=$(grep -ho '/core:user:[A-Za-z0-9_-]*' "$work"/wrangler-logs/* 2>/dev/null | tail -1 | sed 's|/core:user:||' || true)
 if [ "${BENCH_KEEP_INSPECTOR:-0}" = 1 ]; then
   tracing="left on (BENCH_KEEP_INSPECTOR=1)"
 else
-  tracing=$(disable_tracing "$inspector")
+  tracing=$(disable_devtools "$inspector" Network Debugger Runtime)
 fi
 say "wrangler inspector attached to: ${attached:-unknown}; its DevTools domains: $tracing"
 
@@ -547,7 +498,7 @@ cp benches/reference-worker/worker.js benches/reference-worker/wrangler.toml "$w
 ref=$!
 ref_base="http://127.0.0.1:$ref_port"
 if wait_up "$ref_base" "$ref" 120; then
-  say "reference Worker: wrangler dev on $ref_base; its DevTools domains: $(disable_tracing "$ref_inspector")"
+  say "reference Worker: wrangler dev on $ref_base; its DevTools domains: $(disable_devtools "$ref_inspector" Network Debugger Runtime)"
   # A stored entry of the size of the gateway's L1 answer in a. (about 400 bytes).
   ref_entry="{\"tier\":\"l1\",\"results\":[{\"provider\":\"openai\",\"model\":\"gpt-4o-mini\",\"content\":\"[openai/gpt-4o-mini] reference entry $nonce, about as long as the gateway's\",\"citations\":[],\"tokens\":{\"input\":4,\"output\":6}}],\"padding\":\"$(printf '%0150d' 0)\"}"
   ref_key=$(printf '%s' "$nonce" | sha256sum | cut -c1-64)

@@ -11,6 +11,7 @@
 #      SOAK_KEEP_INSPECTOR (1: leave wrangler's DevTools Network tracing on).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+source "$(dirname "$0")/private-stack.sh"
 cd "$ROOT"
 minutes="${1:-10}"
 seconds=$(python3 -c "import sys; m=float(sys.argv[1]); assert 0 < m <= 240; print(int(m*60))" "$minutes") \
@@ -21,8 +22,10 @@ fi
 export ADMIN_TOKEN="soak-admin-$$-$RANDOM"
 
 bash scripts/setup.sh >/dev/null
-[ -f build/worker/entry.mjs ] && [ -f broker/build/worker/entry.mjs ] || bash scripts/build.sh --dev-hooks all
-[ -x target/release/mock-provider ] || cargo build --release -p mock-provider
+# Always built, as bench.sh and test.sh do: build/ may hold a production build (deploy.sh's
+# dry run, bench.sh's section z), which has no test hooks.
+bash scripts/build.sh --dev-hooks all
+cargo build --release -q -p mock-provider
 
 stack=""; work=""
 cleanup() {
@@ -32,46 +35,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); mock_port=$(free_port); inspector=$(free_port)
 work="$SOAK_STATE_ROOT/edge-gateway-soak-$$"
 rm -rf "$work"; mkdir -p "$work"
-# A private copy of what the stack runs, so a rebuild meanwhile does not reload it mid-run.
-snap="$work/root"
-mkdir -p "$snap/broker" "$snap/target/release"
-cp -r scripts migrations wrangler.toml Cargo.lock build "$snap/"
-cp -r broker/build broker/wrangler.*.toml "$snap/broker/"
-cp target/release/mock-provider "$snap/target/release/"
-ln -s "$ROOT/node_modules" "$snap/node_modules"
-WRANGLER_LOG_PATH="$work/wrangler-logs" \
-  setsid bash "$snap/scripts/stack.sh" "$work/state" "$port" "$mock_port" "$inspector" >"$work/stack.log" 2>&1 &
-stack=$!
-base="http://127.0.0.1:$port"
-up=0
-for _ in $(seq 1 600); do
-  if curl -fsS "$base/healthz" >/dev/null 2>&1; then up=1; break; fi
-  kill -0 "$stack" 2>/dev/null || break
-  sleep 0.5
-done
-if [ "$up" != 1 ]; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
+start_private_stack "$work"
+if ! wait_up "$base" "$stack" 600; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
 # wrangler's inspector proxy enables DevTools Network tracing on one of the stack's Workers
 # (docs/DECISIONS.md, load benchmarks); as in bench.sh it is turned off, unless
-# SOAK_KEEP_INSPECTOR=1, so the figures are the Workers' own.
+# SOAK_KEEP_INSPECTOR=1, so the figures are the Workers' own. (Debugger and Runtime stay on:
+# the soak reads the Workers' console output in the stack's log.)
 tracing="left on (SOAK_KEEP_INSPECTOR=1)"
 if [ "${SOAK_KEEP_INSPECTOR:-0}" != 1 ]; then
-  tracing=$(node -e '
-    const [wsPath, port] = process.argv.slice(1);
-    const ws = new (require(wsPath))(`ws://127.0.0.1:${port}/ws`);
-    const timer = setTimeout(() => { console.log("NOT disabled (timeout)"); process.exit(0); }, 20000);
-    ws.on("open", () => ws.send(JSON.stringify({ id: 1, method: "Network.disable" })));
-    ws.on("message", (m) => {
-      const d = JSON.parse(m);
-      if (d.id !== 1) return;
-      console.log(d.error ? "NOT disabled: " + JSON.stringify(d.error) : "disabled");
-      clearTimeout(timer); ws.close();
-    });
-    ws.on("error", (e) => { console.log("NOT disabled: " + e.message); process.exit(0); });
-  ' "$ROOT/node_modules/ws" "$inspector" 2>&1 || echo "NOT disabled")
+  tracing=$(disable_devtools "$inspector" Network)
 fi
 echo "== soak: $minutes min of mixed load on $base (stack process group $stack, state in $work; inspector Network tracing: $tracing)"
 status=0
