@@ -8,7 +8,6 @@
 //! reserved amount (the object's alarm), never free.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use gateway_core::limits::bucket_ops::{
     BucketOp, ReserveReply, SettleReply, Settlement, TakeReply,
@@ -17,6 +16,7 @@ use gateway_core::limits::tier::{Limits, MinuteLimits};
 use serde::de::DeserializeOwned;
 use worker::{console_error, Env};
 
+use super::queue::Queued;
 use crate::http::context::RequestContext;
 use crate::objects;
 use crate::runtime::dependency;
@@ -39,9 +39,8 @@ pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> ApiResu
 const FLUSH_MS: u64 = 100;
 
 thread_local! {
-    /// Settlements queued per key prefix, and whether a flush is scheduled.
-    static QUEUE: RefCell<(BTreeMap<String, Vec<Settlement>>, bool)> =
-        const { RefCell::new((BTreeMap::new(), false)) };
+    /// Settlements queued per key prefix.
+    static QUEUE: RefCell<Queued<Settlement>> = const { RefCell::new(Queued::new()) };
 }
 
 /// Takes a call token and reserves the call's worst-case tokens as reservation `id`, in one
@@ -98,8 +97,8 @@ fn queue(cx: &RequestContext, prefix: &str, settled: Vec<Settlement>) {
     }
     let schedule = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
-        q.0.entry(prefix.to_string()).or_default().extend(settled);
-        !std::mem::replace(&mut q.1, true)
+        q.slot(prefix).extend(settled);
+        q.schedule()
     });
     if schedule {
         cx.after(flush_later(cx.env.clone()));
@@ -107,7 +106,7 @@ fn queue(cx: &RequestContext, prefix: &str, settled: Vec<Settlement>) {
 }
 
 fn take_queued(prefix: &str) -> Vec<Settlement> {
-    QUEUE.with(|q| q.borrow_mut().0.remove(prefix).unwrap_or_default())
+    QUEUE.with(|q| q.borrow_mut().take(prefix))
 }
 
 /// Sends, `FLUSH_MS` from now, every key's settlements that no reservation carried meanwhile,
@@ -115,11 +114,7 @@ fn take_queued(prefix: &str) -> Vec<Settlement> {
 /// flush retrying forever would keep the isolate busy for a bucket that may be gone).
 async fn flush_later(env: Env) {
     worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
-    let due = QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        q.1 = false;
-        std::mem::take(&mut q.0)
-    });
+    let due = QUEUE.with(|q| q.borrow_mut().drain());
     let sends = due.into_iter().map(|(prefix, settled)| {
         let env = env.clone();
         async move {

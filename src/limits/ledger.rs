@@ -10,7 +10,6 @@
 //! attempts.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use gateway_core::credits::ledger_ops::{
     encode_batch, LedgerOp, LedgerReply, LedgerView, MeterReserve,
@@ -18,6 +17,7 @@ use gateway_core::credits::ledger_ops::{
 use gateway_core::error::ApiError;
 use worker::{console_error, Env};
 
+use super::queue::Queued;
 use crate::http::context::RequestContext;
 use crate::objects;
 use crate::runtime::dependency;
@@ -27,9 +27,8 @@ use gateway_core::error::ApiResult;
 const FLUSH_MS: u64 = 100;
 
 thread_local! {
-    /// Queued operations per account, and whether a flush is scheduled.
-    static QUEUE: RefCell<(BTreeMap<String, Vec<LedgerOp>>, bool)> =
-        const { RefCell::new((BTreeMap::new(), false)) };
+    /// Queued operations per account.
+    static QUEUE: RefCell<Queued<LedgerOp>> = const { RefCell::new(Queued::new()) };
 }
 
 /// Sends `op` to the account's ledger, preceded by the operations queued for that account
@@ -74,7 +73,7 @@ async fn send(env: &Env, account_id: &str, body: String) -> ApiResult<LedgerRepl
 pub fn queue(cx: &RequestContext, account_id: &str, op: LedgerOp) {
     QUEUE.with(|q| {
         let mut q = q.borrow_mut();
-        let ops = q.0.entry(account_id.to_string()).or_default();
+        let ops = q.slot(account_id);
         match (ops.last_mut(), &op) {
             (Some(LedgerOp::Fee { amount: sum }), LedgerOp::Fee { amount }) => *sum += amount,
             _ => ops.push(op),
@@ -89,11 +88,7 @@ const RETRY_MS: [u64; 3] = [200, 1_000, 5_000];
 /// Sends every account's queued operations `FLUSH_MS` from now, each account's as one batch.
 async fn flush_later(env: Env) {
     worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
-    let due = QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        q.1 = false;
-        std::mem::take(&mut q.0)
-    });
+    let due = QUEUE.with(|q| q.borrow_mut().drain());
     let sends = due
         .into_iter()
         .map(|(account_id, ops)| deliver(env.clone(), account_id, ops));
@@ -139,22 +134,17 @@ async fn deliver(env: Env, account_id: String, mut ops: Vec<LedgerOp>) {
 }
 
 fn take_queued(account_id: &str) -> Vec<LedgerOp> {
-    QUEUE.with(|q| q.borrow_mut().0.remove(account_id).unwrap_or_default())
+    QUEUE.with(|q| q.borrow_mut().take(account_id))
 }
 
 /// Puts `ops` back at the head of the account's queue.
-fn requeue(account_id: &str, mut ops: Vec<LedgerOp>) {
-    QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        let slot = q.0.entry(account_id.to_string()).or_default();
-        ops.append(slot);
-        *slot = ops;
-    });
+fn requeue(account_id: &str, ops: Vec<LedgerOp>) {
+    QUEUE.with(|q| q.borrow_mut().put_back(account_id, ops));
 }
 
 /// Makes sure a flush is pending (after operations were queued or went back to the queue).
 fn schedule_flush(cx: &RequestContext) {
-    let schedule = QUEUE.with(|q| !std::mem::replace(&mut q.borrow_mut().1, true));
+    let schedule = QUEUE.with(|q| q.borrow_mut().schedule());
     if schedule {
         cx.after(flush_later(cx.env.clone()));
     }

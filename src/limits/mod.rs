@@ -6,6 +6,7 @@
 
 pub mod bucket;
 pub mod ledger;
+mod queue;
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
