@@ -44,6 +44,13 @@ pub struct RequestContext {
     /// N followers; `off`: no flight, as under `COALESCE=off`). Empty there otherwise.
     #[cfg(feature = "dev-hooks")]
     pub dev_flight: String,
+    /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: the gate takes the key's call
+    /// token alone and reserves credits alone (no token limits, key or account-wide), as before
+    /// token limits, from an `x-dev-limits: calls-only` header: the benchmark's baseline for
+    /// what token limits add to a miss, in the same run. Credits are reserved and settled as
+    /// always. False there otherwise.
+    #[cfg(feature = "dev-hooks")]
+    pub dev_calls_only: bool,
 }
 
 impl RequestContext {
@@ -62,6 +69,8 @@ impl RequestContext {
             dev_auth_cache_delay_ms: 0,
             #[cfg(feature = "dev-hooks")]
             dev_flight: String::new(),
+            #[cfg(feature = "dev-hooks")]
+            dev_calls_only: false,
         };
         #[cfg(feature = "dev-hooks")]
         let cx = cx.with_dev_hooks(req);
@@ -96,6 +105,8 @@ impl RequestContext {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
+            self.dev_calls_only =
+                req.headers().get("x-dev-limits").ok().flatten().as_deref() == Some("calls-only");
         }
         self
     }

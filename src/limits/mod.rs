@@ -222,6 +222,20 @@ pub struct Reservation {
     /// The account-wide limits, when the ledger holds a reservation (live keys only: test keys
     /// cost nothing and are not counted account-wide).
     ledger: Option<MinuteLimits>,
+    /// Made by `gate_calls_only` (a test hook): the key holds no tokens and the ledger no
+    /// account-wide reservation, so only the credits are settled.
+    #[cfg(feature = "dev-hooks")]
+    calls_only: bool,
+}
+
+impl Reservation {
+    /// Whether only the credits are held (see `calls_only`).
+    fn credits_only(&self) -> bool {
+        #[cfg(feature = "dev-hooks")]
+        return self.calls_only;
+        #[cfg(not(feature = "dev-hooks"))]
+        false
+    }
 }
 
 /// The worst case of one provider call, as the ledger reserves it.
@@ -261,6 +275,10 @@ pub async fn gate(
     policy: &Policy,
     worst: &[WorstCase],
 ) -> ApiResult<(Admission, Option<Reservation>)> {
+    #[cfg(feature = "dev-hooks")]
+    if cx.dev_calls_only {
+        return gate_calls_only(cx, caller, policy, worst).await;
+    }
     let (input, output) = worst_tokens(worst);
     let key = bucket::reserve(
         cx,
@@ -270,13 +288,15 @@ pub async fn gate(
         input,
         output,
     );
-    let (key, ledger) = futures::join!(key, reserve_worst(cx, caller, policy, worst));
+    let (key, ledger) = futures::join!(key, reserve_worst(cx, caller, policy, worst, true));
     let held = |ledger: Option<MinuteLimits>| Reservation {
         account_id: caller.account_id.clone(),
         id: cx.request_id.clone(),
         prefix: caller.prefix.clone(),
         key_tokens: policy.key_tokens,
         ledger,
+        #[cfg(feature = "dev-hooks")]
+        calls_only: false,
     };
     let key = match key {
         Ok(Ok(admitted)) => admitted,
@@ -313,6 +333,58 @@ pub async fn gate(
     }
 }
 
+/// The gate as it was before token limits, the benchmark's baseline for what they add to a
+/// miss (test hook `x-dev-limits: calls-only`, `RequestContext::dev_calls_only`): the key's
+/// call token alone and the worst-case credits alone, one round trip each, concurrently; the
+/// settlement goes to the ledger alone (credits are charged as always).
+#[cfg(feature = "dev-hooks")]
+async fn gate_calls_only(
+    cx: &RequestContext,
+    caller: &Caller,
+    policy: &Policy,
+    worst: &[WorstCase],
+) -> ApiResult<(Admission, Option<Reservation>)> {
+    use gateway_core::limits::bucket_ops::TakeRefusal;
+    let key = bucket::take(&cx.env, &caller.prefix, 1, policy.limits);
+    let (key, ledger) = futures::join!(key, reserve_worst(cx, caller, policy, worst, false));
+    let decision = match key {
+        Ok(Ok(d @ Decision::Admitted { .. })) => d,
+        refused => {
+            if let Ok(Some(_)) = ledger {
+                let op = LedgerOp::Release {
+                    id: cx.request_id.clone(),
+                    meters: None,
+                };
+                ledger::queue(cx, &caller.account_id, op);
+            }
+            return Err(match refused {
+                Ok(Ok(d)) => rate_limited(policy, &policy.limits, &d),
+                Ok(Err(TakeRefusal::Revoked)) => ApiError::unauthorized(),
+                Ok(Err(TakeRefusal::InsufficientCapacity { burst })) => {
+                    key_refusal(cx, policy, ReserveRefusal::InsufficientCapacity { burst })
+                }
+                Err(e) => e,
+            });
+        }
+    };
+    let states = vec![LimitState::key_calls(&policy.limits, Some(&decision))];
+    let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
+    match ledger {
+        Ok(account) => {
+            let held = Reservation {
+                account_id: caller.account_id.clone(),
+                id: cx.request_id.clone(),
+                prefix: caller.prefix.clone(),
+                key_tokens: policy.key_tokens,
+                ledger: account.map(|a| a.0),
+                calls_only: true,
+            };
+            Ok((admission, Some(held)))
+        }
+        Err(e) => Err(e.with_rate_headers(&admission)),
+    }
+}
+
 /// Gives the key's token reservation back, off the response path.
 fn release_key_later(cx: &RequestContext, r: &Reservation) {
     let (env, prefix, id, tokens) = (cx.env.clone(), r.prefix.clone(), r.id.clone(), r.key_tokens);
@@ -342,6 +414,7 @@ async fn reserve_worst(
     caller: &Caller,
     policy: &Policy,
     calls: &[WorstCase],
+    account_wide: bool,
 ) -> ApiResult<Option<(MinuteLimits, Vec<Reading>)>> {
     if caller.mode == KeyMode::Test {
         return Ok(None);
@@ -352,35 +425,27 @@ async fn reserve_worst(
         .map(|c| table.worst_case(c.provider, &c.model, c.prompt_bytes, c.max_tokens))
         .sum();
     let (input, output) = worst_tokens(calls);
-    let meters = MeterReserve {
+    let meters = account_wide.then(|| MeterReserve {
         amounts: Amounts::call(input, output),
         limits: policy.account,
-    };
+    });
     let id = cx.request_id.clone();
     let max_in_flight = tier_config(cx).max_in_flight(caller.tier);
-    let reply = match ledger::reserve(
-        cx,
-        &caller.account_id,
-        &id,
-        amount,
-        max_in_flight,
-        Some(meters),
-    )
-    .await
-    {
-        Ok(reply) => reply,
-        Err(e) => {
-            // The ledger may have applied the reservation before the call failed (a lost
-            // reply): give it back, so it does not hold the credits for 10 minutes. Releasing
-            // an id the ledger does not hold does nothing.
-            let op = LedgerOp::Release {
-                id,
-                meters: Some(policy.account),
-            };
-            ledger::queue(cx, &caller.account_id, op);
-            return Err(e);
-        }
-    };
+    let reply =
+        match ledger::reserve(cx, &caller.account_id, &id, amount, max_in_flight, meters).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // The ledger may have applied the reservation before the call failed (a lost
+                // reply): give it back, so it does not hold the credits for 10 minutes. Releasing
+                // an id the ledger does not hold does nothing.
+                let op = LedgerOp::Release {
+                    id,
+                    meters: account_wide.then_some(policy.account),
+                };
+                ledger::queue(cx, &caller.account_id, op);
+                return Err(e);
+            }
+        };
     match reply {
         Ok(view) => Ok(Some((policy.account, view.meters))),
         Err(refusal) => {
@@ -440,14 +505,17 @@ pub fn settle_later(
 ) -> u64 {
     let Some(r) = reservation else { return 0 };
     let (input, output) = used_tokens(charges);
-    // Carried by the key's next reservation from this isolate, or sent alone soon after.
-    bucket::settle_later(cx, &r.prefix, &r.id, r.key_tokens, input, output);
+    let credits_only = r.credits_only();
+    if !credits_only {
+        // Carried by the key's next reservation from this isolate, or sent alone soon after.
+        bucket::settle_later(cx, &r.prefix, &r.id, r.key_tokens, input, output);
+    }
     let Some(account) = r.ledger else { return 0 };
     let actual = cost(&price_table(cx), charges);
     let op = LedgerOp::Settle {
         id: r.id,
         actual,
-        meters: Some(MeterSettle {
+        meters: (!credits_only).then_some(MeterSettle {
             input_tokens: input,
             output_tokens: output,
             limits: account,

@@ -5,4 +5,6 @@ pub mod canonical_json;
 pub mod control;
 pub mod flight;
 pub mod key;
+pub mod nfc;
 pub mod normalize;
+pub mod punctuation;

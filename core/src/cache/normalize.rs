@@ -12,8 +12,10 @@
 //! different Unicode versions) agree, so that path checks its output and runs the pass again
 //! in the (never yet seen) case that it is not a fixed point.
 
-use unicode_general_category::{get_general_category, GeneralCategory};
-use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+use unicode_normalization::{is_nfc_quick, IsNormalized};
+
+use crate::cache::nfc::{is_nfc, nfc};
+pub use crate::cache::punctuation::is_punctuation;
 
 use crate::cache::canonical_json::{escape, needs_escape, write_json_string_body};
 
@@ -51,20 +53,6 @@ fn normalize_composing(p: &str) -> String {
         }
     }
     out
-}
-
-/// Whether `c` is of Unicode general category P* (Pc, Pd, Ps, Pe, Pi, Pf, Po).
-pub fn is_punctuation(c: char) -> bool {
-    matches!(
-        get_general_category(c),
-        GeneralCategory::ConnectorPunctuation
-            | GeneralCategory::DashPunctuation
-            | GeneralCategory::OpenPunctuation
-            | GeneralCategory::ClosePunctuation
-            | GeneralCategory::InitialPunctuation
-            | GeneralCategory::FinalPunctuation
-            | GeneralCategory::OtherPunctuation
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -954,7 +942,10 @@ fn one_pass_unicode(p: &str) -> (String, bool) {
     let lowered = p.to_lowercase();
     let composed = is_nfc_quick(lowered.chars()) != IsNormalized::Yes;
     let mut out = if composed {
-        collapse_chars(lowered.nfc(), lowered.len())
+        collapse_chars(
+            nfc(lowered.chars(), lowered.len()).into_iter(),
+            lowered.len(),
+        )
     } else if is_collapsed(&lowered) {
         lowered
     } else {
@@ -1011,7 +1002,7 @@ fn strip_trailing_punctuation(s: &mut String) {
 /// collapsed and has no trailing punctuation by construction, and both survive lowercasing
 /// and NFC of a string those two leave alone.)
 fn is_fixed_point(s: &str) -> bool {
-    s.chars().all(is_lowercase_stable) && unicode_normalization::is_nfc(s)
+    s.chars().all(is_lowercase_stable) && is_nfc(s)
 }
 
 /// Whether `str::to_lowercase` maps `c` to itself in every context.
@@ -1423,6 +1414,7 @@ static TWO_BYTE: [u8; 0x780] = [
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use unicode_normalization::UnicodeNormalization;
 
     /// The spec's composition, written as plainly as possible, for comparison.
     fn reference(p: &str) -> String {

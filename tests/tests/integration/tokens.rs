@@ -278,3 +278,91 @@ async fn each_endpoint_speaks_its_own_rate_limit_headers() {
     assert!(a.header("anthropic-ratelimit-requests-limit").is_none());
     assert!(a.header("x-ratelimit-limit-tokens").is_none());
 }
+
+async fn balance(s: &Stack, key: &str) -> u64 {
+    s.get("/v1/account", Some(key)).await.json()["credits_balance"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The benchmarks' baseline for what token limits cost a miss (`x-dev-limits: calls-only`,
+/// `scripts/bench.sh` section c) differs from a miss in its token limits alone: it takes no
+/// tokens, and it still charges every call exactly what it cost.
+#[tokio::test]
+async fn the_calls_only_baseline_takes_no_tokens_and_charges_exactly() {
+    let s = &stack();
+    let (_, key) = account_with(
+        s,
+        json!({"input_tokens_per_minute": 1000, "output_tokens_per_minute": 1_000_000}),
+    )
+    .await;
+    let n = nonce();
+    // 1,168 bytes: 600 worst-case input tokens each, so two at once exceed the 1,000 of the
+    // limit; the mock holds each call for a second, so both are in flight together.
+    let body = |tag: &str| {
+        json!({"prompt": prompt(&format!("[[mock:openai=delay:1000]] baseline {n} {tag}"), 1168),
+            "providers": ["openai"], "params": {"max_tokens": 16}})
+    };
+    let pair = |calls_only: bool, tag: &'static str| {
+        let body = body(tag);
+        let key = key.clone();
+        async move {
+            let one = |i: u32| {
+                let mut b = body.clone();
+                b["prompt"] = json!(format!("{} {i}", b["prompt"].as_str().unwrap()));
+                let mut rb = s
+                    .client
+                    .post(s.url("/v1/ask"))
+                    .bearer_auth(&key)
+                    .header("Cache-Control", "no-store")
+                    .json(&b);
+                if calls_only {
+                    rb = rb.header("x-dev-limits", "calls-only");
+                }
+                send(rb)
+            };
+            join_all([one(1), one(2)]).await
+        }
+    };
+    // With token limits, the second of the pair is refused for its input tokens.
+    let limited = pair(false, "limited").await;
+    let mut statuses: Vec<u16> = limited.iter().map(|r| r.status).collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![200, 429],
+        "{:?}",
+        limited.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    let refused = limited.iter().find(|r| r.status == 429).unwrap();
+    assert_eq!(
+        refused.json()["error"]["limit"],
+        "input_tokens",
+        "{}",
+        refused.text
+    );
+    // Calls-only: both are admitted, and each is charged its cost, exactly once.
+    let before = balance(s, &key).await;
+    let baseline = pair(true, "baseline").await;
+    let mut charged = 0;
+    for r in &baseline {
+        assert_eq!(r.status, 200, "{}", r.text);
+        let credits = r.json()["usage"]["credits"].as_u64().unwrap();
+        assert!(credits > 0, "{}", r.text);
+        charged += credits;
+    }
+    let mut settled = balance(s, &key).await;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let b = balance(s, &key).await;
+        if b == settled && before - b == charged {
+            break;
+        }
+        settled = b;
+    }
+    assert_eq!(
+        before - balance(s, &key).await,
+        charged,
+        "charged exactly what the calls cost"
+    );
+}
