@@ -35,6 +35,42 @@ pub async fn take(env: &Env, prefix: &str, cost: u32, limits: Limits) -> ApiResu
     call(env, prefix, &BucketOp::Take { cost, limits }).await
 }
 
+/// A call token taken as [`take`] takes it, answered as a [`reserve`] that reserves no tokens:
+/// the gate of the benchmarks' calls-only baseline (`limits::calls_only`).
+#[cfg(feature = "dev-hooks")]
+pub async fn take_as_reservation(
+    env: &Env,
+    prefix: &str,
+    limits: Limits,
+) -> ApiResult<ReserveReply> {
+    use gateway_core::limits::bucket::Decision;
+    use gateway_core::limits::bucket_ops::{KeyAdmission, ReserveRefusal, TakeRefusal};
+    use gateway_core::limits::reservation::LimitName;
+    Ok(match take(env, prefix, 1, limits).await? {
+        Ok(calls @ Decision::Admitted { .. }) => Ok(KeyAdmission {
+            calls,
+            tokens: Vec::new(),
+        }),
+        Ok(
+            calls @ Decision::Denied {
+                retry_at_ms,
+                retry_after_ms,
+                ..
+            },
+        ) => Err(ReserveRefusal::Limited {
+            limit: LimitName::Requests,
+            retry_at_ms,
+            retry_after_ms,
+            calls,
+            tokens: Vec::new(),
+        }),
+        Err(TakeRefusal::Revoked) => Err(ReserveRefusal::Revoked),
+        Err(TakeRefusal::InsufficientCapacity { burst }) => {
+            Err(ReserveRefusal::InsufficientCapacity { burst })
+        }
+    })
+}
+
 /// How long a queued settlement waits for its key's next reservation before going alone.
 const FLUSH_MS: u64 = 100;
 

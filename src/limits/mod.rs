@@ -222,18 +222,28 @@ pub struct Reservation {
     /// The account-wide limits, when the ledger holds a reservation (live keys only: test keys
     /// cost nothing and are not counted account-wide).
     ledger: Option<MinuteLimits>,
-    /// Made by `gate_calls_only` (a test hook): the key holds no tokens and the ledger no
-    /// account-wide reservation, so only the credits are settled.
-    #[cfg(feature = "dev-hooks")]
-    calls_only: bool,
+    /// Only the credits are held: the key reserved no tokens and the ledger no account-wide
+    /// meters ([`calls_only`]; never in a production build).
+    credits_only: bool,
 }
 
 impl Reservation {
-    /// Whether only the credits are held (see `calls_only`).
-    fn credits_only(&self) -> bool {
-        #[cfg(feature = "dev-hooks")]
-        return self.calls_only;
-        #[cfg(not(feature = "dev-hooks"))]
+    /// The account-wide limits the ledger's reservation holds meters under, if it does.
+    fn meters(&self) -> Option<MinuteLimits> {
+        self.ledger.filter(|_| !self.credits_only)
+    }
+}
+
+/// Whether the gate runs as before token limits, the benchmarks' baseline for what they add to
+/// a miss (test hook `x-dev-limits: calls-only`, `RequestContext::dev_calls_only`): the key's
+/// call token alone and the worst-case credits alone, settled by the ledger alone (credits
+/// are charged as always). False in a production build.
+fn calls_only(cx: &RequestContext) -> bool {
+    #[cfg(feature = "dev-hooks")]
+    return cx.dev_calls_only;
+    #[cfg(not(feature = "dev-hooks"))]
+    {
+        let _ = cx;
         false
     }
 }
@@ -275,28 +285,32 @@ pub async fn gate(
     policy: &Policy,
     worst: &[WorstCase],
 ) -> ApiResult<(Admission, Option<Reservation>)> {
-    #[cfg(feature = "dev-hooks")]
-    if cx.dev_calls_only {
-        return gate_calls_only(cx, caller, policy, worst).await;
-    }
+    let credits_only = calls_only(cx);
     let (input, output) = worst_tokens(worst);
-    let key = bucket::reserve(
-        cx,
-        &caller.prefix,
-        policy.limits,
-        policy.key_tokens,
-        input,
-        output,
-    );
-    let (key, ledger) = futures::join!(key, reserve_worst(cx, caller, policy, worst, true));
+    let key = async {
+        #[cfg(feature = "dev-hooks")]
+        if credits_only {
+            return bucket::take_as_reservation(&cx.env, &caller.prefix, policy.limits).await;
+        }
+        bucket::reserve(
+            cx,
+            &caller.prefix,
+            policy.limits,
+            policy.key_tokens,
+            input,
+            output,
+        )
+        .await
+    };
+    let account_wide = reserve_worst(cx, caller, policy, worst, !credits_only);
+    let (key, ledger) = futures::join!(key, account_wide);
     let held = |ledger: Option<MinuteLimits>| Reservation {
         account_id: caller.account_id.clone(),
         id: cx.request_id.clone(),
         prefix: caller.prefix.clone(),
         key_tokens: policy.key_tokens,
         ledger,
-        #[cfg(feature = "dev-hooks")]
-        calls_only: false,
+        credits_only,
     };
     let key = match key {
         Ok(Ok(admitted)) => admitted,
@@ -326,62 +340,12 @@ pub async fn gate(
             Ok((admission, Some(held(account.map(|a| a.0)))))
         }
         Err(e) => {
-            release_key_later(cx, &held(None));
+            if !credits_only {
+                release_key_later(cx, &held(None));
+            }
             let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
             Err(e.with_rate_headers(&admission))
         }
-    }
-}
-
-/// The gate as it was before token limits, the benchmark's baseline for what they add to a
-/// miss (test hook `x-dev-limits: calls-only`, `RequestContext::dev_calls_only`): the key's
-/// call token alone and the worst-case credits alone, one round trip each, concurrently; the
-/// settlement goes to the ledger alone (credits are charged as always).
-#[cfg(feature = "dev-hooks")]
-async fn gate_calls_only(
-    cx: &RequestContext,
-    caller: &Caller,
-    policy: &Policy,
-    worst: &[WorstCase],
-) -> ApiResult<(Admission, Option<Reservation>)> {
-    use gateway_core::limits::bucket_ops::TakeRefusal;
-    let key = bucket::take(&cx.env, &caller.prefix, 1, policy.limits);
-    let (key, ledger) = futures::join!(key, reserve_worst(cx, caller, policy, worst, false));
-    let decision = match key {
-        Ok(Ok(d @ Decision::Admitted { .. })) => d,
-        refused => {
-            if let Ok(Some(_)) = ledger {
-                let op = LedgerOp::Release {
-                    id: cx.request_id.clone(),
-                    meters: None,
-                };
-                ledger::queue(cx, &caller.account_id, op);
-            }
-            return Err(match refused {
-                Ok(Ok(d)) => rate_limited(policy, &policy.limits, &d),
-                Ok(Err(TakeRefusal::Revoked)) => ApiError::unauthorized(),
-                Ok(Err(TakeRefusal::InsufficientCapacity { burst })) => {
-                    key_refusal(cx, policy, ReserveRefusal::InsufficientCapacity { burst })
-                }
-                Err(e) => e,
-            });
-        }
-    };
-    let states = vec![LimitState::key_calls(&policy.limits, Some(&decision))];
-    let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
-    match ledger {
-        Ok(account) => {
-            let held = Reservation {
-                account_id: caller.account_id.clone(),
-                id: cx.request_id.clone(),
-                prefix: caller.prefix.clone(),
-                key_tokens: policy.key_tokens,
-                ledger: account.map(|a| a.0),
-                calls_only: true,
-            };
-            Ok((admission, Some(held)))
-        }
-        Err(e) => Err(e.with_rate_headers(&admission)),
     }
 }
 
@@ -399,7 +363,7 @@ fn release_key_later(cx: &RequestContext, r: &Reservation) {
 fn release_ledger_later(cx: &RequestContext, r: &Reservation) {
     let op = LedgerOp::Release {
         id: r.id.clone(),
-        meters: r.ledger,
+        meters: r.meters(),
     };
     ledger::queue(cx, &r.account_id, op);
 }
@@ -505,21 +469,23 @@ pub fn settle_later(
 ) -> u64 {
     let Some(r) = reservation else { return 0 };
     let (input, output) = used_tokens(charges);
-    let credits_only = r.credits_only();
-    if !credits_only {
+    if !r.credits_only {
         // Carried by the key's next reservation from this isolate, or sent alone soon after.
         bucket::settle_later(cx, &r.prefix, &r.id, r.key_tokens, input, output);
     }
-    let Some(account) = r.ledger else { return 0 };
+    if r.ledger.is_none() {
+        return 0;
+    }
     let actual = cost(&price_table(cx), charges);
+    let meters = r.meters().map(|limits| MeterSettle {
+        input_tokens: input,
+        output_tokens: output,
+        limits,
+    });
     let op = LedgerOp::Settle {
         id: r.id,
         actual,
-        meters: (!credits_only).then_some(MeterSettle {
-            input_tokens: input,
-            output_tokens: output,
-            limits: account,
-        }),
+        meters,
     };
     ledger::queue(cx, &r.account_id, op);
     actual

@@ -334,6 +334,28 @@ impl Stack {
         (a, k)
     }
 
+    /// The credits balance of `key`'s account.
+    pub async fn balance(&self, key: &str) -> u64 {
+        self.get("/v1/account", Some(key)).await.json()["credits_balance"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// `key`'s balance once it stops moving (settlements and fees are debited after the
+    /// responses): two reads 250 ms apart agree, or 10 s have passed.
+    pub async fn settled_balance(&self, key: &str) -> u64 {
+        let mut last = self.balance(key).await;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let b = self.balance(key).await;
+            if b == last {
+                return b;
+            }
+            last = b;
+        }
+        last
+    }
+
     pub async fn ask(&self, key: &str, body: &Value) -> Reply {
         self.post("/v1/ask", Some(key), body).await
     }

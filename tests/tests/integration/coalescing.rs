@@ -56,31 +56,11 @@ fn split(replies: &[Reply]) -> (&Reply, Vec<&Reply>) {
     (leaders[0], followers)
 }
 
-async fn balance(s: &Stack, key: &str) -> u64 {
-    s.get("/v1/account", Some(key)).await.json()["credits_balance"]
-        .as_u64()
-        .unwrap()
-}
-
-/// Waits until the balance stops moving (settlements and fees are debited after responses).
-async fn settled_balance(s: &Stack, key: &str) -> u64 {
-    let mut last = balance(s, key).await;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let b = balance(s, key).await;
-        if b == last {
-            return b;
-        }
-        last = b;
-    }
-    last
-}
-
 #[tokio::test]
 async fn fifty_identical_asks_make_one_upstream_call_per_provider() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    let before = balance(s, &key).await;
+    let before = s.balance(&key).await;
     let n = nonce();
     let body = json!({"prompt": format!("coalesce me [[mock:*=delay:1000]] {n}"),
         "providers": ["openai", "anthropic"]});
@@ -113,7 +93,7 @@ async fn fifty_identical_asks_make_one_upstream_call_per_provider() {
         assert_eq!(b["usage"]["credits"], fee);
     }
     // One full charge and 49 hit fees, exactly.
-    assert_eq!(settled_balance(s, &key).await, before - charged - 49 * fee);
+    assert_eq!(s.settled_balance(&key).await, before - charged - 49 * fee);
     // The answer was stored: the next identical call is a hit.
     let again = s.ask(&key, &body).await;
     assert_eq!(again.json()["cache"]["status"], "hit", "{}", again.text);
@@ -336,7 +316,7 @@ async fn a_lost_leader_promotes_exactly_one_follower() {
 async fn the_flight_outlives_its_leaders_client() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    let before = balance(s, &key).await;
+    let before = s.balance(&key).await;
     let n = nonce();
     let body =
         json!({"prompt": format!("walk away [[mock:*=delay:1000]] {n}"), "providers": ["openai"]});
@@ -362,7 +342,7 @@ async fn the_flight_outlives_its_leaders_client() {
     let again = s.ask(&key, &body).await;
     assert_eq!(again.json()["cache"]["status"], "hit", "{}", again.text);
     let fee = followers[0].json()["usage"]["credits"].as_u64().unwrap();
-    let spent = before - settled_balance(s, &key).await;
+    let spent = before - s.settled_balance(&key).await;
     let usage = s.get("/v1/usage", Some(&key)).await.json();
     let misses: Vec<&Value> = usage["events"]
         .as_array()

@@ -279,12 +279,6 @@ async fn each_endpoint_speaks_its_own_rate_limit_headers() {
     assert!(a.header("x-ratelimit-limit-tokens").is_none());
 }
 
-async fn balance(s: &Stack, key: &str) -> u64 {
-    s.get("/v1/account", Some(key)).await.json()["credits_balance"]
-        .as_u64()
-        .unwrap()
-}
-
 /// The benchmarks' baseline for what token limits cost a miss (`x-dev-limits: calls-only`,
 /// `scripts/bench.sh` section c) differs from a miss in its token limits alone: it takes no
 /// tokens, and it still charges every call exactly what it cost.
@@ -341,8 +335,9 @@ async fn the_calls_only_baseline_takes_no_tokens_and_charges_exactly() {
         "{}",
         refused.text
     );
-    // Calls-only: both are admitted, and each is charged its cost, exactly once.
-    let before = balance(s, &key).await;
+    // Calls-only: both are admitted, and each is charged its cost, exactly once (the balance
+    // read once the first pair's settlements are in).
+    let before = s.settled_balance(&key).await;
     let baseline = pair(true, "baseline").await;
     let mut charged = 0;
     for r in &baseline {
@@ -351,17 +346,8 @@ async fn the_calls_only_baseline_takes_no_tokens_and_charges_exactly() {
         assert!(credits > 0, "{}", r.text);
         charged += credits;
     }
-    let mut settled = balance(s, &key).await;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let b = balance(s, &key).await;
-        if b == settled && before - b == charged {
-            break;
-        }
-        settled = b;
-    }
     assert_eq!(
-        before - balance(s, &key).await,
+        before - s.settled_balance(&key).await,
         charged,
         "charged exactly what the calls cost"
     );
