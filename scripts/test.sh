@@ -11,7 +11,7 @@ bash scripts/setup.sh
 bash scripts/build.sh --dev-hooks all
 cargo build --release -p mock-provider
 echo "== unit, property and fixture tests (native)"
-cargo test -p gateway-core -p mock-provider -p gateway-benches
+cargo test -p gateway-core -p gateway-canonical -p mock-provider -p gateway-benches
 echo "== integration tests (wrangler dev + mock providers)"
 cargo test -p integration-tests -- "$@"
 if [ -f tests/sdk/run.sh ]; then

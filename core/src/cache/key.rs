@@ -4,12 +4,9 @@
 
 use std::fmt;
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-use crate::cache::canonical_json::{write_canonical_json_to, write_json_string, JsonSink};
-use crate::cache::normalize::write_normalized_json_body;
 use crate::providers::Provider;
+use gateway_canonical::digest::CanonicalDigest;
+use serde_json::Value;
 
 /// Who may be served a cached answer: everyone, or only the one account that asked.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -144,94 +141,44 @@ pub fn ask_cache_key(
     providers.sort_unstable();
     providers.dedup();
 
-    let mut h = HashSink::new();
-    h.push_str("[");
-    write_json_string(Namespace::Ask.as_str(), &mut h);
-    h.push_str(",");
+    let mut h = CanonicalDigest::new();
+    h.push_raw("[");
+    h.push_string(Namespace::Ask.as_str());
+    h.push_raw(",");
     write_scope(scope, &mut h);
-    h.push_str(",\"");
+    h.push_raw(",\"");
     h.push_normalized_prompt(prompt);
-    h.push_str("\",[");
+    h.push_raw("\",[");
     for (i, p) in providers.iter().enumerate() {
         if i > 0 {
-            h.push_str(",");
+            h.push_raw(",");
         }
-        write_json_string(p.as_str(), &mut h);
+        h.push_string(p.as_str());
     }
-    h.push_str("],");
-    write_canonical_json_to(params, &mut h);
-    h.push_str("]");
-    h.finish()
+    h.push_raw("],");
+    h.push_value(params);
+    h.push_raw("]");
+    CacheKey(h.finish_hex())
 }
 
 /// The key of a drop-in endpoint request (`namespace` is e.g. `"messages/v1"`, `"chat/v1"`):
 /// `hex(SHA-256(canonical_json([namespace, scope, request])))`.
 pub fn request_cache_key(namespace: &str, scope: &Scope, request: &Value) -> CacheKey {
-    let mut h = HashSink::new();
-    h.push_str("[");
-    write_json_string(namespace, &mut h);
-    h.push_str(",");
+    let mut h = CanonicalDigest::new();
+    h.push_raw("[");
+    h.push_string(namespace);
+    h.push_raw(",");
     write_scope(scope, &mut h);
-    h.push_str(",");
-    write_canonical_json_to(request, &mut h);
-    h.push_str("]");
-    h.finish()
+    h.push_raw(",");
+    h.push_value(request);
+    h.push_raw("]");
+    CacheKey(h.finish_hex())
 }
 
-fn write_scope(scope: &Scope, h: &mut HashSink) {
+fn write_scope(scope: &Scope, h: &mut CanonicalDigest) {
     match scope {
-        Scope::Shared => write_json_string("shared", h),
-        Scope::Private(_) => write_json_string(&scope.as_key_str(), h),
-    }
-}
-
-/// Canonical JSON text goes into SHA-256 through a small buffer: the many short pieces
-/// (quotes, commas, escapes) are gathered, and long runs such as the prompt go straight in.
-struct HashSink {
-    hasher: Sha256,
-    buf: Vec<u8>,
-}
-
-/// Size of the gathering buffer; writes at least this long bypass it.
-const HASH_BUF: usize = 4096;
-
-impl HashSink {
-    fn new() -> Self {
-        HashSink {
-            hasher: Sha256::new(),
-            buf: Vec::with_capacity(HASH_BUF),
-        }
-    }
-
-    /// The JSON string body of `normalize(prompt)`, written into the buffer in one pass.
-    fn push_normalized_prompt(&mut self, prompt: &str) {
-        write_normalized_json_body(prompt, &mut self.buf);
-        if self.buf.len() >= HASH_BUF {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        self.hasher.update(&self.buf);
-        self.buf.clear();
-    }
-
-    fn finish(mut self) -> CacheKey {
-        self.flush();
-        CacheKey(hex::encode(self.hasher.finalize()))
-    }
-}
-
-impl JsonSink for HashSink {
-    fn push_str(&mut self, s: &str) {
-        if self.buf.len() + s.len() > HASH_BUF {
-            self.flush();
-        }
-        if s.len() >= HASH_BUF {
-            self.hasher.update(s.as_bytes());
-        } else {
-            self.buf.extend_from_slice(s.as_bytes());
-        }
+        Scope::Shared => h.push_string("shared"),
+        Scope::Private(_) => h.push_string(&scope.as_key_str()),
     }
 }
 
@@ -257,7 +204,9 @@ mod tests {
 
     use super::*;
     use crate::cache::canonical_json::canonical_json;
+    use crate::cache::normalize::normalize;
     use serde_json::json;
+    use sha2::{Digest, Sha256};
 
     fn sha_hex(text: &str) -> String {
         hex::encode(Sha256::digest(text.as_bytes()))
@@ -290,6 +239,25 @@ mod tests {
         );
     }
 
+    /// Long ASCII prompts are normalized and hashed in parts of 4 KB: a run of whitespace, an
+    /// escape or a capital on either side of a part's edge gives the key of the whole.
+    #[test]
+    fn long_prompts_hash_as_one_across_their_parts() {
+        let params = json!({"max_tokens": 16});
+        for unit in ["ab  \"C\"\t\n", "x ", "Q\\  ", "word. ", "\u{7}  z"] {
+            for len in (4080..4112).chain(8180..8200).chain(12_280..12_300) {
+                let mut p = unit.repeat(len / unit.len() + 1);
+                p.truncate(len);
+                let key = ask_cache_key(&Scope::Shared, &p, &[Provider::OpenAi], &params);
+                let tuple = json!(["ask/v1", "shared", normalize(&p), ["openai"], params]);
+                assert_eq!(
+                    key.as_str(),
+                    sha_hex(&canonical_json(&tuple)),
+                    "{unit:?} {len}"
+                );
+            }
+        }
+    }
     #[test]
     fn ask_key_of_a_known_tuple_is_stable() {
         // printf '%s' '["ask/v1","shared","hi",["gemini"],{}]' | sha256sum

@@ -14,10 +14,10 @@
 
 use unicode_normalization::{is_nfc_quick, IsNormalized};
 
-use crate::cache::nfc::{is_nfc, nfc};
-pub use crate::cache::punctuation::is_punctuation;
+use crate::nfc::{is_nfc, nfc};
+pub use crate::punctuation::is_punctuation;
 
-use crate::cache::canonical_json::{escape, needs_escape, write_json_string_body};
+use crate::canonical_json::{escape, needs_escape, write_json_string_body};
 
 /// Further passes the general path may run if one pass was not a fixed point.
 const MAX_EXTRA_PASSES: usize = 8;
@@ -81,15 +81,33 @@ fn normalize_ascii(p: &str) -> String {
 
 /// Appends the body of the JSON string literal of `normalize(p)` (escaped, no quotes) to `out`,
 /// normalized and escaped in one pass with no intermediate string unless NFC might compose.
-pub(crate) fn write_normalized_json_body(p: &str, out: &mut Vec<u8>) {
+pub fn write_normalized_json_body(p: &str, out: &mut Vec<u8>) {
+    write_normalized_json_body_in_parts(p, out, usize::MAX, |_| {});
+}
+
+/// [`write_normalized_json_body`], handing `out` to `take` (which may empty it) after each
+/// `part` bytes of an ASCII prompt and once at the end, so that a consumer such as a hasher
+/// keeps one small buffer hot instead of one as long as the prompt.
+pub fn write_normalized_json_body_in_parts(
+    p: &str,
+    out: &mut Vec<u8>,
+    part: usize,
+    mut take: impl FnMut(&mut Vec<u8>),
+) {
     if p.is_ascii() {
-        write_normalized_ascii::<true>(p.as_bytes(), out);
+        let bytes = without_trailing_ascii(p.as_bytes());
+        let mut after_space = true;
+        for piece in bytes.chunks(part.max(8)) {
+            write_normalized_ascii_part::<true>(piece, out, &mut after_space);
+            take(out);
+        }
     } else {
         let start = out.len();
         if !write_normalized_unicode(p, out) {
             out.truncate(start);
             write_json_string_body(&normalize_composing(p), out);
         }
+        take(out);
     }
 }
 
@@ -100,17 +118,33 @@ pub(crate) fn write_normalized_json_body(p: &str, out: &mut Vec<u8>) {
 /// words of eight bytes that only lowercase are stored two at a time, and the others (with a
 /// byte to blank, a space to drop or a byte to escape) one at a time.
 fn write_normalized_ascii<const ESCAPE: bool>(p: &[u8], out: &mut Vec<u8>) {
+    write_normalized_ascii_part::<ESCAPE>(without_trailing_ascii(p), out, &mut true);
+}
+
+/// `p` (ASCII) without its trailing whitespace and punctuation.
+fn without_trailing_ascii(p: &[u8]) -> &[u8] {
     let mut end = p.len();
     while end > 0 && (lower_and_blank(p[end - 1]) == b' ' || is_ascii_punctuation(p[end - 1])) {
         end -= 1;
     }
-    let bytes = &p[..end];
+    &p[..end]
+}
+
+/// Appends the normalized form of `bytes`, a part of an ASCII prompt without its trailing
+/// whitespace and punctuation; `after_space_before` says whether the byte before the part became a
+/// space (true before the first part drops leading whitespace), and is left saying it of the
+/// part's last byte.
+fn write_normalized_ascii_part<const ESCAPE: bool>(
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    after_space_before: &mut bool,
+) {
     // `out` holds initialized room at `len..`: at least one byte per unread input byte and
     // `SLACK` more; a word that escapes first makes room for six bytes per byte.
     let mut len = out.len();
     out.resize(len + bytes.len() + SLACK, 0);
-    // Whether the last byte seen became a space; true at the start drops leading whitespace.
-    let mut after_space = true;
+    // Whether the last byte seen became a space.
+    let mut after_space = *after_space_before;
     let mut i = 0;
     while i + 8 <= bytes.len() {
         // The high bit of the last byte if it is a space, shifted down to the first byte's.
@@ -159,6 +193,7 @@ fn write_normalized_ascii<const ESCAPE: bool>(p: &[u8], out: &mut Vec<u8>) {
         after_space = space;
     }
     out.truncate(len);
+    *after_space_before = after_space;
 }
 
 /// The eight bytes of `s` at `i`, as a little-endian word.
