@@ -1,6 +1,7 @@
 //! Who is calling: gateway API keys (prefix lookup, 5 s isolate-local memo over a 60 s KV auth
 //! cache, constant-time hash check, one 401 for every failure) and the admin bearer token.
 
+use gateway_core::api::request_url;
 use gateway_core::error::ApiError;
 use gateway_core::keys::{self, KeyMode};
 use gateway_core::limits::tier::{AccountLimits, Tier};
@@ -206,9 +207,7 @@ pub async fn session_caller(cx: &RequestContext, req: &Request) -> ApiResult<Cal
 
 /// The origin the request was sent to (`scheme://host[:port]`).
 pub fn own_origin(req: &Request) -> String {
-    req.url()
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default()
+    request_url::origin(&req.inner().url()).unwrap_or_default()
 }
 
 /// A state-changing cookie call from another origin.
@@ -299,7 +298,12 @@ fn cache_row_later(cx: &RequestContext, row: &KeyAuthRow) {
         if delay_ms > 0 {
             Delay::from(Duration::from_millis(delay_ms)).await;
         }
-        if let Ok(put) = kv.put(&auth_cache_key(&row.prefix), &row) {
+        // As JSON text, which `json()` reads back; the bytes go in as they are (worker's
+        // generic `put` would convert the row to a JS object and stringify it there).
+        let put = serde_json::to_vec(&row)
+            .ok()
+            .and_then(|text| kv.put_bytes(&auth_cache_key(&row.prefix), &text).ok());
+        if let Some(put) = put {
             if let Err(e) = put.expiration_ttl(AUTH_CACHE_TTL_S).execute().await {
                 console_error!("auth cache write failed: {e}");
             }

@@ -153,7 +153,7 @@ pub fn store(cx: &RequestContext, namespace: Namespace, key: &str, text: String)
 /// Writes an L2 entry with its metadata, to expire in `ttl_s`.
 pub async fn put_l2(kv: &KvStore, name: &str, text: String, meta: L2Meta, ttl_s: u64) {
     let put = kv
-        .put(name, text)
+        .put_bytes(name, text.as_bytes())
         .and_then(|p| p.metadata(meta))
         .map(|p| p.expiration_ttl(ttl_s));
     match put {

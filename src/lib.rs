@@ -23,6 +23,7 @@ mod runtime;
 pub use objects::{AccountLedger, Flight, TokenBucket};
 
 use gateway_core::api::dropin::Dialect;
+use gateway_core::api::request_url;
 use gateway_core::api::route::V1Route;
 use gateway_core::error::ApiError;
 use serde_json::json;
@@ -210,10 +211,8 @@ async fn v1(
         | V1Route::ProviderKeyDelete { .. } => provider_keys::route(cx, req, caller, route).await,
         V1Route::AskArchived { id } => archive::get_archived(cx, caller, id).await,
         V1Route::Usage => {
-            let url = req
-                .url()
-                .map_err(|_| ApiError::invalid_request("bad URL"))?;
-            usage::get_usage(cx, caller, &url).await
+            let query = request_url::query_pairs(&req.inner().url());
+            usage::get_usage(cx, caller, &query).await
         }
         V1Route::AccountPatch => account_data::patch_account(cx, caller, &mut req).await,
         V1Route::AccountDelete => {

@@ -18,3 +18,4 @@ pub mod limits;
 pub mod providers;
 pub mod scrub;
 pub mod usage;
+pub mod wire;

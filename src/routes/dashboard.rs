@@ -6,6 +6,7 @@
 use gateway_core::api::dashboard::{
     cleared_cookie, origin_allowed, secure_cookie, session_cookie, SECURITY_HEADERS, SESSION_TTL_MS,
 };
+use gateway_core::api::request_url;
 use gateway_core::error::{ApiError, ApiResult};
 use gateway_core::keys;
 use gateway_core::limits::bucket::Decision;
@@ -78,9 +79,9 @@ async fn asset(cx: &RequestContext, path: &str) -> ApiResult<Response> {
 
 /// Whether this request may carry a `Secure` cookie back (see `secure_cookie`).
 fn secure(req: &Request) -> bool {
-    match req.url() {
-        Ok(u) => secure_cookie(u.scheme(), u.host_str().unwrap_or("")),
-        Err(_) => true,
+    match request_url::scheme_and_host(&req.inner().url()) {
+        Some((scheme, host)) => secure_cookie(scheme, host),
+        None => true,
     }
 }
 

@@ -4,7 +4,7 @@ use crate::routes::archive::own_key;
 use gateway_core::error::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{Response, Url};
+use worker::Response;
 
 use crate::auth::Caller;
 use crate::db::d1;
@@ -39,16 +39,20 @@ fn time_param(name: &str, v: &str) -> ApiResult<u64> {
 /// `GET /v1/usage?from=&to=&limit=&cursor=&endpoint=`: totals over the window, per UTC day,
 /// and the newest events, paginated by `cursor` (the `next_cursor` of the previous page);
 /// `endpoint` (a row's endpoint, such as `POST /v1/ask`) narrows all three.
-pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiResult<Response> {
+pub async fn get_usage(
+    cx: &RequestContext,
+    caller: &Caller,
+    query: &[(String, String)],
+) -> ApiResult<Response> {
     let mut from = 0u64;
     let mut to = cx.now_ms + 1;
     let mut limit = 50u64;
     let mut cursor = i64::MAX as u64;
     let mut endpoint: Option<String> = None;
-    for (k, v) in url.query_pairs() {
-        match k.as_ref() {
-            "from" => from = time_param("from", &v)?,
-            "to" => to = time_param("to", &v)?,
+    for (k, v) in query {
+        match k.as_str() {
+            "from" => from = time_param("from", v)?,
+            "to" => to = time_param("to", v)?,
             "limit" => {
                 limit = v
                     .parse::<u64>()
@@ -70,7 +74,7 @@ pub async fn get_usage(cx: &RequestContext, caller: &Caller, url: &Url) -> ApiRe
                         "`endpoint` is a usage row's endpoint, such as `POST /v1/ask`",
                     ));
                 }
-                endpoint = Some(v.into_owned());
+                endpoint = Some(v.clone());
             }
             other => {
                 return Err(ApiError::invalid_param(

@@ -4,6 +4,7 @@ pub mod account;
 pub mod ask;
 pub mod dashboard;
 pub mod dropin;
+pub mod request_url;
 pub mod route;
 pub mod strict_json;
 

@@ -4,7 +4,7 @@
 //! callers that come before the leader's outcome follow (they are sent the leader's stream as it
 //! is published, then its outcome). Time is passed in.
 
-use serde::{Deserialize, Serialize};
+use crate::wire::tagged_enum;
 
 /// A flight holds at most this many followers; later callers make their own call.
 pub const MAX_FOLLOWERS: usize = 1_000;
@@ -17,57 +17,63 @@ pub const RENEW_MS: u64 = 500;
 /// What a follower waits beyond the provider timeout before it answers 504.
 pub const FOLLOWER_MARGIN_MS: u64 = 1_000;
 
-/// An operation on a flight (the JSON body of a request to its object).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum FlightOp {
-    /// A cacheable miss asks to take part. `timeout_ms` is the provider timeout.
-    Join {
-        timeout_ms: u64,
-        max_followers: usize,
-    },
-    /// The leader's stream, in order, as it arrives.
-    Publish { ticket: u64, chunk: String },
-    /// The leader's outcome: the flight ends.
-    Finish { ticket: u64, outcome: Outcome },
-    /// The leader cannot answer (refused by its own limits): one follower is promoted.
-    Abandon { ticket: u64 },
-    /// The leader is alive.
-    Renew { ticket: u64 },
+tagged_enum! {
+    tag = "op";
+    /// An operation on a flight (the JSON body of a request to its object).
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum FlightOp {
+        /// A cacheable miss asks to take part. `timeout_ms` is the provider timeout.
+        Join {
+            timeout_ms: u64,
+            max_followers: usize,
+        },
+        /// The leader's stream, in order, as it arrives.
+        Publish { ticket: u64, chunk: String },
+        /// The leader's outcome: the flight ends.
+        Finish { ticket: u64, outcome: Outcome },
+        /// The leader cannot answer (refused by its own limits): one follower is promoted.
+        Abandon { ticket: u64 },
+        /// The leader is alive.
+        Renew { ticket: u64 },
+    }
 }
 
-/// What followers are served: the leader's answer as its endpoint shares it, or the gateway's
-/// own error (broker unreachable, timeout).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Outcome {
-    Answer {
-        status: u16,
-        text: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry_after: Option<String>,
-    },
-    Error {
-        status: u16,
-        code: String,
-        message: String,
-    },
+tagged_enum! {
+    tag = "kind";
+    /// What followers are served: the leader's answer as its endpoint shares it, or the gateway's
+    /// own error (broker unreachable, timeout).
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Outcome {
+        Answer {
+            status: u16,
+            text: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            retry_after: Option<String>,
+        },
+        Error {
+            status: u16,
+            code: String,
+            message: String,
+        },
+    }
 }
 
-/// One line of what a caller reads from the flight after `Join` (newline-delimited JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-pub enum Frame {
-    /// Make the call (first caller, or a follower promoted when the leader was lost).
-    Lead { ticket: u64 },
-    /// Wait: frames follow.
-    Follow,
-    /// The flight is full: make your own call, outside it.
-    Overflow,
-    /// A part of the leader's stream.
-    Chunk { data: String },
-    /// The outcome; nothing follows.
-    Done { outcome: Outcome },
+tagged_enum! {
+    tag = "t";
+    /// One line of what a caller reads from the flight after `Join` (newline-delimited JSON).
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Frame {
+        /// Make the call (first caller, or a follower promoted when the leader was lost).
+        Lead { ticket: u64 },
+        /// Wait: frames follow.
+        Follow,
+        /// The flight is full: make your own call, outside it.
+        Overflow,
+        /// A part of the leader's stream.
+        Chunk { data: String },
+        /// The outcome; nothing follows.
+        Done { outcome: Outcome },
+    }
 }
 
 impl Frame {

@@ -12,6 +12,7 @@
 //! so is its answer (`{"Ok":{"balance":...,"available":...,"charged":0}}` or
 //! `{"Err":{"refusal":"insufficient_credits","available":40}}`).
 
+use crate::wire::tagged_enum;
 use serde::{Deserialize, Serialize};
 
 use crate::credits::ledger::{Ledger, LedgerError};
@@ -32,53 +33,55 @@ fn is_no_bound(n: &u32) -> bool {
     *n == u32::MAX
 }
 
-/// What the gateway asks of an account's `AccountLedger`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum LedgerOp {
-    /// Read the balance.
-    Balance,
-    /// Add credits (admin top-up).
-    Credit { amount: u64 },
-    /// Hold back `amount` credits for call `id` (the request id).
-    Reserve {
-        id: String,
-        amount: u64,
-        /// Refused while the account has this many reservations open (its tier's calls in
-        /// flight); absent: no bound.
-        #[serde(default = "no_bound", skip_serializing_if = "is_no_bound")]
-        max_in_flight: u32,
-        /// The call's worst case on the account-wide buckets, reserved with the credits, all
-        /// or nothing; absent: those buckets are not touched.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        meters: Option<MeterReserve>,
-    },
-    /// Close reservation `id`, charging `actual`.
-    Settle {
-        id: String,
-        actual: u64,
-        /// The tokens the call used, settled on the account-wide buckets.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        meters: Option<MeterSettle>,
-    },
-    /// Close reservation `id` without charging.
-    Release {
-        id: String,
-        /// The account-wide limits: what the call reserved there comes back too.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        meters: Option<MinuteLimits>,
-    },
-    /// Charge a fee without a reservation (the cache-hit serving fee).
-    Fee { amount: u64 },
-    /// Delete everything the ledger stores (account deletion).
-    Wipe,
-    /// These operations in order, saved once; the reply is the last one's (a batch inside a
-    /// batch is refused: [`LedgerRefusal::UnsupportedOperation`]).
-    Batch { ops: Vec<LedgerOp> },
-    /// Test hook: the next `count` batches fail before touching the ledger, so tests see
-    /// queued operations retried.
-    #[cfg(feature = "dev-hooks")]
-    FailBatches { count: u32 },
+tagged_enum! {
+    tag = "op";
+    /// What the gateway asks of an account's `AccountLedger`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum LedgerOp {
+        /// Read the balance.
+        Balance,
+        /// Add credits (admin top-up).
+        Credit { amount: u64 },
+        /// Hold back `amount` credits for call `id` (the request id).
+        Reserve {
+            id: String,
+            amount: u64,
+            /// Refused while the account has this many reservations open (its tier's calls in
+            /// flight); absent: no bound.
+            #[serde(default = "no_bound", skip_serializing_if = "is_no_bound")]
+            max_in_flight: u32,
+            /// The call's worst case on the account-wide buckets, reserved with the credits, all
+            /// or nothing; absent: those buckets are not touched.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            meters: Option<MeterReserve>,
+        },
+        /// Close reservation `id`, charging `actual`.
+        Settle {
+            id: String,
+            actual: u64,
+            /// The tokens the call used, settled on the account-wide buckets.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            meters: Option<MeterSettle>,
+        },
+        /// Close reservation `id` without charging.
+        Release {
+            id: String,
+            /// The account-wide limits: what the call reserved there comes back too.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            meters: Option<MinuteLimits>,
+        },
+        /// Charge a fee without a reservation (the cache-hit serving fee).
+        Fee { amount: u64 },
+        /// Delete everything the ledger stores (account deletion).
+        Wipe,
+        /// These operations in order, saved once; the reply is the last one's (a batch inside a
+        /// batch is refused: [`LedgerRefusal::UnsupportedOperation`]).
+        Batch { ops: Vec<LedgerOp> },
+        /// Test hook: the next `count` batches fail before touching the ledger, so tests see
+        /// queued operations retried.
+        #[cfg(feature = "dev-hooks")]
+        FailBatches { count: u32 },
+    }
 }
 
 impl LedgerOp {
@@ -146,33 +149,35 @@ impl LedgerView {
     }
 }
 
-/// Why the ledger refused an operation. A refused operation changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "refusal", rename_all = "snake_case")]
-pub enum LedgerRefusal {
-    /// The balance less what is reserved does not cover the amount.
-    InsufficientCredits { available: u64 },
-    /// No open reservation has this id (never made, or already settled, released or expired).
-    UnknownReservation,
-    /// A reservation with this id is already open.
-    DuplicateReservation,
-    /// The account already has its tier's most calls in flight.
-    TooManyInFlight { limit: u32 },
-    /// Not an operation the ledger applies here (a batch inside a batch, a test hook).
-    UnsupportedOperation,
-    /// An account-wide limit has not enough yet: at `retry_at_ms` every account-wide bucket
-    /// fits the call, and `limit` is the last to fit.
-    Limited {
-        limit: LimitName,
-        retry_at_ms: u64,
-        retry_after_ms: u64,
-    },
-    /// The call's worst case exceeds an account-wide bucket's capacity: it can never fit.
-    TooLarge {
-        limit: LimitName,
-        capacity: u64,
-        needed: u64,
-    },
+tagged_enum! {
+    tag = "refusal";
+    /// Why the ledger refused an operation. A refused operation changes nothing.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum LedgerRefusal {
+        /// The balance less what is reserved does not cover the amount.
+        InsufficientCredits { available: u64 },
+        /// No open reservation has this id (never made, or already settled, released or expired).
+        UnknownReservation,
+        /// A reservation with this id is already open.
+        DuplicateReservation,
+        /// The account already has its tier's most calls in flight.
+        TooManyInFlight { limit: u32 },
+        /// Not an operation the ledger applies here (a batch inside a batch, a test hook).
+        UnsupportedOperation,
+        /// An account-wide limit has not enough yet: at `retry_at_ms` every account-wide bucket
+        /// fits the call, and `limit` is the last to fit.
+        Limited {
+            limit: LimitName,
+            retry_at_ms: u64,
+            retry_after_ms: u64,
+        },
+        /// The call's worst case exceeds an account-wide bucket's capacity: it can never fit.
+        TooLarge {
+            limit: LimitName,
+            capacity: u64,
+            needed: u64,
+        },
+    }
 }
 
 impl LedgerRefusal {

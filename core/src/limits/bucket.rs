@@ -12,6 +12,7 @@
 //! is not. The clock never runs backwards inside the bucket: an earlier `now_ms` than the
 //! bucket has already seen is treated as that latest time, so it neither refills nor takes.
 
+use crate::wire::tagged_enum;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::tier::Limits;
@@ -34,27 +35,29 @@ pub struct BucketState {
     interval_ns: u64,
 }
 
-/// The outcome of one request against the bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Decision {
-    /// The tokens were taken.
-    Admitted {
-        /// Whole tokens left.
-        remaining: u32,
-        /// Milliseconds until the bucket is full again, rounded up.
-        reset_ms: u64,
-    },
-    /// Not enough tokens; nothing was taken. Remaining is 0 for this request's purposes.
-    Denied {
-        /// The earliest whole millisecond at which this request fits, if nothing else takes
-        /// tokens first. Saturates at `u64::MAX` (only for absurd clocks or limits).
-        retry_at_ms: u64,
-        /// `retry_at_ms - now_ms`: at least 1 (unless `retry_at_ms` saturated).
-        retry_after_ms: u64,
-        /// Milliseconds until the bucket is full, rounded up.
-        reset_ms: u64,
-    },
+tagged_enum! {
+    tag = "outcome";
+    /// The outcome of one request against the bucket.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Decision {
+        /// The tokens were taken.
+        Admitted {
+            /// Whole tokens left.
+            remaining: u32,
+            /// Milliseconds until the bucket is full again, rounded up.
+            reset_ms: u64,
+        },
+        /// Not enough tokens; nothing was taken. Remaining is 0 for this request's purposes.
+        Denied {
+            /// The earliest whole millisecond at which this request fits, if nothing else takes
+            /// tokens first. Saturates at `u64::MAX` (only for absurd clocks or limits).
+            retry_at_ms: u64,
+            /// `retry_at_ms - now_ms`: at least 1 (unless `retry_at_ms` saturated).
+            retry_after_ms: u64,
+            /// Milliseconds until the bucket is full, rounded up.
+            reset_ms: u64,
+        },
+    }
 }
 
 impl Decision {

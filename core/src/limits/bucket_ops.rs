@@ -16,6 +16,7 @@
 //! ledger refuses spends it). Reservations never settled expire at their reserved amount: the
 //! object's alarm runs [`KeyBucket::expire`] at [`KeyBucket::next_expiry`].
 
+use crate::wire::tagged_enum;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::bucket::{decide, BucketState, Decision};
@@ -24,43 +25,45 @@ use crate::limits::reservation::{
 };
 use crate::limits::tier::{Limits, MinuteLimits};
 
-/// What the gateway asks of a key's `TokenBucket`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum BucketOp {
-    /// Take `cost` tokens under `limits` (the caller's tier decides them): a [`TakeReply`].
-    Take { cost: u32, limits: Limits },
-    /// Take one call token under `limits` and reserve the call's worst-case tokens under
-    /// `tokens` as reservation `id`, all or nothing: a [`ReserveReply`].
-    /// Settlements the gateway's isolate queued for this key travel ahead of it (`settled`):
-    /// they are applied first, so the reply reads the buckets after them.
-    Reserve {
-        id: String,
-        limits: Limits,
-        tokens: MinuteLimits,
-        input_tokens: u64,
-        output_tokens: u64,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        settled: Vec<Settlement>,
-    },
-    /// Settle each reservation of `settled` with the tokens its call used (settlements that
-    /// found no reservation to ride on in time): `null`.
-    SettleAll { settled: Vec<Settlement> },
-    /// Give reservation `id`'s tokens back (another limiter refused the call): a
-    /// [`SettleReply`].
-    Release { id: String, tokens: MinuteLimits },
-    /// Mark the key revoked: every later `take` is refused, whatever the tokens.
-    Revoke,
-    /// Start over, as a new bucket (a new key took a prefix whose previous key's account was
-    /// deleted, which left the bucket revoked).
-    Reset,
-    /// Test hook: every later `take` fails, so tests see the gateway fail closed.
-    #[cfg(feature = "dev-hooks")]
-    Break,
-    /// Test hook: a bare round trip touching neither storage nor state (the baseline of the
-    /// rate-limit load benchmark).
-    #[cfg(feature = "dev-hooks")]
-    Ping,
+tagged_enum! {
+    tag = "op";
+    /// What the gateway asks of a key's `TokenBucket`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum BucketOp {
+        /// Take `cost` tokens under `limits` (the caller's tier decides them): a [`TakeReply`].
+        Take { cost: u32, limits: Limits },
+        /// Take one call token under `limits` and reserve the call's worst-case tokens under
+        /// `tokens` as reservation `id`, all or nothing: a [`ReserveReply`].
+        /// Settlements the gateway's isolate queued for this key travel ahead of it (`settled`):
+        /// they are applied first, so the reply reads the buckets after them.
+        Reserve {
+            id: String,
+            limits: Limits,
+            tokens: MinuteLimits,
+            input_tokens: u64,
+            output_tokens: u64,
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            settled: Vec<Settlement>,
+        },
+        /// Settle each reservation of `settled` with the tokens its call used (settlements that
+        /// found no reservation to ride on in time): `null`.
+        SettleAll { settled: Vec<Settlement> },
+        /// Give reservation `id`'s tokens back (another limiter refused the call): a
+        /// [`SettleReply`].
+        Release { id: String, tokens: MinuteLimits },
+        /// Mark the key revoked: every later `take` is refused, whatever the tokens.
+        Revoke,
+        /// Start over, as a new bucket (a new key took a prefix whose previous key's account was
+        /// deleted, which left the bucket revoked).
+        Reset,
+        /// Test hook: every later `take` fails, so tests see the gateway fail closed.
+        #[cfg(feature = "dev-hooks")]
+        Break,
+        /// Test hook: a bare round trip touching neither storage nor state (the baseline of the
+        /// rate-limit load benchmark).
+        #[cfg(feature = "dev-hooks")]
+        Ping,
+    }
 }
 
 /// One call's settlement, queued by the gateway's isolate after the call and sent ahead of the
@@ -74,15 +77,17 @@ pub struct Settlement {
     pub output_tokens: u64,
 }
 
-/// Why a bucket refuses a `take` whatever its tokens (a denial for want of tokens is a
-/// [`Decision::Denied`], not a refusal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "refusal", rename_all = "snake_case")]
-pub enum TakeRefusal {
-    /// The key was revoked.
-    Revoked,
-    /// The cost can never fit this bucket: waiting will not help.
-    InsufficientCapacity { burst: u32 },
+tagged_enum! {
+    tag = "refusal";
+    /// Why a bucket refuses a `take` whatever its tokens (a denial for want of tokens is a
+    /// [`Decision::Denied`], not a refusal).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum TakeRefusal {
+        /// The key was revoked.
+        Revoked,
+        /// The cost can never fit this bucket: waiting will not help.
+        InsufficientCapacity { burst: u32 },
+    }
 }
 
 /// The answer to [`BucketOp::Take`]: the bucket's decision, or its refusal.
@@ -96,31 +101,33 @@ pub struct KeyAdmission {
     pub tokens: Vec<Reading>,
 }
 
-/// Why a [`BucketOp::Reserve`] was refused. A refusal takes nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "refusal", rename_all = "snake_case")]
-pub enum ReserveRefusal {
-    /// The key was revoked.
-    Revoked,
-    /// A call can never fit the call bucket (a burst of 0: never valid).
-    InsufficientCapacity { burst: u32 },
-    /// The worst case exceeds a token bucket's capacity: a 429 `request_too_large`.
-    TooLarge {
-        limit: LimitName,
-        capacity: u64,
-        needed: u64,
-    },
-    /// Not enough yet: at `retry_at_ms` the call token and every token bucket fit, and `limit`
-    /// is the last of them to fit. `calls` and `tokens` are the buckets as they stand.
-    Limited {
-        limit: LimitName,
-        retry_at_ms: u64,
-        retry_after_ms: u64,
-        calls: Decision,
-        tokens: Vec<Reading>,
-    },
-    /// A reservation with this id is already open (the gateway's own fault).
-    DuplicateReservation,
+tagged_enum! {
+    tag = "refusal";
+    /// Why a [`BucketOp::Reserve`] was refused. A refusal takes nothing.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum ReserveRefusal {
+        /// The key was revoked.
+        Revoked,
+        /// A call can never fit the call bucket (a burst of 0: never valid).
+        InsufficientCapacity { burst: u32 },
+        /// The worst case exceeds a token bucket's capacity: a 429 `request_too_large`.
+        TooLarge {
+            limit: LimitName,
+            capacity: u64,
+            needed: u64,
+        },
+        /// Not enough yet: at `retry_at_ms` the call token and every token bucket fit, and `limit`
+        /// is the last of them to fit. `calls` and `tokens` are the buckets as they stand.
+        Limited {
+            limit: LimitName,
+            retry_at_ms: u64,
+            retry_after_ms: u64,
+            calls: Decision,
+            tokens: Vec<Reading>,
+        },
+        /// A reservation with this id is already open (the gateway's own fault).
+        DuplicateReservation,
+    }
 }
 
 /// The answer to [`BucketOp::Reserve`].

@@ -34,6 +34,7 @@
 //! any window of admissions, what they finally used (at most what they reserved) never exceeds
 //! `capacity + rate × elapsed`.
 
+use crate::wire::tagged_enum;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -140,22 +141,24 @@ pub struct Reading {
     pub reset_ms: u64,
 }
 
-/// Why a reservation was refused. A refusal changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "refusal", rename_all = "snake_case")]
-pub enum MeterRefusal {
-    /// Not enough yet: at `retry_at_ms` every limit fits (if nothing else takes first), and
-    /// `limit` is the last of them to fit.
-    Limited {
-        limit: LimitName,
-        retry_at_ms: u64,
-        /// `retry_at_ms - now_ms`, at least 1.
-        retry_after_ms: u64,
-    },
-    /// The worst case exceeds `limit`'s capacity: it can never fit.
-    TooLarge { limit: LimitName, capacity: u64 },
-    /// A reservation with this id is already open.
-    DuplicateReservation,
+tagged_enum! {
+    tag = "refusal";
+    /// Why a reservation was refused. A refusal changes nothing.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum MeterRefusal {
+        /// Not enough yet: at `retry_at_ms` every limit fits (if nothing else takes first), and
+        /// `limit` is the last of them to fit.
+        Limited {
+            limit: LimitName,
+            retry_at_ms: u64,
+            /// `retry_at_ms - now_ms`, at least 1.
+            retry_after_ms: u64,
+        },
+        /// The worst case exceeds `limit`'s capacity: it can never fit.
+        TooLarge { limit: LimitName, capacity: u64 },
+        /// A reservation with this id is already open.
+        DuplicateReservation,
+    }
 }
 
 /// No open reservation has this id (never made, or already settled, released or expired).
