@@ -72,3 +72,68 @@ macro_rules! tagged_enum {
 }
 
 pub(crate) use tagged_enum;
+
+#[cfg(test)]
+mod tests {
+    tagged_enum! {
+        tag = "op";
+        #[derive(Debug, PartialEq)]
+        enum Op {
+            Stop,
+            Take {
+                cost: u32,
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                note: Option<String>,
+            },
+            Batch { ops: Vec<Op> },
+        }
+    }
+
+    fn read(text: &str) -> Result<Op, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_what_serde_writes_and_the_tag_anywhere() {
+        let op = Op::Batch {
+            ops: vec![
+                Op::Take {
+                    cost: 2,
+                    note: Some("a \"b\"".into()),
+                },
+                Op::Stop,
+            ],
+        };
+        let text = serde_json::to_string(&op).unwrap();
+        assert_eq!(
+            text,
+            r#"{"op":"batch","ops":[{"op":"take","cost":2,"note":"a \"b\""},{"op":"stop"}]}"#
+        );
+        assert_eq!(read(&text), Ok(op));
+        // The tag last, unknown members, and a default left out.
+        assert_eq!(
+            read(r#"{"cost":7,"extra":[1,{"op":"stop"}],"op":"take"}"#),
+            Ok(Op::Take {
+                cost: 7,
+                note: None
+            })
+        );
+        assert_eq!(read(r#" {"op" : "stop"} "#), Ok(Op::Stop));
+    }
+
+    #[test]
+    fn refuses_what_the_derive_refuses() {
+        for bad in [
+            r#"{"op":"jump"}"#,
+            r#"{"cost":1}"#,
+            r#"{"op":"take"}"#,
+            r#"{"op":"take","cost":-1}"#,
+            r#"{"op":"take","cost":"1"}"#,
+            r#"{"op":"batch","ops":[{"op":"nope"}]}"#,
+            r#"["take",1]"#,
+            r#"{"op":"take","cost":1"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+}
