@@ -8,7 +8,7 @@ use gateway_core::cache::control::CacheOutcome;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use gateway_core::usage::packing::pack_json_arrays;
+use gateway_core::usage::packing::{fits_alone, pack_json_arrays};
 use gateway_core::usage::rows::{encode_archive_row, UsageRow, INSERT_ARCHIVE, INSERT_USAGE};
 use worker::{console_error, console_log, D1Database};
 
@@ -97,13 +97,24 @@ pub fn usage_later(cx: &RequestContext, event: Event, status: u16) {
     // The request's log line goes with its usage row (a streamed answer's at its end).
     crate::http::log::for_usage(cx, &event, status);
     let latency_ms = worker::Date::now().as_millis().saturating_sub(cx.now_ms);
-    let row = Pending {
+    let mut row = Pending {
         event,
         request_id: cx.request_id.clone(),
         status,
         latency_ms,
         at_ms: cx.now_ms,
     };
+    // An answer whose archive row cannot fit one D1 value is never stored, so it is not queued
+    // either: `GET /v1/ask/:id` answers 404 for it from the start, not only after the flush.
+    if row
+        .event
+        .archive
+        .as_deref()
+        .is_some_and(|text| !archive_fits(&row, text))
+    {
+        console_error!("an archived answer over D1's value limit was not kept");
+        row.event.archive = None;
+    }
     let (schedule, full) = PENDING.with(|p| {
         let mut p = p.borrow_mut();
         p.0.push(row);
@@ -277,6 +288,18 @@ fn encode_rows(rows: &[Pending]) -> (Vec<String>, Vec<String>) {
         })
         .collect();
     (usage, archive)
+}
+
+/// Whether the archive row of `text` (the answer of `row`) fits one D1 value alone. An answer
+/// well under the limit is not encoded to find out (its row is at most six bytes per byte plus
+/// its other columns).
+fn archive_fits(row: &Pending, text: &str) -> bool {
+    let limit = value_limit();
+    if text.len().saturating_mul(6) + 1024 <= limit {
+        return true;
+    }
+    let encoded = encode_archive_row(&row.request_id, &row.event.account_id, row.at_ms, text);
+    fits_alone(encoded.len(), limit)
 }
 
 /// Keeps a successful response (the body the caller got) to archive with the usage row.

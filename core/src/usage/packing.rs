@@ -15,6 +15,12 @@ pub struct Packed {
     pub oversized: Vec<usize>,
 }
 
+/// Whether a row of `row_bytes` fits an array of at most `max_bytes` bytes alone (`[` + row +
+/// `]`): one that does not can never be stored.
+pub fn fits_alone(row_bytes: usize, max_bytes: usize) -> bool {
+    row_bytes + 2 <= max_bytes
+}
+
 /// Packs `rows` (each one serialized JSON value) greedily, in order, into JSON arrays of at
 /// most `max_bytes` bytes each. A row that cannot fit even alone (`[` + row + `]`) is left out
 /// and reported in `oversized`.
@@ -22,7 +28,7 @@ pub fn pack_json_arrays(rows: &[String], max_bytes: usize) -> Packed {
     let mut packed = Packed::default();
     let mut current = String::new();
     for (i, row) in rows.iter().enumerate() {
-        if row.len() + 2 > max_bytes {
+        if !fits_alone(row.len(), max_bytes) {
             packed.oversized.push(i);
             continue;
         }
