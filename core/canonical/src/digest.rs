@@ -51,15 +51,13 @@ impl CanonicalDigest {
         let hasher = &mut self.hasher;
         write_normalized_json_body_in_parts(prompt, &mut self.buf, HASH_BUF, |buf| {
             if buf.len() >= HASH_BUF {
-                hasher.update(&buf[..]);
-                buf.clear();
+                drain(hasher, buf);
             }
         });
     }
 
     fn flush(&mut self) {
-        self.hasher.update(&self.buf);
-        self.buf.clear();
+        drain(&mut self.hasher, &mut self.buf);
     }
 
     /// Lowercase hex of the digest, 64 characters.
@@ -67,6 +65,12 @@ impl CanonicalDigest {
         self.flush();
         hex::encode(self.hasher.finalize())
     }
+}
+
+/// Hashes what `buf` gathered and empties it.
+fn drain(hasher: &mut Sha256, buf: &mut Vec<u8>) {
+    hasher.update(&buf[..]);
+    buf.clear();
 }
 
 impl JsonSink for CanonicalDigest {

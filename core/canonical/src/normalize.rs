@@ -80,14 +80,10 @@ fn normalize_ascii(p: &str) -> String {
 }
 
 /// Appends the body of the JSON string literal of `normalize(p)` (escaped, no quotes) to `out`,
-/// normalized and escaped in one pass with no intermediate string unless NFC might compose.
-pub fn write_normalized_json_body(p: &str, out: &mut Vec<u8>) {
-    write_normalized_json_body_in_parts(p, out, usize::MAX, |_| {});
-}
-
-/// [`write_normalized_json_body`], handing `out` to `take` (which may empty it) after each
-/// `part` bytes of an ASCII prompt and once at the end, so that a consumer such as a hasher
-/// keeps one small buffer hot instead of one as long as the prompt.
+/// normalized and escaped in one pass with no intermediate string unless NFC might compose,
+/// handing `out` to `take` (which may empty it) after each `part` bytes (at least 8) of an
+/// ASCII prompt and once at the end, so that a consumer such as a hasher keeps one small
+/// buffer hot instead of one as long as the prompt.
 pub fn write_normalized_json_body_in_parts(
     p: &str,
     out: &mut Vec<u8>,
@@ -1886,6 +1882,23 @@ mod tests {
         }
     }
 
+    /// The whole body in one part.
+    fn write_normalized_json_body(p: &str, out: &mut Vec<u8>) {
+        write_normalized_json_body_in_parts(p, out, usize::MAX, |_| {});
+    }
+
+    /// The body written in parts of `part` bytes, each taken out as it is handed over.
+    fn escaped_in_parts(p: &str, part: usize) -> String {
+        let mut taken = b"prefix".to_vec();
+        let mut out = Vec::new();
+        write_normalized_json_body_in_parts(p, &mut out, part, |buf| {
+            taken.extend_from_slice(buf);
+            buf.clear();
+        });
+        taken.extend_from_slice(&out);
+        String::from_utf8(taken).expect("UTF-8 in, UTF-8 out")
+    }
+
     fn escaped_in_one_pass(p: &str) -> String {
         let mut out = b"prefix".to_vec();
         write_normalized_json_body(p, &mut out);
@@ -2122,6 +2135,9 @@ mod tests {
         fn fused_path_matches_the_old_implementation(p in mixed_string()) {
             prop_assert_eq!(normalize(&p), old_normalize(&p));
             prop_assert_eq!(escaped_in_one_pass(&p), escaped_after(&old_normalize(&p)));
+            for part in [8, 13, 64] {
+                prop_assert_eq!(escaped_in_parts(&p, part), escaped_after(&old_normalize(&p)));
+            }
             // What was written before the prompt (here with spaces) is left alone.
             let mut out = b"x \\ ".to_vec();
             write_normalized_json_body(&p, &mut out);
@@ -2139,6 +2155,9 @@ mod tests {
         fn two_byte_words_match_the_old_implementation(p in two_byte_string()) {
             prop_assert_eq!(normalize(&p), old_normalize(&p));
             prop_assert_eq!(escaped_in_one_pass(&p), escaped_after(&old_normalize(&p)));
+            for part in [8, 13, 64] {
+                prop_assert_eq!(escaped_in_parts(&p, part), escaped_after(&old_normalize(&p)));
+            }
         }
     }
 

@@ -55,30 +55,21 @@ fn form_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let escaped = match b.get(i + 1..i + 3) {
-            Some(&[h, l]) if b[i] == b'%' => hex(h).zip(hex(l)),
-            _ => None,
-        };
-        match (b[i], escaped) {
-            (_, Some((h, l))) => {
-                out.push(h * 16 + l);
+        let mut byte = [0u8; 1];
+        let escaped = b[i] == b'%'
+            && b.get(i + 1..i + 3)
+                .is_some_and(|pair| hex::decode_to_slice(pair, &mut byte).is_ok());
+        match b[i] {
+            _ if escaped => {
+                out.push(byte[0]);
                 i += 2;
             }
-            (b'+', None) => out.push(b' '),
-            (c, None) => out.push(c),
+            b'+' => out.push(b' '),
+            c => out.push(c),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
