@@ -325,24 +325,37 @@ done
 
 fi
 
-# e. streaming (drop-in): a streamed L1 hit vs the JSON hit of the same request, and the time to
-#    the first event of a streamed miss (no-store) vs the mock's own stream of it at the Worker's
-#    socket (`loadgen --first-byte`: latency up to the body's first bytes).
+# e. streaming: each answering endpoint's streamed L1 hit vs its JSON hit of the same request
+#    (one cache entry serves both forms), and the time to the first event of a streamed miss
+#    (no-store) vs the mock's own stream of it at the Worker's socket (`loadgen --first-byte`:
+#    latency up to the body's first bytes).
 if [[ "$ONLY" == *e* ]]; then
 say ""
-say "## e. streaming: streamed L1 hit vs JSON L1 hit (concurrency $CONC); streamed miss vs the mock's stream (c=1)"
+say "## e. streaming: streamed L1 hit vs JSON L1 hit of each endpoint (concurrency $CONC); streamed miss vs the mock's stream (c=1)"
 sprompt="bench stream $nonce"
 json_body="{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":16,\"messages\":[{\"role\":\"user\",\"content\":\"$sprompt\"}]}"
 stream_body="{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":16,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$sprompt\"}]}"
+msg_body="{\"model\":\"claude-haiku-4-5\",\"max_tokens\":16,\"messages\":[{\"role\":\"user\",\"content\":\"$sprompt\"}]}"
+msg_stream_body="{\"model\":\"claude-haiku-4-5\",\"max_tokens\":16,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$sprompt\"}]}"
+ask_stream_body="{\"prompt\":\"bench l1 hit $nonce\",\"providers\":[\"openai\"],\"params\":{\"max_tokens\":16},\"stream\":true}"
 chat_auth=(-H "Authorization: Bearer $key" -H "Content-Type: application/json")
-curl -fsS "${chat_auth[@]}" -d "$json_body" "$base/v1/chat/completions" >/dev/null
-for _ in $(seq 1 40); do
-  curl -fsS -D - -o /dev/null "${chat_auth[@]}" -d "$json_body" "$base/v1/chat/completions" | tr -d '\r' | grep -qi '^cache-status:.*detail=l1' && break
-  sleep 0.25
-done
+# warm_l1 PATH BODY [HEADER]: calls until the answer comes from L1 (Cache-Status ...detail=l1).
+warm_l1() {
+  local -a extra=(); [ -n "${3:-}" ] && extra=(-H "$3")
+  curl -fsS "${chat_auth[@]}" "${extra[@]}" -d "$2" "$base$1" >/dev/null
+  for _ in $(seq 1 40); do
+    curl -fsS -D - -o /dev/null "${chat_auth[@]}" "${extra[@]}" -d "$2" "$base$1" | tr -d '\r' | grep -qi '^cache-status:.*detail=l1' && return 0
+    sleep 0.25
+  done
+  say "  $1 was not answered from L1 after warming"
+}
+warm_l1 /v1/chat/completions "$json_body"
+warm_l1 /v1/messages "$msg_body" "anthropic-version: 2023-06-01"
+warm_l1 /v1/ask "$ask_body"
 # Through wrangler dev's proxy (as a. is), and at the runtime's own socket, where a deployed
 # Worker's request arrives: the proxy handles an event-stream response at a cost of its own.
-hit_pair() { # hit_pair SUFFIX BASE
+# hit_pair SUFFIX BASE: the chat completions hit, JSON then streamed.
+hit_pair() {
   jhit_args=(--url "$2/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
     --header "Content-Type: application/json" --body "$json_body" --expect '"chat.completion"' --concurrency "$CONC")
   shit_args=(--url "$2/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
@@ -352,10 +365,37 @@ hit_pair() { # hit_pair SUFFIX BASE
 hit_pair "" "$base"
 r=$(calc 'a/b' "$(field "$line_stream_hit" rps)" "$(field "$line_json_hit" rps)")
 say "RATIO stream_hit / json_hit rps, through wrangler dev's proxy = $r$([ -z "$direct" ] && echo "  (target >= 0.90: $(verdict "$r" '>=' 0.9))")"
+# The two other endpoints' hits, each JSON and streamed: other_hits SUFFIX BASE.
+other_hits() {
+  mhit_args=(--url "$2/v1/messages" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --header "anthropic-version: 2023-06-01" --body "$msg_body"
+    --expect '"type":"message"' --concurrency "$CONC")
+  mshit_args=(--url "$2/v1/messages" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --header "anthropic-version: 2023-06-01" --body "$msg_stream_body"
+    --expect 'event: message_stop' --concurrency "$CONC")
+  ajhit_args=(--url "$2/v1/ask" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --body "$ask_body" --expect '"tier":"l1"' --concurrency "$CONC")
+  ashit_args=(--url "$2/v1/ask" --method POST --header "Authorization: Bearer $key"
+    --header "Content-Type: application/json" --body "$ask_stream_body" --expect 'event: done' --concurrency "$CONC")
+  compare "messages_hit$1" mhit_args "messages_stream_hit$1" mshit_args "ask_json_hit$1" ajhit_args "ask_stream_hit$1" ashit_args
+  local where="through wrangler dev's proxy" t="" m a
+  [ -n "$1" ] && where="at the Worker's socket"
+  m=$(calc 'a/b' "$(field "$(v="line_messages_stream_hit$1"; echo "${!v}")" rps)" "$(field "$(v="line_messages_hit$1"; echo "${!v}")" rps)")
+  a=$(calc 'a/b' "$(field "$(v="line_ask_stream_hit$1"; echo "${!v}")" rps)" "$(field "$(v="line_ask_json_hit$1"; echo "${!v}")" rps)")
+  if [ -n "$1" ] || [ -z "$direct" ]; then
+    say "RATIO messages_stream_hit / messages_hit rps, $where = $m  (target >= 0.90: $(verdict "$m" '>=' 0.9))"
+    say "RATIO ask_stream_hit / ask_json_hit rps, $where = $a  (target >= 0.90: $(verdict "$a" '>=' 0.9))"
+  else
+    say "RATIO messages_stream_hit / messages_hit rps, $where = $m"
+    say "RATIO ask_stream_hit / ask_json_hit rps, $where = $a"
+  fi
+}
+other_hits "" "$base"
 if [ -n "$direct" ]; then
   hit_pair "_socket" "$direct"
   r=$(calc 'a/b' "$(field "$line_stream_hit_socket" rps)" "$(field "$line_json_hit_socket" rps)")
   say "RATIO stream_hit / json_hit rps, at the Worker's socket = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
+  other_hits "_socket" "$direct"
 fi
 if [ -n "$direct" ]; then
   mdirect_args=(--url "$mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
@@ -529,7 +569,7 @@ if wait_up "$ref_base" "$ref" 120; then
   # Each hit over its own stack's bare route, over the reference's: how close the gateway's hits
   # come to what the local runtime allows any Cache API hit (issue 21: target >= 0.9).
   ref_ratio=$(calc 'a/b' "$(field "$line_ref_cache_hit_post" rps)" "$(field "$line_ref_bare" rps)" 4)
-  for l in l1_hit json_hit stream_hit; do
+  for l in l1_hit json_hit stream_hit messages_hit messages_stream_hit ask_json_hit ask_stream_hit; do
     v="line_$l"
     if [ -n "${!v:-}" ] && [ -n "${line_bare_healthz:-}" ]; then
       own=$(calc 'a/b' "$(field "${!v}" rps)" "$(field "$line_bare_healthz" rps)" 4)

@@ -379,11 +379,7 @@ fn respond<R: Serialize>(
     })
     .map_err(|_| ApiError::internal())?;
     let resp = if ask.stream {
-        let values: Vec<Value> = results
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect();
-        let events = ask_stream::hit_events(&values, &body);
+        let events = ask_stream::hit_events(results, &body);
         let resp = Response::from_bytes(events).map_err(|_| ApiError::internal())?;
         set_header(resp.headers(), "Content-Type", "text/event-stream");
         set_header(resp.headers(), "Cache-Control", "no-cache");

@@ -5,6 +5,7 @@
 //! returns. Each provider stays bounded by its timeout. When the events end (or the caller goes
 //! away) the pipeline is told what to settle, store and archive.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
 use futures::channel::oneshot;
@@ -14,6 +15,8 @@ use gateway_core::api::dropin::stream::{sse, SseParser};
 use gateway_core::broker::{BrokerRequest, COMPLETE_STREAM_PATH};
 use gateway_core::providers::completion::Completion;
 use gateway_core::providers::Provider;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use worker::{ByteStream, Delay, Headers};
 
@@ -351,17 +354,45 @@ pub fn events(
 }
 
 /// The events of a hit: each stored result's text as one delta and its result, then `done`
-/// with the body the JSON hit answers.
-pub fn hit_events(results: &[Value], done_body: &str) -> Vec<u8> {
+/// with the body the JSON hit answers. A stored result's text is its `result` event as it is;
+/// only the two fields of its delta are read from it.
+pub fn hit_events<R: Serialize>(results: &[R], done_body: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for r in results {
-        let provider = r["provider"].clone();
-        if let Some(text) = r["content"].as_str().filter(|t| !t.is_empty()) {
-            let data = json!({"provider": provider, "text": text}).to_string();
-            out.extend(event("delta", &data));
+        let Ok(text) = serde_json::to_string(r) else {
+            continue;
+        };
+        if let Ok(ResultText {
+            provider,
+            content: Some(content),
+        }) = serde_json::from_str(&text)
+        {
+            let delta = Delta {
+                provider,
+                text: &content,
+            };
+            if let (false, Ok(data)) = (content.is_empty(), serde_json::to_string(&delta)) {
+                out.extend(event("delta", &data));
+            }
         }
-        out.extend(event("result", &r.to_string()));
+        out.extend(event("result", &text));
     }
     out.extend(event("done", done_body));
     out
+}
+
+/// What a hit's delta event reads of a stored result.
+#[derive(Deserialize)]
+struct ResultText<'a> {
+    #[serde(borrow)]
+    provider: &'a RawValue,
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+/// The data of a `delta` event.
+#[derive(Serialize)]
+struct Delta<'a> {
+    provider: &'a RawValue,
+    text: &'a str,
 }

@@ -489,6 +489,20 @@ async fn an_ask_stream_tells_each_provider_as_it_answers_then_the_whole_answer()
         hit_done["results"][1]["content"],
         done["results"][1]["content"]
     );
+    // Each stored result as its text's delta and then itself, as in the hit's done.
+    let names: Vec<&str> = hit_events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["delta", "result", "delta", "result", "done"]);
+    for (i, pair) in hit_events[..4].chunks(2).enumerate() {
+        let (delta, result) = (&pair[0].1, &pair[1].1);
+        assert_eq!(*result, hit_done["results"][i], "result {i}");
+        assert_eq!(delta["provider"], result["provider"], "delta {i}");
+        assert_eq!(delta["text"], result["content"], "delta {i}");
+        assert_eq!(
+            delta.as_object().map(|o| o.len()),
+            Some(2),
+            "delta {i}: {delta}"
+        );
+    }
     assert_eq!(s.mock_calls(&n).await["total"], 2, "one call per provider");
     let bad = s
         .ask(
