@@ -300,7 +300,7 @@ pub fn events(
         s.ended.as_ref()?;
         match s.merged.next().await {
             Some(ProviderEvent::Delta(p, text)) => {
-                let data = json!({"provider": p, "text": text}).to_string();
+                let data = delta_data(p, &text);
                 Some((Ok(event("delta", &data)), s))
             }
             Some(ProviderEvent::Done(t)) => {
@@ -367,12 +367,8 @@ pub fn hit_events<R: Serialize>(results: &[R], done_body: &str) -> Vec<u8> {
             content: Some(content),
         }) = serde_json::from_str(&text)
         {
-            let delta = Delta {
-                provider,
-                text: &content,
-            };
-            if let (false, Ok(data)) = (content.is_empty(), serde_json::to_string(&delta)) {
-                out.extend(event("delta", &data));
+            if !content.is_empty() {
+                out.extend(event("delta", &delta_data(provider, &content)));
             }
         }
         out.extend(event("result", &text));
@@ -390,9 +386,13 @@ struct ResultText<'a> {
     content: Option<Cow<'a, str>>,
 }
 
-/// The data of a `delta` event.
-#[derive(Serialize)]
-struct Delta<'a> {
-    provider: &'a RawValue,
-    text: &'a str,
+/// The data of a `delta` event, live or from a hit: `{"provider", "text"}` (a provider name and
+/// a string: serializing them cannot fail).
+fn delta_data(provider: impl Serialize, text: &str) -> String {
+    #[derive(Serialize)]
+    struct Delta<'a, P> {
+        provider: P,
+        text: &'a str,
+    }
+    serde_json::to_string(&Delta { provider, text }).unwrap_or_default()
 }
