@@ -19,9 +19,12 @@
 #   s. (BENCH_ONLY=s only) the scaling simulation of docs/SCALING.md: many keys and accounts,
 #      one hot account, one hot key, over a limit, one shared cache key, usage rows under load
 #   z. the gateway's production wasm module, raw and gzip (issue 21: 525 KB reference)
-#   d. the reference for a.: a JS Worker of a dozen lines (benches/reference-worker) whose only
-#      work is a caches.default hit, vs its own bare route, under its own wrangler dev with the
-#      same flags, once the gateway's stack is stopped: what the local runtime allows any L1 hit
+#   d. the references, JS Workers of a few lines (benches/reference-worker) under their own wrangler
+#      dev with the same flags, once the gateway's stack is stopped: for a., a caches.default hit
+#      vs its own bare route (what the local runtime allows any L1 hit); for c. and e., the miss
+#      topology with no gateway code (two Durable Object round trips at once, then a broker
+#      Worker's outbound fetch to a mock of its own, passed on as it arrives) vs that mock
+#      directly (the runtime's own floor under the miss and first-event targets)
 # The summary goes to stdout and target/bench-report.txt.
 #
 # Three properties of wrangler dev would otherwise swamp the figures with costs production does
@@ -136,39 +139,14 @@ loadgen="$ROOT/target/release/loadgen"
 
 work="$BENCH_STATE_ROOT/edge-gateway-bench-$$"
 rm -rf "$work"; mkdir -p "$work/raw"
+# Outside a shared-secret rotation, as a deployed broker is (scripts/devconfig.py).
+export STACK_SECRET_ROTATION=0
 start_private_stack "$work"
 if ! wait_up "$base" "$stack" 300; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
 say "stack: wrangler dev on $base, state under $BENCH_STATE_ROOT; each figure: $ROUNDS alternating runs of ${WARMUP}s warmup + ${DURATION}s"
 # The runtime's own socket: a port of one of the stack's workerd processes, other than wrangler's
 # proxy and inspector, that answers GET /healthz like the gateway.
-direct=$(python3 - "$stack" "$port" "$inspector" <<'PY' || true
-import os, re, sys, urllib.request
-pgid, skip = int(sys.argv[1]), set(sys.argv[2:])
-inodes = set()
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        if os.getpgid(int(pid)) != pgid or "workerd" not in open(f"/proc/{pid}/comm").read():
-            continue
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            m = re.match(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
-            if m:
-                inodes.add(m.group(1))
-    except OSError:
-        continue
-ports = set()
-for line in open("/proc/net/tcp").read().splitlines()[1:]:
-    f = line.split()
-    if f[3] == "0A" and f[9] in inodes and f[1].startswith("0100007F:"):
-        ports.add(str(int(f[1].split(":")[1], 16)))
-for p in sorted(ports - skip):
-    try:
-        if b'"ok":true' in urllib.request.urlopen(f"http://127.0.0.1:{p}/healthz", timeout=2).read():
-            print(f"http://127.0.0.1:{p}")
-            break
-    except Exception:
-        pass
-PY
-)
+direct=$(runtime_socket "$stack" "$port" "$inspector")
 say "the Workers' runtime socket (behind wrangler's proxy): ${direct:-not found}"
 attached=$(grep -ho '/core:user:[A-Za-z0-9_-]*' "$work"/wrangler-logs/* 2>/dev/null | tail -1 | sed 's|/core:user:||' || true)
 if [ "${BENCH_KEEP_INSPECTOR:-0}" = 1 ]; then
@@ -545,9 +523,11 @@ say "## d. reference for a.: a JS Worker's caches.default hit vs its own bare ro
 stop_group "$stack"; stack=""
 ref_port=$(free_port); ref_inspector=$(free_port)
 mkdir -p "$work/ref"
-cp benches/reference-worker/worker.js benches/reference-worker/wrangler.toml "$work/ref/"
+cp benches/reference-worker/*.js benches/reference-worker/*.toml "$work/ref/"
+ref_mock_port=$(free_port)
 (cd "$work/ref" && WRANGLER_LOG=log WRANGLER_LOG_PATH="$work/ref/logs" WRANGLER_REGISTRY_PATH="$work/ref/registry" \
-  exec setsid wrangler dev -c wrangler.toml --local --ip 127.0.0.1 --port "$ref_port" \
+  exec setsid bash -c '"$1" --port "$2" & exec wrangler dev -c wrangler.toml -c reference-broker.toml "${@:3}"' x \
+  "$ROOT/target/release/mock-provider" "$ref_mock_port" --local --ip 127.0.0.1 --port "$ref_port" \
   --inspector-port "$ref_inspector" --persist-to "$work/ref/persist" --test-scheduled \
   --show-interactive-dev-session=false) >"$work/ref.log" 2>&1 &
 ref=$!
@@ -577,6 +557,47 @@ if wait_up "$ref_base" "$ref" 120; then
       say "RATIO $l (over the gateway's bare route) / the reference's POST hit (over its bare route) = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
     fi
   done
+  # The miss topology with no gateway code (POST /miss: two object round trips at once, then a
+  # broker Worker's outbound fetch, its answer passed on as it arrives), against the same mock
+  # called directly, at the runtime's own socket: the local runtime's floor under the miss
+  # targets of c. (JSON, c=1 and c=4) and e. (a stream's first event, c=1). The gateway's own
+  # figures of c. and e., when they ran, are set beside it.
+  ref_direct=$(runtime_socket "$ref" "$ref_port" "$ref_inspector")
+  ref_mock="http://127.0.0.1:$ref_mock_port"
+  if [ -n "$ref_direct" ]; then
+    say ""
+    say "## d. reference for c. and e.: the miss topology with no gateway code (benches/reference-worker, POST /miss) vs its mock directly, at the runtime's socket"
+    floor_json="{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"reference miss $nonce\"}],\"max_completion_tokens\":16}"
+    floor_stream="{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":16,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"reference miss $nonce\"}]}"
+    upstream_header="x-upstream: $ref_mock/openai/v1/chat/completions"
+    for c in $MISS_CONC; do
+      fmock_args=(--url "$ref_mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
+        --header "Content-Type: application/json" --body "$floor_json" --expect '"chat.completion"' --concurrency "$c")
+      fmiss_args=(--url "$ref_direct/miss" --method POST --header "$upstream_header"
+        --header "Content-Type: application/json" --body "$floor_json" --expect '"chat.completion"' --concurrency "$c")
+      compare "ref_mock_c$c" fmock_args "ref_miss_c$c" fmiss_args
+      fl=$(calc 'a-b' "$(v="line_ref_miss_c$c"; field "${!v}" p50_ms)" "$(v="line_ref_mock_c$c"; field "${!v}" p50_ms)" 3)
+      gw=""
+      v="line_ask_miss_socket_c$c"; m="line_mock_direct_socket_c$c"
+      if [ -n "${!v:-}" ] && [ -n "${!m:-}" ]; then
+        gw=$(calc 'a-b' "$(field "${!v}" p50_ms)" "$(field "${!m}" p50_ms)" 3)
+      fi
+      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (issue 21's c=$c target for the gateway: <= $([ "$c" = 1 ] && echo 2 || echo 3) ms)$([ -n "$gw" ] && echo "; the gateway's (c.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
+    done
+    fsmock_args=(--url "$ref_mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
+      --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)
+    fsmiss_args=(--url "$ref_direct/miss" --method POST --header "$upstream_header"
+      --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)
+    compare ref_mock_stream_first_event fsmock_args ref_stream_first_event fsmiss_args
+    fl=$(calc 'a-b' "$(field "$line_ref_stream_first_event" p50_ms)" "$(field "$line_ref_mock_stream_first_event" p50_ms)" 3)
+    gw=""
+    if [ -n "${line_stream_miss_first_event:-}" ] && [ -n "${line_mock_stream_first_event:-}" ]; then
+      gw=$(calc 'a-b' "$(field "$line_stream_miss_first_event" p50_ms)" "$(field "$line_mock_stream_first_event" p50_ms)" 3)
+    fi
+    say "FLOOR c=1: the runtime's own streamed miss, first event - its mock's: p50 +$fl ms (the gateway's target: <= 2 ms)$([ -n "$gw" ] && echo "; the gateway's (e.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
+  else
+    say "the reference Worker's runtime socket was not found: no floor for c. and e."
+  fi
 else
   say "the reference Worker did not come up; see $work/ref.log"
   tail -20 "$work/ref.log" >&2

@@ -17,6 +17,10 @@ os.makedirs(state, exist_ok=True)
 # of both rotations (docs/OPERATIONS.md), so every run exercises them: they accept a previous
 # shared secret too (the gateway sends the current one), and hold two BYOK master key versions
 # (version 1 under its older single-key name, version 2 as BYOK_MASTER_KEY_V2; new seals use 2).
+# STACK_SECRET_ROTATION=0 (the load benchmarks) runs them outside the shared secret's rotation, as
+# a deployed broker is but for the minutes of one: no previous secret, so no rotation log line per
+# call (docs/DECISIONS.md, "Load benchmarks").
+rotating = os.environ.get("STACK_SECRET_ROTATION", "1") != "0"
 broker_secret = secrets.token_urlsafe(32)
 broker_secret_previous = secrets.token_urlsafe(32)
 byok_master_v1 = secrets.token_hex(32)
@@ -98,7 +102,7 @@ for p in ["openai", "anthropic", "gemini", "perplexity"]:
     secrets_ = {
         "PROVIDER_API_KEY": real_key or fake_key[p],
         "BROKER_SHARED_SECRET": broker_secret,
-        "BROKER_SHARED_SECRET_PREVIOUS": broker_secret_previous,
+        **({"BROKER_SHARED_SECRET_PREVIOUS": broker_secret_previous} if rotating else {}),
         "BYOK_MASTER_KEY": byok_master_v1,
         "BYOK_MASTER_KEY_V2": byok_master_v2,
     }

@@ -59,3 +59,37 @@ disable_devtools() {
     ws.on("error", (e) => { console.log("NOT disabled: " + e.message); process.exit(0); });
   ' "$ROOT/node_modules/ws" "$@" 2>&1 || echo "NOT disabled"
 }
+
+# runtime_socket PGID SKIP_PORT...: the Workers' runtime socket behind wrangler's proxy, as a URL:
+# a loopback port that one of the group's workerd processes listens on, other than the SKIP
+# ports (wrangler's proxy, its inspector), and that answers GET /healthz with `"ok":true`;
+# prints nothing when there is none.
+runtime_socket() {
+  python3 - "$@" <<'PY' || true
+import os, re, sys, urllib.request
+pgid, skip = int(sys.argv[1]), set(sys.argv[2:])
+inodes = set()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if os.getpgid(int(pid)) != pgid or "workerd" not in open(f"/proc/{pid}/comm").read():
+            continue
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            m = re.match(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+            if m:
+                inodes.add(m.group(1))
+    except OSError:
+        continue
+ports = set()
+for line in open("/proc/net/tcp").read().splitlines()[1:]:
+    f = line.split()
+    if f[3] == "0A" and f[9] in inodes and f[1].startswith("0100007F:"):
+        ports.add(str(int(f[1].split(":")[1], 16)))
+for p in sorted(ports - skip):
+    try:
+        if b'"ok":true' in urllib.request.urlopen(f"http://127.0.0.1:{p}/healthz", timeout=2).read():
+            print(f"http://127.0.0.1:{p}")
+            break
+    except Exception:
+        pass
+PY
+}

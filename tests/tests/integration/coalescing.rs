@@ -254,8 +254,10 @@ async fn a_failed_leader_shares_its_failure() {
     assert_eq!(r.status, 200, "{}", r.text);
     let one_call = s.mock_calls(&solo).await["total"].as_u64().unwrap();
 
+    // The failing upstream answers well after the followers' 100 ms head start, however
+    // loaded the machine: they all join while the leader's call is in flight.
     let n = nonce();
-    let body = json!({"prompt": format!("fail [[mock:*=delay:800]] [[mock:openai=503]] {n}"),
+    let body = json!({"prompt": format!("fail [[mock:*=delay:2000]] [[mock:openai=503]] {n}"),
         "providers": ["openai", "anthropic"]});
     let replies = burst(s, "/v1/ask", &key, &body, 10).await;
     assert_eq!(s.mock_calls(&n).await["total"].as_u64().unwrap(), one_call);
@@ -275,13 +277,28 @@ async fn a_failed_leader_shares_its_failure() {
         assert_eq!(openai(f)["error"], openai(leader)["error"], "{}", f.text);
     }
 
-    // A drop-in upstream error is shared as it came.
+    // A drop-in upstream error is shared as it came, from the one call a lone request makes.
+    let solo = nonce();
+    let r = post_with(
+        s,
+        "/v1/chat/completions",
+        &key,
+        &chat(&format!("down [[mock:openai=503]] {solo}"), false),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    let one_dropin = s.mock_calls(&solo).await["total"].as_u64().unwrap();
     let n = nonce();
     let body = chat(
-        &format!("down [[mock:*=delay:800]] [[mock:openai=503]] {n}"),
+        &format!("down [[mock:*=delay:2000]] [[mock:openai=503]] {n}"),
         false,
     );
     let replies = burst(s, "/v1/chat/completions", &key, &body, 10).await;
+    assert_eq!(
+        s.mock_calls(&n).await["total"].as_u64().unwrap(),
+        one_dropin
+    );
     let (leader, followers) = split(&replies);
     assert_eq!(leader.status, 503, "{}", leader.text);
     for f in followers {
