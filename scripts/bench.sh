@@ -292,7 +292,9 @@ miss_one() { # miss_one LABEL_SUFFIX BASE CONCURRENCY: the three runs of one com
 for c in $MISS_CONC; do
   if [ -n "$direct" ]; then
     miss_one "socket_c$c" "$direct" "$c"
-    say "OVERHEAD c=$c at the Worker's socket: ask_miss - mock_direct: p50 +$d50 ms, p99 +$d99 ms  (target p50 <= 2 ms: $(verdict "$d50" '<=' 2))"
+    # Issue 5's target is 2 ms at concurrency 1; issue 21's, 3 ms at concurrency 4.
+    t=2; [ "$c" = 1 ] || t=3
+    say "OVERHEAD c=$c at the Worker's socket: ask_miss - mock_direct: p50 +$d50 ms, p99 +$d99 ms  (target p50 <= $t ms: $(verdict "$d50" '<=' "$t"))"
     say "  the bare route there: p50 $(v="line_bare_healthz_socket_c$c"; field "${!v}" p50_ms) ms; the miss path beyond the bare route: p50 +$f50 ms"
     say "TOKEN LIMITS c=$c at the Worker's socket: ask_miss - ask_miss_calls_only: p50 $t50 ms; the round-to-round noise of either: $tnoise ms  (issue 18, unchanged within noise: $(python3 -c 'import sys; print("MET" if abs(float(sys.argv[1])) <= float(sys.argv[2]) else "MISSED")' "$t50" "$tnoise" 2>/dev/null || echo n/a))"
   fi
@@ -524,6 +526,7 @@ stop_group "$stack"; stack=""
 ref_port=$(free_port); ref_inspector=$(free_port)
 mkdir -p "$work/ref"
 cp benches/reference-worker/*.js benches/reference-worker/*.toml "$work/ref/"
+mkdir -p "$work/ref/assets"
 ref_mock_port=$(free_port)
 (cd "$work/ref" && WRANGLER_LOG=log WRANGLER_LOG_PATH="$work/ref/logs" WRANGLER_REGISTRY_PATH="$work/ref/registry" \
   exec setsid bash -c '"$1" --port "$2" & exec wrangler dev -c wrangler.toml -c reference-broker.toml "${@:3}"' x \
@@ -582,7 +585,7 @@ if wait_up "$ref_base" "$ref" 120; then
       if [ -n "${!v:-}" ] && [ -n "${!m:-}" ]; then
         gw=$(calc 'a-b' "$(field "${!v}" p50_ms)" "$(field "${!m}" p50_ms)" 3)
       fi
-      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (issue 21's c=$c target for the gateway: <= $([ "$c" = 1 ] && echo 2 || echo 3) ms)$([ -n "$gw" ] && echo "; the gateway's (c.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
+      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $([ "$c" = 1 ] && echo 2 || echo 3) ms)$([ -n "$gw" ] && echo "; the gateway's (c.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
     done
     fsmock_args=(--url "$ref_mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
       --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)
