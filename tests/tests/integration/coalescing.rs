@@ -312,10 +312,13 @@ async fn a_lost_leader_promotes_exactly_one_follower() {
     let s = &stack();
     let (_, key) = s.live_key().await;
     let n = nonce();
-    let body = json!({"prompt": format!("lost [[mock:*=delay:300]] {n}"), "providers": ["openai"]});
+    // The lost leader joins well before its followers (300 ms head start), and its own call is
+    // still in flight when they join (1.5 s), however loaded the machine.
+    let body =
+        json!({"prompt": format!("lost [[mock:*=delay:1500]] {n}"), "providers": ["openai"]});
     let lost = post_with(s, "/v1/ask", &key, &body, &[("x-dev-flight", "lose")]);
     let followers = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         join_all((0..5).map(|_| s.ask(&key, &body))).await
     };
     let (lost, followers) = tokio::join!(lost, followers);
