@@ -206,6 +206,8 @@ compare() {
 }
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 calc() { python3 -c "import sys; a,b=(float(x) for x in sys.argv[2:4]); print(format($1, '.${4:-2}f'))" x "$2" "$3" 2>/dev/null || echo n/a; }
+# miss_target C: the miss-path target at concurrency C, ms (issue 5: 2 at c=1; issue 21: 3 at c=4).
+miss_target() { if [ "$1" = 1 ]; then echo 2; else echo 3; fi; }
 verdict() { python3 -c 'import sys; v,op,t=sys.argv[1],sys.argv[2],float(sys.argv[3])
 try: v=float(v)
 except ValueError: print("n/a"); sys.exit()
@@ -292,8 +294,7 @@ miss_one() { # miss_one LABEL_SUFFIX BASE CONCURRENCY: the three runs of one com
 for c in $MISS_CONC; do
   if [ -n "$direct" ]; then
     miss_one "socket_c$c" "$direct" "$c"
-    # Issue 5's target is 2 ms at concurrency 1; issue 21's, 3 ms at concurrency 4.
-    t=2; [ "$c" = 1 ] || t=3
+    t=$(miss_target "$c")
     say "OVERHEAD c=$c at the Worker's socket: ask_miss - mock_direct: p50 +$d50 ms, p99 +$d99 ms  (target p50 <= $t ms: $(verdict "$d50" '<=' "$t"))"
     say "  the bare route there: p50 $(v="line_bare_healthz_socket_c$c"; field "${!v}" p50_ms) ms; the miss path beyond the bare route: p50 +$f50 ms"
     say "TOKEN LIMITS c=$c at the Worker's socket: ask_miss - ask_miss_calls_only: p50 $t50 ms; the round-to-round noise of either: $tnoise ms  (issue 18, unchanged within noise: $(python3 -c 'import sys; print("MET" if abs(float(sys.argv[1])) <= float(sys.argv[2]) else "MISSED")' "$t50" "$tnoise" 2>/dev/null || echo n/a))"
@@ -585,7 +586,7 @@ if wait_up "$ref_base" "$ref" 120; then
       if [ -n "${!v:-}" ] && [ -n "${!m:-}" ]; then
         gw=$(calc 'a-b' "$(field "${!v}" p50_ms)" "$(field "${!m}" p50_ms)" 3)
       fi
-      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $([ "$c" = 1 ] && echo 2 || echo 3) ms)$([ -n "$gw" ] && echo "; the gateway's (c.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
+      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $(miss_target "$c") ms)$([ -n "$gw" ] && echo "; the gateway's (c.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
     done
     fsmock_args=(--url "$ref_mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
       --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)

@@ -4,7 +4,6 @@
 // scripts/build.sh copies this file next to the generated shim.
 import { DurableObject } from "cloudflare:workers";
 import * as generated from "./shim.mjs";
-import Gateway from "./shim.mjs";
 
 export * from "./shim.mjs";
 export { default } from "./shim.mjs";
@@ -19,8 +18,8 @@ for (const name of ["TokenBucket", "AccountLedger"]) {
 // eagerly, and the runtime builds that object anew for every request it is read on (about
 // 0.09 ms a request on the local runtime; docs/DECISIONS.md, "The request's cf object"): the
 // request handed to wasm has it shadowed by an own `undefined`.
-const fetch = Gateway.prototype.fetch;
-Gateway.prototype.fetch = function (request) {
+const fetch = generated.default.prototype.fetch;
+generated.default.prototype.fetch = function (request) {
   Object.defineProperty(request, "cf", { value: undefined });
   return fetch.call(this, request);
 };

@@ -1,4 +1,4 @@
-// The reference broker (scripts/bench.sh, section r): the outbound fetch of the reference
+// The reference broker (scripts/bench.sh, section d): the outbound fetch of the reference
 // Worker's POST /miss, to the URL in its `x-upstream` header, with the body read whole (a broker
 // checks it before it calls upstream); the upstream's response goes back as it is (its body not
 // read).

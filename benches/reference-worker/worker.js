@@ -1,4 +1,4 @@
-// The load benchmark's reference Worker (scripts/bench.sh, sections d and r): what the local
+// The load benchmark's reference Worker (scripts/bench.sh, section d): what the local
 // runtime itself allows, with no gateway code at all.
 // - GET /healthz is its bare route.
 // - PUT /hit/<key> stores the request body under https://cache.internal/ref/<key> in
