@@ -206,6 +206,16 @@ compare() {
 }
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 calc() { python3 -c "import sys; a,b=(float(x) for x in sys.argv[2:4]); print(format($1, '.${4:-2}f'))" x "$2" "$3" 2>/dev/null || echo n/a; }
+# p50_gap LINE_A LINE_B: LINE_A's p50 minus LINE_B's (two loadgen lines), ms.
+p50_gap() { calc 'a-b' "$(field "$1" p50_ms)" "$(field "$2" p50_ms)" 3; }
+# beside_floor FLOOR SECTION GATEWAY_LINE MOCK_LINE: the gateway's p50 over its mock in section
+# SECTION and its own part of it beyond the runtime's FLOOR, as a clause of a FLOOR line; nothing
+# when that section did not run in this invocation.
+beside_floor() {
+  [ -n "$3" ] && [ -n "$4" ] || return 0
+  local gw; gw=$(p50_gap "$3" "$4")
+  echo "; the gateway's ($2.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$1" 3) ms"
+}
 # miss_target C: the miss-path target at concurrency C, ms (issue 5: 2 at c=1; issue 21: 3 at c=4).
 miss_target() { if [ "$1" = 1 ]; then echo 2; else echo 3; fi; }
 verdict() { python3 -c 'import sys; v,op,t=sys.argv[1],sys.argv[2],float(sys.argv[3])
@@ -279,7 +289,7 @@ miss_one() { # miss_one LABEL_SUFFIX BASE CONCURRENCY: the three runs of one com
     "bare_healthz_$sfx" floor_args
   local direct_line="line_mock_direct_$sfx" miss_line="line_ask_miss_$sfx" floor_line="line_bare_healthz_$sfx"
   local calls_line="line_ask_miss_calls_only_$sfx"
-  t50=$(calc 'a-b' "$(field "${!miss_line}" p50_ms)" "$(field "${!calls_line}" p50_ms)" 3)
+  t50=$(p50_gap "${!miss_line}" "${!calls_line}")
   # Noise: how far one target's p50 moves from round to round in this run (the largest such
   # move of the two misses).
   tnoise=$(for l in "ask_miss_$sfx" "ask_miss_calls_only_$sfx"; do
@@ -287,9 +297,9 @@ miss_one() { # miss_one LABEL_SUFFIX BASE CONCURRENCY: the three runs of one com
       [ -f "$work/raw/$l.$r" ] && field "$("$loadgen" --merge --label x "$work/raw/$l.$r")" p50_ms
     done | python3 -c 'import sys; v=[float(x) for x in sys.stdin.read().split()]; print(max(v)-min(v) if v else 0)'
   done | python3 -c 'import sys; print(format(max(float(x) for x in sys.stdin.read().split()), ".3f"))')
-  d50=$(calc 'a-b' "$(field "${!miss_line}" p50_ms)" "$(field "${!direct_line}" p50_ms)" 3)
+  d50=$(p50_gap "${!miss_line}" "${!direct_line}")
   d99=$(calc 'a-b' "$(field "${!miss_line}" p99_ms)" "$(field "${!direct_line}" p99_ms)" 3)
-  f50=$(calc 'a-b' "$(field "${!miss_line}" p50_ms)" "$(field "${!floor_line}" p50_ms)" 3)
+  f50=$(p50_gap "${!miss_line}" "${!floor_line}")
 }
 for c in $MISS_CONC; do
   if [ -n "$direct" ]; then
@@ -385,7 +395,7 @@ if [ -n "$direct" ]; then
     --header "Content-Type: application/json" --header "Cache-Control: no-store" --body "$stream_body"
     --expect '[DONE]' --concurrency 1 --first-byte)
   compare mock_stream_first_event mdirect_args stream_miss_first_event smiss_args
-  d50=$(calc 'a-b' "$(field "$line_stream_miss_first_event" p50_ms)" "$(field "$line_mock_stream_first_event" p50_ms)" 3)
+  d50=$(p50_gap "$line_stream_miss_first_event" "$line_mock_stream_first_event")
   say "OVERHEAD c=1 at the Worker's socket: time to first event, stream_miss - mock_stream: p50 +$d50 ms  (target p50 <= 2 ms: $(verdict "$d50" '<=' 2))"
 fi
 fi
@@ -580,25 +590,17 @@ if wait_up "$ref_base" "$ref" 120; then
       fmiss_args=(--url "$ref_direct/miss" --method POST --header "$upstream_header"
         --header "Content-Type: application/json" --body "$floor_json" --expect '"chat.completion"' --concurrency "$c")
       compare "ref_mock_c$c" fmock_args "ref_miss_c$c" fmiss_args
-      fl=$(calc 'a-b' "$(v="line_ref_miss_c$c"; field "${!v}" p50_ms)" "$(v="line_ref_mock_c$c"; field "${!v}" p50_ms)" 3)
-      gw=""
-      v="line_ask_miss_socket_c$c"; m="line_mock_direct_socket_c$c"
-      if [ -n "${!v:-}" ] && [ -n "${!m:-}" ]; then
-        gw=$(calc 'a-b' "$(field "${!v}" p50_ms)" "$(field "${!m}" p50_ms)" 3)
-      fi
-      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $(miss_target "$c") ms)$([ -n "$gw" ] && echo "; the gateway's (c.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
+      ref_miss="line_ref_miss_c$c" ref_mock_line="line_ref_mock_c$c" gw="line_ask_miss_socket_c$c" m="line_mock_direct_socket_c$c"
+      fl=$(p50_gap "${!ref_miss}" "${!ref_mock_line}")
+      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $(miss_target "$c") ms)$(beside_floor "$fl" c "${!gw:-}" "${!m:-}")"
     done
     fsmock_args=(--url "$ref_mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
       --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)
     fsmiss_args=(--url "$ref_direct/miss" --method POST --header "$upstream_header"
       --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)
     compare ref_mock_stream_first_event fsmock_args ref_stream_first_event fsmiss_args
-    fl=$(calc 'a-b' "$(field "$line_ref_stream_first_event" p50_ms)" "$(field "$line_ref_mock_stream_first_event" p50_ms)" 3)
-    gw=""
-    if [ -n "${line_stream_miss_first_event:-}" ] && [ -n "${line_mock_stream_first_event:-}" ]; then
-      gw=$(calc 'a-b' "$(field "$line_stream_miss_first_event" p50_ms)" "$(field "$line_mock_stream_first_event" p50_ms)" 3)
-    fi
-    say "FLOOR c=1: the runtime's own streamed miss, first event - its mock's: p50 +$fl ms (the gateway's target: <= 2 ms)$([ -n "$gw" ] && echo "; the gateway's (e.): +$gw ms, of which its own beyond the floor: +$(calc 'a-b' "$gw" "$fl" 3) ms")"
+    fl=$(p50_gap "$line_ref_stream_first_event" "$line_ref_mock_stream_first_event")
+    say "FLOOR c=1: the runtime's own streamed miss, first event - its mock's: p50 +$fl ms (the gateway's target: <= 2 ms)$(beside_floor "$fl" e "${line_stream_miss_first_event:-}" "${line_mock_stream_first_event:-}")"
   else
     say "the reference Worker's runtime socket was not found: no floor for c. and e."
   fi
