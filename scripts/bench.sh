@@ -222,6 +222,56 @@ verdict() { python3 -c 'import sys; v,op,t=sys.argv[1],sys.argv[2],float(sys.arg
 try: v=float(v)
 except ValueError: print("n/a"); sys.exit()
 print("MET" if (v>=t if op==">=" else v<=t) else "MISSED")' "$1" "$2" "$3"; }
+# start_reference DIR CONFIG...: a reference's Workers (their files already in DIR) under a
+# wrangler dev of their own with the gateway stack's flags, beside a mock of their own; sets ref
+# (the process group), ref_port, ref_inspector, ref_base and ref_mock. Its log: DIR.log.
+start_reference() {
+  local dir="$1"; shift
+  local configs=() c mock_port
+  for c in "$@"; do configs+=(-c "$c"); done
+  ref_port=$(free_port); ref_inspector=$(free_port); mock_port=$(free_port)
+  mkdir -p "$dir/assets"
+  (cd "$dir" && WRANGLER_LOG=log WRANGLER_LOG_PATH="$dir/logs" WRANGLER_REGISTRY_PATH="$dir/registry" \
+    exec setsid bash -c '"$1" --port "$2" & exec wrangler dev "${@:3}"' x \
+    "$ROOT/target/release/mock-provider" "$mock_port" "${configs[@]}" --local --ip 127.0.0.1 --port "$ref_port" \
+    --inspector-port "$ref_inspector" --persist-to "$dir/persist" --test-scheduled \
+    --show-interactive-dev-session=false) >"$dir.log" 2>&1 &
+  ref=$!
+  ref_base="http://127.0.0.1:$ref_port"
+  ref_mock="http://127.0.0.1:$mock_port"
+}
+# miss_floor LABEL WHAT DIRECT MOCK [ROUTE]: a reference's miss topology (POST ROUTE, /miss by
+# default, at its runtime socket DIRECT: two object round trips at once, then a broker Worker's outbound fetch, its answer
+# passed on as it arrives) against its mock MOCK called directly: the floor under the miss
+# targets of c. (JSON, each concurrency of MISS_CONC) and e. (a stream's first event, c=1), the
+# gateway's own figures of c. and e. beside it when they ran. Loadgen labels start with LABEL;
+# WHAT names the reference in the FLOOR lines; sets floor_c<C> and floor_stream (ms).
+miss_floor() {
+  local label="$1" what="$2" direct="$3" mock="$4" route="${5:-/miss}" c fl
+  local json="{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"reference miss $nonce\"}],\"max_completion_tokens\":16}"
+  local stream="{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":16,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"reference miss $nonce\"}]}"
+  local upstream="x-upstream: $mock/openai/v1/chat/completions"
+  local -a mock_args miss_args
+  for c in $MISS_CONC; do
+    mock_args=(--url "$mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
+      --header "Content-Type: application/json" --body "$json" --expect '"chat.completion"' --concurrency "$c")
+    miss_args=(--url "$direct$route" --method POST --header "$upstream"
+      --header "Content-Type: application/json" --body "$json" --expect '"chat.completion"' --concurrency "$c")
+    compare "${label}_mock_c$c" mock_args "${label}_miss_c$c" miss_args
+    local miss="line_${label}_miss_c$c" mock_line="line_${label}_mock_c$c" gw="line_ask_miss_socket_c$c" m="line_mock_direct_socket_c$c"
+    fl=$(p50_gap "${!miss}" "${!mock_line}")
+    printf -v "floor_c$c" '%s' "$fl"
+    say "FLOOR c=$c: $what miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $(miss_target "$c") ms)$(beside_floor "$fl" c "${!gw:-}" "${!m:-}")"
+  done
+  mock_args=(--url "$mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
+    --header "Content-Type: application/json" --body "$stream" --expect '[DONE]' --concurrency 1 --first-byte)
+  miss_args=(--url "$direct$route" --method POST --header "$upstream"
+    --header "Content-Type: application/json" --body "$stream" --expect '[DONE]' --concurrency 1 --first-byte)
+  compare "${label}_mock_stream_first_event" mock_args "${label}_stream_first_event" miss_args
+  local first="line_${label}_stream_first_event" mock_first="line_${label}_mock_stream_first_event"
+  floor_stream=$(p50_gap "${!first}" "${!mock_first}")
+  say "FLOOR c=1: $what streamed miss, first event - its mock's: p50 +$floor_stream ms (the gateway's target: <= 2 ms)$(beside_floor "$floor_stream" e "${line_stream_miss_first_event:-}" "${line_mock_stream_first_event:-}")"
+}
 
 ONLY="${BENCH_ONLY:-abcdefz}"
 # a. issue 3: an L1 hit of POST /v1/ask vs the bare route.
@@ -534,18 +584,9 @@ if [[ "$ONLY" == *d* ]]; then
 say ""
 say "## d. reference for a.: a JS Worker's caches.default hit vs its own bare route (concurrency $CONC)"
 stop_group "$stack"; stack=""
-ref_port=$(free_port); ref_inspector=$(free_port)
 mkdir -p "$work/ref"
 cp benches/reference-worker/*.js benches/reference-worker/*.toml "$work/ref/"
-mkdir -p "$work/ref/assets"
-ref_mock_port=$(free_port)
-(cd "$work/ref" && WRANGLER_LOG=log WRANGLER_LOG_PATH="$work/ref/logs" WRANGLER_REGISTRY_PATH="$work/ref/registry" \
-  exec setsid bash -c '"$1" --port "$2" & exec wrangler dev -c wrangler.toml -c reference-broker.toml "${@:3}"' x \
-  "$ROOT/target/release/mock-provider" "$ref_mock_port" --local --ip 127.0.0.1 --port "$ref_port" \
-  --inspector-port "$ref_inspector" --persist-to "$work/ref/persist" --test-scheduled \
-  --show-interactive-dev-session=false) >"$work/ref.log" 2>&1 &
-ref=$!
-ref_base="http://127.0.0.1:$ref_port"
+start_reference "$work/ref" wrangler.toml reference-broker.toml
 if wait_up "$ref_base" "$ref" 120; then
   say "reference Worker: wrangler dev on $ref_base; its DevTools domains: $(disable_devtools "$ref_inspector" Network Debugger Runtime)"
   # A stored entry of the size of the gateway's L1 answer in a. (about 400 bytes).
@@ -577,30 +618,10 @@ if wait_up "$ref_base" "$ref" 120; then
   # targets of c. (JSON, c=1 and c=4) and e. (a stream's first event, c=1). The gateway's own
   # figures of c. and e., when they ran, are set beside it.
   ref_direct=$(runtime_socket "$ref" "$ref_port" "$ref_inspector")
-  ref_mock="http://127.0.0.1:$ref_mock_port"
   if [ -n "$ref_direct" ]; then
     say ""
     say "## d. reference for c. and e.: the miss topology with no gateway code (benches/reference-worker, POST /miss) vs its mock directly, at the runtime's socket"
-    floor_json="{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"reference miss $nonce\"}],\"max_completion_tokens\":16}"
-    floor_stream="{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":16,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"reference miss $nonce\"}]}"
-    upstream_header="x-upstream: $ref_mock/openai/v1/chat/completions"
-    for c in $MISS_CONC; do
-      fmock_args=(--url "$ref_mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
-        --header "Content-Type: application/json" --body "$floor_json" --expect '"chat.completion"' --concurrency "$c")
-      fmiss_args=(--url "$ref_direct/miss" --method POST --header "$upstream_header"
-        --header "Content-Type: application/json" --body "$floor_json" --expect '"chat.completion"' --concurrency "$c")
-      compare "ref_mock_c$c" fmock_args "ref_miss_c$c" fmiss_args
-      ref_miss="line_ref_miss_c$c" ref_mock_line="line_ref_mock_c$c" gw="line_ask_miss_socket_c$c" m="line_mock_direct_socket_c$c"
-      fl=$(p50_gap "${!ref_miss}" "${!ref_mock_line}")
-      say "FLOOR c=$c: the runtime's own miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $(miss_target "$c") ms)$(beside_floor "$fl" c "${!gw:-}" "${!m:-}")"
-    done
-    fsmock_args=(--url "$ref_mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
-      --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)
-    fsmiss_args=(--url "$ref_direct/miss" --method POST --header "$upstream_header"
-      --header "Content-Type: application/json" --body "$floor_stream" --expect '[DONE]' --concurrency 1 --first-byte)
-    compare ref_mock_stream_first_event fsmock_args ref_stream_first_event fsmiss_args
-    fl=$(p50_gap "$line_ref_stream_first_event" "$line_ref_mock_stream_first_event")
-    say "FLOOR c=1: the runtime's own streamed miss, first event - its mock's: p50 +$fl ms (the gateway's target: <= 2 ms)$(beside_floor "$fl" e "${line_stream_miss_first_event:-}" "${line_mock_stream_first_event:-}")"
+    miss_floor ref "the runtime's own" "$ref_direct" "$ref_mock"
   else
     say "the reference Worker's runtime socket was not found: no floor for c. and e."
   fi
@@ -609,6 +630,46 @@ else
   tail -20 "$work/ref.log" >&2
 fi
 stop_group "$ref"; ref=""
+# The same miss topology written with the worker crate and wasm-bindgen, as the gateway and its
+# brokers are (benches/reference-rust, one module playing both Workers): the floor under a Rust
+# Worker's miss. Its figures less the JS floor's are what the language binding itself costs the
+# topology; the gateway's less the Rust floor's are the gateway's own code.
+say ""
+say "## d. reference for c. and e. in Rust: the same topology on the worker crate (benches/reference-rust, POST /miss) vs its mock directly, at the runtime's socket"
+js_floor_stream="${floor_stream:-}"
+for c in $MISS_CONC; do v="floor_c$c"; printf -v "js_floor_c$c" '%s' "${!v:-}"; done
+if bash scripts/build.sh reference >"$work/refrs-build.log" 2>&1; then
+  mkdir -p "$work/refrs"
+  cp -r benches/reference-rust/build benches/reference-rust/*.toml "$work/refrs/"
+  start_reference "$work/refrs" reference-rust.toml reference-rust-broker.toml
+  if wait_up "$ref_base" "$ref" 120; then
+    say "Rust reference: wrangler dev on $ref_base; its DevTools domains: $(disable_devtools "$ref_inspector" Network Debugger Runtime)"
+    refrs_direct=$(runtime_socket "$ref" "$ref_port" "$ref_inspector")
+    if [ -n "$refrs_direct" ]; then
+      # Twice: each response handed on through the worker crate's Response (POST /miss), and
+      # the runtime's own Response passed through untouched (POST /miss-raw).
+      for route in /miss /miss-raw; do
+        if [ "$route" = /miss ]; then label=refrs what="a Rust Worker's"; else label=refrs_raw what="a Rust Worker's (raw Response)"; fi
+        miss_floor "$label" "$what" "$refrs_direct" "$ref_mock" "$route"
+        shares=""
+        for c in $MISS_CONC; do
+          js="js_floor_c$c" rs="floor_c$c"
+          shares+="c=$c +$(calc 'a-b' "${!rs}" "${!js:-n/a}" 3) ms, "
+        done
+        say "  $what floor less the JS floor: ${shares}first event +$(calc 'a-b' "$floor_stream" "${js_floor_stream:-n/a}" 3) ms"
+      done
+    else
+      say "the Rust reference's runtime socket was not found: no Rust floor"
+    fi
+  else
+    say "the Rust reference did not come up; see $work/refrs.log"
+    tail -20 "$work/refrs.log" >&2
+  fi
+  stop_group "$ref"; ref=""
+else
+  say "the Rust reference's build FAILED (see $work/refrs-build.log)"
+  tail -20 "$work/refrs-build.log" >&2
+fi
 fi
 
 # The gateway's production module (no test hooks): what a deploy uploads, raw and gzip -9.

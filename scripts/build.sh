@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Workers for wasm32 with worker-build: `gateway`, `broker` or `all` (default).
-#   build.sh [--dev-hooks] [gateway|broker|all]
+# Builds the Workers for wasm32 with worker-build: `gateway`, `broker` or `all` (default), or
+# `reference`, the load benchmark's Rust reference (benches/reference-rust, scripts/bench.sh d.).
+#   build.sh [--dev-hooks] [gateway|broker|all|reference]
 # Without `--dev-hooks` this is the production build (what wrangler.toml's `[build]` command runs
 # for a deploy): the gateway has no test hooks at all. `--dev-hooks` builds the gateway with its
 # cargo feature `dev-hooks` (the /__dev routes, the Durable Objects' test-only operations, the
@@ -15,8 +16,8 @@ for arg in "$@"; do
   case "$arg" in
     # worker-build passes what follows `--` to `cargo build`.
     --dev-hooks) gateway_args=(-- --features dev-hooks); production=0 ;;
-    gateway|broker|all) what="$arg" ;;
-    *) echo "usage: build.sh [--dev-hooks] [gateway|broker|all]" >&2; exit 2 ;;
+    gateway|broker|all|reference) what="$arg" ;;
+    *) echo "usage: build.sh [--dev-hooks] [gateway|broker|all|reference]" >&2; exit 2 ;;
   esac
 done
 # Bake the running commit into the gateway (GET /version).
@@ -46,4 +47,5 @@ case "$what" in
   gateway) gateway ;;
   broker) worker "$ROOT/broker" ;;
   all) gateway; worker "$ROOT/broker" ;;
+  reference) worker "$ROOT/benches/reference-rust" ;;
 esac

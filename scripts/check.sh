@@ -7,7 +7,7 @@ cd "$ROOT"
 cargo fmt --all -- --check
 cargo clippy -p gateway-core -p gateway-canonical -p mock-provider -p gateway-benches -p integration-tests --all-targets -- -D warnings
 cargo clippy -p gateway-core --all-targets --features dev-hooks -- -D warnings
-cargo clippy --target wasm32-unknown-unknown -p edge-gateway -p provider-broker -p worker-shared -- -D warnings
+cargo clippy --target wasm32-unknown-unknown -p edge-gateway -p provider-broker -p worker-shared -p bench-reference-rust -- -D warnings
 cargo clippy --target wasm32-unknown-unknown -p edge-gateway --features dev-hooks -- -D warnings
 # The production build (what `wrangler deploy` runs) holds no test hook: none of the dev-only
 # names a `dev-hooks` build carries (scripts/dev-hooks.txt, shared with deploy.sh) is in its wasm.
