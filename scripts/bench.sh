@@ -24,7 +24,10 @@
 #      vs its own bare route (what the local runtime allows any L1 hit); for c. and e., the miss
 #      topology with no gateway code (two Durable Object round trips at once, then a broker
 #      Worker's outbound fetch to a mock of its own, passed on as it arrives) vs that mock
-#      directly (the runtime's own floor under the miss and first-event targets)
+#      directly (the runtime's own floor under the miss and first-event targets); then the same
+#      miss topology written in Rust with the worker crate (benches/reference-rust), once handing
+#      responses on through the crate's Response and once passing the runtime's own through: the
+#      floor under a Rust Worker's miss, and what the binding adds to the JS floor
 # The summary goes to stdout and target/bench-report.txt.
 #
 # Three properties of wrangler dev would otherwise swamp the figures with costs production does
