@@ -107,6 +107,11 @@ async fn raw_response(promise: js_sys::Promise) -> Result<web_sys::Response> {
     Ok(JsFuture::from(promise).await?.dyn_into()?)
 }
 
+/// The upstream URL both roles pass on (`x-upstream`), read only by the routes that call it.
+fn upstream(req: &Request) -> Result<String> {
+    Ok(req.headers().get("x-upstream")?.unwrap_or_default())
+}
+
 /// A JSON POST of `body` to `url` with `headers`.
 fn post(url: &str, headers: Headers, body: String) -> Result<Request> {
     let mut init = RequestInit::new();
@@ -118,11 +123,12 @@ fn post(url: &str, headers: Headers, body: String) -> Result<Request> {
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
-    let upstream = req.headers().get("x-upstream")?.unwrap_or_default();
-    let raw = req.path().ends_with("-raw");
-    match (req.method(), req.path().as_str()) {
+    let path = req.path();
+    let raw = path.ends_with("-raw");
+    match (req.method(), path.as_str()) {
         (Method::Get, "/healthz") => Response::ok("{\"ok\":true}").map(Into::into),
         (Method::Post, "/miss" | "/miss-raw") => {
+            let upstream = upstream(&req)?;
             let body = req.text().await?;
             // `x-no-objects` (by hand, not by bench.sh): the topology without its two round
             // trips, which says what they cost it.
@@ -143,6 +149,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<web_sys::Res
             }
         }
         (Method::Post, "/call" | "/call-raw") => {
+            let upstream = upstream(&req)?;
             let body = req.text().await?;
             let headers = Headers::new();
             headers.set("Content-Type", "application/json")?;
