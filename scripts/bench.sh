@@ -243,12 +243,19 @@ start_reference() {
   ref_base="http://127.0.0.1:$ref_port"
   ref_mock="http://127.0.0.1:$mock_port"
 }
+# floor_gap LABEL c<C>|stream: the floor miss_floor measured under LABEL, its miss's p50 (at
+# concurrency C, or a stream's first event) over its mock's, ms; n/a when it did not run.
+floor_gap() {
+  local miss="line_$1_miss_$2" mock="line_$1_mock_$2"
+  if [ "$2" = stream ]; then miss="line_$1_stream_first_event" mock="line_$1_mock_stream_first_event"; fi
+  p50_gap "${!miss:-}" "${!mock:-}"
+}
 # miss_floor LABEL WHAT DIRECT MOCK [ROUTE]: a reference's miss topology (POST ROUTE, /miss by
-# default, at its runtime socket DIRECT: two object round trips at once, then a broker Worker's outbound fetch, its answer
-# passed on as it arrives) against its mock MOCK called directly: the floor under the miss
-# targets of c. (JSON, each concurrency of MISS_CONC) and e. (a stream's first event, c=1), the
-# gateway's own figures of c. and e. beside it when they ran. Loadgen labels start with LABEL;
-# WHAT names the reference in the FLOOR lines; sets floor_c<C> and floor_stream (ms).
+# default, at its runtime socket DIRECT: two object round trips at once, then a broker Worker's
+# outbound fetch, its answer passed on as it arrives) against its mock MOCK called directly: the
+# floor under the miss targets of c. (JSON, each concurrency of MISS_CONC) and e. (a stream's
+# first event, c=1), the gateway's own figures of c. and e. beside it when they ran. Loadgen
+# labels start with LABEL (see floor_gap); WHAT names the reference in the FLOOR lines.
 miss_floor() {
   local label="$1" what="$2" direct="$3" mock="$4" route="${5:-/miss}" c fl
   local json="{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"reference miss $nonce\"}],\"max_completion_tokens\":16}"
@@ -261,9 +268,8 @@ miss_floor() {
     miss_args=(--url "$direct$route" --method POST --header "$upstream"
       --header "Content-Type: application/json" --body "$json" --expect '"chat.completion"' --concurrency "$c")
     compare "${label}_mock_c$c" mock_args "${label}_miss_c$c" miss_args
-    local miss="line_${label}_miss_c$c" mock_line="line_${label}_mock_c$c" gw="line_ask_miss_socket_c$c" m="line_mock_direct_socket_c$c"
-    fl=$(p50_gap "${!miss}" "${!mock_line}")
-    printf -v "floor_c$c" '%s' "$fl"
+    local gw="line_ask_miss_socket_c$c" m="line_mock_direct_socket_c$c"
+    fl=$(floor_gap "$label" "c$c")
     say "FLOOR c=$c: $what miss topology - its mock: p50 +$fl ms (the gateway's target at c=$c: <= $(miss_target "$c") ms)$(beside_floor "$fl" c "${!gw:-}" "${!m:-}")"
   done
   mock_args=(--url "$mock/openai/v1/chat/completions" --method POST --header "Authorization: Bearer x"
@@ -271,9 +277,8 @@ miss_floor() {
   miss_args=(--url "$direct$route" --method POST --header "$upstream"
     --header "Content-Type: application/json" --body "$stream" --expect '[DONE]' --concurrency 1 --first-byte)
   compare "${label}_mock_stream_first_event" mock_args "${label}_stream_first_event" miss_args
-  local first="line_${label}_stream_first_event" mock_first="line_${label}_mock_stream_first_event"
-  floor_stream=$(p50_gap "${!first}" "${!mock_first}")
-  say "FLOOR c=1: $what streamed miss, first event - its mock's: p50 +$floor_stream ms (the gateway's target: <= 2 ms)$(beside_floor "$floor_stream" e "${line_stream_miss_first_event:-}" "${line_mock_stream_first_event:-}")"
+  fl=$(floor_gap "$label" stream)
+  say "FLOOR c=1: $what streamed miss, first event - its mock's: p50 +$fl ms (the gateway's target: <= 2 ms)$(beside_floor "$fl" e "${line_stream_miss_first_event:-}" "${line_mock_stream_first_event:-}")"
 }
 
 ONLY="${BENCH_ONLY:-abcdefz}"
@@ -615,11 +620,7 @@ if wait_up "$ref_base" "$ref" 120; then
       say "RATIO $l (over the gateway's bare route) / the reference's POST hit (over its bare route) = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
     fi
   done
-  # The miss topology with no gateway code (POST /miss: two object round trips at once, then a
-  # broker Worker's outbound fetch, its answer passed on as it arrives), against the same mock
-  # called directly, at the runtime's own socket: the local runtime's floor under the miss
-  # targets of c. (JSON, c=1 and c=4) and e. (a stream's first event, c=1). The gateway's own
-  # figures of c. and e., when they ran, are set beside it.
+  # The miss topology with no gateway code: the local runtime's floor (see miss_floor).
   ref_direct=$(runtime_socket "$ref" "$ref_port" "$ref_inspector")
   if [ -n "$ref_direct" ]; then
     say ""
@@ -639,8 +640,6 @@ stop_group "$ref"; ref=""
 # topology; the gateway's less the Rust floor's are the gateway's own code.
 say ""
 say "## d. reference for c. and e. in Rust: the same topology on the worker crate (benches/reference-rust, POST /miss) vs its mock directly, at the runtime's socket"
-js_floor_stream="${floor_stream:-}"
-for c in $MISS_CONC; do v="floor_c$c"; printf -v "js_floor_c$c" '%s' "${!v:-}"; done
 if bash scripts/build.sh reference >"$work/refrs-build.log" 2>&1; then
   mkdir -p "$work/refrs"
   cp -r benches/reference-rust/build benches/reference-rust/*.toml "$work/refrs/"
@@ -656,10 +655,9 @@ if bash scripts/build.sh reference >"$work/refrs-build.log" 2>&1; then
         miss_floor "$label" "$what" "$refrs_direct" "$ref_mock" "$route"
         shares=""
         for c in $MISS_CONC; do
-          js="js_floor_c$c" rs="floor_c$c"
-          shares+="c=$c +$(calc 'a-b' "${!rs}" "${!js:-n/a}" 3) ms, "
+          shares+="c=$c +$(calc 'a-b' "$(floor_gap "$label" "c$c")" "$(floor_gap ref "c$c")" 3) ms, "
         done
-        say "  $what floor less the JS floor: ${shares}first event +$(calc 'a-b' "$floor_stream" "${js_floor_stream:-n/a}" 3) ms"
+        say "  $what floor less the JS floor: ${shares}first event +$(calc 'a-b' "$(floor_gap "$label" stream)" "$(floor_gap ref stream)" 3) ms"
       done
     else
       say "the Rust reference's runtime socket was not found: no Rust floor"
