@@ -5,3 +5,4 @@ pub mod context;
 pub mod log;
 pub mod request;
 pub mod response;
+pub mod stream_body;
