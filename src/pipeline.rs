@@ -6,7 +6,7 @@
 use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
 use gateway_core::cache::key::{CacheKey, Namespace};
 use gateway_core::credits::settlement::{self, Unreported};
-use worker::{Request, Response, ResponseBody};
+use worker::{Request, Response};
 
 use crate::auth::Caller;
 use crate::brokers;
@@ -15,12 +15,11 @@ use crate::db::usage_log;
 use crate::db::usage_log::Event;
 use crate::flight::{self, Landed, Leader, Role, Waited};
 use crate::http::context::RequestContext;
-use crate::http::stream_body::{stream_body, BodyWriter};
 use crate::limits::{
     self, Admission, Charge, Policy, Reservation, Used, WithRateHeaders, WorstCase,
 };
 use crate::relay::{self, Bounds, Ended};
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
 use futures::{Stream, StreamExt};
 use gateway_core::api::dropin::Dialect;
 use gateway_core::broker::errors::BrokerErrorCode;
@@ -505,8 +504,8 @@ fn answer_streamed<E: Endpoint>(
     event: &mut Event,
     status: u16,
 ) -> ApiResult<Response> {
-    let (readable, writer) = stream_body().map_err(|_| ApiError::internal())?;
-    let resp = Response::from_body(ResponseBody::Stream(readable))
+    let (tx, rx) = mpsc::unbounded::<Result<Vec<u8>, worker::Error>>();
+    let resp = Response::from_stream(rx)
         .map_err(|_| ApiError::internal())?
         .with_status(status);
     // Whether the answer is stored is known only at its end: a streamed miss never says so.
@@ -525,7 +524,7 @@ fn answer_streamed<E: Endpoint>(
     let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
     cx.clone().after(async move {
         // A leader's call outlives its caller: its followers and the cache wait on it.
-        pump(body, writer, miss.leader.is_some()).await;
+        pump(body, tx, miss.leader.is_some()).await;
         let Some(end) = ended.await else { return };
         if let Some(l) = miss.leader {
             let outcome = match &end.shared {
@@ -561,21 +560,20 @@ fn answer_streamed<E: Endpoint>(
     Ok(resp)
 }
 
-/// Drives `body` to its end, passing each chunk to the caller as it comes (a body that fails
-/// breaks the caller's off). When the caller has gone (a write refused) the body is dropped,
-/// unless `outlive` (a flight's leader): that cancels its upstream call, and the body's own end
-/// (a relay's `ClientGone`) is told to the settlement (`docs/DECISIONS.md`, "Streams").
-async fn pump(mut body: EventBody, writer: BodyWriter, outlive: bool) {
+/// Drives `body` to its end, passing each chunk to the caller as it comes. When the caller has
+/// gone (its end of the channel dropped) the body is dropped, unless `outlive` (a flight's
+/// leader): that cancels its upstream call, and the body's own end (a relay's `ClientGone`) is
+/// told to the settlement (`docs/DECISIONS.md`, "Streams").
+async fn pump(
+    mut body: EventBody,
+    tx: mpsc::UnboundedSender<Result<Vec<u8>, worker::Error>>,
+    outlive: bool,
+) {
     while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            writer.abort();
-            return;
-        };
-        if !writer.write(&chunk) && !outlive {
-            return;
+        if tx.unbounded_send(chunk).is_err() && !outlive {
+            break;
         }
     }
-    writer.close();
 }
 
 /// The relay's bounds: a keep-alive every 15 s (`STREAM_KEEPALIVE_MS` in tests), cut after the

@@ -5,4 +5,3 @@ pub mod context;
 pub mod log;
 pub mod request;
 pub mod response;
-pub mod stream_body;
