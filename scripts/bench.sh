@@ -48,7 +48,7 @@
 # - local state goes to tmpfs (/dev/shm) when there is one: workerd's SQLite commits fsync,
 #   and on a disk that fsync, not the gateway, dominates every write path;
 # - wrangler prints the Workers' console output only at warning level and above
-#   (WRANGLER_LOG=warn): the gateway still writes its line for every request, but wrangler's
+#   (STACK_WRANGLER_LOG=warn): the gateway still writes its line for every request, but wrangler's
 #   printing of each one (node, beside the runtime on this machine's cores) held up the next
 #   request at concurrency 1 by about 0.3 to 0.5 ms.
 # - wrangler dev answers on its own ProxyWorker (a second workerd process, there for hot
@@ -149,7 +149,7 @@ rm -rf "$work"; mkdir -p "$work/raw"
 # Outside a shared-secret rotation, as a deployed broker is (scripts/devconfig.py).
 export STACK_SECRET_ROTATION=0
 # The request lines are written, not printed (see the header).
-export WRANGLER_LOG=warn
+export STACK_WRANGLER_LOG=warn
 start_private_stack "$work"
 if ! wait_up "$base" "$stack" 300; then echo "the stack did not come up on $base:" >&2; tail -50 "$work/stack.log" >&2; exit 1; fi
 say "stack: wrangler dev on $base, state under $BENCH_STATE_ROOT; each figure: $ROUNDS alternating runs of ${WARMUP}s warmup + ${DURATION}s"

@@ -7,9 +7,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 state="$1"; port="$2"; mock_port="$3"; inspector="$4"
 parent="$PPID"
-# Workers' console output (scrubbed by the code) goes to the stack's log (WRANGLER_LOG=warn:
-# only their warnings and errors; the benchmark's stack).
-export WRANGLER_LOG="${WRANGLER_LOG:-log}"
+# Workers' console output (scrubbed by the code) goes to the stack's log (STACK_WRANGLER_LOG=warn:
+# only their warnings and errors; the benchmark's stack). env.sh's quieter default is for the
+# project's other wrangler commands.
+export WRANGLER_LOG="${STACK_WRANGLER_LOG:-log}"
 # A private dev registry: other wrangler dev processes on the machine (another test run, the
 # dev server, one that just exited) must not make this one reload its Workers mid-request.
 export WRANGLER_REGISTRY_PATH="$state/registry"
