@@ -11,7 +11,8 @@ use gateway_core::cache::flight::{
     FlightOp, Frame, FrameReader, Outcome, FOLLOWER_MARGIN_MS, MAX_FOLLOWERS, RENEW_MS,
 };
 use std::collections::VecDeque;
-use worker::{ByteStream, Delay, Method, Request, RequestInit, Stub};
+use worker::{Delay, Method, Request, RequestInit, Stub};
+use worker_shared::body::Chunks;
 
 use crate::brokers;
 use crate::http::context::RequestContext;
@@ -109,10 +110,10 @@ pub async fn join(cx: &RequestContext, key: &str) -> Role {
         timeout_ms: brokers::timeout_ms(cx),
         max_followers: max_followers(cx),
     };
-    let Some(mut resp) = send(&stub, &op).await else {
+    let Some(resp) = send(&stub, &op).await else {
         return Role::Alone;
     };
-    let Ok(body) = resp.stream() else {
+    let Ok(body) = Chunks::of(resp) else {
         return Role::Alone;
     };
     let mut frames = Frames::new(body);
@@ -130,13 +131,13 @@ pub async fn join(cx: &RequestContext, key: &str) -> Role {
 /// The frames of a flight's answer, as they arrive; `None` at its end, or when a line is not a
 /// frame (the flight is then read as lost).
 struct Frames {
-    body: ByteStream,
+    body: Chunks,
     reader: FrameReader,
     ready: VecDeque<Frame>,
 }
 
 impl Frames {
-    fn new(body: ByteStream) -> Self {
+    fn new(body: Chunks) -> Self {
         Frames {
             body,
             reader: FrameReader::default(),

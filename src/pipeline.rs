@@ -28,7 +28,7 @@ use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
 use gateway_core::providers::completion::Tokens;
 use gateway_core::providers::Provider;
-use worker::ByteStream;
+use worker_shared::body::Chunks;
 
 /// What an answer is served with: how the cache took part, the key, what the call cost and the
 /// rate-limit headers of its admission.
@@ -429,7 +429,7 @@ fn relay_stream<E: Endpoint>(
 ) -> ApiResult<Response> {
     let (body, ended) = relay::relay(
         streamed.dialect,
-        Box::pin(ByteStream::from(streamed.body)),
+        Box::pin(Chunks::new(streamed.body)),
         streamed.strip_usage,
         relay_bounds(cx),
         miss.leader.as_ref().map(Leader::tap),

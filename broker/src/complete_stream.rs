@@ -14,6 +14,7 @@ use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub_secrets;
 use serde_json::json;
 use worker::{Env, Response};
+use worker_shared::body::Chunks;
 
 use crate::complete::{checked, Checked};
 use crate::config::{timeout_ms, upstream_base};
@@ -99,8 +100,7 @@ pub async fn complete_stream(
         };
         return events_response(futures::stream::iter([events]));
     }
-    let mut resp = resp;
-    let body = resp.stream().map_err(|_| ApiError::internal())?;
+    let body = Chunks::of(resp).map_err(|_| ApiError::internal())?;
     // The provider's stream, read as it arrives; its deltas go on at once.
     let state = (body, Some(CompletionStream::new(provider)), key);
     let events = futures::stream::unfold(state, |(mut body, mut watcher, key)| async move {

@@ -18,7 +18,8 @@ use gateway_core::providers::Provider;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use worker::{ByteStream, Delay, Headers};
+use worker::{Delay, Headers};
+use worker_shared::body::Chunks;
 
 use crate::brokers::{self, ProviderResult, ResultBody, Timed};
 use crate::http::context::RequestContext;
@@ -33,7 +34,7 @@ enum ProviderEvent {
 
 enum Call {
     Start(BrokerRequest),
-    Reading { body: ByteStream, parser: SseParser },
+    Reading { body: Chunks, parser: SseParser },
     Over,
 }
 
@@ -157,8 +158,8 @@ fn provider_events(
                     let timer = Delay::from(std::time::Duration::from_millis(left));
                     let answered = select(post, timer).await;
                     match answered {
-                        Either::Left((Ok(mut resp), _)) if resp.status_code() == 200 => {
-                            match resp.stream() {
+                        Either::Left((Ok(resp), _)) if resp.status_code() == 200 => {
+                            match Chunks::of(resp) {
                                 Ok(body) => {
                                     c.call = Call::Reading {
                                         body,

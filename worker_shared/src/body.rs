@@ -1,12 +1,20 @@
-//! Bodies: a subrequest's response read as text in one native call, and a request's body read
-//! with a byte cap.
+//! Bodies: a subrequest's response read as text in one native call, a request's body read
+//! with a byte cap, and a body read chunk by chunk as it arrives ([`Chunks`]).
 //!
 //! worker's own `Response::text` goes through a chunk stream whose reader is set up, read and
 //! released from Rust around every chunk; profiles of the miss path showed that machinery as
-//! its largest cost, hence [`text`].
+//! its largest cost, hence [`text`]. worker's `ByteStream` releases its reader's lock when the
+//! body ends, and the runtime then builds a `TypeError` (with its stack trace) for the
+//! reader's `closed` promise, as the Streams standard says: the costliest call of a streamed
+//! miss in the gateway isolate's profile, for a lock nobody takes again, hence [`Chunks`].
 
-use futures::StreamExt;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures::{FutureExt, Stream, StreamExt};
 use gateway_core::error::ApiError;
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Error, Request, Response, Result};
 
@@ -45,11 +53,12 @@ pub async fn read_capped(
         }
         None => {}
     }
-    let mut stream = match req.stream() {
-        Ok(s) => s,
+    let native: &web_sys::Request = req.inner();
+    let Some(body) = native.body() else {
         // No body at all.
-        Err(_) => return Ok(Vec::new()),
+        return Ok(Vec::new());
     };
+    let mut stream = Chunks::new(body);
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| unreadable())?;
@@ -59,4 +68,77 @@ pub async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// A body's chunks as they arrive (`Uint8Array`s, copied out), read from its stream's reader;
+/// the same items as worker's `ByteStream`, an abort read as the end as it does. When the body
+/// ends its reader is dropped, not released; dropped before the end, the stream is cancelled
+/// (a broker's event stream: its upstream request with it).
+pub struct Chunks {
+    /// `None` once the body ended (or failed).
+    reader: Option<web_sys::ReadableStreamDefaultReader>,
+    /// The read under way.
+    read: Option<JsFuture>,
+}
+
+impl Chunks {
+    pub fn new(stream: web_sys::ReadableStream) -> Self {
+        Chunks {
+            reader: Some(stream.get_reader().unchecked_into()),
+            read: None,
+        }
+    }
+
+    /// The chunks of `resp`'s body (an error when it has none, as worker's `stream()`).
+    pub fn of(resp: Response) -> Result<Self> {
+        let native: web_sys::Response = resp.into();
+        native
+            .body()
+            .map(Chunks::new)
+            .ok_or_else(|| Error::RustError("the response has no body".into()))
+    }
+}
+
+impl Stream for Chunks {
+    type Item = Result<Vec<u8>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(reader) = &this.reader else {
+            return Poll::Ready(None);
+        };
+        let read = this
+            .read
+            .get_or_insert_with(|| JsFuture::from(reader.read()));
+        let result = ready!(read.poll_unpin(cx));
+        this.read = None;
+        let chunk = match result {
+            Ok(result) => {
+                let result: web_sys::ReadableStreamReadResult = result.unchecked_into();
+                if result.get_done().unwrap_or(true) {
+                    None
+                } else {
+                    Some(Ok(Uint8Array::new(&result.get_value()).to_vec()))
+                }
+            }
+            Err(e) => match Error::from(e) {
+                e if e.to_string() == "Error: aborted" => None,
+                e => Some(Err(e)),
+            },
+        };
+        if !matches!(chunk, Some(Ok(_))) {
+            // Ended or failed: nothing more will be read.
+            this.reader = None;
+        }
+        Poll::Ready(chunk)
+    }
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            // The body was not read to its end: the stream is cancelled, not left open.
+            let _ = reader.cancel();
+        }
+    }
 }
