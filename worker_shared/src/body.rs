@@ -4,9 +4,9 @@
 //! worker's own `Response::text` goes through a chunk stream whose reader is set up, read and
 //! released from Rust around every chunk; profiles of the miss path showed that machinery as
 //! its largest cost, hence [`text`]. worker's `ByteStream` releases its reader's lock when the
-//! body ends, and the runtime then builds a `TypeError` (with its stack trace) for the
-//! reader's `closed` promise, as the Streams standard says: the costliest call of a streamed
-//! miss in the gateway isolate's profile, for a lock nobody takes again, hence [`Chunks`].
+//! body ends (the Streams standard has that reject the reader's `closed` promise with a new
+//! `TypeError`): in the gateway isolate's profile of streamed misses that one call took as
+//! long as all the body's reads together, for a lock nobody takes again, hence [`Chunks`].
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
