@@ -151,6 +151,8 @@ fn start() -> Stack {
             .arg(inspector.to_string())
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PROVIDER_TIMEOUT_MS", "3000")
+            // A silent stream's keep-alives every second (15 s in production).
+            .env("STREAM_KEEPALIVE_MS", "1000")
             // D1 refuses values over 1 MB; the suite's limit is lower so a test can reach it.
             .env("DEV_D1_VALUE_LIMIT", DEV_D1_VALUE_LIMIT.to_string())
             .env(

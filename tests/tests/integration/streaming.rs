@@ -18,11 +18,13 @@ fn messages_stream(prompt: &str) -> Value {
         "messages": [{"role": "user", "content": prompt}]})
 }
 
-/// A streamed answer read whole: status, headers, the time its first bytes came, its text.
+/// A streamed answer read whole: status, headers, the time its first bytes came, the time it
+/// ended, its text.
 struct Streamed {
     status: u16,
     headers: reqwest::header::HeaderMap,
     first_bytes_after: Duration,
+    elapsed: Duration,
     text: String,
 }
 
@@ -52,6 +54,7 @@ async fn stream(s: &Stack, path: &str, key: &str, body: &Value) -> Streamed {
         status,
         headers,
         first_bytes_after: first_bytes_after.unwrap_or_else(|| started.elapsed()),
+        elapsed: started.elapsed(),
         text: String::from_utf8_lossy(&text).into_owned(),
     }
 }
@@ -352,6 +355,41 @@ async fn a_caller_that_goes_away_is_settled_once_and_its_upstream_call_ends() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let b2 = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].clone();
     assert_eq!(b1, b2);
+}
+
+#[tokio::test]
+async fn a_silent_stream_gets_keepalives_then_ends_with_an_error_at_the_provider_timeout() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    // A few events, then silence: keep-alives every second (the suite's interval), and the
+    // cut at the provider timeout (3 s in the suite) with the dialect's error, never a clean end.
+    let r = stream(
+        s,
+        "/v1/chat/completions",
+        &key,
+        &chat_stream(&format!("quiet [[mock:openai=stream_hang]] {n}")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let keepalives = r.text.matches(": keep-alive\n\n").count();
+    assert!((1..=4).contains(&keepalives), "{keepalives}: {}", r.text);
+    let events = data_of(&r.text);
+    assert!(
+        events
+            .last()
+            .is_some_and(|e| e["error"]["message"].is_string()),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("[DONE]"), "{}", r.text);
+    assert!(
+        r.elapsed >= Duration::from_millis(2_500) && r.elapsed < Duration::from_secs(8),
+        "{:?}",
+        r.elapsed
+    );
+    let row = usage_row(s, &key, &request_id(&r)).await;
+    assert_eq!(row["stream_end"], "silent", "{row}");
 }
 
 #[tokio::test]
