@@ -5,17 +5,10 @@ use crate::runtime::dependency;
 use crate::runtime::iso8601;
 use crate::runtime::random_16;
 use gateway_core::error::ApiResult;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use gateway_core::keys;
 use worker::{Context, Env, Request};
-
-thread_local! {
-    /// The vars and secrets this isolate has read (`None`: unset or empty).
-    static VARS: RefCell<HashMap<&'static str, Option<String>>> = RefCell::new(HashMap::new());
-}
 
 /// What one request carries through the gateway: bindings, the clock (read once), its id.
 /// Cloned into the work that outlives the response (a streamed answer's settlement), which
@@ -117,16 +110,10 @@ impl RequestContext {
         !self.dev_fail.is_empty() && self.dev_fail.split(',').any(|t| t.trim() == tier)
     }
 
-    /// A plain-text environment variable or secret, if set and non-empty. Read once per
-    /// isolate: a Worker's vars and secrets are fixed for the life of its isolate (a changed
-    /// value comes with a new deployment, hence new isolates).
+    /// A plain-text environment variable or secret, if set and non-empty (read once per
+    /// isolate: `worker_shared::env::var`).
     pub fn var(&self, name: &'static str) -> Option<String> {
-        VARS.with(|vars| {
-            vars.borrow_mut()
-                .entry(name)
-                .or_insert_with(|| worker_shared::env::var(&self.env, name))
-                .clone()
-        })
+        worker_shared::env::var(&self.env, name)
     }
 
     /// True only under the project's local dev configuration (never set in wrangler.toml), and
