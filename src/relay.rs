@@ -14,7 +14,7 @@ use gateway_core::api::dropin::Dialect;
 use gateway_core::providers::completion::Tokens;
 use gateway_core::scrub::scrub;
 use serde_json::Value;
-use worker::Delay;
+use worker_shared::timer::Timer;
 
 use crate::flight::Tap;
 use crate::pipeline::EventBody;
@@ -77,9 +77,13 @@ struct Relay {
     /// OpenAI's usage chunk was asked for by the gateway, not the caller: it is taken out.
     strip_usage: bool,
     bounds: Bounds,
-    /// Time without an upstream event, and since the last keep-alive.
-    silent_ms: u64,
-    since_keepalive_ms: u64,
+    /// When the upstream last sent something, and the last keep-alive went out (ms).
+    last_upstream_ms: u64,
+    last_keepalive_ms: u64,
+    /// The timer of the next bound (a keep-alive or the cut): one per silence, not one per
+    /// chunk; a chunk arriving first leaves it running, and when it fires the bounds are
+    /// checked against the clock.
+    tick: Option<Timer>,
     ended: Option<oneshot::Sender<StreamEnded>>,
 }
 
@@ -145,6 +149,11 @@ impl Drop for Relay {
     }
 }
 
+/// The runtime's clock, ms (it moves on at each I/O, timers included).
+fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
 enum Strip {
     Keep,
     Drop,
@@ -208,23 +217,24 @@ pub fn relay(
         watcher: StreamWatcher::new(dialect),
         strip_usage,
         bounds,
-        silent_ms: 0,
-        since_keepalive_ms: 0,
+        last_upstream_ms: now_ms(),
+        last_keepalive_ms: now_ms(),
+        tick: None,
         ended: Some(tx),
     };
     let body = futures::stream::unfold(relay, |mut r| async move {
         loop {
             // Ended: the terminal bytes already went out.
             r.ended.as_ref()?;
-            let tick_ms = (r.bounds.keepalive_ms.saturating_sub(r.since_keepalive_ms))
-                .min(r.bounds.idle_ms.saturating_sub(r.silent_ms))
-                .max(1);
-            let tick = Delay::from(std::time::Duration::from_millis(tick_ms));
-            let next = r.upstream.next();
-            match select(next, tick).await {
+            let tick = r.tick.get_or_insert_with(|| {
+                let due_ms = (r.last_keepalive_ms + r.bounds.keepalive_ms)
+                    .min(r.last_upstream_ms + r.bounds.idle_ms);
+                Timer::after_ms(due_ms.saturating_sub(now_ms()))
+            });
+            match select(r.upstream.next(), tick).await {
                 Either::Left((Some(Ok(chunk)), _)) => {
-                    r.silent_ms = 0;
-                    r.since_keepalive_ms = 0;
+                    r.last_upstream_ms = now_ms();
+                    r.last_keepalive_ms = r.last_upstream_ms;
                     let out = r.relay_chunk(&chunk);
                     if !out.is_empty() {
                         return Some((Ok(out), r));
@@ -251,14 +261,14 @@ pub fn relay(
                     };
                 }
                 Either::Right(((), _)) => {
-                    r.silent_ms = r.silent_ms.saturating_add(tick_ms);
-                    r.since_keepalive_ms = r.since_keepalive_ms.saturating_add(tick_ms);
-                    if r.silent_ms >= r.bounds.idle_ms {
+                    r.tick = None;
+                    let now = now_ms();
+                    if now.saturating_sub(r.last_upstream_ms) >= r.bounds.idle_ms {
                         let out = r.cut(Ended::Silent, "the upstream stopped sending events");
                         return Some((Ok(out), r));
                     }
-                    if r.since_keepalive_ms >= r.bounds.keepalive_ms {
-                        r.since_keepalive_ms = 0;
+                    if now.saturating_sub(r.last_keepalive_ms) >= r.bounds.keepalive_ms {
+                        r.last_keepalive_ms = now;
                         return Some((Ok(keepalive(r.dialect).to_vec()), r));
                     }
                 }

@@ -18,8 +18,9 @@ use gateway_core::providers::Provider;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use worker::{Delay, Headers};
+use worker::Headers;
 use worker_shared::body::Chunks;
+use worker_shared::timer::Timer;
 
 use crate::brokers::{self, ProviderResult, ResultBody, Timed};
 use crate::http::context::RequestContext;
@@ -43,6 +44,8 @@ struct ProviderCall {
     provider: Provider,
     started: u64,
     timeout_ms: u64,
+    /// The call's deadline: one timer for the whole call, not one per chunk.
+    deadline: Option<Timer>,
     call: Call,
     pending: VecDeque<ProviderEvent>,
 }
@@ -121,6 +124,7 @@ fn provider_events(
         provider,
         started: worker::Date::now().as_millis(),
         timeout_ms,
+        deadline: None,
         call: Call::Over,
         pending: VecDeque::new(),
     };
@@ -137,6 +141,7 @@ fn provider_events(
                 return Some((ev, c));
             }
             let left = c.timeout_ms.saturating_sub(c.elapsed());
+            let mut deadline = c.deadline.take().unwrap_or_else(|| Timer::after_ms(left));
             match std::mem::replace(&mut c.call, Call::Over) {
                 Call::Over => return None,
                 Call::Start(body) => {
@@ -155,43 +160,43 @@ fn provider_events(
                         payload.into(),
                     );
                     futures::pin_mut!(post);
-                    let timer = Delay::from(std::time::Duration::from_millis(left));
-                    let answered = select(post, timer).await;
+                    let answered = match select(post, &mut deadline).await {
+                        Either::Left((r, _)) => Some(r),
+                        Either::Right(((), _)) => None,
+                    };
+                    c.deadline = Some(deadline);
                     match answered {
-                        Either::Left((Ok(resp), _)) if resp.status_code() == 200 => {
-                            match Chunks::of(resp) {
-                                Ok(body) => {
-                                    c.call = Call::Reading {
-                                        body,
-                                        parser: SseParser::new(),
-                                    }
+                        Some(Ok(resp)) if resp.status_code() == 200 => match Chunks::of(resp) {
+                            Ok(body) => {
+                                c.call = Call::Reading {
+                                    body,
+                                    parser: SseParser::new(),
                                 }
-                                Err(_) => c.done(unavailable(c.provider)),
                             }
-                        }
-                        Either::Left((Ok(resp), _)) => {
+                            Err(_) => c.done(unavailable(c.provider)),
+                        },
+                        Some(Ok(resp)) => {
                             let text = worker_shared::body::text(resp).await.unwrap_or_default();
                             c.done(brokers::failed(c.provider, &text));
                         }
-                        Either::Left((Err(_), _)) => c.done(unavailable(c.provider)),
-                        Either::Right(((), _)) => {
-                            c.done(brokers::timed_out(c.provider, c.timeout_ms))
-                        }
+                        Some(Err(_)) => c.done(unavailable(c.provider)),
+                        None => c.done(brokers::timed_out(c.provider, c.timeout_ms)),
                     }
                 }
                 Call::Reading { mut body, parser } => {
-                    let next = body.next();
-                    let timer = Delay::from(std::time::Duration::from_millis(left.max(1)));
-                    match select(next, timer).await {
-                        Either::Left((Some(Ok(chunk)), _)) => {
+                    let next = match select(body.next(), &mut deadline).await {
+                        Either::Left((next, _)) => Some(next),
+                        Either::Right(((), _)) => None,
+                    };
+                    c.deadline = Some(deadline);
+                    match next {
+                        Some(Some(Ok(chunk))) => {
                             c.call = Call::Reading { body, parser };
                             c.read(&chunk);
                         }
                         // The broker's stream ended before its result.
-                        Either::Left((_, _)) => c.done(unavailable(c.provider)),
-                        Either::Right(((), _)) => {
-                            c.done(brokers::timed_out(c.provider, c.timeout_ms))
-                        }
+                        Some(_) => c.done(unavailable(c.provider)),
+                        None => c.done(brokers::timed_out(c.provider, c.timeout_ms)),
                     }
                 }
             }

@@ -393,6 +393,87 @@ async fn a_silent_stream_gets_keepalives_then_ends_with_an_error_at_the_provider
 }
 
 #[tokio::test]
+async fn a_follower_of_a_silent_stream_gets_its_own_keepalives_and_the_error() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    // The same silent stream twice, the second a moment later: it follows the first. Its relay
+    // is pulled by the runtime (a task per read), and its keep-alives must still go out.
+    let body = chat_stream(&format!("quiet together [[mock:openai=stream_hang]] {n}"));
+    let leader = stream(s, "/v1/chat/completions", &key, &body);
+    let follower = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream(s, "/v1/chat/completions", &key, &body).await
+    };
+    let (leader, follower) = tokio::join!(leader, follower);
+    assert_eq!(
+        follower
+            .headers
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok()),
+        Some("edge-gateway; fwd=uri-miss; collapsed"),
+        "{:?}",
+        follower.headers
+    );
+    assert_eq!(s.mock_calls(&n).await["total"], 1, "one upstream call");
+    for (who, r) in [("leader", &leader), ("follower", &follower)] {
+        assert_eq!(r.status, 200, "{who}: {}", r.text);
+        let keepalives = r.text.matches(": keep-alive\n\n").count();
+        assert!(
+            (1..=4).contains(&keepalives),
+            "{who}: {keepalives}: {}",
+            r.text
+        );
+        let events = data_of(&r.text);
+        assert!(
+            events
+                .last()
+                .is_some_and(|e| e["error"]["message"].is_string()),
+            "{who}: {}",
+            r.text
+        );
+        assert!(r.elapsed < Duration::from_secs(8), "{who}: {:?}", r.elapsed);
+    }
+}
+
+#[tokio::test]
+async fn an_ask_stream_ends_a_provider_silent_past_its_timeout() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    // OpenAI's stream goes silent after a few events: its call ends at the provider timeout
+    // (3 s in the suite) as a timed-out result, and the answer ends with its done.
+    let body = json!({"prompt": format!("ask quiet [[mock:openai=stream_hang]] {n}"),
+        "providers": ["openai", "gemini"], "stream": true});
+    let r = stream(s, "/v1/ask", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.elapsed >= Duration::from_millis(2_500) && r.elapsed < Duration::from_secs(8),
+        "{:?}",
+        r.elapsed
+    );
+    let events = ask_events(&r.text);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let openai = events
+        .iter()
+        .find(|(n, d)| n == "result" && d["provider"] == "openai")
+        .map(|(_, d)| d)
+        .unwrap_or_else(|| panic!("openai's result: {names:?}"));
+    assert_eq!(openai["error"]["code"], "upstream_timeout", "{openai}");
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done", "{names:?}");
+    let result_of = |p: &str| {
+        done["results"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["provider"] == p))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(result_of("openai"), *openai, "{done}");
+    assert!(result_of("gemini")["content"].is_string(), "{done}");
+}
+
+#[tokio::test]
 async fn a_refusal_before_the_stream_is_an_ordinary_http_error() {
     let s = &stack();
     let (_, key) = s.live_key().await;
