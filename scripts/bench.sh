@@ -21,7 +21,8 @@
 #   z. the gateway's production wasm module, raw and gzip (issue 21: 525 KB reference)
 #   d. the references, JS Workers of a few lines (benches/reference-worker) under their own wrangler
 #      dev with the same flags, once the gateway's stack is stopped: for a., a caches.default hit
-#      vs its own bare route (what the local runtime allows any L1 hit); for c. and e., the miss
+#      vs its own bare route (what the local runtime allows any L1 hit), through its proxy and
+#      at its runtime's socket, each beside the gateway's hits there; for c. and e., the miss
 #      topology with no gateway code (two Durable Object round trips at once, then a broker
 #      Worker's outbound fetch to a mock of its own, passed on as it arrives) vs that mock
 #      directly (the runtime's own floor under the miss and first-event targets); then the same
@@ -136,6 +137,12 @@ for kind in ("ascii", "non_ascii"):
             target = {("ascii", "20KB"): 0.8, ("non_ascii", "20KB"): 0.5}.get((kind, size))
             print(f"cache_key {kind} {size}: derivation throughput / raw SHA-256 = {s / d:.2f}"
                   + (f"  (target >= {target:.2f}: {'MET' if s / d >= target else 'MISSED'})" if target else ""))
+for dialect in ("messages", "chat"):
+    for size in ("fixture", "4KB"):
+        syn = means.get(f"stream_hit_{dialect}/synthesize/{size}")
+        parse = means.get(f"stream_hit_{dialect}/parse_only/{size}")
+        if syn and parse:
+            print(f"stream_hit {dialect} {size}: synthesize / parsing the stored answer = {syn / parse:.1f}x ({fmt(syn)}, no target: what a streamed hit adds to a JSON hit's work)")
 PY
 fi
 
@@ -415,7 +422,14 @@ hit_pair() {
     --header "Content-Type: application/json" --body "$json_body" --expect '"chat.completion"' --concurrency "$CONC")
   shit_args=(--url "$2/v1/chat/completions" --method POST --header "Authorization: Bearer $key"
     --header "Content-Type: application/json" --body "$stream_body" --expect '[DONE]' --concurrency "$CONC")
-  compare "json_hit$1" jhit_args "stream_hit$1" shit_args
+  if [ -n "$1" ]; then
+    # At the socket, the bare route too, in the same rounds: section d's socket ratios divide
+    # each hit by it, as the proxy ratios divide by a.'s bare route.
+    ebare_args=(--url "$2/healthz" --concurrency "$CONC" --expect '"ok":true')
+    compare "bare$1" ebare_args "json_hit$1" jhit_args "stream_hit$1" shit_args
+  else
+    compare "json_hit$1" jhit_args "stream_hit$1" shit_args
+  fi
 }
 hit_pair "" "$base"
 r=$(calc 'a/b' "$(field "$line_stream_hit" rps)" "$(field "$line_json_hit" rps)")
@@ -626,8 +640,26 @@ if wait_up "$ref_base" "$ref" 120; then
       say "RATIO $l (over the gateway's bare route) / the reference's POST hit (over its bare route) = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
     fi
   done
-  # The miss topology with no gateway code: the local runtime's floor (see miss_floor).
+  # The same at the runtime's socket, beside e.'s hits there: wrangler dev's proxy handles an
+  # event-stream response at a cost of its own (e. prints both), which production does not have.
   ref_direct=$(runtime_socket "$ref" "$ref_port" "$ref_inspector")
+  if [ -n "$ref_direct" ] && [ -n "${line_bare_socket:-}" ]; then
+    ref_bare_socket_args=(--url "$ref_direct/healthz" --concurrency "$CONC" --expect '"ok":true')
+    ref_post_socket_args=(--url "$ref_direct/hit/$ref_key" --method POST --header "Authorization: Bearer $key"
+      --header "Content-Type: application/json" --body "$ask_body" --concurrency "$CONC" --expect '"tier":"l1"')
+    compare ref_bare_socket ref_bare_socket_args ref_cache_hit_post_socket ref_post_socket_args
+    ref_ratio_socket=$(calc 'a/b' "$(field "$line_ref_cache_hit_post_socket" rps)" "$(field "$line_ref_bare_socket" rps)" 4)
+    say "  at the runtime's socket: the reference's POST hit / its bare route = $ref_ratio_socket"
+    for l in json_hit stream_hit messages_hit messages_stream_hit ask_json_hit ask_stream_hit; do
+      v="line_${l}_socket"
+      if [ -n "${!v:-}" ]; then
+        own=$(calc 'a/b' "$(field "${!v}" rps)" "$(field "$line_bare_socket" rps)" 4)
+        r=$(calc 'a/b' "$own" "$ref_ratio_socket")
+        say "RATIO ${l}_socket (over the gateway's bare route there) / the reference's POST hit (over its bare route there) = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
+      fi
+    done
+  fi
+  # The miss topology with no gateway code: the local runtime's floor (see miss_floor).
   if [ -n "$ref_direct" ]; then
     say ""
     say "## d. reference for c. and e.: the miss topology with no gateway code (benches/reference-worker, POST /miss) vs its mock directly, at the runtime's socket"
