@@ -19,7 +19,6 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use super::anthropic::{DELTA_USAGE_FIELDS, TOOL_INPUT_BLOCKS};
-use super::sse::encode;
 use crate::api::dropin::Dialect;
 
 /// Most deltas one text (or tool input) is cut into.
@@ -62,11 +61,10 @@ pub fn synthesize(
     let Value::Object(m) = v else {
         return Err(SynthesizeError::NotAnAnswer("(top level)"));
     };
-    let text = match dialect {
-        Dialect::AnthropicMessages => anthropic(&m)?,
-        Dialect::OpenAiChat => openai(&m, include_usage)?,
-    };
-    Ok(text.into_bytes())
+    match dialect {
+        Dialect::AnthropicMessages => anthropic(&m),
+        Dialect::OpenAiChat => openai(&m, include_usage),
+    }
 }
 
 /// `s` cut into at most [`MAX_PIECES`] pieces at character boundaries; none for `""`.
@@ -90,14 +88,14 @@ fn with(mut m: Map<String, Value>, key: &str, v: Value) -> Map<String, Value> {
     m
 }
 
-fn anthropic(m: &Map<String, Value>) -> Result<String, SynthesizeError> {
+fn anthropic(m: &Map<String, Value>) -> Result<Vec<u8>, SynthesizeError> {
     let Some(Value::Array(content)) = m.get("content") else {
         return Err(SynthesizeError::NotAnAnswer("content"));
     };
     let Some(Value::Object(usage)) = m.get("usage") else {
         return Err(SynthesizeError::NotAnAnswer("usage"));
     };
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(1024);
     let mut start = m.clone();
     start.insert("content".into(), json!([]));
     for k in ["stop_reason", "stop_sequence"] {
@@ -117,7 +115,7 @@ fn anthropic(m: &Map<String, Value>) -> Result<String, SynthesizeError> {
         &json!({"type": "message_start", "message": start}),
     );
     if content.is_empty() {
-        out.push_str(PING);
+        out.extend_from_slice(PING);
     }
     for (i, block) in content.iter().enumerate() {
         let Value::Object(block) = block else {
@@ -130,7 +128,7 @@ fn anthropic(m: &Map<String, Value>) -> Result<String, SynthesizeError> {
             &json!({"type": "content_block_start", "index": i, "content_block": start_block}),
         );
         if i == 0 {
-            out.push_str(PING);
+            out.extend_from_slice(PING);
         }
         for delta in deltas {
             push_event(
@@ -169,10 +167,69 @@ fn anthropic(m: &Map<String, Value>) -> Result<String, SynthesizeError> {
 }
 
 /// Anthropic's `ping`, spelled as the API sends it.
-const PING: &str = "event: ping\ndata: {\"type\": \"ping\"}\n\n";
+const PING: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
 
-fn push_event(out: &mut String, name: &str, data: &Value) {
-    out.push_str(&encode(Some(name), &data.to_string()));
+/// An event as `sse::encode` writes it, its data written in place: compact JSON has no line
+/// break to split on.
+fn push_event(out: &mut Vec<u8>, name: &str, data: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    push_data(out, data);
+}
+
+/// A `data:` line of compact JSON and the event's end.
+fn push_data(out: &mut Vec<u8>, data: &Value) {
+    out.extend_from_slice(b"data: ");
+    write_json(out, data);
+    out.extend_from_slice(b"\n\n");
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing to a `Vec` cannot fail, and a `Value` or a `str` always serializes.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// An OpenAI chunk's bytes around its one choice: the chunk is the answer's fields with
+/// `choices` set, written once as serde_json writes the whole object (keys in the map's
+/// order) and cut where the choice goes, so each chunk writes only its choice.
+struct ChunkFrame {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl ChunkFrame {
+    fn new(base: &Map<String, Value>) -> Self {
+        let frame = with(base.clone(), "choices", Value::Null);
+        let (mut head, mut tail) = (b"{".to_vec(), Vec::new());
+        let mut after = false;
+        for (i, (k, v)) in frame.iter().enumerate() {
+            let buf = if after { &mut tail } else { &mut head };
+            if i > 0 {
+                buf.push(b',');
+            }
+            write_json(buf, k.as_str());
+            buf.push(b':');
+            if k == "choices" {
+                buf.push(b'[');
+                tail.push(b']');
+                after = true;
+            } else {
+                write_json(buf, v);
+            }
+        }
+        tail.push(b'}');
+        ChunkFrame { head, tail }
+    }
+
+    /// The chunk carrying `choice`, as a `data:` line.
+    fn push(&self, out: &mut Vec<u8>, choice: &Value) {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&self.head);
+        write_json(out, choice);
+        out.extend_from_slice(&self.tail);
+        out.extend_from_slice(b"\n\n");
+    }
 }
 
 /// A content block's `content_block_start` block and the deltas that grow it back.
@@ -242,7 +299,7 @@ fn block_events(block: &Map<String, Value>) -> (Map<String, Value>, Vec<Value>) 
     }
 }
 
-fn openai(m: &Map<String, Value>, include_usage: bool) -> Result<String, SynthesizeError> {
+fn openai(m: &Map<String, Value>, include_usage: bool) -> Result<Vec<u8>, SynthesizeError> {
     let Some(Value::Array(choices)) = m.get("choices") else {
         return Err(SynthesizeError::NotAnAnswer("choices"));
     };
@@ -254,11 +311,9 @@ fn openai(m: &Map<String, Value>, include_usage: bool) -> Result<String, Synthes
     if include_usage {
         base.insert("usage".into(), Value::Null);
     }
-    let mut out = String::new();
-    let mut emit = |choice: Value| {
-        let chunk = with(base.clone(), "choices", json!([choice]));
-        out.push_str(&encode(None, &Value::Object(chunk).to_string()));
-    };
+    let mut out = Vec::with_capacity(1024);
+    let frame = ChunkFrame::new(&base);
+    let mut emit = |choice: Value| frame.push(&mut out, &choice);
     let plain = |i: usize, delta: Value| json!({"index": i, "delta": delta, "logprobs": Value::Null, "finish_reason": Value::Null});
 
     for (i, choice) in choices.iter().enumerate() {
@@ -332,8 +387,8 @@ fn openai(m: &Map<String, Value>, include_usage: bool) -> Result<String, Synthes
             "usage".into(),
             m.get("usage").cloned().unwrap_or(Value::Null),
         );
-        out.push_str(&encode(None, &Value::Object(chunk).to_string()));
+        push_data(&mut out, &Value::Object(chunk));
     }
-    out.push_str("data: [DONE]\n\n");
+    out.extend_from_slice(b"data: [DONE]\n\n");
     Ok(out)
 }

@@ -950,6 +950,33 @@ proptest! {
     }
 
     #[test]
+    fn each_synthesized_event_is_sse_encoded_compact_json(
+        m in prop_oneof![
+            anthropic_message().prop_map(|m| (A, m)),
+            openai_completion().prop_map(|m| (O, m)),
+        ],
+        include_usage in any::<bool>(),
+    ) {
+        // The synthesizer writes its events in place: each must be what `sse::encode` makes
+        // of serde_json's own compact text of the event's data (the same bytes as before).
+        let (dialect, m) = m;
+        let bytes = synthesize(dialect, &m.to_string(), include_usage).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let mut parser = SseParser::new();
+        let mut again = String::new();
+        for ev in parser.feed(text.as_bytes()) {
+            let ev = ev.unwrap();
+            let data = if ev.data == "[DONE]" || ev.event.as_deref() == Some("ping") {
+                ev.data.clone()
+            } else {
+                serde_json::from_str::<Value>(&ev.data).unwrap().to_string()
+            };
+            again.push_str(&sse::encode(ev.event.as_deref(), &data));
+        }
+        prop_assert_eq!(again, text);
+    }
+
+    #[test]
     fn synthesized_stream_cut_anywhere_is_not_clean(
         m in prop_oneof![
             anthropic_message().prop_map(|m| (A, m)),
