@@ -631,15 +631,22 @@ if wait_up "$ref_base" "$ref" 120; then
   say "  the same hit as a POST shaped like a.'s / bare route = $(calc 'a/b' "$(field "$line_ref_cache_hit_post" rps)" "$(field "$line_ref_bare" rps)")"
   # Each hit over its own stack's bare route, over the reference's: how close the gateway's hits
   # come to what the local runtime allows any Cache API hit (issue 21: target >= 0.9).
+  # hits_over_reference SUFFIX BARE REF_RATIO WHERE HIT...: each hit (line_<HIT><SUFFIX>) over
+  # the gateway's bare route (line_<BARE>), over REF_RATIO (the reference's hit over its own).
+  hits_over_reference() {
+    local sfx="$1" bare="line_$2" ref_r="$3" where="$4" l v own r; shift 4
+    [ -n "${!bare:-}" ] || return 0
+    for l in "$@"; do
+      v="line_$l$sfx"
+      [ -n "${!v:-}" ] || continue
+      own=$(calc 'a/b' "$(field "${!v}" rps)" "$(field "${!bare}" rps)" 4)
+      r=$(calc 'a/b' "$own" "$ref_r")
+      say "RATIO $l$sfx (over the gateway's bare route$where) / the reference's POST hit (over its bare route$where) = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
+    done
+  }
   ref_ratio=$(calc 'a/b' "$(field "$line_ref_cache_hit_post" rps)" "$(field "$line_ref_bare" rps)" 4)
-  for l in l1_hit json_hit stream_hit messages_hit messages_stream_hit ask_json_hit ask_stream_hit; do
-    v="line_$l"
-    if [ -n "${!v:-}" ] && [ -n "${line_bare_healthz:-}" ]; then
-      own=$(calc 'a/b' "$(field "${!v}" rps)" "$(field "$line_bare_healthz" rps)" 4)
-      r=$(calc 'a/b' "$own" "$ref_ratio")
-      say "RATIO $l (over the gateway's bare route) / the reference's POST hit (over its bare route) = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
-    fi
-  done
+  hits_over_reference "" bare_healthz "$ref_ratio" "" \
+    l1_hit json_hit stream_hit messages_hit messages_stream_hit ask_json_hit ask_stream_hit
   # The same at the runtime's socket, beside e.'s hits there: wrangler dev's proxy handles an
   # event-stream response at a cost of its own (e. prints both), which production does not have.
   ref_direct=$(runtime_socket "$ref" "$ref_port" "$ref_inspector")
@@ -650,14 +657,8 @@ if wait_up "$ref_base" "$ref" 120; then
     compare ref_bare_socket ref_bare_socket_args ref_cache_hit_post_socket ref_post_socket_args
     ref_ratio_socket=$(calc 'a/b' "$(field "$line_ref_cache_hit_post_socket" rps)" "$(field "$line_ref_bare_socket" rps)" 4)
     say "  at the runtime's socket: the reference's POST hit / its bare route = $ref_ratio_socket"
-    for l in json_hit stream_hit messages_hit messages_stream_hit ask_json_hit ask_stream_hit; do
-      v="line_${l}_socket"
-      if [ -n "${!v:-}" ]; then
-        own=$(calc 'a/b' "$(field "${!v}" rps)" "$(field "$line_bare_socket" rps)" 4)
-        r=$(calc 'a/b' "$own" "$ref_ratio_socket")
-        say "RATIO ${l}_socket (over the gateway's bare route there) / the reference's POST hit (over its bare route there) = $r  (target >= 0.90: $(verdict "$r" '>=' 0.9))"
-      fi
-    done
+    hits_over_reference _socket bare_socket "$ref_ratio_socket" " there" \
+      json_hit stream_hit messages_hit messages_stream_hit ask_json_hit ask_stream_hit
   fi
   # The miss topology with no gateway code: the local runtime's floor (see miss_floor).
   if [ -n "$ref_direct" ]; then

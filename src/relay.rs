@@ -209,6 +209,7 @@ pub fn relay(
     oneshot::Receiver<StreamEnded>,
 ) {
     let (tx, rx) = oneshot::channel();
+    let now = now_ms();
     let relay = Relay {
         dialect,
         upstream,
@@ -217,8 +218,8 @@ pub fn relay(
         watcher: StreamWatcher::new(dialect),
         strip_usage,
         bounds,
-        last_upstream_ms: now_ms(),
-        last_keepalive_ms: now_ms(),
+        last_upstream_ms: now,
+        last_keepalive_ms: now,
         tick: None,
         ended: Some(tx),
     };

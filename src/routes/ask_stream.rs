@@ -44,8 +44,9 @@ struct ProviderCall {
     provider: Provider,
     started: u64,
     timeout_ms: u64,
-    /// The call's deadline: one timer for the whole call, not one per chunk.
-    deadline: Option<Timer>,
+    /// The call's deadline, armed when the call is made: one timer for the whole call, not
+    /// one per chunk.
+    deadline: Timer,
     call: Call,
     pending: VecDeque<ProviderEvent>,
 }
@@ -124,7 +125,7 @@ fn provider_events(
         provider,
         started: worker::Date::now().as_millis(),
         timeout_ms,
-        deadline: None,
+        deadline: Timer::after_ms(timeout_ms),
         call: Call::Over,
         pending: VecDeque::new(),
     };
@@ -140,8 +141,6 @@ fn provider_events(
             if let Some(ev) = c.pending.pop_front() {
                 return Some((ev, c));
             }
-            let left = c.timeout_ms.saturating_sub(c.elapsed());
-            let mut deadline = c.deadline.take().unwrap_or_else(|| Timer::after_ms(left));
             match std::mem::replace(&mut c.call, Call::Over) {
                 Call::Over => return None,
                 Call::Start(body) => {
@@ -160,11 +159,10 @@ fn provider_events(
                         payload.into(),
                     );
                     futures::pin_mut!(post);
-                    let answered = match select(post, &mut deadline).await {
+                    let answered = match select(post, &mut c.deadline).await {
                         Either::Left((r, _)) => Some(r),
                         Either::Right(((), _)) => None,
                     };
-                    c.deadline = Some(deadline);
                     match answered {
                         Some(Ok(resp)) if resp.status_code() == 200 => match Chunks::of(resp) {
                             Ok(body) => {
@@ -184,11 +182,10 @@ fn provider_events(
                     }
                 }
                 Call::Reading { mut body, parser } => {
-                    let next = match select(body.next(), &mut deadline).await {
+                    let next = match select(body.next(), &mut c.deadline).await {
                         Either::Left((next, _)) => Some(next),
                         Either::Right(((), _)) => None,
                     };
-                    c.deadline = Some(deadline);
                     match next {
                         Some(Some(Ok(chunk))) => {
                             c.call = Call::Reading { body, parser };

@@ -11,7 +11,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::JsCast;
@@ -27,13 +26,13 @@ struct Shared {
 pub struct Timer {
     shared: Rc<Shared>,
     /// The callback `setTimeout` holds; kept alive as long as the timer may fire.
-    _callback: Option<Closure<dyn FnMut()>>,
+    _callback: Closure<dyn FnMut()>,
     timeout_id: Option<i32>,
 }
 
 impl Timer {
-    /// A timer armed now, firing `after` from now (at least 1 ms).
-    pub fn after(after: Duration) -> Self {
+    /// A timer armed now, firing `ms` milliseconds from now (at least 1).
+    pub fn after_ms(ms: u64) -> Self {
         let shared = Rc::new(Shared::default());
         let on_fire = shared.clone();
         let callback = Closure::wrap(Box::new(move || {
@@ -43,7 +42,7 @@ impl Timer {
             }
         }) as Box<dyn FnMut()>);
         let global: worker::web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
-        let ms = i32::try_from(after.as_millis()).unwrap_or(i32::MAX).max(1);
+        let ms = i32::try_from(ms).unwrap_or(i32::MAX).max(1);
         let armed = global.set_timeout_with_callback_and_timeout_and_arguments_0(
             callback.as_ref().unchecked_ref(),
             ms,
@@ -59,14 +58,9 @@ impl Timer {
         };
         Timer {
             shared,
-            _callback: Some(callback),
+            _callback: callback,
             timeout_id,
         }
-    }
-
-    /// A timer armed now, firing `ms` milliseconds from now.
-    pub fn after_ms(ms: u64) -> Self {
-        Self::after(Duration::from_millis(ms))
     }
 }
 
