@@ -296,7 +296,7 @@ impl Follower {
     pub async fn wait(mut self, cx: &RequestContext, streams: bool) -> Waited {
         let left_ms = self
             .deadline_ms
-            .saturating_sub(worker::Date::now().as_millis());
+            .saturating_sub(worker_shared::clock::now_ms());
         let mut deadline = Delay::from(std::time::Duration::from_millis(left_ms));
         loop {
             let frame = match select(Box::pin(self.frames.next()), &mut deadline).await {

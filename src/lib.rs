@@ -102,7 +102,7 @@ fn holds_account_data(req: &Request) -> bool {
 
 #[event(scheduled)]
 pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let now_ms = worker::Date::now().as_millis();
+    let now_ms = worker_shared::clock::now_ms();
     match env.d1("DB") {
         Ok(db) => {
             // The one-statement purges first: the archive's batches may use up the invocation's

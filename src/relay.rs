@@ -14,6 +14,7 @@ use gateway_core::api::dropin::Dialect;
 use gateway_core::providers::completion::Tokens;
 use gateway_core::scrub::scrub;
 use serde_json::Value;
+use worker_shared::clock::now_ms;
 use worker_shared::timer::Timer;
 
 use crate::flight::Tap;
@@ -147,11 +148,6 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.finish(Ended::ClientGone);
     }
-}
-
-/// The runtime's clock, ms (it moves on at each I/O, timers included).
-fn now_ms() -> u64 {
-    worker::Date::now().as_millis()
 }
 
 enum Strip {

@@ -32,7 +32,7 @@ pub async fn audit(
     purpose: &str,
 ) -> Result<(), AuditError> {
     let db = env.d1("DB").map_err(AuditError::Database)?;
-    let now = worker::Date::now().as_millis();
+    let now = worker_shared::clock::now_ms();
     // No row for an account deleted while the call was on its way: and then no key use.
     let insert = d1::statement(
         &db,

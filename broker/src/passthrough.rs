@@ -55,7 +55,7 @@ pub async fn passthrough(
     )?;
 
     if test_mode {
-        let now_s = worker::Date::now().as_millis() / 1000;
+        let now_s = worker_shared::clock::now_ms() / 1000;
         let (answer, tokens) = dropin::synthetic_response(&parsed, now_s);
         return upstream_reply(UpstreamAnswer {
             status: 200,

@@ -36,7 +36,7 @@ pub async fn run(
             .await
             .into_iter()
             .map(|(provider, body)| async move {
-                let started = worker::Date::now().as_millis();
+                let started = worker_shared::clock::now_ms();
                 let body = match body {
                     Ok(body) => body,
                     Err(result) => {
@@ -55,7 +55,7 @@ pub async fn run(
                 };
                 Timed {
                     result,
-                    latency_ms: worker::Date::now().as_millis().saturating_sub(started),
+                    latency_ms: worker_shared::clock::now_ms().saturating_sub(started),
                 }
             });
     join_all(futs).await

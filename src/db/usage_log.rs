@@ -96,7 +96,7 @@ pub fn usage_later(cx: &RequestContext, event: Event, status: u16) {
     }
     // The request's log line goes with its usage row (a streamed answer's at its end).
     crate::http::log::for_usage(cx, &event, status);
-    let latency_ms = worker::Date::now().as_millis().saturating_sub(cx.now_ms);
+    let latency_ms = worker_shared::clock::now_ms().saturating_sub(cx.now_ms);
     let mut row = Pending {
         event,
         request_id: cx.request_id.clone(),

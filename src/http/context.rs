@@ -48,7 +48,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn new(env: Env, ctx: Context, req: &Request) -> Self {
-        let now_ms = worker::Date::now().as_millis();
+        let now_ms = worker_shared::clock::now_ms();
         let request_id = keys::make_id("req", &random_16());
         let cx = RequestContext {
             env,

@@ -64,9 +64,7 @@ pub fn new_log(request_id: &str, started_ms: u64) -> SharedLog {
 
 impl RequestLog {
     fn duration_ms(&self) -> u64 {
-        worker::Date::now()
-            .as_millis()
-            .saturating_sub(self.started_ms)
+        worker_shared::clock::now_ms().saturating_sub(self.started_ms)
     }
 }
 
@@ -121,7 +119,7 @@ impl RequestContext {
         CallTimer {
             log: self.log.clone(),
             provider,
-            started_ms: worker::Date::now().as_millis(),
+            started_ms: worker_shared::clock::now_ms(),
             done: false,
         }
     }
@@ -138,9 +136,7 @@ pub struct CallTimer {
 impl CallTimer {
     fn record(&mut self, status: Option<u16>, error: Option<String>) {
         self.done = true;
-        let latency_ms = worker::Date::now()
-            .as_millis()
-            .saturating_sub(self.started_ms);
+        let latency_ms = worker_shared::clock::now_ms().saturating_sub(self.started_ms);
         self.log.borrow_mut().calls.push(ProviderCall {
             provider: self.provider,
             latency_ms,

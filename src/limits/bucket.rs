@@ -198,6 +198,12 @@ pub async fn break_for_tests(env: &Env, prefix: &str) -> ApiResult<()> {
     call(env, prefix, &BucketOp::Break).await
 }
 
+/// Test hook: the key's bucket stored again in its older form (dev-only route).
+#[cfg(feature = "dev-hooks")]
+pub async fn store_in_old_form(env: &Env, prefix: &str) -> ApiResult<()> {
+    call(env, prefix, &BucketOp::StoreInOldForm).await
+}
+
 /// A bare round trip to the bucket instance named `name`, which does nothing (no storage):
 /// the baseline of the rate-limit load benchmark (dev-only route).
 #[cfg(feature = "dev-hooks")]

@@ -40,7 +40,7 @@ impl DurableObject for AccountLedger {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm.fired();
-        let now_ms = worker::Date::now().as_millis();
+        let now_ms = worker_shared::clock::now_ms();
         let mut ledger = self.ledger.load().await?;
         // A balance read applies nothing but the expiries due.
         let applied = apply(&mut ledger, LedgerOp::Balance, now_ms);
@@ -63,7 +63,7 @@ impl Operations for AccountLedger {
         if let Some(answer) = self.test_hook(&op).await? {
             return Ok(answer);
         }
-        let now_ms = worker::Date::now().as_millis();
+        let now_ms = worker_shared::clock::now_ms();
         let mut ledger = self.ledger.load().await?;
         let applied = apply(&mut ledger, op, now_ms);
         let next = next_expiry(&ledger);
@@ -92,6 +92,10 @@ impl AccountLedger {
                 self.failing_batches.set(count);
                 let view = LedgerView::of(&self.ledger.load().await?, 0);
                 reply(&LedgerReply::Ok(view)).map(Some)
+            }
+            LedgerOp::StoreInOldForm => {
+                let stored = self.ledger.store_in_old_form().await?;
+                reply(&LedgerReply::Ok(LedgerView::of(&stored, 0))).map(Some)
             }
             LedgerOp::Batch { .. } if self.failing_batches.get() > 0 => {
                 self.failing_batches.set(self.failing_batches.get() - 1);

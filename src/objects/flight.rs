@@ -65,7 +65,7 @@ impl DurableObject for Flight {
             Ok(Ok(op)) => op,
             _ => return Response::error("not a flight operation", 400),
         };
-        let now = worker::Date::now().as_millis();
+        let now = worker_shared::clock::now_ms();
         let mut inner = self.inner.borrow_mut();
         let ok = match op {
             FlightOp::Join {
@@ -140,7 +140,7 @@ fn follow(
                 }
                 Either::Left((None, _)) => return None,
                 Either::Right(((), _)) => {
-                    let now = worker::Date::now().as_millis();
+                    let now = worker_shared::clock::now_ms();
                     if let Ok(mut i) = leave.inner.try_borrow_mut() {
                         let sends = i.flight.tick(now);
                         i.deliver(sends);

@@ -32,16 +32,47 @@ impl<T: Clone + Default + Serialize + DeserializeOwned> StoredCell<T> {
         if let Some(value) = self.memory.borrow().clone() {
             return Ok(value);
         }
-        let value = self.storage.get::<T>(self.key).await?.unwrap_or_default();
+        // Read as the runtime holds it, to tell the two forms apart.
+        let found = self.storage.get_multiple(vec![self.key]).await?;
+        let stored = found.get(&JsValue::from_str(self.key));
+        let unreadable = |e: String| worker::Error::RustError(format!("stored {}: {e}", self.key));
+        let value = if stored.is_undefined() {
+            T::default()
+        } else if let Some(text) = stored.as_string() {
+            // The form written since 2026-12-07: the value's JSON text.
+            serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?
+        } else {
+            // The form written before: the value as a JavaScript object (what `Storage::put`
+            // writes), read as `Storage::get` reads it.
+            serde_wasm_bindgen::from_value(stored).map_err(|e| unreadable(e.to_string()))?
+        };
         *self.memory.borrow_mut() = Some(value.clone());
         Ok(value)
     }
 
-    /// Stores `value`, then remembers it: a write that fails leaves the object as stored.
+    /// Stores `value` as its JSON text, then remembers it: a write that fails leaves the object
+    /// as stored. One string crosses into JavaScript and is cloned by the runtime, where the
+    /// value as an object took a call per field and number (docs/DECISIONS.md, "Durable Object
+    /// state stored as JSON text").
     pub async fn save(&self, value: T) -> Result<()> {
-        self.storage.put(self.key, &value).await?;
+        let text = serde_json::to_string(&value)
+            .map_err(|e| worker::Error::RustError(format!("storing {}: {e}", self.key)))?;
+        self.storage
+            .put_raw(self.key, JsValue::from_str(&text))
+            .await?;
         *self.memory.borrow_mut() = Some(value);
         Ok(())
+    }
+
+    /// Test hook: stores the value again in the form written before 2026-12-07 (what
+    /// `Storage::put` writes: the value as a JavaScript object) and forgets the in-memory copy,
+    /// so the next [`load`](Self::load) reads that form. Answers the value stored.
+    #[cfg(feature = "dev-hooks")]
+    pub async fn store_in_old_form(&self) -> Result<T> {
+        let value = self.load().await?;
+        self.storage.put(self.key, &value).await?;
+        *self.memory.borrow_mut() = None;
+        Ok(value)
     }
 
     /// Deletes everything the object stores (this key and any other), then remembers the

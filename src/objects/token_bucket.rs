@@ -31,7 +31,7 @@ impl DurableObject for TokenBucket {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm.fired();
-        let now_ms = worker::Date::now().as_millis();
+        let now_ms = worker_shared::clock::now_ms();
         let mut key = self.key.load().await?;
         if key.expire(now_ms) {
             self.key.save(key.clone()).await?;
@@ -79,13 +79,18 @@ impl Operations for TokenBucket {
             // Touches neither storage nor state.
             #[cfg(feature = "dev-hooks")]
             BucketOp::Ping => reply(&()),
+            #[cfg(feature = "dev-hooks")]
+            BucketOp::StoreInOldForm => {
+                self.key.store_in_old_form().await?;
+                reply(&())
+            }
         }
     }
 }
 
 impl TokenBucket {
     async fn take(&self, cost: u32, limits: &Limits) -> Result<TakeReply> {
-        let now_ms = worker::Date::now().as_millis();
+        let now_ms = worker_shared::clock::now_ms();
         let mut key = self.key.load().await?;
         #[cfg(feature = "dev-hooks")]
         if key.broken {
@@ -104,7 +109,7 @@ impl TokenBucket {
         &self,
         op: impl FnOnce(&mut KeyBucket, u64) -> (R, bool),
     ) -> Result<String> {
-        let now_ms = worker::Date::now().as_millis();
+        let now_ms = worker_shared::clock::now_ms();
         let mut key = self.key.load().await?;
         #[cfg(feature = "dev-hooks")]
         if key.broken {

@@ -53,7 +53,7 @@ struct ProviderCall {
 
 impl ProviderCall {
     fn elapsed(&self) -> u64 {
-        worker::Date::now().as_millis().saturating_sub(self.started)
+        worker_shared::clock::now_ms().saturating_sub(self.started)
     }
 
     fn done(&mut self, result: ProviderResult) {
@@ -123,7 +123,7 @@ fn provider_events(
     let mut call = ProviderCall {
         cx,
         provider,
-        started: worker::Date::now().as_millis(),
+        started: worker_shared::clock::now_ms(),
         timeout_ms,
         deadline: Timer::after_ms(timeout_ms),
         call: Call::Over,

@@ -151,6 +151,20 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
                 crate::limits::ledger::send_alone(&cx.env, account, &LedgerOp::Balance).await?;
             json(200, &crate::limits::ledger::applied(reply)?)
         }
+        // Durable Object state as it was stored before 2026-12-07 (src/objects/stored.rs): the
+        // bucket's or the ledger's value written again in that form, which its next operation
+        // must read.
+        (Method::Post, ["bucket", prefix, "store-in-old-form"]) => {
+            crate::limits::bucket::store_in_old_form(&cx.env, prefix).await?;
+            json(200, &json!({"stored": "old form"}))
+        }
+        (Method::Post, ["ledger", account, "store-in-old-form"]) => {
+            crate::limits::ledger::applied(
+                crate::limits::ledger::send_alone(&cx.env, account, &LedgerOp::StoreInOldForm)
+                    .await?,
+            )?;
+            json(200, &json!({"stored": "old form"}))
+        }
         (Method::Post, ["ledger", account, "fail-batches", count]) => {
             let count = count.parse().map_err(|_| ApiError::not_found())?;
             let op = LedgerOp::FailBatches { count };
