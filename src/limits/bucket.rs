@@ -198,10 +198,11 @@ pub async fn break_for_tests(env: &Env, prefix: &str) -> ApiResult<()> {
     call(env, prefix, &BucketOp::Break).await
 }
 
-/// Test hook: the key's bucket stored again in its older form (dev-only route).
+/// Test hook: the key's bucket read again from storage by its next operation, first stored in
+/// its older form when `old_form` (dev-only route).
 #[cfg(feature = "dev-hooks")]
-pub async fn store_in_old_form(env: &Env, prefix: &str) -> ApiResult<()> {
-    call(env, prefix, &BucketOp::StoreInOldForm).await
+pub async fn reread(env: &Env, prefix: &str, old_form: bool) -> ApiResult<()> {
+    call(env, prefix, &BucketOp::Reread { old_form }).await
 }
 
 /// A bare round trip to the bucket instance named `name`, which does nothing (no storage):

@@ -93,9 +93,9 @@ impl AccountLedger {
                 let view = LedgerView::of(&self.ledger.load().await?, 0);
                 reply(&LedgerReply::Ok(view)).map(Some)
             }
-            LedgerOp::StoreInOldForm => {
-                let stored = self.ledger.store_in_old_form().await?;
-                reply(&LedgerReply::Ok(LedgerView::of(&stored, 0))).map(Some)
+            LedgerOp::Reread { old_form } => {
+                let ledger = self.ledger.reread(old_form).await?;
+                reply(&LedgerReply::Ok(LedgerView::of(&ledger, 0))).map(Some)
             }
             LedgerOp::Batch { .. } if self.failing_batches.get() > 0 => {
                 self.failing_batches.set(self.failing_batches.get() - 1);

@@ -64,13 +64,16 @@ impl<T: Clone + Default + Serialize + DeserializeOwned> StoredCell<T> {
         Ok(())
     }
 
-    /// Test hook: stores the value again in the form written before 2026-12-07 (what
-    /// `Storage::put` writes: the value as a JavaScript object) and forgets the in-memory copy,
-    /// so the next [`load`](Self::load) reads that form. Answers the value stored.
+    /// Test hook: forgets the in-memory copy, so the next [`load`](Self::load) reads what
+    /// storage holds, as a new instance would; with `old_form`, first stores the value again in
+    /// the form written before 2026-12-07 (what `Storage::put` writes: the value as a
+    /// JavaScript object). Answers the value as it stands.
     #[cfg(feature = "dev-hooks")]
-    pub async fn store_in_old_form(&self) -> Result<T> {
+    pub async fn reread(&self, old_form: bool) -> Result<T> {
         let value = self.load().await?;
-        self.storage.put(self.key, &value).await?;
+        if old_form {
+            self.storage.put(self.key, &value).await?;
+        }
         *self.memory.borrow_mut() = None;
         Ok(value)
     }

@@ -80,8 +80,8 @@ impl Operations for TokenBucket {
             #[cfg(feature = "dev-hooks")]
             BucketOp::Ping => reply(&()),
             #[cfg(feature = "dev-hooks")]
-            BucketOp::StoreInOldForm => {
-                self.key.store_in_old_form().await?;
+            BucketOp::Reread { old_form } => {
+                self.key.reread(old_form).await?;
                 reply(&())
             }
         }

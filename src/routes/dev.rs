@@ -151,19 +151,22 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
                 crate::limits::ledger::send_alone(&cx.env, account, &LedgerOp::Balance).await?;
             json(200, &crate::limits::ledger::applied(reply)?)
         }
-        // Durable Object state as it was stored before 2026-12-07 (src/objects/stored.rs): the
-        // bucket's or the ledger's value written again in that form, which its next operation
-        // must read.
-        (Method::Post, ["bucket", prefix, "store-in-old-form"]) => {
-            crate::limits::bucket::store_in_old_form(&cx.env, prefix).await?;
-            json(200, &json!({"stored": "old form"}))
+        // A bucket's or a ledger's next operation reads its state from storage, as a new
+        // instance would (src/objects/stored.rs): as stored (`reread`), or after it is stored
+        // again in the form written before 2026-12-07 (`reread-old-form`).
+        (Method::Post, ["bucket", prefix, how @ ("reread" | "reread-old-form")]) => {
+            let old_form = *how == "reread-old-form";
+            crate::limits::bucket::reread(&cx.env, prefix, old_form).await?;
+            json(200, &json!({"reread": true, "old_form": old_form}))
         }
-        (Method::Post, ["ledger", account, "store-in-old-form"]) => {
+        (Method::Post, ["ledger", account, how @ ("reread" | "reread-old-form")]) => {
+            let op = LedgerOp::Reread {
+                old_form: *how == "reread-old-form",
+            };
             crate::limits::ledger::applied(
-                crate::limits::ledger::send_alone(&cx.env, account, &LedgerOp::StoreInOldForm)
-                    .await?,
+                crate::limits::ledger::send_alone(&cx.env, account, &op).await?,
             )?;
-            json(200, &json!({"stored": "old form"}))
+            json(200, &json!({"reread": true}))
         }
         (Method::Post, ["ledger", account, "fail-batches", count]) => {
             let count = count.parse().map_err(|_| ApiError::not_found())?;

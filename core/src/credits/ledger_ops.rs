@@ -81,11 +81,11 @@ tagged_enum! {
         /// queued operations retried.
         #[cfg(feature = "dev-hooks")]
         FailBatches { count: u32 },
-        /// Test hook: the ledger stored again in the form written before 2026-12-07 (a
-        /// JavaScript object, not JSON text) and forgotten by the object, so that its next
-        /// operation reads that form (`src/objects/stored.rs`).
+        /// Test hook: the ledger's in-memory copy forgotten, so that its next operation reads
+        /// what storage holds, after storing it again in the form written before 2026-12-07
+        /// (a JavaScript object, not JSON text) when `old_form` (`src/objects/stored.rs`).
         #[cfg(feature = "dev-hooks")]
-        StoreInOldForm,
+        Reread { old_form: bool },
     }
 }
 
@@ -433,7 +433,7 @@ fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<AppliedOn
         // object itself answers) are not operations on the ledger.
         LedgerOp::Wipe | LedgerOp::Batch { .. } => Err(LedgerRefusal::UnsupportedOperation),
         #[cfg(feature = "dev-hooks")]
-        LedgerOp::FailBatches { .. } | LedgerOp::StoreInOldForm => {
+        LedgerOp::FailBatches { .. } | LedgerOp::Reread { .. } => {
             Err(LedgerRefusal::UnsupportedOperation)
         }
     }

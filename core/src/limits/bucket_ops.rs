@@ -63,11 +63,11 @@ tagged_enum! {
         /// rate-limit load benchmark).
         #[cfg(feature = "dev-hooks")]
         Ping,
-        /// Test hook: the bucket stored again in the form written before 2026-12-07 (a
-        /// JavaScript object, not JSON text) and forgotten by the object, so that its next
-        /// operation reads that form (`src/objects/stored.rs`).
+        /// Test hook: the bucket's in-memory copy forgotten, so that its next operation reads
+        /// what storage holds, after storing it again in the form written before 2026-12-07
+        /// (a JavaScript object, not JSON text) when `old_form` (`src/objects/stored.rs`).
         #[cfg(feature = "dev-hooks")]
-        StoreInOldForm,
+        Reread { old_form: bool },
     }
 }
 

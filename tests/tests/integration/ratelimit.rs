@@ -512,50 +512,66 @@ async fn a_tier_patch_without_limits_keeps_enterprise_limits() {
     );
 }
 
-/// A key's bucket and an account's ledger stored before their state became JSON text (as
-/// `Storage::put` wrote it then: a JavaScript object) are read as they were: the balance and
-/// the calls left carry on where they stood, and the next call is charged exactly.
+/// A key's bucket and an account's ledger read back from storage, as a new instance of each
+/// object would (after an eviction or a restart), in both forms: the JSON text written now, and
+/// the JavaScript object `Storage::put` wrote before 2026-12-07. Each time the balance and the
+/// calls left carry on where they stood, and the next call is charged exactly.
 #[tokio::test]
-async fn bucket_and_ledger_state_stored_in_the_old_form_reads_as_it_was() {
+async fn bucket_and_ledger_state_reads_back_from_storage_in_both_forms() {
     let s = &stack();
     let n = nonce();
     let balance = 1_000_000;
     // Five calls of burst, refilled at one an hour: the calls left are the bucket's state.
     let (account, key) = limited_key(s, 5, 1.0 / 3_600.0, balance).await;
     let mut charged = 0;
+    let call = |i: usize| {
+        let key = key.clone();
+        let body = miss(&format!("reread {n}"), i);
+        async move {
+            let r = s.ask(&key, &body).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(
+                r.header("x-ratelimit-remaining").unwrap(),
+                (4 - i).to_string(),
+                "call {i}"
+            );
+            r.json()["usage"]["credits"].as_u64().unwrap()
+        }
+    };
     for i in 0..2 {
-        let r = s.ask(&key, &miss(&format!("old form {n}"), i)).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(
-            r.header("x-ratelimit-remaining").unwrap(),
-            (4 - i).to_string()
-        );
-        charged += r.json()["usage"]["credits"].as_u64().unwrap();
+        charged += call(i).await;
     }
-    // Settled (the ledger read carries the isolate's queued settlements along).
-    let account_balance = |key: String| async move {
+    // Settled (an account read carries the isolate's queued settlements along).
+    let account_balance = || async {
         s.get("/v1/account", Some(&key)).await.json()["credits_balance"]
             .as_u64()
             .unwrap()
     };
-    assert_eq!(account_balance(key.clone()).await, balance - charged);
+    assert_eq!(account_balance().await, balance - charged);
 
-    for path in [
-        format!("/__dev/bucket/{}/store-in-old-form", &key[..12]),
-        format!("/__dev/ledger/{account}/store-in-old-form"),
-    ] {
-        let r = s.post(&path, None, &json!({})).await;
-        assert_eq!(r.status, 200, "{path}: {}", r.text);
+    for (i, how) in [(2, "reread"), (3, "reread-old-form")] {
+        for path in [
+            format!("/__dev/bucket/{}/{how}", &key[..12]),
+            format!("/__dev/ledger/{account}/{how}"),
+        ] {
+            let r = s.post(&path, None, &json!({})).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text);
+        }
+        // The ledger's next operation reads what storage holds.
+        let r = s.get(&format!("/__dev/ledger/{account}"), None).await;
+        assert_eq!(r.status, 200, "{how}: {}", r.text);
+        assert_eq!(
+            r.json()["balance"].as_u64(),
+            Some(balance - charged),
+            "{how}"
+        );
+        assert_eq!(
+            r.json()["available"].as_u64(),
+            Some(balance - charged),
+            "{how}"
+        );
+        // So do the bucket's (the calls left) and, when it settles, the ledger's (the charge).
+        charged += call(i).await;
+        assert_eq!(account_balance().await, balance - charged, "{how}");
     }
-    // The ledger's next operation reads the old form.
-    let r = s.get(&format!("/__dev/ledger/{account}"), None).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json()["balance"].as_u64(), Some(balance - charged));
-    assert_eq!(r.json()["available"].as_u64(), Some(balance - charged));
-    // So do the bucket's (the calls left) and, when it settles, the ledger's (the charge).
-    let r = s.ask(&key, &miss(&format!("old form {n}"), 2)).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.header("x-ratelimit-remaining").unwrap(), "2");
-    charged += r.json()["usage"]["credits"].as_u64().unwrap();
-    assert_eq!(account_balance(key.clone()).await, balance - charged);
 }
