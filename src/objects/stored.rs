@@ -35,16 +35,15 @@ impl<T: Clone + Default + Serialize + DeserializeOwned> StoredCell<T> {
         // Read as the runtime holds it, to tell the two forms apart.
         let found = self.storage.get_multiple(vec![self.key]).await?;
         let stored = found.get(&JsValue::from_str(self.key));
-        let unreadable = |e: String| worker::Error::RustError(format!("stored {}: {e}", self.key));
         let value = if stored.is_undefined() {
             T::default()
         } else if let Some(text) = stored.as_string() {
             // The form written since 2026-12-07: the value's JSON text.
-            serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?
+            serde_json::from_str(&text).map_err(|e| self.error("reading", e))?
         } else {
             // The form written before: the value as a JavaScript object (what `Storage::put`
             // writes), read as `Storage::get` reads it.
-            serde_wasm_bindgen::from_value(stored).map_err(|e| unreadable(e.to_string()))?
+            serde_wasm_bindgen::from_value(stored).map_err(|e| self.error("reading", e))?
         };
         *self.memory.borrow_mut() = Some(value.clone());
         Ok(value)
@@ -55,13 +54,17 @@ impl<T: Clone + Default + Serialize + DeserializeOwned> StoredCell<T> {
     /// value as an object took a call per field and number (docs/DECISIONS.md, "Durable Object
     /// state stored as JSON text").
     pub async fn save(&self, value: T) -> Result<()> {
-        let text = serde_json::to_string(&value)
-            .map_err(|e| worker::Error::RustError(format!("storing {}: {e}", self.key)))?;
+        let text = serde_json::to_string(&value).map_err(|e| self.error("storing", e))?;
         self.storage
             .put_raw(self.key, JsValue::from_str(&text))
             .await?;
         *self.memory.borrow_mut() = Some(value);
         Ok(())
+    }
+
+    /// The value under `key` could not be read or written (`doing` says which).
+    fn error(&self, doing: &str, e: impl std::fmt::Display) -> worker::Error {
+        worker::Error::RustError(format!("{doing} {}: {e}", self.key))
     }
 
     /// Test hook: forgets the in-memory copy, so the next [`load`](Self::load) reads what

@@ -154,19 +154,20 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
         // A bucket's or a ledger's next operation reads its state from storage, as a new
         // instance would (src/objects/stored.rs): as stored (`reread`), or after it is stored
         // again in the form written before 2026-12-07 (`reread-old-form`).
-        (Method::Post, ["bucket", prefix, how @ ("reread" | "reread-old-form")]) => {
+        (
+            Method::Post,
+            [object @ ("bucket" | "ledger"), name, how @ ("reread" | "reread-old-form")],
+        ) => {
             let old_form = *how == "reread-old-form";
-            crate::limits::bucket::reread(&cx.env, prefix, old_form).await?;
-            json(200, &json!({"reread": true, "old_form": old_form}))
-        }
-        (Method::Post, ["ledger", account, how @ ("reread" | "reread-old-form")]) => {
-            let op = LedgerOp::Reread {
-                old_form: *how == "reread-old-form",
-            };
-            crate::limits::ledger::applied(
-                crate::limits::ledger::send_alone(&cx.env, account, &op).await?,
-            )?;
-            json(200, &json!({"reread": true}))
+            if *object == "bucket" {
+                crate::limits::bucket::reread(&cx.env, name, old_form).await?;
+            } else {
+                let op = LedgerOp::Reread { old_form };
+                crate::limits::ledger::applied(
+                    crate::limits::ledger::send_alone(&cx.env, name, &op).await?,
+                )?;
+            }
+            json(200, &json!({"reread": object, "old_form": old_form}))
         }
         (Method::Post, ["ledger", account, "fail-batches", count]) => {
             let count = count.parse().map_err(|_| ApiError::not_found())?;
