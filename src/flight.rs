@@ -11,8 +11,9 @@ use gateway_core::cache::flight::{
     FlightOp, Frame, FrameReader, Outcome, FOLLOWER_MARGIN_MS, MAX_FOLLOWERS, RENEW_MS,
 };
 use std::collections::VecDeque;
-use worker::{Delay, Method, Request, RequestInit, Stub};
+use worker::{web_sys, Delay, Method, Request, RequestInit};
 use worker_shared::body::Chunks;
+use worker_shared::fetch::{self, Target};
 
 use crate::brokers;
 use crate::http::context::RequestContext;
@@ -73,29 +74,29 @@ fn hook(cx: &RequestContext) -> Hook {
     Hook::None
 }
 
-fn stub(cx: &RequestContext, key: &str) -> Option<Stub> {
+fn stub(cx: &RequestContext, key: &str) -> Option<Target> {
     let ns = cx.env.durable_object("FLIGHT").ok()?;
-    ns.id_from_name(key).and_then(|id| id.get_stub()).ok()
+    let stub = ns.id_from_name(key).and_then(|id| id.get_stub()).ok()?;
+    Some(Target::object(stub))
 }
 
-async fn send(stub: &Stub, op: &FlightOp) -> Option<worker::Response> {
+async fn send(stub: &Target, op: &FlightOp) -> Option<web_sys::Response> {
     let body = serde_json::to_string(op).ok()?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     let req = Request::new_with_init("https://flight/", &init).ok()?;
-    let resp = stub.fetch_with_request(req).await.ok()?;
-    (resp.status_code() == 200).then_some(resp)
+    let resp = stub.fetch(req.inner()).await.ok()?;
+    (resp.status() == 200).then_some(resp)
 }
 
 /// Whether the flight took a leader's operation (`{"ok": true}`: the ticket still leads).
-async fn accepted(resp: Option<worker::Response>) -> bool {
-    match resp {
-        Some(mut r) => r
-            .json::<serde_json::Value>()
-            .await
-            .is_ok_and(|v| v["ok"] == true),
-        None => false,
-    }
+async fn accepted(resp: Option<web_sys::Response>) -> bool {
+    let Some(resp) = resp else { return false };
+    fetch::text(&resp)
+        .await
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|v| v["ok"] == true)
 }
 
 /// Joins the flight of cache key `key`.
@@ -113,10 +114,10 @@ pub async fn join(cx: &RequestContext, key: &str) -> Role {
     let Some(resp) = send(&stub, &op).await else {
         return Role::Alone;
     };
-    let Ok(body) = Chunks::of(resp) else {
+    let Some(body) = resp.body() else {
         return Role::Alone;
     };
-    let mut frames = Frames::new(body);
+    let mut frames = Frames::new(Chunks::new(body));
     match frames.next().await {
         Some(Frame::Lead { ticket }) => Role::Lead(Leader::start(cx, stub, ticket)),
         Some(Frame::Follow) => Role::Follow(Follower {
@@ -186,7 +187,7 @@ impl Tap {
 }
 
 impl Leader {
-    fn start(cx: &RequestContext, stub: Stub, ticket: u64) -> Leader {
+    fn start(cx: &RequestContext, stub: Target, ticket: u64) -> Leader {
         let (tx, rx) = mpsc::unbounded();
         cx.after(lead(stub, ticket, rx, hook(cx)));
         Leader { tx }
@@ -214,7 +215,7 @@ impl Drop for Leader {
 
 /// The leader's task: its operations in order, consecutive stream parts sent as one, a renewal
 /// whenever it has been quiet for [`RENEW_MS`].
-async fn lead(stub: Stub, ticket: u64, mut rx: mpsc::UnboundedReceiver<LeaderOp>, hook: Hook) {
+async fn lead(stub: Target, ticket: u64, mut rx: mpsc::UnboundedReceiver<LeaderOp>, hook: Hook) {
     if hook == Hook::Lose {
         while rx.next().await.is_some() {}
         return;
@@ -271,7 +272,7 @@ pub type Landed = std::rc::Rc<std::cell::RefCell<Option<Outcome>>>;
 /// A follower's wait.
 pub struct Follower {
     frames: Frames,
-    stub: Stub,
+    stub: Target,
     deadline_ms: u64,
 }
 

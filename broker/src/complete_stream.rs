@@ -86,10 +86,10 @@ pub async fn complete_stream(
             return events_response(futures::stream::iter([failure(&e, &key)]));
         }
     };
-    let status = resp.status_code();
+    let status = resp.status();
     if !(200..300).contains(&status) {
-        let retry_after = resp.headers().get("retry-after").ok().flatten();
-        let text = error_text(resp).await;
+        let retry_after = worker_shared::fetch::header(&resp, "retry-after");
+        let text = error_text(&resp).await;
         let events = match adapters::parse_response(provider, status, retry_after.as_deref(), &text)
         {
             Ok(c) => [delta(&c.content), result(&c)].concat(),
@@ -100,7 +100,10 @@ pub async fn complete_stream(
         };
         return events_response(futures::stream::iter([events]));
     }
-    let body = Chunks::of(resp).map_err(|_| ApiError::internal())?;
+    let body = resp
+        .body()
+        .map(Chunks::new)
+        .ok_or_else(ApiError::internal)?;
     // The provider's stream, read as it arrives; its deltas go on at once.
     let state = (body, Some(CompletionStream::new(provider)), key);
     let events = futures::stream::unfold(state, |(mut body, mut watcher, key)| async move {

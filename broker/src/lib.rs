@@ -30,7 +30,7 @@ use gateway_core::error::ApiError;
 use gateway_core::scrub::scrub;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::JsValue;
-use worker::{console_log, event, js_sys, Context, Env, Method, Request, Response};
+use worker::{console_log, event, js_sys, web_sys, Context, Env, Method, Request};
 use worker_shared::body::read_capped;
 use worker_shared::reply::reply_error;
 
@@ -41,15 +41,17 @@ fn log(line: &str) {
     console_log!("{}", scrub(line));
 }
 
+/// Answers the runtime's own `Response`: a streamed answer's is built around the upstream's
+/// body as it is (`passthrough`), the others are converted from worker's.
 #[event(fetch)]
-pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
     match handle(req, &env).await {
         Ok(resp) => Ok(resp),
-        Err(e) => Ok(reply_error(&e)),
+        Err(e) => Ok(reply_error(&e).into()),
     }
 }
 
-async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+async fn handle(mut req: Request, env: &Env) -> Result<web_sys::Response, ApiError> {
     // 1. The shared secret, before anything else.
     let given = req
         .headers()
@@ -67,14 +69,17 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
             complete::complete(&body, env, provider)
                 .await?
                 .into_response()
+                .map(Into::into)
         }
         COMPLETE_STREAM_PATH => {
             let body = read_capped(&mut req, BROKER_BODY_LIMIT).await?;
-            complete_stream::complete_stream(&body, env, provider).await
+            complete_stream::complete_stream(&body, env, provider)
+                .await
+                .map(Into::into)
         }
         PASSTHROUGH_PATH => passthrough::passthrough(req, env, provider).await,
-        SEAL_PATH => seal::seal(req, env, provider).await,
-        RESEAL_PATH => seal::reseal(req, env, provider).await,
+        SEAL_PATH => seal::seal(req, env, provider).await.map(Into::into),
+        RESEAL_PATH => seal::reseal(req, env, provider).await.map(Into::into),
         _ => Err(ApiError::not_found()),
     }
 }

@@ -15,8 +15,9 @@ use gateway_core::broker::{
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
-use worker::{Env, Request, Response};
+use worker::{web_sys, Env, Request, Response};
 use worker_shared::body::read_capped;
+use worker_shared::fetch;
 
 use crate::config::{max_output_tokens, platform_key, timeout_ms, upstream_base};
 use crate::log;
@@ -36,7 +37,7 @@ pub async fn passthrough(
     mut req: Request,
     env: &Env,
     provider: Provider,
-) -> Result<Response, ApiError> {
+) -> Result<web_sys::Response, ApiError> {
     let dialect = Dialect::for_provider(provider).ok_or_else(ApiError::not_found)?;
     let request_id = header(&req, REQUEST_ID_HEADER)
         .ok_or_else(|| ApiError::invalid_request("missing request id"))?;
@@ -139,8 +140,8 @@ async fn stream_upstream(
     body: worker::js_sys::Uint8Array,
     key: &str,
     byok: bool,
-) -> Result<Response, ApiError> {
-    let resp =
+) -> Result<web_sys::Response, ApiError> {
+    let upstream =
         match open_upstream_stream(provider, url, headers, body.into(), timeout_ms(env)).await {
             Ok(r) => r,
             Err(e) => {
@@ -151,13 +152,13 @@ async fn stream_upstream(
                 return Err(upstream_failure(&e, key));
             }
         };
-    let status = resp.status_code();
+    let status = upstream.status();
     if !(200..300).contains(&status) {
         log(&format!(
             "broker {provider}: stream {request_id}: upstream HTTP {status}"
         ));
-        let retry_after = resp.headers().get("retry-after").ok().flatten();
-        let text = error_text(resp).await;
+        let retry_after = fetch::header(&upstream, "retry-after");
+        let text = error_text(&upstream).await;
         return upstream_reply(read_upstream_answer(
             dialect,
             status,
@@ -167,24 +168,29 @@ async fn stream_upstream(
             byok,
         )?);
     }
-    let native: worker::web_sys::Response = resp.into();
-    let Some(stream) = native.body() else {
+    let Some(stream) = upstream.body() else {
         return Err(gateway_core::broker::errors::upstream_malformed(
             provider, status,
         ));
     };
-    let out = Response::from_body(worker::ResponseBody::Stream(stream))
-        .map_err(|_| ApiError::internal())?
-        .with_status(status);
-    let h = out.headers();
-    let _ = h.set("content-type", "text/event-stream");
-    let _ = h.set(ORIGIN_HEADER, ORIGIN_UPSTREAM);
-    let _ = h.set(STREAM_HEADER, "1");
-    Ok(out)
+    // The runtime's own `Response` around the upstream's body as it is.
+    let headers = web_sys::Headers::new().map_err(|_| ApiError::internal())?;
+    for (name, value) in [
+        ("content-type", "text/event-stream"),
+        (ORIGIN_HEADER, ORIGIN_UPSTREAM),
+        (STREAM_HEADER, "1"),
+    ] {
+        headers.set(name, value).map_err(|_| ApiError::internal())?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(&headers);
+    web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
+        .map_err(|_| ApiError::internal())
 }
 
 /// The upstream's answer, marked as such, with the tokens it used.
-fn upstream_reply(answer: UpstreamAnswer) -> Result<Response, ApiError> {
+fn upstream_reply(answer: UpstreamAnswer) -> Result<web_sys::Response, ApiError> {
     let headers = answer_headers(&answer);
     let resp = Response::ok(answer.body)
         .map_err(|_| ApiError::internal())?
@@ -193,5 +199,5 @@ fn upstream_reply(answer: UpstreamAnswer) -> Result<Response, ApiError> {
     for (name, value) in headers {
         let _ = h.set(name, &value);
     }
-    Ok(resp)
+    Ok(resp.into())
 }

@@ -1,11 +1,12 @@
 //! The upstream calls of both routes: a POST bounded by the runtime's own deadline, and a
-//! streamed one bounded to its headers. Their headers hold the key: never log them.
+//! streamed one bounded to its headers. Their headers hold the key: never log them. Both are
+//! sent with the runtime's own `fetch` and answered its own `Response` (`worker_shared::fetch`).
 
 use gateway_core::providers::completion::{ProviderError, ProviderErrorCode};
 use gateway_core::providers::Provider;
 use worker::wasm_bindgen::JsValue;
-use worker::{web_sys, AbortSignal, Fetch, Headers, Method, Request, RequestInit};
-use worker_shared::body;
+use worker::{web_sys, Headers, Method, Request, RequestInit};
+use worker_shared::fetch;
 
 /// The POST to the provider's `url` with `header_list` and `body`.
 fn upstream_request(
@@ -40,21 +41,21 @@ pub async fn send_upstream(
     let request = upstream_request(url, header_list, body)?;
     // The runtime's own deadline (`AbortSignal.timeout`) covers the headers and the body, and
     // aborts the upstream request when it passes.
-    let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_f64(timeout_ms as f64));
+    let signal = web_sys::AbortSignal::timeout_with_f64(timeout_ms as f64);
     let timed_out = || {
         ProviderError::new(
             ProviderErrorCode::UpstreamTimeout,
             format!("{provider} did not answer within {timeout_ms} ms"),
         )
     };
-    let resp = match Fetch::Request(request).send_with_signal(&signal).await {
+    let resp = match fetch::global(request.inner(), Some(&signal)).await {
         Ok(resp) => resp,
         Err(_) if signal.aborted() => return Err(timed_out()),
         Err(_) => return Err(unreachable(&format!("could not reach {provider}"))),
     };
-    let status = resp.status_code();
-    let retry_after = resp.headers().get("retry-after").ok().flatten();
-    match body::text(resp).await {
+    let status = resp.status();
+    let retry_after = fetch::header(&resp, "retry-after");
+    match fetch::text(&resp).await {
         Ok(text) => Ok((status, retry_after, text)),
         Err(_) if signal.aborted() => Err(timed_out()),
         Err(_) => Err(unreachable("upstream connection closed")),
@@ -71,13 +72,12 @@ pub async fn open_upstream_stream(
     header_list: &[(String, String)],
     body: JsValue,
     timeout_ms: u64,
-) -> Result<worker::Response, ProviderError> {
+) -> Result<web_sys::Response, ProviderError> {
     let unreachable = |msg: &str| ProviderError::new(ProviderErrorCode::UpstreamUnreachable, msg);
     let request = upstream_request(url, header_list, body)?;
     let controller = worker::AbortController::default();
     let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let send = fetch.send_with_signal(&signal);
+    let send = fetch::global(request.inner(), Some(&*signal));
     futures::pin_mut!(send);
     let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
     match futures::future::select(send, timer).await {
@@ -96,6 +96,6 @@ pub async fn open_upstream_stream(
 }
 
 /// The body of an upstream error answer as text (a stream request's refusal is JSON).
-pub async fn error_text(resp: worker::Response) -> String {
-    body::text(resp).await.unwrap_or_default()
+pub async fn error_text(resp: &web_sys::Response) -> String {
+    fetch::text(resp).await.unwrap_or_default()
 }

@@ -18,7 +18,8 @@ use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
-use worker::{js_sys, Headers, Method, Request, RequestInit};
+use worker::{js_sys, web_sys, Headers, Method, Request, RequestInit};
+use worker_shared::fetch::Target;
 
 use crate::http::context::RequestContext;
 use crate::runtime::rpc_call;
@@ -90,7 +91,7 @@ pub(crate) async fn post_to_broker(
     path: &str,
     headers: Headers,
     body: JsValue,
-) -> Result<worker::Response, String> {
+) -> Result<web_sys::Response, String> {
     let fetcher = cx
         .env
         .service(provider.binding())
@@ -105,9 +106,9 @@ pub(crate) async fn post_to_broker(
         .map_err(|_| "could not build request".to_string())?;
     // Timed for the request's log line: until the broker's response headers.
     let timer = cx.time_call(provider);
-    match fetcher.fetch_request(req).await {
+    match Target::service(fetcher).fetch(req.inner()).await {
         Ok(resp) => {
-            timer.answered(resp.status_code(), None);
+            timer.answered(resp.status(), None);
             Ok(resp)
         }
         Err(e) => {

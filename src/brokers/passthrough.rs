@@ -14,7 +14,7 @@ use gateway_core::error::ApiError;
 use gateway_core::providers::Provider;
 use gateway_core::scrub::scrub;
 use worker::{console_error, Delay, Headers};
-use worker_shared::body;
+use worker_shared::fetch;
 
 use crate::http::context::RequestContext;
 use gateway_core::error::ApiResult;
@@ -75,12 +75,11 @@ pub async fn passthrough(
                 .error(format!("{provider} did not answer within {timeout_ms} ms")))
         }
     };
-    let status = resp.status_code();
-    let header = |name: &str| resp.headers().get(name).ok().flatten();
+    let status = resp.status();
+    let header = |name: &str| fetch::header(&resp, name);
     let from_upstream = header(ORIGIN_HEADER).as_deref() == Some(ORIGIN_UPSTREAM);
     if from_upstream && header(STREAM_HEADER).as_deref() == Some("1") {
-        let native: worker::web_sys::Response = resp.into();
-        if let Some(body) = native.body() {
+        if let Some(body) = resp.body() {
             return Ok(Upstream::Stream { status, body });
         }
         return Err(broker_unavailable(provider));
@@ -90,7 +89,7 @@ pub async fn passthrough(
         header(USAGE_OUTPUT_HEADER).as_deref(),
     );
     let retry_after = header("retry-after");
-    let text = body::text(resp).await.unwrap_or_default();
+    let text = fetch::text(&resp).await.unwrap_or_default();
     if from_upstream {
         return Ok(Upstream::Whole(Passthrough {
             status,

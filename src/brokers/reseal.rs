@@ -15,7 +15,7 @@ use gateway_core::keys::{self, byok};
 use gateway_core::providers::Provider;
 use serde_json::{json, Value};
 use worker::{Headers, Request, Response};
-use worker_shared::body;
+use worker_shared::fetch;
 
 use crate::auth::require_admin;
 use crate::http::context::RequestContext;
@@ -72,8 +72,8 @@ pub async fn admin_reseal(
     let resp = post_to_broker(cx, provider, RESEAL_PATH, headers, payload.into())
         .await
         .map_err(dependency("broker re-seal"))?;
-    let status = resp.status_code();
-    let text = body::text(resp).await.unwrap_or_default();
+    let status = resp.status();
+    let text = fetch::text(&resp).await.unwrap_or_default();
     if status != 200 {
         return Err(broker_error(provider, status.max(500), &text, None));
     }

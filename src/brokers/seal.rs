@@ -9,7 +9,7 @@ use gateway_core::error::ApiError;
 use gateway_core::providers::Provider;
 use serde_json::Value;
 use worker::Headers;
-use worker_shared::body;
+use worker_shared::fetch;
 
 use crate::http::context::RequestContext;
 use gateway_core::error::ApiResult;
@@ -33,8 +33,8 @@ pub async fn seal(
     let resp = post_to_broker(cx, provider, SEAL_PATH, headers, payload.into())
         .await
         .map_err(crate::runtime::dependency("broker seal"))?;
-    let status = resp.status_code();
-    let text = body::text(resp).await.unwrap_or_default();
+    let status = resp.status();
+    let text = fetch::text(&resp).await.unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     match (status, v["ciphertext"].as_str()) {
         (200, Some(c)) => Ok(c.to_string()),

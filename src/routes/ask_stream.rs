@@ -164,17 +164,17 @@ fn provider_events(
                         Either::Right(((), _)) => None,
                     };
                     match answered {
-                        Some(Ok(resp)) if resp.status_code() == 200 => match Chunks::of(resp) {
-                            Ok(body) => {
+                        Some(Ok(resp)) if resp.status() == 200 => match resp.body() {
+                            Some(body) => {
                                 c.call = Call::Reading {
-                                    body,
+                                    body: Chunks::new(body),
                                     parser: SseParser::new(),
                                 }
                             }
-                            Err(_) => c.done(unavailable(c.provider)),
+                            None => c.done(unavailable(c.provider)),
                         },
                         Some(Ok(resp)) => {
-                            let text = worker_shared::body::text(resp).await.unwrap_or_default();
+                            let text = worker_shared::fetch::text(&resp).await.unwrap_or_default();
                             c.done(brokers::failed(c.provider, &text));
                         }
                         Some(Err(_)) => c.done(unavailable(c.provider)),

@@ -1,9 +1,9 @@
-//! Bodies: a subrequest's response read as text in one native call, a request's body read
-//! with a byte cap, and a body read chunk by chunk as it arrives ([`Chunks`]).
+//! Bodies: a response read as text in one native call, a request's body read with a byte
+//! cap, and a body read chunk by chunk as it arrives ([`Chunks`]).
 //!
 //! worker's own `Response::text` goes through a chunk stream whose reader is set up, read and
 //! released from Rust around every chunk; profiles of the miss path showed that machinery as
-//! its largest cost, hence [`text`]. worker's `ByteStream` releases its reader's lock when the
+//! its largest cost, hence [`text`] (and [`crate::fetch::text`] for a subrequest's answer). worker's `ByteStream` releases its reader's lock when the
 //! body ends (the Streams standard has that reject the reader's `closed` promise with a new
 //! `TypeError`): in the gateway isolate's profile of streamed misses that one call took as
 //! long as all the body's reads together, for a lock nobody takes again, hence [`Chunks`].
@@ -18,13 +18,10 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Error, Request, Response, Result};
 
-/// The whole body of `resp` as text (UTF-8, as `Response.text()` decodes it).
+/// The whole body of worker's `resp` as text (UTF-8, as `Response.text()` decodes it); a
+/// subrequest's answer is read with [`crate::fetch::text`], without the conversion.
 pub async fn text(resp: Response) -> Result<String> {
-    let native: web_sys::Response = resp.into();
-    let value = JsFuture::from(native.text()?).await?;
-    value
-        .as_string()
-        .ok_or_else(|| Error::RustError("response body is not text".into()))
+    crate::fetch::text(&resp.into()).await
 }
 
 /// Reads the request's body, refusing (413) as soon as it passes `limit` bytes: a declared
@@ -87,15 +84,6 @@ impl Chunks {
             reader: Some(stream.get_reader().unchecked_into()),
             read: None,
         }
-    }
-
-    /// The chunks of `resp`'s body (an error when it has none, as worker's `stream()`).
-    pub fn of(resp: Response) -> Result<Self> {
-        let native: web_sys::Response = resp.into();
-        native
-            .body()
-            .map(Chunks::new)
-            .ok_or_else(|| Error::RustError("the response has no body".into()))
     }
 }
 

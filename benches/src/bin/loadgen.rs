@@ -17,7 +17,7 @@ use reqwest::{Client, Method, Url};
 
 const USAGE: &str = "usage: loadgen --label NAME --url URL [--method M] [--header 'K: V']... \
 [--body STR | --body-file F] [--expect STR] [--concurrency C] [--duration SECS] [--warmup SECS] \
-[--timeout SECS] [--no-keepalive] [--first-byte] [--raw FILE] [--key-file F] [--expect-status N]\n       loadgen --merge --label NAME RAW_FILE...";
+[--timeout SECS] [--no-keepalive] [--first-byte] [--raw FILE] [--key-file F] [--expect-status N] [--gap-ms MS]\n       loadgen --merge --label NAME RAW_FILE...";
 
 struct Spec {
     label: String,
@@ -42,6 +42,9 @@ struct Spec {
     next_key: std::sync::atomic::AtomicUsize,
     /// The status that counts as the expected answer (`--expect-status`; default: any 2xx).
     expect_status: Option<u16>,
+    /// A pause after each request before a worker sends its next (`--gap-ms`; default none):
+    /// tells a request's own latency from the work the previous one left running.
+    gap: Duration,
 }
 
 fn secs(v: &str, name: &str) -> Result<Duration, String> {
@@ -68,6 +71,7 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
     let mut raw = None;
     let mut keys = Vec::new();
     let mut expect_status = None;
+    let mut gap = Duration::ZERO;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -139,6 +143,15 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
                         })?,
                 );
             }
+            "--gap-ms" => {
+                let v = value()?;
+                gap = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms <= 10_000)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| format!("--gap-ms must be 0..=10000 ms, got {v:?}"))?;
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -181,6 +194,7 @@ fn parse_args(args: &[String]) -> Result<Spec, String> {
         keys,
         next_key: std::sync::atomic::AtomicUsize::new(0),
         expect_status,
+        gap,
     })
 }
 
@@ -273,6 +287,8 @@ async fn worker(
         if transport_error {
             // Do not spin on a target that is down.
             tokio::time::sleep(Duration::from_millis(10)).await;
+        } else if !spec.gap.is_zero() {
+            tokio::time::sleep(spec.gap).await;
         }
     }
     t
