@@ -3,17 +3,15 @@
 //! the answer to store. A keep-alive goes out while the upstream is silent; a stream cut after
 //! its first event ends with the dialect's own error event, never a clean end. When the relay
 //! ends (or the caller goes away and drops it) its [`StreamEnded`] is sent to the settlement.
+//! What is done to the events themselves is `gateway_core`'s `EventRelay`; this adds the
+//! clock, the bounds and the flight's tap.
 
 use futures::channel::oneshot;
 use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
-use gateway_core::api::dropin::stream::{
-    keepalive, sse, terminal_error, SseParser, StreamEnd, StreamWatcher,
-};
+use gateway_core::api::dropin::stream::{keepalive, terminal_error, EventRelay, StreamEnd};
 use gateway_core::api::dropin::Dialect;
 use gateway_core::providers::completion::Tokens;
-use gateway_core::scrub::scrub;
-use serde_json::Value;
 use worker_shared::clock::now_ms;
 use worker_shared::timer::Timer;
 
@@ -70,13 +68,11 @@ pub struct Bounds {
 struct Relay {
     dialect: Dialect,
     upstream: EventBody,
-    parser: SseParser,
+    /// The caller's bytes of each chunk, and what the events showed (`gateway_core`).
+    events: EventRelay,
     /// A flight's leader publishes the provider's events (as they came, before the caller's
     /// own changes) to its followers.
     tap: Option<Tap>,
-    watcher: StreamWatcher,
-    /// OpenAI's usage chunk was asked for by the gateway, not the caller: it is taken out.
-    strip_usage: bool,
     bounds: Bounds,
     /// When the upstream last sent something, and the last keep-alive went out (ms).
     last_upstream_ms: u64,
@@ -91,44 +87,27 @@ struct Relay {
 impl Relay {
     fn finish(&mut self, end: Ended) {
         if let Some(tx) = self.ended.take() {
+            let watcher = self.events.watcher();
             let final_body = (end == Ended::Clean)
-                .then(|| self.watcher.final_body())
+                .then(|| watcher.final_body())
                 .flatten();
             let _ = tx.send(StreamEnded {
                 end,
-                usage: self.watcher.usage(),
+                usage: watcher.usage(),
                 final_body,
             });
         }
     }
 
-    /// The caller's bytes of one upstream chunk: its complete events, re-encoded as they were
-    /// (error events scrubbed of key material; the gateway's own usage chunk left out).
+    /// The caller's bytes of one upstream chunk (`EventRelay::relay_chunk`), its events
+    /// published to the flight's followers as they came.
     fn relay_chunk(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chunk.len() + 16);
-        for item in self.parser.feed(chunk) {
-            let Ok(ev) = item else { continue };
-            let _ = self.watcher.observe(&ev);
-            if let Some(tap) = &self.tap {
-                tap.publish(sse::encode(ev.event.as_deref(), &ev.data));
-            }
-            let data = if self.strip_usage {
-                match strip_usage(&ev.data) {
-                    Strip::Drop => continue,
-                    Strip::Keep => ev.data.clone(),
-                    Strip::Rewritten(d) => d,
-                }
-            } else {
-                ev.data.clone()
-            };
-            let text = sse::encode(ev.event.as_deref(), &data);
-            if is_error_event(self.dialect, ev.event.as_deref(), &data) {
-                out.extend_from_slice(scrub(&text).as_bytes());
-            } else {
-                out.extend_from_slice(text.as_bytes());
-            }
+        match &self.tap {
+            Some(tap) => self
+                .events
+                .relay_chunk(chunk, Some(&mut |event: String| tap.publish(event))),
+            None => self.events.relay_chunk(chunk, None),
         }
-        out
     }
 
     /// The terminal error event of a stream cut after it began.
@@ -150,48 +129,6 @@ impl Drop for Relay {
     }
 }
 
-enum Strip {
-    Keep,
-    Drop,
-    Rewritten(String),
-}
-
-/// OpenAI chunks of a stream whose usage chunk the caller did not ask for: the usage chunk
-/// (empty `choices`, a `usage`) is left out and the `usage: null` other chunks then carry is
-/// removed, so the caller gets the stream it would have got without it.
-fn strip_usage(data: &str) -> Strip {
-    if !data.contains("\"usage\"") {
-        return Strip::Keep;
-    }
-    let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
-        return Strip::Keep;
-    };
-    let no_choices = chunk
-        .get("choices")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.is_empty());
-    match chunk.get("usage") {
-        Some(Value::Null) => {
-            chunk.remove("usage");
-            Strip::Rewritten(Value::Object(chunk).to_string())
-        }
-        Some(_) if no_choices => Strip::Drop,
-        Some(_) => {
-            // Usage on a chunk that still has choices: keep the choices, drop the usage.
-            chunk.remove("usage");
-            Strip::Rewritten(Value::Object(chunk).to_string())
-        }
-        None => Strip::Keep,
-    }
-}
-
-fn is_error_event(dialect: Dialect, event: Option<&str>, data: &str) -> bool {
-    match dialect {
-        Dialect::AnthropicMessages => event == Some("error"),
-        Dialect::OpenAiChat => data.starts_with("{\"error\"") || data.contains("\"error\":{"),
-    }
-}
-
 /// Relays `upstream` (the provider's event stream, or a flight leader's as its follower
 /// receives it) for a caller of `dialect`: the caller's body, and where its end is told.
 pub fn relay(
@@ -209,10 +146,8 @@ pub fn relay(
     let relay = Relay {
         dialect,
         upstream,
-        parser: SseParser::new(),
+        events: EventRelay::new(dialect, strip_usage),
         tap,
-        watcher: StreamWatcher::new(dialect),
-        strip_usage,
         bounds,
         last_upstream_ms: now,
         last_keepalive_ms: now,
@@ -242,7 +177,7 @@ pub fn relay(
                     return Some((Ok(out), r));
                 }
                 Either::Left((None, _)) => {
-                    return match r.watcher.outcome() {
+                    return match r.events.watcher().outcome() {
                         StreamEnd::Clean => {
                             r.finish(Ended::Clean);
                             None

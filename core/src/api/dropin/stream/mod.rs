@@ -18,10 +18,12 @@
 //! [`terminal_error`] ends a stream that has already begun with an error event the SDKs raise.
 //!
 //! `sse` parses and encodes server-sent events; `openai` and `anthropic` watch and reassemble
-//! each dialect's stream; `synthesize` writes one. Nothing here reads a clock or does I/O.
+//! each dialect's stream; `relay` turns a provider's chunks into the caller's ([`EventRelay`]);
+//! `synthesize` writes one. Nothing here reads a clock or does I/O.
 
 mod anthropic;
 mod openai;
+mod relay;
 pub mod sse;
 mod synthesize;
 
@@ -31,6 +33,7 @@ use serde_json::{json, Value};
 
 use super::Dialect;
 use crate::providers::completion::Tokens;
+pub use relay::EventRelay;
 pub use sse::{SseError, SseEvent, SseParser, MAX_EVENT_BYTES};
 pub use synthesize::{synthesize, SynthesizeError};
 
