@@ -114,10 +114,10 @@ pub async fn join(cx: &RequestContext, key: &str) -> Role {
     let Some(resp) = send(&stub, &op).await else {
         return Role::Alone;
     };
-    let Some(body) = resp.body() else {
+    let Some(body) = Chunks::of(&resp) else {
         return Role::Alone;
     };
-    let mut frames = Frames::new(Chunks::new(body));
+    let mut frames = Frames::new(body);
     match frames.next().await {
         Some(Frame::Lead { ticket }) => Role::Lead(Leader::start(cx, stub, ticket)),
         Some(Frame::Follow) => Role::Follow(Follower {

@@ -100,10 +100,7 @@ pub async fn complete_stream(
         };
         return events_response(futures::stream::iter([events]));
     }
-    let body = resp
-        .body()
-        .map(Chunks::new)
-        .ok_or_else(ApiError::internal)?;
+    let body = Chunks::of(&resp).ok_or_else(ApiError::internal)?;
     // The provider's stream, read as it arrives; its deltas go on at once.
     let state = (body, Some(CompletionStream::new(provider)), key);
     let events = futures::stream::unfold(state, |(mut body, mut watcher, key)| async move {

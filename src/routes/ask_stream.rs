@@ -164,10 +164,10 @@ fn provider_events(
                         Either::Right(((), _)) => None,
                     };
                     match answered {
-                        Some(Ok(resp)) if resp.status() == 200 => match resp.body() {
+                        Some(Ok(resp)) if resp.status() == 200 => match Chunks::of(&resp) {
                             Some(body) => {
                                 c.call = Call::Reading {
-                                    body: Chunks::new(body),
+                                    body,
                                     parser: SseParser::new(),
                                 }
                             }

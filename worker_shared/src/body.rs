@@ -85,6 +85,11 @@ impl Chunks {
             read: None,
         }
     }
+
+    /// The chunks of `resp`'s body; `None` when it has none.
+    pub fn of(resp: &web_sys::Response) -> Option<Self> {
+        resp.body().map(Chunks::new)
+    }
 }
 
 impl Stream for Chunks {

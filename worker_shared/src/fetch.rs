@@ -6,7 +6,8 @@
 //! body back out of that builds a new runtime `Response` around it (`From<Response> for
 //! web_sys::Response`): two conversions per hop for nothing either Worker reads. A miss makes
 //! two such hops (the gateway's call of its broker, the broker's of the provider), so both go
-//! through here, as do the calls of a coalescing flight's object (docs/DECISIONS.md, "Subrequests with the runtime's own Response").
+//! through here, as do the calls of a coalescing flight's object (docs/DECISIONS.md,
+//! "Subrequests answered with the runtime's own `Response`").
 
 use worker::js_sys::{self, Promise};
 use worker::wasm_bindgen::{JsCast, JsValue};
