@@ -22,10 +22,12 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$WASM_BINDG
 fi
 
 # npm packages pinned by package-lock.json: wrangler (workerd), binaryen (wasm-opt), esbuild,
-# uplot (the dashboard's chart library) and playwright-core (its browser tests).
+# uplot (the dashboard's chart library), playwright-core (its browser tests) and the official
+# Node SDKs (openai, @anthropic-ai/sdk: tests/sdk/test_sdks.mjs).
 stamp="node_modules/.package-lock.json"
 if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -f node_modules/uplot/package.json ] \
-  || [ ! -f node_modules/playwright-core/package.json ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  || [ ! -f node_modules/playwright-core/package.json ] || [ ! -f node_modules/openai/package.json ] \
+  || [ ! -f node_modules/@anthropic-ai/sdk/package.json ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   step "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi

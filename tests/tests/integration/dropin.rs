@@ -793,37 +793,57 @@ async fn token_limited_key(s: &Stack) -> String {
 async fn the_official_python_sdks_work_through_the_gateway() {
     let s = &stack();
     let (_, key) = s.live_key().await;
-    let limited_openai = one_per_second_key(s).await;
-    let limited_anthropic = one_per_second_key(s).await;
-    let tokens_openai = token_limited_key(s).await;
-    let tokens_anthropic = token_limited_key(s).await;
-    let script = root().join("tests/sdk/test_sdks.py");
-    let child = tokio::process::Command::new("python3")
-        .arg(&script)
+    let env = [
+        ("GATEWAY_KEY", key),
+        ("GATEWAY_KEY_LIMITED_OPENAI", one_per_second_key(s).await),
+        ("GATEWAY_KEY_LIMITED_ANTHROPIC", one_per_second_key(s).await),
+        ("GATEWAY_KEY_TOKENS_OPENAI", token_limited_key(s).await),
+        ("GATEWAY_KEY_TOKENS_ANTHROPIC", token_limited_key(s).await),
+    ];
+    run_sdk_checks(s, "python3", "tests/sdk/test_sdks.py", &env).await;
+}
+
+/// The Node SDKs a chat interface or agent streams with (`openai` 6.x, `@anthropic-ai/sdk`),
+/// streaming through the drop-in endpoints: live and cached accumulators, errors and cut-off
+/// upstreams raised, a 429 before the stream retried.
+#[tokio::test]
+async fn the_official_node_sdks_stream_through_the_gateway() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let env = [
+        ("GATEWAY_KEY", key),
+        ("GATEWAY_KEY_LIMITED_OPENAI", one_per_second_key(s).await),
+        ("GATEWAY_KEY_LIMITED_ANTHROPIC", one_per_second_key(s).await),
+    ];
+    run_sdk_checks(s, "node", "tests/sdk/test_sdks.mjs", &env).await;
+}
+
+/// Runs an SDK check script (`program script`, from the repository's root) against the stack
+/// with `env` and its URLs; it passes when the script exits 0 and prints `OK`.
+async fn run_sdk_checks(s: &Stack, program: &str, script: &str, env: &[(&str, String)]) {
+    let child = tokio::process::Command::new(program)
+        .arg(root().join(script))
+        .current_dir(root())
         .env("GATEWAY_URL", &s.base)
-        .env("GATEWAY_KEY", &key)
-        .env("GATEWAY_KEY_LIMITED_OPENAI", &limited_openai)
-        .env("GATEWAY_KEY_LIMITED_ANTHROPIC", &limited_anthropic)
-        .env("GATEWAY_KEY_TOKENS_OPENAI", &tokens_openai)
-        .env("GATEWAY_KEY_TOKENS_ANTHROPIC", &tokens_anthropic)
         .env("MOCK_URL", &s.mock)
         .env("RUN_NONCE", nonce())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     let out = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
         .await
-        .expect("the SDK tests finish within 240 s")
-        .expect("python3 output");
+        .unwrap_or_else(|_| panic!("{script} finishes within 240 s"))
+        .expect("the script's output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- tests/sdk/test_sdks.py stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    println!("--- {script} stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
     assert!(
         out.status.success(),
-        "the SDK tests failed ({}); output above",
+        "the SDK checks of {script} failed ({}); output above",
         out.status
     );
     assert!(stdout.contains("OK"), "{stdout}");
