@@ -42,9 +42,9 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium
 fi
 
-# Python packages of the SDK compatibility tests (official openai and anthropic SDKs).
+# Python packages of the SDK compatibility tests (official openai and anthropic SDKs, LiteLLM).
 if [ -f tests/sdk/requirements.txt ]; then
-  if ! python3 -c 'import openai, anthropic' >/dev/null 2>&1; then
+  if ! python3 -c 'import openai, anthropic; import importlib.util as u; assert u.find_spec("litellm")' >/dev/null 2>&1; then
     step "pip install tests/sdk/requirements.txt"
     python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
   fi

@@ -818,6 +818,21 @@ async fn the_official_node_sdks_stream_through_the_gateway() {
     run_sdk_checks(s, "node", "tests/sdk/test_sdks.mjs", &env).await;
 }
 
+/// LiteLLM, the client library many agents reach providers through, streaming from both
+/// drop-in endpoints (its Anthropic stream parser is its own).
+#[tokio::test]
+async fn litellm_streams_through_the_gateway() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    run_sdk_checks(
+        s,
+        "python3",
+        "tests/sdk/test_litellm.py",
+        &[("GATEWAY_KEY", key)],
+    )
+    .await;
+}
+
 /// Runs an SDK check script (`program script`, from the repository's root) against the stack
 /// with `env` and its URLs; it passes when the script exits 0 and prints `OK`.
 async fn run_sdk_checks(s: &Stack, program: &str, script: &str, env: &[(&str, String)]) {
