@@ -9,20 +9,20 @@ that fails mid-way raised, never a clean end.
 
 Run by the Rust integration test `dropin::litellm_streams_through_the_gateway`, which starts the
 stack and passes GATEWAY_URL, GATEWAY_KEY (a fresh live key), MOCK_URL and RUN_NONCE.
-Prints one line per check and `OK` at the end; exits 1 if any check failed.
+Prints one line per check and `OK` at the end; exits 1 if any check failed (`checks.run`).
 """
 import importlib.metadata
 import json
 import os
-import sys
 import time
-import traceback
 import urllib.parse
 import urllib.request
 
 # The model price map ships with the package: no fetch of it at import.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
+
+import checks  # noqa: E402
 
 litellm.suppress_debug_info = True
 
@@ -106,20 +106,7 @@ def test_errors_mid_stream_are_raised():
 
 def main():
     print(f"litellm {importlib.metadata.version('litellm')}, gateway {URL}")
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
-    failed = []
-    for t in tests:
-        try:
-            t()
-            print(f"ok   {t.__name__}")
-        except Exception:  # noqa: BLE001 - report every failure, then fail the run
-            failed.append(t.__name__)
-            print(f"FAIL {t.__name__}")
-            traceback.print_exc(file=sys.stdout)
-    if failed:
-        print(f"{len(failed)} of {len(tests)} LiteLLM checks failed: {', '.join(failed)}")
-        sys.exit(1)
-    print(f"OK: {len(tests)} LiteLLM checks passed")
+    checks.run(globals(), "LiteLLM checks")
 
 
 if __name__ == "__main__":

@@ -10,15 +10,15 @@ which starts the stack and passes: GATEWAY_URL, GATEWAY_KEY (a fresh live key),
 GATEWAY_KEY_LIMITED_OPENAI and GATEWAY_KEY_LIMITED_ANTHROPIC (keys whose bucket holds one
 token, refilled every second), GATEWAY_KEY_TOKENS_OPENAI and GATEWAY_KEY_TOKENS_ANTHROPIC (keys
 with 60,000 input tokens a minute), RUN_NONCE (makes prompts unique to this run).
-Prints one line per check and `OK` at the end; exits 1 if any check failed.
+Prints one line per check and `OK` at the end; exits 1 if any check failed (`checks.run`).
 """
 import os
-import sys
 import time
-import traceback
 
 import anthropic
 import openai
+
+import checks
 
 URL = os.environ["GATEWAY_URL"].rstrip("/")
 KEY = os.environ["GATEWAY_KEY"]
@@ -290,20 +290,7 @@ def test_openai_stream_retries_a_429_before_the_stream():
 
 def main():
     print(f"openai {openai.__version__}, anthropic {anthropic.__version__}, gateway {URL}")
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
-    failed = []
-    for t in tests:
-        try:
-            t()
-            print(f"ok   {t.__name__}")
-        except Exception:  # noqa: BLE001 - report every failure, then fail the run
-            failed.append(t.__name__)
-            print(f"FAIL {t.__name__}")
-            traceback.print_exc(file=sys.stdout)
-    if failed:
-        print(f"{len(failed)} of {len(tests)} SDK checks failed: {', '.join(failed)}")
-        sys.exit(1)
-    print(f"OK: {len(tests)} SDK checks passed")
+    checks.run(globals(), "SDK checks")
 
 
 if __name__ == "__main__":

@@ -789,17 +789,23 @@ async fn token_limited_key(s: &Stack) -> String {
     s.key(&a, "live").await
 }
 
-#[tokio::test]
-async fn the_official_python_sdks_work_through_the_gateway() {
-    let s = &stack();
+/// A fresh live key and two keys whose bucket holds one token (one per dialect's 429 check),
+/// as an SDK check script reads them.
+async fn sdk_keys(s: &Stack) -> Vec<(&'static str, String)> {
     let (_, key) = s.live_key().await;
-    let env = [
+    vec![
         ("GATEWAY_KEY", key),
         ("GATEWAY_KEY_LIMITED_OPENAI", one_per_second_key(s).await),
         ("GATEWAY_KEY_LIMITED_ANTHROPIC", one_per_second_key(s).await),
-        ("GATEWAY_KEY_TOKENS_OPENAI", token_limited_key(s).await),
-        ("GATEWAY_KEY_TOKENS_ANTHROPIC", token_limited_key(s).await),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn the_official_python_sdks_work_through_the_gateway() {
+    let s = &stack();
+    let mut env = sdk_keys(s).await;
+    env.push(("GATEWAY_KEY_TOKENS_OPENAI", token_limited_key(s).await));
+    env.push(("GATEWAY_KEY_TOKENS_ANTHROPIC", token_limited_key(s).await));
     run_sdk_checks(s, "python3", "tests/sdk/test_sdks.py", &env).await;
 }
 
@@ -809,12 +815,7 @@ async fn the_official_python_sdks_work_through_the_gateway() {
 #[tokio::test]
 async fn the_official_node_sdks_stream_through_the_gateway() {
     let s = &stack();
-    let (_, key) = s.live_key().await;
-    let env = [
-        ("GATEWAY_KEY", key),
-        ("GATEWAY_KEY_LIMITED_OPENAI", one_per_second_key(s).await),
-        ("GATEWAY_KEY_LIMITED_ANTHROPIC", one_per_second_key(s).await),
-    ];
+    let env = sdk_keys(s).await;
     run_sdk_checks(s, "node", "tests/sdk/test_sdks.mjs", &env).await;
 }
 
