@@ -44,7 +44,8 @@ fi
 
 # Python packages of the SDK compatibility tests (official openai and anthropic SDKs, LiteLLM).
 if [ -f tests/sdk/requirements.txt ]; then
-  if ! python3 -c 'import openai, anthropic; import importlib.util as u; assert u.find_spec("litellm")' >/dev/null 2>&1; then
+  # LiteLLM is looked up, not imported: its import takes seconds.
+  if ! python3 -c 'import openai, anthropic, importlib.util; assert importlib.util.find_spec("litellm")' >/dev/null 2>&1; then
     step "pip install tests/sdk/requirements.txt"
     python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
   fi

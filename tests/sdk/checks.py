@@ -1,8 +1,19 @@
-"""The runner of the Python check scripts here (test_sdks.py, test_litellm.py): every `test_*`
-function of the script, in name order, one line each, every failure's traceback, exit 1 if any
-failed, `OK` at the end."""
+"""What the Python check scripts here (test_sdks.py, test_litellm.py) share: their runner (every
+`test_*` function of the script, in name order, one line each, every failure's traceback, exit 1
+if any failed, `OK` at the end) and the mock's count of upstream calls."""
+import json
+import os
 import sys
 import traceback
+import urllib.parse
+import urllib.request
+
+
+def upstream_calls(contains):
+    """How many calls the mock (MOCK_URL) received whose body contains `contains`."""
+    url = os.environ["MOCK_URL"].rstrip("/") + "/__mock/calls?contains=" + urllib.parse.quote(contains)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)["total"]
 
 
 def run(namespace, what):

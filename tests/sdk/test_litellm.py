@@ -12,11 +12,8 @@ stack and passes GATEWAY_URL, GATEWAY_KEY (a fresh live key), MOCK_URL and RUN_N
 Prints one line per check and `OK` at the end; exits 1 if any check failed (`checks.run`).
 """
 import importlib.metadata
-import json
 import os
 import time
-import urllib.parse
-import urllib.request
 
 # The model price map ships with the package: no fetch of it at import.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -28,7 +25,6 @@ litellm.suppress_debug_info = True
 
 URL = os.environ["GATEWAY_URL"].rstrip("/")
 KEY = os.environ["GATEWAY_KEY"]
-MOCK = os.environ["MOCK_URL"].rstrip("/")
 NONCE = os.environ.get("RUN_NONCE") or str(time.time_ns())
 
 PROVIDERS = {
@@ -51,12 +47,6 @@ def call(provider, prompt, **extra):
     )
 
 
-def upstream_calls(contains):
-    url = f"{MOCK}/__mock/calls?contains={urllib.parse.quote(contains)}"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.load(r)["total"]
-
-
 def streamed_then_cached(provider):
     prompt = f"Stream the capital of France {NONCE} litellm-{provider}"
     chunks = list(call(provider, prompt, stream=True, stream_options={"include_usage": True}))
@@ -75,7 +65,7 @@ def streamed_then_cached(provider):
     # And streamed again from the cache.
     again = list(call(provider, prompt, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in again if c.choices) == text
-    assert upstream_calls(prompt) == 1, "the repeats make no upstream call"
+    assert checks.upstream_calls(prompt) == 1, "the repeats make no upstream call"
 
 
 def failed_mid_stream(provider, fault):

@@ -12,10 +12,11 @@
 // token, refilled every second), MOCK_URL, RUN_NONCE (makes prompts unique to this run).
 // Prints one line per check and `OK` at the end; exits 1 if any check failed.
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 
 import Anthropic from "@anthropic-ai/sdk";
+import { VERSION as ANTHROPIC_VERSION } from "@anthropic-ai/sdk/version";
 import OpenAI from "openai";
+import { VERSION as OPENAI_VERSION } from "openai/version";
 
 const env = (name) => {
   const v = process.env[name];
@@ -240,14 +241,7 @@ async function retriedAfter429(label, call) {
   assert.fail(`${label}: never saw a 429 to retry`);
 }
 
-const require_ = createRequire(import.meta.url);
-const version = (pkg) => {
-  // The packages export no `package.json`: read it by path.
-  const main = require_.resolve(pkg);
-  const root = main.slice(0, main.lastIndexOf(`node_modules/${pkg}/`) + `node_modules/${pkg}/`.length);
-  return JSON.parse(require_("node:fs").readFileSync(root + "package.json", "utf8")).version;
-};
-console.log(`openai ${version("openai")}, @anthropic-ai/sdk ${version("@anthropic-ai/sdk")}, gateway ${URL_}`);
+console.log(`openai ${OPENAI_VERSION}, @anthropic-ai/sdk ${ANTHROPIC_VERSION}, gateway ${URL_}`);
 const failed = [];
 for (const [name, test] of Object.entries(tests)) {
   try {

@@ -201,16 +201,6 @@ def test_anthropic_bad_key_is_an_authentication_error():
     raise AssertionError("no AuthenticationError")
 
 
-def upstream_calls(contains):
-    import json
-    import urllib.parse
-    import urllib.request
-
-    url = os.environ["MOCK_URL"].rstrip("/") + "/__mock/calls?contains=" + urllib.parse.quote(contains)
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.load(r)["total"]
-
-
 def test_openai_stream_reassembles_to_the_whole_answer_and_is_served_from_cache():
     c = openai_client(KEY)
     prompt = f"Stream the capital of France {NONCE} openai-stream"
@@ -232,7 +222,7 @@ def test_openai_stream_reassembles_to_the_whole_answer_and_is_served_from_cache(
     with c.chat.completions.stream(**args) as s:
         final = s.get_final_completion()
     assert final.choices[0].message.content == text, final
-    assert upstream_calls(prompt) == 1, "hits make no upstream call"
+    assert checks.upstream_calls(prompt) == 1, "hits make no upstream call"
 
 
 def test_openai_stream_without_include_usage_has_no_usage_chunk():
@@ -258,7 +248,7 @@ def test_anthropic_stream_helper_gets_the_final_message_live_and_from_cache():
     assert cached.model_dump() == live.model_dump(), (cached, live)
     whole = c.messages.create(**args)
     assert whole.model_dump() == live.model_dump(), (whole, live)
-    assert upstream_calls(prompt) == 1, "hits make no upstream call"
+    assert checks.upstream_calls(prompt) == 1, "hits make no upstream call"
 
 
 def test_anthropic_stream_error_mid_stream_raises():
