@@ -50,7 +50,7 @@ impl Ended {
 #[derive(Debug, Clone)]
 pub struct StreamEnded {
     pub end: Ended,
-    /// The usage the provider reported in the stream, if it did.
+    /// The provider's final usage, if the stream reported it (`StreamWatcher::final_usage`).
     pub usage: Option<Tokens>,
     /// The answer the whole call would have returned, when the stream finished cleanly.
     pub final_body: Option<String>,
@@ -93,7 +93,7 @@ impl Relay {
                 .flatten();
             let _ = tx.send(StreamEnded {
                 end,
-                usage: watcher.usage(),
+                usage: watcher.final_usage(),
                 final_body,
             });
         }

@@ -1,11 +1,12 @@
 //! `POST /v1/complete-stream`: one `/v1/ask` completion in the provider's streaming mode, told
 //! to the gateway as events while the provider writes it: `delta` `{"text"}` as text arrives,
-//! then `result` (the completion, as `/v1/complete` answers it) or `error` (`{"status", "body"}`,
-//! the failure as `/v1/complete` would answer it). The same checks as `/v1/complete` run first.
+//! then `result` (the completion, as `/v1/complete` answers it) or `error` (`StreamFailure`:
+//! the failure as `/v1/complete` would answer it, and whether the provider had begun its
+//! answer). The same checks as `/v1/complete` run first.
 
 use futures::StreamExt;
 use gateway_core::api::dropin::stream::sse;
-use gateway_core::broker::errors::completion_failure;
+use gateway_core::broker::errors::StreamFailure;
 use gateway_core::broker::synthetic_completion;
 use gateway_core::error::ApiError;
 use gateway_core::providers::adapters::{self, stream::CompletionStream};
@@ -30,13 +31,11 @@ fn result<T: serde::Serialize>(completion: &T) -> Vec<u8> {
     sse::encode(Some("result"), &body).into_bytes()
 }
 
-fn failure(e: &ProviderError, key: &str) -> Vec<u8> {
-    let (status, body) = completion_failure(e, key);
-    sse::encode(
-        Some("error"),
-        &json!({"status": status, "body": body}).to_string(),
-    )
-    .into_bytes()
+/// The `error` event of a call that failed before (`mid_answer` false) or after its provider
+/// began answering.
+fn failure(e: &ProviderError, key: &str, mid_answer: bool) -> Vec<u8> {
+    let data = serde_json::to_string(&StreamFailure::new(e, key, mid_answer)).unwrap_or_default();
+    sse::encode(Some("error"), &data).into_bytes()
 }
 
 fn events_response(
@@ -83,7 +82,7 @@ pub async fn complete_stream(
         Ok(r) => r,
         Err(e) => {
             logged(&e);
-            return events_response(futures::stream::iter([failure(&e, &key)]));
+            return events_response(futures::stream::iter([failure(&e, &key, false)]));
         }
     };
     let status = resp.status();
@@ -95,7 +94,7 @@ pub async fn complete_stream(
             Ok(c) => [delta(&c.content), result(&c)].concat(),
             Err(e) => {
                 logged(&e);
-                failure(&e, &key)
+                failure(&e, &key, false)
             }
         };
         return events_response(futures::stream::iter([events]));
@@ -115,7 +114,7 @@ pub async fn complete_stream(
                 let w = watcher.take()?;
                 let out = match w.finish() {
                     Ok(c) => result(&c),
-                    Err(e) => failure(&e, &key),
+                    Err(e) => failure(&e, &key, true),
                 };
                 Some((out, (body, None, key)))
             }

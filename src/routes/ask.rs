@@ -263,6 +263,9 @@ impl Endpoint for Ask {
         event: &mut Event,
     ) -> ApiResult<Response> {
         let mut row = std::mem::take(event);
+        // The row leaves with the stream's end, so it takes the fee now (the pipeline sets it
+        // on `event` after this returns, for the answers whose row stays there).
+        row.credits = served.credits;
         event.deferred = true;
         let done = json!({
             "id": cx.request_id,

@@ -12,6 +12,7 @@ use futures::channel::oneshot;
 use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
 use gateway_core::api::dropin::stream::{sse, SseParser};
+use gateway_core::broker::errors::StreamFailure;
 use gateway_core::broker::{BrokerRequest, COMPLETE_STREAM_PATH};
 use gateway_core::providers::completion::Completion;
 use gateway_core::providers::Provider;
@@ -30,7 +31,14 @@ use crate::relay::Ended;
 /// One provider's part of the events.
 enum ProviderEvent {
     Delta(Provider, String),
-    Done(Timed),
+    Done(Finished),
+}
+
+/// A provider's call, over.
+struct Finished {
+    timed: Timed,
+    /// It failed after its provider began answering (the broker's `StreamFailure`).
+    mid_answer: bool,
 }
 
 enum Call {
@@ -57,10 +65,17 @@ impl ProviderCall {
     }
 
     fn done(&mut self, result: ProviderResult) {
+        self.finished(result, false);
+    }
+
+    fn finished(&mut self, result: ProviderResult, mid_answer: bool) {
         self.call = Call::Over;
-        let latency_ms = self.elapsed();
+        let timed = Timed {
+            result,
+            latency_ms: self.elapsed(),
+        };
         self.pending
-            .push_back(ProviderEvent::Done(Timed { result, latency_ms }));
+            .push_back(ProviderEvent::Done(Finished { timed, mid_answer }));
     }
 
     /// The broker's events in one chunk of its stream.
@@ -82,19 +97,24 @@ impl ProviderCall {
                     }
                 }
                 Some("result") => {
-                    finished = Some(match serde_json::from_str::<Completion>(&ev.data) {
+                    let result = match serde_json::from_str::<Completion>(&ev.data) {
                         Ok(c) => ProviderResult {
                             provider: self.provider,
                             outcome: ResultBody::Ok(c),
                         },
                         Err(_) => unavailable(self.provider),
-                    });
+                    };
+                    finished = Some((result, false));
                 }
                 Some("error") => {
-                    let body = serde_json::from_str::<Value>(&ev.data)
-                        .map(|v| v["body"].to_string())
-                        .unwrap_or_default();
-                    finished = Some(brokers::failed(self.provider, &body));
+                    // Unreadable, it is the broker's failure (charged its worst case).
+                    finished = Some(match serde_json::from_str::<StreamFailure>(&ev.data) {
+                        Ok(f) => (
+                            brokers::failed(self.provider, &f.body.to_string()),
+                            f.mid_answer,
+                        ),
+                        Err(_) => (unavailable(self.provider), false),
+                    });
                 }
                 _ => {}
             }
@@ -102,8 +122,8 @@ impl ProviderCall {
                 break;
             }
         }
-        if let Some(result) = finished {
-            self.done(result);
+        if let Some((result, mid_answer)) = finished {
+            self.finished(result, mid_answer);
         }
     }
 }
@@ -131,9 +151,12 @@ fn provider_events(
     };
     match body {
         Ok(b) => call.call = Call::Start(b),
-        Err(result) => call.pending.push_back(ProviderEvent::Done(Timed {
-            result,
-            latency_ms: 0,
+        Err(result) => call.pending.push_back(ProviderEvent::Done(Finished {
+            timed: Timed {
+                result,
+                latency_ms: 0,
+            },
+            mid_answer: false,
         })),
     }
     futures::stream::unfold(call, |mut c| async move {
@@ -215,15 +238,19 @@ pub struct Done {
     pub price: std::rc::Rc<gateway_core::credits::pricing::PriceTable>,
 }
 
-/// What each call is charged: its usage, its worst case when it may have reached its provider
-/// and told no usage (`gateway_core::credits::settlement`), or, never finished, its worst case.
-fn charges(done: &Done, results: &BTreeMap<Provider, Timed>) -> Vec<OwnedCharge> {
+/// What each call is charged: its usage; its worst case when it failed after its provider
+/// began answering, or may have reached its provider and told no usage
+/// (`gateway_core::credits::settlement`), or never finished.
+fn charges(done: &Done, results: &BTreeMap<Provider, Finished>) -> Vec<OwnedCharge> {
     use gateway_core::credits::settlement::{unreported, Unreported};
     done.worst
         .iter()
-        .filter_map(
-            |w| match results.get(&w.provider).map(|t| &t.result.outcome) {
-                Some(ResultBody::Ok(c)) => Some(OwnedCharge::Used {
+        .filter_map(|w| {
+            match results
+                .get(&w.provider)
+                .map(|f| (&f.timed.result.outcome, f.mid_answer))
+            {
+                Some((ResultBody::Ok(c), _)) => Some(OwnedCharge::Used {
                     provider: w.provider,
                     model: done
                         .models
@@ -232,13 +259,16 @@ fn charges(done: &Done, results: &BTreeMap<Provider, Timed>) -> Vec<OwnedCharge>
                         .unwrap_or_else(|| c.model.clone()),
                     tokens: c.tokens,
                 }),
-                Some(ResultBody::Err { error }) => match unreported(&error.code) {
+                // Failed once its provider had begun answering: it may have generated up to
+                // its worst case, whatever the error says.
+                Some((ResultBody::Err { .. }, true)) => Some(OwnedCharge::WorstCase(w.clone())),
+                Some((ResultBody::Err { error }, false)) => match unreported(&error.code) {
                     Unreported::WorstCase => Some(OwnedCharge::WorstCase(w.clone())),
                     Unreported::Nothing => None,
                 },
                 None => Some(OwnedCharge::WorstCase(w.clone())),
-            },
-        )
+            }
+        })
         .collect()
 }
 
@@ -249,7 +279,7 @@ fn cost(done: &Done, charges: &[OwnedCharge]) -> u64 {
 
 struct Events {
     merged: futures::stream::SelectAll<std::pin::Pin<Box<dyn Stream<Item = ProviderEvent>>>>,
-    results: BTreeMap<Provider, Timed>,
+    results: BTreeMap<Provider, Finished>,
     done: Done,
     ended: Option<oneshot::Sender<EventsEnded>>,
 }
@@ -306,9 +336,9 @@ pub fn events(
                 let data = delta_data(p, &text);
                 Some((Ok(event("delta", &data)), s))
             }
-            Some(ProviderEvent::Done(t)) => {
-                let out = event("result", &result_json(&t).to_string());
-                s.results.insert(t.result.provider, t);
+            Some(ProviderEvent::Done(f)) => {
+                let out = event("result", &result_json(&f.timed).to_string());
+                s.results.insert(f.timed.result.provider, f);
                 Some((Ok(out), s))
             }
             None => {
@@ -319,7 +349,7 @@ pub fn events(
                     .done
                     .order
                     .iter()
-                    .filter_map(|p| s.results.get(p))
+                    .filter_map(|p| s.results.get(p).map(|f| &f.timed))
                     .collect();
                 let body = json!({
                     "id": s.done.request_id,

@@ -358,6 +358,49 @@ impl Stack {
         last
     }
 
+    /// The credits the usage rows of `key`'s account add up to (`GET /v1/usage`, its days).
+    pub async fn usage_credits(&self, key: &str) -> u64 {
+        let r = self.get("/v1/usage", Some(key)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["days"]
+            .as_array()
+            .expect("days")
+            .iter()
+            .map(|d| d["credits"].as_u64().expect("credits"))
+            .sum()
+    }
+
+    /// Checks that what `key`'s account spent from `initial` credits is what its usage rows
+    /// say it was charged (both are written after the responses: the rows get 5 s to land once
+    /// the balance stops moving). Returns what it spent.
+    pub async fn assert_rows_add_up(&self, key: &str, initial: u64) -> u64 {
+        let spent = initial - self.settled_balance(key).await;
+        let mut rows = self.usage_credits(key).await;
+        for _ in 0..20 {
+            if rows == spent {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            rows = self.usage_credits(key).await;
+        }
+        assert_eq!(
+            rows, spent,
+            "the usage rows' credits against the balance spent"
+        );
+        spent
+    }
+
+    /// The 402 of an account holding one credit: what `path` would reserve for `body` (its
+    /// worst case).
+    pub async fn reserved_for(&self, path: &str, body: &Value) -> u64 {
+        let probe = self.account("enterprise", 1).await;
+        let probe_key = self.key(&probe, "live").await;
+        let r = self.post(path, Some(&probe_key), body).await;
+        assert_eq!(r.status, 402, "{}", r.text);
+        assert_eq!(r.json()["error"]["code"], "insufficient_credits");
+        r.json()["error"]["needed"].as_u64().unwrap()
+    }
+
     pub async fn ask(&self, key: &str, body: &Value) -> Reply {
         self.post("/v1/ask", Some(key), body).await
     }

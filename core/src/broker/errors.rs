@@ -225,6 +225,33 @@ pub fn completion_failure(e: &ProviderError, key: &str) -> (u16, Value) {
     (502, json!({ "error": e }))
 }
 
+/// The data of a streamed `/v1/ask` completion's `error` event (`COMPLETE_STREAM_PATH`): the
+/// failure as `/v1/complete` answers it ([`completion_failure`]), and whether the provider
+/// had begun its answer when it failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamFailure {
+    pub status: u16,
+    pub body: Value,
+    /// The provider's stream was open (it answered 2xx and began its events): it may have
+    /// generated, and billed, part of the answer, so the call is charged its worst case
+    /// whatever the error (`docs/DECISIONS.md`, "Streams"). Absent (a broker from before this
+    /// field): false.
+    #[serde(default)]
+    pub mid_answer: bool,
+}
+
+impl StreamFailure {
+    /// `e` as the `error` event tells it, its message scrubbed of every key pattern and `key`.
+    pub fn new(e: &ProviderError, key: &str, mid_answer: bool) -> Self {
+        let (status, body) = completion_failure(e, key);
+        StreamFailure {
+            status,
+            body,
+            mid_answer,
+        }
+    }
+}
+
 // The gateway's reading of a broker's refusals.
 
 /// The 503 of a broker that could not be reached or refused the gateway itself.

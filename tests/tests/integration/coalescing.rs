@@ -552,4 +552,7 @@ async fn streamed_asks_and_chat_streams_coalesce_too() {
     assert!(usage.2.trim_end().ends_with("data: [DONE]"), "{}", usage.2);
     assert_eq!(plain.1.as_deref(), Some(COLLAPSED));
     assert!(!plain.2.contains("\"usage\""), "{}", plain.2);
+    // Every follower's fee is on its usage row, as the leaders' charges are on theirs.
+    let spent = s.assert_rows_add_up(&key, 1_000_000).await;
+    assert!(spent > 0);
 }

@@ -345,15 +345,6 @@ async fn a_test_key_reads_only_its_own_calls() {
         .any(|e| e["key_prefix"] == live[..12]));
 }
 
-/// The 402 of an account holding one credit: what `path` would reserve for `body`.
-async fn reserved_for(s: &Stack, path: &str, body: &serde_json::Value) -> u64 {
-    let probe = s.account("enterprise", 1).await;
-    let probe_key = s.key(&probe, "live").await;
-    let r = s.post(path, Some(&probe_key), body).await;
-    assert_eq!(r.status, 402, "{}", r.text);
-    r.json()["error"]["needed"].as_u64().unwrap()
-}
-
 /// The account's balance once its settlements have landed (it stops changing).
 async fn settled_balance(s: &Stack, key: &str, start: u64) -> u64 {
     let mut last = start;
@@ -380,7 +371,7 @@ async fn a_drop_in_call_that_times_out_is_charged_its_worst_case() {
     let key = s.key(&account, "live").await;
     let body = json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [
         {"role": "user", "content": format!("slow [[mock:anthropic=delay:8000]] {}", nonce())}]});
-    let worst = reserved_for(s, "/v1/messages", &body).await;
+    let worst = s.reserved_for("/v1/messages", &body).await;
     let r = s.post("/v1/messages", Some(&key), &body).await;
     assert_eq!(r.status, 504, "{}", r.text);
     let after = settled_balance(s, &key, credits).await;
@@ -399,7 +390,7 @@ async fn a_fanout_provider_that_times_out_is_charged_its_worst_case() {
     let (_, key) = s.live_key().await;
     let n = nonce();
     let slow = json!({"prompt": format!("slow [[mock:gemini=delay:20000]] {n}"), "providers": ["gemini"], "params": {"max_tokens": 32}});
-    let worst = reserved_for(s, "/v1/ask", &slow).await;
+    let worst = s.reserved_for("/v1/ask", &slow).await;
     let r = s.ask(&key, &slow).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();

@@ -22,17 +22,6 @@ async fn limited_key(s: &Stack, burst: u32, per_second: f64, credits: u64) -> (S
     (a, k)
 }
 
-/// What one call with `body` reserves (its worst case), learned from the 402 it gets on an
-/// account with 1 credit.
-async fn worst_case(s: &Stack, body: &serde_json::Value) -> u64 {
-    let probe = s.account("enterprise", 1).await;
-    let probe_key = s.key(&probe, "live").await;
-    let r = s.ask(&probe_key, body).await;
-    assert_eq!(r.status, 402, "{}", r.text);
-    assert_eq!(r.json()["error"]["code"], "insufficient_credits");
-    r.json()["error"]["needed"].as_u64().unwrap()
-}
-
 fn miss(n: &str, i: usize) -> serde_json::Value {
     json!({"prompt": format!("limit {n} #{i}"), "providers": ["openai"], "params": {"max_tokens": 16}})
 }
@@ -173,7 +162,7 @@ async fn concurrent_calls_never_spend_more_than_the_balance() {
     // Fund 100 worst-case calls (every prompt has the same length, so the same worst case).
     let n = nonce();
     let body = |i: usize| json!({"prompt": format!("spend {n} #{i:04}"), "providers": ["openai"], "params": {"max_tokens": 64}});
-    let worst = worst_case(s, &body(9999)).await;
+    let worst = s.reserved_for("/v1/ask", &body(9999)).await;
     let balance = worst * 100;
     let (_, key) = limited_key(s, 1000, 1000.0, balance).await;
 
@@ -317,7 +306,7 @@ async fn a_rate_limited_call_holds_no_credits_and_settlements_are_read_back() {
     let s: &Stack = &guard;
     let n = nonce();
     let body = |i: usize| json!({"prompt": format!("hold {n} #{i}"), "providers": ["openai"], "params": {"max_tokens": 64}});
-    let worst = worst_case(s, &body(0)).await;
+    let worst = s.reserved_for("/v1/ask", &body(0)).await;
 
     // Two worst cases of credit and a bucket of one token.
     let balance = 2 * worst;
@@ -356,7 +345,7 @@ async fn a_call_billed_past_its_reservation_is_charged_in_full() {
     let n = nonce();
     let body = json!({"prompt": format!("billed more [[mock:openai=input_tokens:200000]] {n}"),
         "providers": ["openai"], "params": {"max_tokens": 16}});
-    let worst = worst_case(s, &body).await;
+    let worst = s.reserved_for("/v1/ask", &body).await;
     let (_, key) = limited_key(s, 100, 10.0, 1_000_000).await;
     let r = s.ask(&key, &body).await;
     assert_eq!(r.status, 200, "{}", r.text);

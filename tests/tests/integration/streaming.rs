@@ -256,7 +256,13 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_event_and_is_not_cached(
     assert!(!r.text.contains("event: message_stop"), "{}", r.text);
     let row = usage_row(s, &key, &request_id(&r)).await;
     assert_eq!(row["stream_end"], "provider_error", "{row}");
-    assert!(row["credits"].as_u64().unwrap() > 0, "never free: {row}");
+    // Its usage so far came with `message_start` (the input, one output token), not its
+    // final count: the call is charged its worst case, as a cut stream is.
+    let worst = s.reserved_for("/v1/messages", &body).await;
+    assert_eq!(
+        row["credits"], worst,
+        "never at a count that is not final: {row}"
+    );
     let again = stream(s, "/v1/messages", &key, &body).await;
     assert!(
         !again
@@ -290,17 +296,7 @@ async fn a_cut_stream_ends_with_the_dialects_error_and_is_charged_its_worst_case
     assert!(!r.text.contains("[DONE]"));
     let row = usage_row(s, &key, &request_id(&r)).await;
     assert_eq!(row["stream_end"], "cut", "{row}");
-    let worst = {
-        let probe = s.account("enterprise", 1).await;
-        let probe_key = s.key(&probe, "live").await;
-        let mut whole = body.clone();
-        whole.as_object_mut().unwrap().remove("stream");
-        whole.as_object_mut().unwrap().remove("stream_options");
-        let p = s
-            .post("/v1/chat/completions", Some(&probe_key), &whole)
-            .await;
-        p.json()["error"]["needed"].as_u64().unwrap()
-    };
+    let worst = s.reserved_for("/v1/chat/completions", &body).await;
     assert_eq!(row["credits"], worst, "{row}");
     let again = stream(s, "/v1/chat/completions", &key, &body).await;
     assert!(!again
@@ -471,6 +467,47 @@ async fn an_ask_stream_ends_a_provider_silent_past_its_timeout() {
     };
     assert_eq!(result_of("openai"), *openai, "{done}");
     assert!(result_of("gemini")["content"].is_string(), "{done}");
+}
+
+/// A provider whose stream fails after it began answering may have generated (and billed) up
+/// to its worst case: that is its charge, as for a drop-in stream; one that refused before
+/// its stream began costs nothing, as in a whole call.
+#[tokio::test]
+async fn an_ask_stream_charges_a_provider_that_failed_mid_answer_its_worst_case() {
+    let s = &stack();
+    let credits = 1_000_000;
+    let account = s.account("pro", credits).await;
+    let key = s.key(&account, "live").await;
+    let n = nonce();
+    for (i, provider) in ["anthropic", "openai"].into_iter().enumerate() {
+        let body = json!({"prompt": format!("ask fails mid-way [[mock:*=stream_error]] {n} {i}"),
+            "providers": [provider], "stream": true, "params": {"max_tokens": 64}});
+        let r = stream(s, "/v1/ask", &key, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let events = ask_events(&r.text);
+        assert!(
+            events.iter().any(|(n, _)| n == "delta"),
+            "it began answering: {}",
+            r.text
+        );
+        let (last, done) = events.last().unwrap();
+        assert_eq!(last, "done", "{}", r.text);
+        assert!(done["results"][0]["error"].is_object(), "{done}");
+        let worst = s.reserved_for("/v1/ask", &body).await;
+        assert_eq!(done["usage"]["credits"], worst, "{provider}: {done}");
+        let row = usage_row(s, &key, &request_id(&r)).await;
+        assert_eq!(row["credits"], worst, "{row}");
+    }
+    let refused = json!({"prompt": format!("ask refused [[mock:*=529]] {n}"),
+        "providers": ["anthropic"], "stream": true});
+    let r = stream(s, "/v1/ask", &key, &refused).await;
+    let (_, done) = ask_events(&r.text).pop().unwrap();
+    assert_eq!(
+        done["results"][0]["error"]["code"], "upstream_overloaded",
+        "{done}"
+    );
+    assert_eq!(done["usage"]["credits"], 0, "{done}");
+    s.assert_rows_add_up(&key, credits).await;
 }
 
 #[tokio::test]

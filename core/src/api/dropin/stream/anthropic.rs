@@ -43,6 +43,8 @@ pub(super) struct Watcher {
     tool_json: Vec<Option<String>>,
     /// The usage so far: `message_start`'s with `message_delta`'s over it.
     usage: Option<Map<String, Value>>,
+    /// A `message_delta` carried the output count: `usage` is the final one.
+    usage_final: bool,
     /// The last `message_delta` had a stop reason.
     stop_reason: bool,
     /// `message_stop` arrived after a stop reason.
@@ -262,6 +264,7 @@ impl Watcher {
         if let (Some(u), Some(d)) = (&mut self.usage, data.get("usage")) {
             if let Some(out) = d.get("output_tokens") {
                 u.insert("output_tokens".into(), out.clone());
+                self.usage_final = true;
             }
             for k in DELTA_USAGE_FIELDS {
                 if let Some(v) = d.get(k).filter(|v| !v.is_null()) {
@@ -278,6 +281,12 @@ impl Watcher {
             Dialect::AnthropicMessages,
             &json!({"usage": Value::Object(u.clone())}),
         )
+    }
+
+    /// The usage once a `message_delta` gave the output count; `message_start`'s alone is
+    /// the count at the start (the input, and an output of 1 or so), not what was generated.
+    pub(super) fn final_usage(&self) -> Option<Tokens> {
+        self.usage_final.then(|| self.usage()).flatten()
     }
 
     pub(super) fn outcome(&self) -> StreamEnd {

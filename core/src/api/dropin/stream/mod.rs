@@ -162,6 +162,17 @@ impl StreamWatcher {
         }
     }
 
+    /// The usage a call is settled at: the provider's final count, `None` when it never came
+    /// (the call is then charged its worst case). OpenAI's usage chunk is final; Anthropic's
+    /// usage is final once a `message_delta` carried the output count (`message_start`'s is the
+    /// count when the answer began, so a stream that failed after it is not settled at it).
+    pub fn final_usage(&self) -> Option<Tokens> {
+        match &self.dialect {
+            Watcher::OpenAi(w) => w.usage(),
+            Watcher::Anthropic(w) => w.final_usage(),
+        }
+    }
+
     /// How the stream ended, as far as the events fed so far show.
     pub fn outcome(&self) -> StreamEnd {
         match &self.dialect {

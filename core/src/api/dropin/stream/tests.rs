@@ -236,6 +236,29 @@ fn anthropic_error_event_makes_the_stream_an_error_whatever_follows() {
 }
 
 #[test]
+fn anthropic_usage_is_final_only_once_a_message_delta_counted_the_output() {
+    let text = ended(ANTHROPIC[0].1);
+    let whole = watch(A, text.as_bytes());
+    assert!(whole.final_usage().is_some());
+    assert_eq!(whole.final_usage(), whole.usage());
+    // Failed before its `message_delta`: `message_start`'s count is all there is, and it is
+    // not what was generated.
+    let mut failed = text[..text.find("event: message_delta").unwrap()].to_owned();
+    failed.push_str(std::str::from_utf8(&terminal_error(A, "overloaded_error", "Over")).unwrap());
+    let w = watch(A, failed.as_bytes());
+    assert_eq!(w.outcome(), StreamEnd::Error);
+    assert!(w.usage().is_some(), "message_start's usage");
+    assert_eq!(w.final_usage(), None);
+    // Failed after it: the count it gave is final.
+    let stop = text.find("event: message_stop").unwrap();
+    let mut late = text[..stop].to_owned();
+    late.push_str(std::str::from_utf8(&terminal_error(A, "overloaded_error", "Over")).unwrap());
+    let w = watch(A, late.as_bytes());
+    assert_eq!(w.outcome(), StreamEnd::Error);
+    assert_eq!(w.final_usage(), whole.usage());
+}
+
+#[test]
 fn anthropic_message_stop_without_a_stop_reason_is_not_clean() {
     let text =
         ended(ANTHROPIC[0].1).replace("\"stop_reason\":\"end_turn\"", "\"stop_reason\":null");
