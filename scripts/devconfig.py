@@ -61,9 +61,9 @@ gw["vars"].update(
     }
 )
 # The test suite lowers D1's 1 MB value limit so that a burst of large answers reaches it.
-# It lowers the per-account key cap (1,000) and a silent stream's keep-alive interval (15 s)
-# the same way.
-for name in ("DEV_D1_VALUE_LIMIT", "DEV_MAX_KEYS_PER_ACCOUNT", "STREAM_KEEPALIVE_MS"):
+# It lowers the per-account key cap (1,000), a silent stream's keep-alive interval (15 s) and
+# how often a running stream renews its credit reservation (5 min) the same way.
+for name in ("DEV_D1_VALUE_LIMIT", "DEV_MAX_KEYS_PER_ACCOUNT", "STREAM_KEEPALIVE_MS", "STREAM_RENEW_MS"):
     if os.environ.get(name):
         gw["vars"][name] = os.environ[name]
 

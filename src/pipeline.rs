@@ -5,6 +5,7 @@
 
 use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
 use gateway_core::cache::key::{CacheKey, Namespace};
+use gateway_core::credits::ledger_ops::RESERVATION_MAX_AGE_MS;
 use gateway_core::credits::settlement::{self, Unreported};
 use worker::{Request, Response};
 
@@ -28,7 +29,9 @@ use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
 use gateway_core::providers::completion::Tokens;
 use gateway_core::providers::Provider;
+use std::future::Future;
 use worker_shared::body::Chunks;
+use worker_shared::timer::Timer;
 
 /// What an answer is served with: how the cache took part, the key, what the call cost and the
 /// rate-limit headers of its admission.
@@ -524,7 +527,11 @@ fn answer_streamed<E: Endpoint>(
     let (cx, namespace, key) = (cx.clone(), endpoint.namespace(), endpoint.key().clone());
     cx.clone().after(async move {
         // A leader's call outlives its caller: its followers and the cache wait on it.
-        pump(body, tx, miss.leader.is_some()).await;
+        let pumped = pump(body, tx, miss.leader.is_some());
+        match &miss.reservation {
+            Some(r) => renewing(&cx, r, pumped).await,
+            None => pumped.await,
+        }
         let Some(end) = ended.await else { return };
         if let Some(l) = miss.leader {
             let outcome = match &end.shared {
@@ -558,6 +565,23 @@ fn answer_streamed<E: Endpoint>(
         usage_log::usage_later(&cx, row, status);
     });
     Ok(resp)
+}
+
+/// Runs `work` (a stream's pump), renewing `reservation` every `STREAM_RENEW_MS` (half the
+/// ledger's maximum age of a reservation) until it is done.
+async fn renewing(cx: &RequestContext, reservation: &Reservation, work: impl Future<Output = ()>) {
+    let every_ms = cx
+        .var("STREAM_RENEW_MS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RESERVATION_MAX_AGE_MS / 2);
+    let renew = async {
+        loop {
+            Timer::after_ms(every_ms).await;
+            limits::renew_later(cx, reservation);
+        }
+    };
+    futures::pin_mut!(work, renew);
+    futures::future::select(work, renew).await;
 }
 
 /// Drives `body` to its end, passing each chunk to the caller as it comes. When the caller has

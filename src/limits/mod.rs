@@ -459,6 +459,20 @@ fn used_tokens(charges: &[Charge]) -> (u64, u64) {
     })
 }
 
+/// Keeps the call's credit reservation (and its account-wide one) open while it still runs,
+/// queued for the account's ledger: a stream longer than the ledger's maximum age would
+/// otherwise be charged its whole reservation by expiry, as a call whose isolate was lost is
+/// (`docs/DECISIONS.md`, "Streams"). The key's own token reservation is not renewed: its
+/// buckets are per minute, so what its expiry keeps taken has long refilled.
+pub fn renew_later(cx: &RequestContext, reservation: &Reservation) {
+    if reservation.ledger.is_some() {
+        let op = LedgerOp::Renew {
+            id: reservation.id.clone(),
+        };
+        ledger::queue(cx, &reservation.account_id, op);
+    }
+}
+
 /// Settles the call off the response path: the key's tokens with what the calls used (unused
 /// tokens back, extra ones into debt), and for a live key its credits and account-wide tokens
 /// (queued for the account's ledger). Returns the credits charged (0 for a test key).

@@ -22,6 +22,9 @@ pub struct AccountLedger {
     /// calls fail before touching the ledger, so tests can see queued operations retried.
     #[cfg(feature = "dev-hooks")]
     failing_batches: Cell<u32>,
+    /// Test hook: how far this instance's clock runs ahead of the runtime's, ms.
+    #[cfg(feature = "dev-hooks")]
+    clock_ahead_ms: Cell<u64>,
 }
 
 impl DurableObject for AccountLedger {
@@ -31,6 +34,8 @@ impl DurableObject for AccountLedger {
             alarm: ExpiryAlarm::new(&state),
             #[cfg(feature = "dev-hooks")]
             failing_batches: Cell::new(0),
+            #[cfg(feature = "dev-hooks")]
+            clock_ahead_ms: Cell::new(0),
         }
     }
 
@@ -40,7 +45,7 @@ impl DurableObject for AccountLedger {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm.fired();
-        let now_ms = worker_shared::clock::now_ms();
+        let now_ms = self.now_ms();
         let mut ledger = self.ledger.load().await?;
         // A balance read applies nothing but the expiries due.
         let applied = apply(&mut ledger, LedgerOp::Balance, now_ms);
@@ -55,6 +60,17 @@ impl DurableObject for AccountLedger {
 
 export_rpc!(AccountLedger);
 
+impl AccountLedger {
+    /// The time the ledger is applied at: the runtime's clock (ahead by the test hook's shift
+    /// in a dev build).
+    fn now_ms(&self) -> u64 {
+        let now_ms = worker_shared::clock::now_ms();
+        #[cfg(feature = "dev-hooks")]
+        let now_ms = now_ms + self.clock_ahead_ms.get();
+        now_ms
+    }
+}
+
 impl Operations for AccountLedger {
     type Op = LedgerOp;
 
@@ -63,7 +79,7 @@ impl Operations for AccountLedger {
         if let Some(answer) = self.test_hook(&op).await? {
             return Ok(answer);
         }
-        let now_ms = worker_shared::clock::now_ms();
+        let now_ms = self.now_ms();
         let mut ledger = self.ledger.load().await?;
         let applied = apply(&mut ledger, op, now_ms);
         let next = next_expiry(&ledger);
@@ -90,6 +106,11 @@ impl AccountLedger {
         match *op {
             LedgerOp::FailBatches { count } => {
                 self.failing_batches.set(count);
+                let view = LedgerView::of(&self.ledger.load().await?, 0);
+                reply(&LedgerReply::Ok(view)).map(Some)
+            }
+            LedgerOp::ShiftClock { ms } => {
+                self.clock_ahead_ms.set(ms);
                 let view = LedgerView::of(&self.ledger.load().await?, 0);
                 reply(&LedgerReply::Ok(view)).map(Some)
             }

@@ -169,6 +169,16 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
             }
             json(200, &json!({"reread": object, "old_form": old_form}))
         }
+        // The account's ledger's clock runs `ms` ahead of the runtime's (reservations age at
+        // once; `0` puts it back).
+        (Method::Post, ["ledger", account, "clock-ahead", ms]) => {
+            let ms = ms.parse().map_err(|_| ApiError::not_found())?;
+            let op = LedgerOp::ShiftClock { ms };
+            crate::limits::ledger::applied(
+                crate::limits::ledger::send_alone(&cx.env, account, &op).await?,
+            )?;
+            json(200, &json!({"clock_ahead_ms": ms}))
+        }
         (Method::Post, ["ledger", account, "fail-batches", count]) => {
             let count = count.parse().map_err(|_| ApiError::not_found())?;
             let op = LedgerOp::FailBatches { count };

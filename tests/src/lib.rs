@@ -153,6 +153,9 @@ fn start() -> Stack {
             .env("PROVIDER_TIMEOUT_MS", "3000")
             // A silent stream's keep-alives every second (15 s in production).
             .env("STREAM_KEEPALIVE_MS", "1000")
+            // A running stream renews its credit reservation every 300 ms (5 min in
+            // production).
+            .env("STREAM_RENEW_MS", "300")
             // D1 refuses values over 1 MB; the suite's limit is lower so a test can reach it.
             .env("DEV_D1_VALUE_LIMIT", DEV_D1_VALUE_LIMIT.to_string())
             .env(

@@ -187,6 +187,17 @@ impl Ledger {
         charged
     }
 
+    /// Restarts the age of open reservation `id` at `now_ms` (its call is still running, so it
+    /// is not one whose isolate was lost); a clock that went back leaves it as it was.
+    pub fn renew(&mut self, id: &str, now_ms: u64) -> Result<(), LedgerError> {
+        let r = self
+            .reservations
+            .get_mut(id)
+            .ok_or(LedgerError::UnknownReservation)?;
+        r.at_ms = r.at_ms.max(now_ms);
+        Ok(())
+    }
+
     /// Charges in full every reservation older than `max_age_ms` at `now_ms` (age strictly
     /// greater): a call that was never settled (its isolate was lost) may have been billed by
     /// its provider up to the whole reservation, so it is never free. Reservations stamped

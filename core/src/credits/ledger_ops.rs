@@ -63,6 +63,11 @@ tagged_enum! {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             meters: Option<MeterSettle>,
         },
+        /// Keep reservation `id` open: its call is still running (a stream longer than
+        /// [`RESERVATION_MAX_AGE_MS`]). Its credits' age and its account-wide reservation's
+        /// deadline start again from now, so only a call whose isolate was lost is charged in
+        /// full by expiry.
+        Renew { id: String },
         /// Close reservation `id` without charging.
         Release {
             id: String,
@@ -86,6 +91,10 @@ tagged_enum! {
         /// (a JavaScript object, not JSON text) when `old_form` (`src/objects/stored.rs`).
         #[cfg(feature = "dev-hooks")]
         Reread { old_form: bool },
+        /// Test hook: the object's clock runs `ms` ahead of the runtime's from now on (one
+        /// instance's, in memory), so tests see reservations age by minutes in a moment.
+        #[cfg(feature = "dev-hooks")]
+        ShiftClock { ms: u64 },
     }
 }
 
@@ -94,7 +103,10 @@ impl LedgerOp {
     /// is settled or released at most once (a repeat is refused as `unknown_reservation`). Only
     /// such operations are sent again after a call whose outcome is unknown.
     pub fn is_retry_safe(&self) -> bool {
-        matches!(self, LedgerOp::Settle { .. } | LedgerOp::Release { .. })
+        matches!(
+            self,
+            LedgerOp::Settle { .. } | LedgerOp::Release { .. } | LedgerOp::Renew { .. }
+        )
     }
 }
 
@@ -420,6 +432,14 @@ fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<AppliedOn
                 Err(e) => Err(e.into()),
             }
         }
+        LedgerOp::Renew { id } => {
+            let metered = ledger.meters.renew(&id, now_ms);
+            match ledger.renew(&id, now_ms) {
+                Ok(()) => Ok((true, 0, Vec::new())),
+                Err(_) if metered => Ok((true, 0, Vec::new())),
+                Err(e) => Err(e.into()),
+            }
+        }
         LedgerOp::Release { id, meters } => {
             let readings = meters.and_then(|l| ledger.meters.release(&id, &l, now_ms).ok());
             match ledger.release(&id) {
@@ -433,7 +453,7 @@ fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<AppliedOn
         // object itself answers) are not operations on the ledger.
         LedgerOp::Wipe | LedgerOp::Batch { .. } => Err(LedgerRefusal::UnsupportedOperation),
         #[cfg(feature = "dev-hooks")]
-        LedgerOp::FailBatches { .. } | LedgerOp::Reread { .. } => {
+        LedgerOp::FailBatches { .. } | LedgerOp::Reread { .. } | LedgerOp::ShiftClock { .. } => {
             Err(LedgerRefusal::UnsupportedOperation)
         }
     }
@@ -640,6 +660,60 @@ mod tests {
     }
 
     #[test]
+    fn a_renewed_reservation_outlives_the_maximum_age_and_settles_at_its_usage() {
+        let l = MinuteLimits::all(10, 1_000, 1_000);
+        let ttl = crate::limits::reservation::RESERVATION_TTL_MS;
+        let mut ledger = Ledger::new(100);
+        apply(&mut ledger, metered("long", 50, 500, 200, l), 0);
+        apply(&mut ledger, metered("lost", 10, 100, 100, l), 0);
+        let renew = LedgerOp::Renew { id: "long".into() };
+        // Renewed twice while it runs, each time before its deadline.
+        for at in [ttl / 2, ttl - 1] {
+            let a = apply(&mut ledger, renew.clone(), at);
+            assert!(a.reply.is_ok() && a.changed, "{a:?}");
+        }
+        assert_eq!(
+            next_expiry(&ledger),
+            Some(ttl),
+            "the unrenewed one is due first"
+        );
+        // Past the first deadline: the unrenewed reservation is charged in full, the renewed
+        // one is still open on both sides.
+        let view = apply(&mut ledger, LedgerOp::Balance, ttl + ttl / 2)
+            .reply
+            .unwrap();
+        assert_eq!((view.balance, view.available), (90, 40));
+        assert_eq!(ledger.meters.open_reservations(), 1);
+        assert_eq!(next_expiry(&ledger), Some(2 * ttl - 1));
+        let settle = LedgerOp::Settle {
+            id: "long".into(),
+            actual: 20,
+            meters: Some(MeterSettle {
+                input_tokens: 100,
+                output_tokens: 300,
+                limits: l,
+            }),
+        };
+        let view = apply(&mut ledger, settle, ttl + ttl / 2).reply.unwrap();
+        assert_eq!((view.balance, view.charged), (70, 20), "charged its usage");
+        assert_eq!(next_expiry(&ledger), None);
+        // Renewing what is closed is refused and changes nothing.
+        let before = ledger.clone();
+        let a = apply(&mut ledger, renew, 2 * ttl);
+        assert_eq!(a.reply, Err(LedgerRefusal::UnknownReservation));
+        assert_eq!(ledger, before);
+        // A clock that went back does not shorten a reservation's life.
+        apply(&mut ledger, reserve("back", 5), 1_000);
+        apply(&mut ledger, LedgerOp::Renew { id: "back".into() }, 10);
+        let a = apply(
+            &mut ledger,
+            LedgerOp::Balance,
+            1_000 + RESERVATION_MAX_AGE_MS,
+        );
+        assert_eq!(a.reply.unwrap().available, 65, "still open");
+    }
+
+    #[test]
     fn operations_without_meters_keep_their_old_wire_form() {
         for text in [
             r#"{"op":"reserve","id":"x","amount":1}"#,
@@ -800,8 +874,9 @@ mod tests {
     }
 
     #[test]
-    fn only_settlements_and_releases_are_retry_safe() {
+    fn only_settlements_releases_and_renewals_are_retry_safe() {
         assert!(settle("a", 1).is_retry_safe());
+        assert!(LedgerOp::Renew { id: "a".into() }.is_retry_safe());
         assert!(LedgerOp::Release {
             id: "a".into(),
             meters: None

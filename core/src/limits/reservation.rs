@@ -438,6 +438,20 @@ impl Meters {
         Ok(self.readings(limits, now_ms))
     }
 
+    /// Moves the deadline of open reservation `id` to [`RESERVATION_TTL_MS`] after `now_ms`
+    /// (its call is still running). False when it is not open.
+    pub fn renew(&mut self, id: &str, now_ms: u64) -> bool {
+        match self.open.get_mut(id) {
+            Some(open) => {
+                open.expires_at_ms = open
+                    .expires_at_ms
+                    .max(now_ms.saturating_add(RESERVATION_TTL_MS));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Closes, at their reserved amount, the reservations whose deadline is at or before
     /// `now_ms` (their tokens stay taken). Returns their ids, in order.
     pub fn expire(&mut self, now_ms: u64) -> Vec<String> {

@@ -277,6 +277,48 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_event_and_is_not_cached(
     assert_eq!(s.mock_calls(&n).await["total"], 2);
 }
 
+/// A stream running longer than the ledger keeps a reservation (10 minutes: past it, a call
+/// whose isolate was lost is charged in full) is still settled at its usage: its reservation
+/// is renewed while it runs. The account's ledger's clock is moved ahead (a test hook), so the
+/// stream is 12 minutes old within two seconds.
+#[tokio::test]
+async fn a_stream_older_than_a_reservation_lives_is_settled_at_its_usage() {
+    let s = &stack();
+    let credits = 1_000_000;
+    let account = s.account("pro", credits).await;
+    let key = s.key(&account, "live").await;
+    let n = nonce();
+    let body = messages_stream(&format!(
+        "a long answer [[mock:anthropic=stream_delay:400]] {n}"
+    ));
+    let worst = s.reserved_for("/v1/messages", &body).await;
+    let ahead = |minutes: u64| {
+        let path = format!("/__dev/ledger/{account}/clock-ahead/{}", minutes * 60_000);
+        async move {
+            let r = s.post(&path, None, &json!({})).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    };
+    let aging = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Six minutes on, the stream renews its reservation (every 300 ms in the suite) ...
+        ahead(6).await;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        // ... so twelve minutes after it was made, it is six minutes old.
+        ahead(12).await;
+    };
+    let (r, ()) = tokio::join!(stream(s, "/v1/messages", &key, &body), aging);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.elapsed > Duration::from_millis(2_000), "{:?}", r.elapsed);
+    assert!(r.text.contains("event: message_stop"), "{}", r.text);
+    let row = usage_row(s, &key, &request_id(&r)).await;
+    assert_eq!(row["stream_end"], "clean", "{row}");
+    let charged = row["credits"].as_u64().unwrap();
+    assert!(charged > 0 && charged < worst, "{charged} of {worst}");
+    // The balance was charged what the row says, not the reservation by its expiry.
+    s.assert_rows_add_up(&key, credits).await;
+}
+
 #[tokio::test]
 async fn a_cut_stream_ends_with_the_dialects_error_and_is_charged_its_worst_case() {
     let s = &stack();
