@@ -59,6 +59,8 @@ enum Hook {
     None,
     /// Vanishes: never renews, publishes or finishes.
     Lose,
+    /// Publishes the first part of its stream, then vanishes.
+    LoseMidStream,
     /// Renews, never publishes or finishes.
     Stall,
 }
@@ -67,6 +69,7 @@ fn hook(cx: &RequestContext) -> Hook {
     #[cfg(feature = "dev-hooks")]
     match cx.dev_flight.as_str() {
         "lose" => return Hook::Lose,
+        "lose-mid-stream" => return Hook::LoseMidStream,
         "stall" => return Hook::Stall,
         _ => {}
     }
@@ -99,8 +102,9 @@ async fn accepted(resp: Option<web_sys::Response>) -> bool {
         .is_some_and(|v| v["ok"] == true)
 }
 
-/// Joins the flight of cache key `key`.
-pub async fn join(cx: &RequestContext, key: &str) -> Role {
+/// Joins the flight of cache key `key` (`streams`: as a follower, the call passes the leader's
+/// stream on as it comes).
+pub async fn join(cx: &RequestContext, key: &str, streams: bool) -> Role {
     if !enabled(cx) {
         return Role::Alone;
     }
@@ -110,6 +114,7 @@ pub async fn join(cx: &RequestContext, key: &str) -> Role {
     let op = FlightOp::Join {
         timeout_ms: brokers::timeout_ms(cx),
         max_followers: max_followers(cx),
+        streams,
     };
     let Some(resp) = send(&stub, &op).await else {
         return Role::Alone;
@@ -259,8 +264,13 @@ async fn lead(stub: Target, ticket: u64, mut rx: mpsc::UnboundedReceiver<LeaderO
             Some(LeaderOp::Abandon) => FlightOp::Abandon { ticket },
         };
         let last = matches!(op, FlightOp::Finish { .. } | FlightOp::Abandon { .. });
+        let published = matches!(op, FlightOp::Publish { .. });
         let _ = send(&stub, &op).await;
         if last {
+            return;
+        }
+        if published && hook == Hook::LoseMidStream {
+            while rx.next().await.is_some() {}
             return;
         }
     }

@@ -186,7 +186,7 @@ pub async fn run<E: Endpoint>(
     // call and tells the others) or follows (is served the leader's outcome as a hit is).
     let mut leader = None;
     if mode.writes() {
-        match flight::join(cx, key.as_str()).await {
+        match flight::join(cx, key.as_str(), endpoint.follows_stream()).await {
             Role::Lead(l) => leader = Some(l),
             Role::Follow(f) => match f.wait(cx, endpoint.follows_stream()).await {
                 Waited::Lead(l) => leader = Some(l),

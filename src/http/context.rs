@@ -33,7 +33,8 @@ pub struct RequestContext {
     pub dev_auth_cache_delay_ms: u64,
     /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: what this request does in a single
     /// flight, from its `x-dev-flight` header (`lose`: a leader that vanishes as a lost isolate
-    /// would; `stall`: a leader that stays alive and never answers; `max=N`: a flight bound of
+    /// would; `lose-mid-stream`: one that vanishes once it published the first part of its
+    /// stream; `stall`: a leader that stays alive and never answers; `max=N`: a flight bound of
     /// N followers; `off`: no flight, as under `COALESCE=off`). Empty there otherwise.
     #[cfg(feature = "dev-hooks")]
     pub dev_flight: String,

@@ -71,8 +71,9 @@ impl DurableObject for Flight {
             FlightOp::Join {
                 timeout_ms,
                 max_followers,
+                streams,
             } => {
-                let (joined, sends) = inner.flight.join(now, timeout_ms, max_followers);
+                let (joined, sends) = inner.flight.join(now, timeout_ms, max_followers, streams);
                 inner.deliver(sends);
                 return match joined {
                     Joined::Lead { ticket } => Response::ok(Frame::Lead { ticket }.line()),

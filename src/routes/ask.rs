@@ -253,7 +253,8 @@ impl Endpoint for Ask {
 
     /// The leader's `delta` and `result` events as they come, then this caller's own `done`
     /// (its cache status, its fee), with the results the leader's outcome holds; its usage
-    /// row and archive are written then.
+    /// row and archive are written then. Without the leader's answer (lost mid-answer), an
+    /// `error` event instead of the `done`.
     fn follow_stream(
         &self,
         cx: &RequestContext,
@@ -275,19 +276,30 @@ impl Endpoint for Ask {
         });
         let cx2 = cx.clone();
         let tail = futures::stream::once(async move {
-            let results = match &*landed.borrow() {
+            let landed = landed.borrow().clone();
+            let results = match &landed {
                 Some(Outcome::Answer { text, .. }) => serde_json::from_str::<Value>(text)
                     .ok()
-                    .map(|v| v["results"].clone())
-                    .unwrap_or(Value::Null),
-                _ => Value::Null,
+                    .map(|mut v| v["results"].take())
+                    .filter(Value::is_array),
+                _ => None,
+            };
+            let Some(results) = results else {
+                // No answer came (the leader was lost mid-answer): the events end with an
+                // `error`, never with a `done` that would read as a whole answer.
+                let (code, message) = match landed {
+                    Some(Outcome::Error { code, message, .. }) => (code, message),
+                    _ => (
+                        "upstream_error".to_string(),
+                        "the identical call this one followed ended without its answer".to_string(),
+                    ),
+                };
+                usage_log::usage_later(&cx2, row, 200);
+                let error = json!({"error": {"code": code, "message": message}});
+                return Ok(ask_stream::event("error", &error.to_string()));
             };
             let mut done = done;
-            done["results"] = if results.is_array() {
-                results
-            } else {
-                json!([])
-            };
+            done["results"] = results;
             let body = done.to_string();
             usage_log::archive_later(&mut row, body.clone());
             usage_log::usage_later(&cx2, row, 200);

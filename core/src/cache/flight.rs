@@ -22,10 +22,13 @@ tagged_enum! {
     /// An operation on a flight (the JSON body of a request to its object).
     #[derive(Debug, Clone, PartialEq)]
     pub enum FlightOp {
-        /// A cacheable miss asks to take part. `timeout_ms` is the provider timeout.
+        /// A cacheable miss asks to take part. `timeout_ms` is the provider timeout; `streams`:
+        /// as a follower it would pass the leader's stream on as it comes (absent: false).
         Join {
             timeout_ms: u64,
             max_followers: usize,
+            #[serde(default)]
+            streams: bool,
         },
         /// The leader's stream, in order, as it arrives.
         Publish { ticket: u64, chunk: String },
@@ -140,6 +143,8 @@ struct Active {
     timeout_ms: u64,
     /// Followers in join order.
     followers: Vec<u64>,
+    /// The followers that pass the leader's stream on as it comes.
+    streaming: Vec<u64>,
     /// The leader's stream so far (replayed to a follower that joins late).
     chunks: Vec<String>,
 }
@@ -186,13 +191,15 @@ impl Flight {
         }
     }
 
-    /// A caller asks to take part. A flight older than twice the provider timeout is abandoned
-    /// (its followers are sent a 504) and the caller leads a new one.
+    /// A caller asks to take part (`streams`: as a follower, it passes the leader's stream on as
+    /// it comes). A flight older than twice the provider timeout is abandoned (its followers
+    /// are sent a 504) and the caller leads a new one.
     pub fn join(
         &mut self,
         now_ms: u64,
         timeout_ms: u64,
         max_followers: usize,
+        streams: bool,
     ) -> (Joined, Vec<Delivery>) {
         let mut sends = Vec::new();
         match &self.state {
@@ -211,6 +218,9 @@ impl Flight {
                     return (Joined::Overflow, sends);
                 }
                 a.followers.push(id);
+                if streams {
+                    a.streaming.push(id);
+                }
                 let replay = a
                     .chunks
                     .iter()
@@ -225,6 +235,7 @@ impl Flight {
                     lease_until_ms: now_ms + LEASE_MS,
                     timeout_ms,
                     followers: Vec::new(),
+                    streaming: Vec::new(),
                     chunks: Vec::new(),
                 });
                 (Joined::Lead { ticket: id }, sends)
@@ -274,20 +285,40 @@ impl Flight {
         Some(self.promote(now_ms))
     }
 
+    /// The leader is gone without an outcome: the first follower leads, the others wait for
+    /// it. Once part of the stream was published, the followers that stream have passed it on
+    /// to their callers, and a new leader's stream (from its own first event) cannot continue
+    /// it: they are sent an error outcome (their callers' streams end with the protocol's
+    /// error) and only the others wait, one of them promoted.
     fn promote(&mut self, now_ms: u64) -> Vec<Delivery> {
         let State::Flying(a) = &mut self.state else {
             return Vec::new();
         };
+        let mut sends = Vec::new();
+        if !a.chunks.is_empty() {
+            let cut = std::mem::take(&mut a.streaming);
+            a.followers.retain(|f| !cut.contains(f));
+            sends.extend(cut.into_iter().map(|id| {
+                Delivery::One(
+                    id,
+                    Frame::Done {
+                        outcome: lost_mid_answer(),
+                    },
+                )
+            }));
+            // The new leader's stream starts from its own first event.
+            a.chunks.clear();
+        }
         if a.followers.is_empty() {
             self.state = State::Idle;
-            return Vec::new();
+            return sends;
         }
         let next = a.followers.remove(0);
+        a.streaming.retain(|f| *f != next);
         a.ticket = next;
         a.lease_until_ms = now_ms + LEASE_MS;
-        // The new leader's stream starts from its own first event.
-        a.chunks.clear();
-        vec![Delivery::One(next, Frame::Lead { ticket: next })]
+        sends.push(Delivery::One(next, Frame::Lead { ticket: next }));
+        sends
     }
 
     /// Time passes: a leader past its lease is taken as lost and a follower promoted.
@@ -302,7 +333,18 @@ impl Flight {
     pub fn leave(&mut self, id: u64) {
         if let State::Flying(a) = &mut self.state {
             a.followers.retain(|f| *f != id);
+            a.streaming.retain(|f| *f != id);
         }
+    }
+}
+
+/// What a follower passing the stream on is sent when the leader was lost after publishing part
+/// of it.
+fn lost_mid_answer() -> Outcome {
+    Outcome::Error {
+        status: 502,
+        code: "upstream_error".into(),
+        message: "the identical call this one followed was lost mid-answer".into(),
     }
 }
 
@@ -328,14 +370,18 @@ mod tests {
     }
 
     fn lead(f: &mut Flight, now: u64) -> u64 {
-        match f.join(now, 3_000, MAX_FOLLOWERS).0 {
+        match f.join(now, 3_000, MAX_FOLLOWERS, false).0 {
             Joined::Lead { ticket } => ticket,
             other => panic!("expected to lead, got {other:?}"),
         }
     }
 
     fn follow(f: &mut Flight, now: u64) -> (u64, Vec<Frame>) {
-        match f.join(now, 3_000, MAX_FOLLOWERS).0 {
+        follow_as(f, now, false)
+    }
+
+    fn follow_as(f: &mut Flight, now: u64, streams: bool) -> (u64, Vec<Frame>) {
+        match f.join(now, 3_000, MAX_FOLLOWERS, streams).0 {
             Joined::Follow { id, replay } => (id, replay),
             other => panic!("expected to follow, got {other:?}"),
         }
@@ -398,6 +444,51 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_lost_mid_stream_ends_the_streaming_followers_and_promotes_a_waiting_one() {
+        let mut f = Flight::default();
+        let t = lead(&mut f, 0);
+        let (s1, _) = follow_as(&mut f, 1, true);
+        f.publish(t, 2, "a".into()).unwrap();
+        let (w, _) = follow(&mut f, 3);
+        let (s2, replay) = follow_as(&mut f, 4, true);
+        assert_eq!(replay, vec![Frame::Chunk { data: "a".into() }]);
+        let (w2, _) = follow(&mut f, 5);
+        let sends = f.tick(2 + LEASE_MS + 1);
+        let lost = Frame::Done {
+            outcome: lost_mid_answer(),
+        };
+        assert_eq!(
+            sends,
+            vec![
+                Delivery::One(s1, lost.clone()),
+                Delivery::One(s2, lost),
+                Delivery::One(w, Frame::Lead { ticket: w }),
+            ],
+            "the first follower to join streams, yet a waiting one is promoted"
+        );
+        assert_eq!(f.followers(), 1, "{w2} waits for {w}");
+        // The new leader's stream starts afresh: a follower joining now gets none of the old.
+        f.publish(w, 2_010, "b".into()).unwrap();
+        let (_, replay) = follow_as(&mut f, 2_011, true);
+        assert_eq!(replay, vec![Frame::Chunk { data: "b".into() }]);
+        // Lost before any part was published, a streaming follower leads as any other.
+        let mut g = Flight::default();
+        lead(&mut g, 0);
+        let (s, _) = follow_as(&mut g, 1, true);
+        assert_eq!(
+            g.tick(LEASE_MS + 1),
+            vec![Delivery::One(s, Frame::Lead { ticket: s })]
+        );
+        // Only streaming followers: the flight ends with them.
+        let mut h = Flight::default();
+        let t = lead(&mut h, 0);
+        follow_as(&mut h, 1, true);
+        h.publish(t, 2, "a".into()).unwrap();
+        assert_eq!(h.tick(2 + LEASE_MS + 1).len(), 1);
+        assert!(h.is_idle());
+    }
+
+    #[test]
     fn renewing_keeps_the_lease() {
         let mut f = Flight::default();
         let t = lead(&mut f, 0);
@@ -424,20 +515,23 @@ mod tests {
     #[test]
     fn a_full_flight_overflows() {
         let mut f = Flight::default();
-        f.join(0, 3_000, 2);
-        assert!(matches!(f.join(1, 3_000, 2).0, Joined::Follow { .. }));
-        assert!(matches!(f.join(2, 3_000, 2).0, Joined::Follow { .. }));
-        assert_eq!(f.join(3, 3_000, 2).0, Joined::Overflow);
+        f.join(0, 3_000, 2, false);
+        assert!(matches!(
+            f.join(1, 3_000, 2, false).0,
+            Joined::Follow { .. }
+        ));
+        assert!(matches!(f.join(2, 3_000, 2, true).0, Joined::Follow { .. }));
+        assert_eq!(f.join(3, 3_000, 2, false).0, Joined::Overflow);
         // Never more than the contract's bound, whatever is asked.
         let mut g = Flight::default();
-        g.join(0, 3_000, usize::MAX);
+        g.join(0, 3_000, usize::MAX, false);
         for i in 0..MAX_FOLLOWERS {
             assert!(matches!(
-                g.join(i as u64, 3_000, usize::MAX).0,
+                g.join(i as u64, 3_000, usize::MAX, false).0,
                 Joined::Follow { .. }
             ));
         }
-        assert_eq!(g.join(5, 3_000, usize::MAX).0, Joined::Overflow);
+        assert_eq!(g.join(5, 3_000, usize::MAX, false).0, Joined::Overflow);
     }
 
     #[test]
@@ -446,7 +540,7 @@ mod tests {
         let t = lead(&mut f, 0);
         follow(&mut f, 1);
         f.renew(t, 5_900);
-        let (joined, sends) = f.join(6_001, 3_000, MAX_FOLLOWERS);
+        let (joined, sends) = f.join(6_001, 3_000, MAX_FOLLOWERS, false);
         assert!(matches!(joined, Joined::Lead { .. }), "{joined:?}");
         assert_eq!(
             sends,

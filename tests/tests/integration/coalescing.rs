@@ -332,6 +332,66 @@ async fn a_lost_leader_promotes_exactly_one_follower() {
     assert_eq!(promoted.len(), 1, "one follower promoted");
 }
 
+/// A leader lost once it published part of its stream: the followers passing that stream on
+/// cannot be continued by a new leader's (a second `message_start`), so their streams end with
+/// the protocol's error, never with what reads as a whole answer; a follower waiting for the
+/// whole answer is promoted and makes the call.
+#[tokio::test]
+async fn a_leader_lost_mid_stream_ends_its_streaming_followers_and_promotes_a_waiting_one() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    for path in ["/v1/ask", "/v1/messages"] {
+        let n = nonce();
+        let prompt = format!("lost mid-way [[mock:*=stream_delay:300]] {n}");
+        let (streamed, whole) = if path == "/v1/ask" {
+            let ask =
+                |stream| json!({"prompt": prompt, "providers": ["anthropic"], "stream": stream});
+            (ask(true), ask(false))
+        } else {
+            (messages(&prompt, true), messages(&prompt, false))
+        };
+        let lost = [("x-dev-flight", "lose-mid-stream")];
+        let leader = post_with(s, path, &key, &streamed, &lost);
+        let followers = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            // The streaming follower joins first, the waiting one after it.
+            let waiting = async {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                post_with(s, path, &key, &whole, &[]).await
+            };
+            tokio::join!(stream_text(s, path, &key, &streamed), waiting)
+        };
+        let (leader, (streaming, waiting)) = tokio::join!(leader, followers);
+        assert_eq!(leader.status, 200, "{}", leader.text);
+        let (status, cache, text, _) = streaming;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(cache.as_deref(), Some(COLLAPSED), "{path}");
+        let events: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(events.last(), Some(&"error"), "{path}: {text}");
+        if path == "/v1/ask" {
+            assert!(
+                events.contains(&"delta"),
+                "the leader's first events: {text}"
+            );
+            assert!(!events.contains(&"done"), "{text}");
+        } else {
+            assert_eq!(
+                events.iter().filter(|e| **e == "message_start").count(),
+                1,
+                "{text}"
+            );
+            assert!(!events.contains(&"message_stop"), "{text}");
+        }
+        assert_eq!(waiting.status, 200, "{path}: {}", waiting.text);
+        assert!(!is_collapsed(&waiting), "promoted: {:?}", waiting.headers);
+        assert_eq!(s.mock_calls(&n).await["total"], 2, "{path}");
+    }
+    s.assert_rows_add_up(&key, 1_000_000).await;
+}
+
 #[tokio::test]
 async fn the_flight_outlives_its_leaders_client() {
     let s = &stack();
