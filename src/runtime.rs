@@ -33,7 +33,8 @@ pub fn dependency<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Api
     }
 }
 
-/// 16 random bytes from the runtime's CSPRNG.
+/// 16 random bytes from the runtime's CSPRNG, for ids (zeros, logged, if it failed: never for a
+/// secret, which takes [`random_32`]).
 pub fn random_16() -> [u8; 16] {
     let mut b = [0u8; 16];
     // getrandom only fails if the runtime has no crypto.getRandomValues; workerd always has it.

@@ -20,7 +20,7 @@ use crate::http::context::RequestContext;
 use crate::http::request::read_json_object;
 use crate::http::response::{json, set_header};
 use crate::limits::bucket;
-use crate::runtime::{dependency, random_16};
+use crate::runtime::{dependency, random_32};
 
 /// Login attempts per client address: 10 at once, then one every 6 s.
 const LOGIN_LIMITS: Limits = Limits {
@@ -129,9 +129,8 @@ async fn login(cx: &RequestContext, mut req: Request) -> ApiResult<Response> {
         return Err(ApiError::invalid_param("key", "`key` must be an API key"));
     };
     let caller = auth::authenticate_token(cx, key.trim()).await?;
-    let mut raw = [0u8; 32];
-    raw[..16].copy_from_slice(&random_16());
-    raw[16..].copy_from_slice(&random_16());
+    // A secret: no token at all rather than a predictable one if the runtime's CSPRNG fails.
+    let raw = random_32()?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     sessions::open(
         &cx.db()?,
