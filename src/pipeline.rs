@@ -107,6 +107,12 @@ pub trait Endpoint {
     /// What the followers of this call's flight are served: the answer, whatever it is.
     fn shared(&self, answer: &Self::Answer) -> Outcome;
 
+    /// Whether `shared` serves a follower an answer, which costs it the hit fee (a failure
+    /// costs nothing): a 2xx, unless the endpoint's 2xx can hold failures only.
+    fn serves_answer(&self, shared: &SharedAnswer) -> bool {
+        (200..300).contains(&shared.status)
+    }
+
     /// Serves a follower the leader's answer (`status` and `text` as [`Endpoint::shared`] gave
     /// them), in the form the follower asked.
     fn answer_shared(
@@ -198,7 +204,9 @@ pub async fn run<E: Endpoint>(
     }
 
     // The key's bucket and the account's credits, then upstream. A leader refused here
-    // drops its handle: a follower is promoted.
+    // drops its handle: a follower is promoted. From the reservation to the settlement the
+    // request runs on even if its caller leaves.
+    let _held = cx.hold();
     let worst = endpoint.worst_cases();
     let (admission, reservation) = limits::gate(cx, caller, policy, &worst).await?;
     let answer = match endpoint.call(cx, caller).await {
@@ -208,7 +216,9 @@ pub async fn run<E: Endpoint>(
                 Unreported::WorstCase => worst.iter().map(Charge::WorstCase).collect(),
                 Unreported::Nothing => Vec::new(),
             };
-            limits::settle_later(cx, reservation, &charges);
+            // The usage row says what the call was charged, as for an answer.
+            event.credits = limits::settle_later(cx, reservation, &charges);
+            event.cache(CacheOutcome::fetched(mode, false));
             if let Some(l) = leader {
                 let outcome = Outcome::Error {
                     status: e.status,
@@ -373,11 +383,15 @@ fn follow<E: Endpoint>(
             text,
             retry_after,
         }) => {
-            let fee = if (200..300).contains(&status) { fee } else { 0 };
             let shared = SharedAnswer {
                 status,
                 text,
                 retry_after,
+            };
+            let fee = if endpoint.serves_answer(&shared) {
+                fee
+            } else {
+                0
             };
             let resp = endpoint.answer_shared(cx, shared, served(fee), event)?;
             (resp, fee)

@@ -140,8 +140,26 @@ impl RequestContext {
         self.ctx.wait_until(fut);
     }
 
+    /// Keeps the request running until the returned guard is dropped, even if its client goes
+    /// away: the runtime cancels a request whose client left unless it has work pending in
+    /// `wait_until` (then lets it run up to 30 s more). A miss holds it from its reservation
+    /// to its settlement, so a caller that leaves does not leave a reservation to expire.
+    pub fn hold(&self) -> Hold {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        self.after(async move {
+            let _ = rx.await;
+        });
+        Hold { _release: tx }
+    }
+
     /// ISO-8601 UTC form of the request's clock.
     pub fn now_iso(&self) -> String {
         iso8601(self.now_ms)
     }
+}
+
+/// See [`RequestContext::hold`]: the request may end once this is dropped.
+pub struct Hold {
+    /// Dropped with the guard: the held `wait_until` ends.
+    _release: futures::channel::oneshot::Sender<()>,
 }

@@ -225,6 +225,14 @@ impl Endpoint for Ask {
     }
 
     /// Every result, failures included, in the form of a stored entry.
+    /// An answer whose every provider failed serves nothing (it costs the follower nothing, as
+    /// the same call alone would have cost nothing for providers that refused).
+    fn serves_answer(&self, shared: &SharedAnswer) -> bool {
+        (200..300).contains(&shared.status)
+            && serde_json::from_str::<Entry>(&shared.text)
+                .is_ok_and(|e| e.results.iter().any(|r| r.completion().is_some()))
+    }
+
     fn shared(&self, answer: &Fanout) -> Outcome {
         let text = match answer {
             Fanout::Whole(answer) => serde_json::to_string(&Entry {

@@ -275,6 +275,24 @@ async fn a_failed_leader_shares_its_failure() {
     for f in followers {
         assert_eq!(f.status, 200);
         assert_eq!(openai(f)["error"], openai(leader)["error"], "{}", f.text);
+        // Anthropic's answer was served: the hit fee.
+        assert!(
+            f.json()["usage"]["credits"].as_u64().unwrap() > 0,
+            "{}",
+            f.text
+        );
+    }
+    // Every provider failed: the followers were served no answer, and pay nothing (as the
+    // same call alone costs nothing when its provider refused).
+    let n = nonce();
+    let body = json!({"prompt": format!("all fail [[mock:*=delay:2000]] [[mock:openai=503]] {n}"),
+        "providers": ["openai"]});
+    let replies = burst(s, "/v1/ask", &key, &body, 5).await;
+    let (leader, followers) = split(&replies);
+    assert_eq!(leader.json()["usage"]["credits"], 0, "{}", leader.text);
+    for f in followers {
+        assert!(openai(f)["error"].is_object(), "{}", f.text);
+        assert_eq!(f.json()["usage"]["credits"], 0, "{}", f.text);
     }
 
     // A drop-in upstream error is shared as it came, from the one call a lone request makes.
@@ -305,6 +323,7 @@ async fn a_failed_leader_shares_its_failure() {
         assert_eq!(f.status, 503, "{}", f.text);
         assert_eq!(f.json()["error"], leader.json()["error"]);
     }
+    s.assert_rows_add_up(&key, 1_000_000).await;
 }
 
 #[tokio::test]

@@ -380,6 +380,48 @@ async fn a_drop_in_call_that_times_out_is_charged_its_worst_case() {
         worst,
         "a timed-out call is charged its reservation"
     );
+    // Its usage row says so, as one refused by the provider says it cost nothing.
+    let refused = json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": format!("refused [[mock:anthropic=529]] {}", nonce())}]});
+    assert_eq!(
+        s.post("/v1/messages", Some(&key), &refused).await.status,
+        529
+    );
+    assert_eq!(s.assert_rows_add_up(&key, credits).await, worst);
+}
+
+/// A caller that goes away during a whole (not streamed) miss: the call still ends, is settled
+/// at its usage and has its usage row. `no-store`, so that no flight's leader task keeps the
+/// request alive: the runtime cancels a request whose client left unless it has work pending
+/// in `wait_until`.
+#[tokio::test]
+async fn a_whole_miss_whose_caller_left_is_settled_at_its_usage() {
+    let s = &stack();
+    let credits = 1_000_000;
+    let account = s.account("pro", credits).await;
+    let key = s.key(&account, "live").await;
+    let n = nonce();
+    let body = json!({"prompt": format!("walk away [[mock:*=delay:1500]] {n}"),
+        "providers": ["openai"], "params": {"max_tokens": 64}});
+    let worst = s.reserved_for("/v1/ask", &body).await;
+    let gone = s
+        .client
+        .post(s.url("/v1/ask"))
+        .bearer_auth(&key)
+        .header("Cache-Control", "no-store")
+        .json(&body)
+        .timeout(Duration::from_millis(400))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client left at 400 ms");
+    // The call reached the provider and was answered after the client left.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(s.mock_calls(&n).await["total"], 1);
+    let spent = s.assert_rows_add_up(&key, credits).await;
+    assert!(
+        spent > 0 && spent < worst,
+        "settled at its usage, not left to expire at its worst case: {spent} of {worst}"
+    );
 }
 
 /// Issue 14.1: the same for one provider of a `/v1/ask` fanout: its worst case is part of
