@@ -212,7 +212,7 @@ pub async fn run<E: Endpoint>(
     let answer = match endpoint.call(cx, caller).await {
         Ok(a) => a,
         Err(e) => {
-            let charges: Vec<Charge> = match settlement::unreported(e.code) {
+            let charges: Vec<Charge> = match settlement::of_error(&e) {
                 Unreported::WorstCase => worst.iter().map(Charge::WorstCase).collect(),
                 Unreported::Nothing => Vec::new(),
             };

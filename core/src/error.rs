@@ -20,6 +20,10 @@ pub struct ApiError {
     pub extra: Map<String, Value>,
     /// Extra response headers (e.g. `Retry-After`).
     pub headers: Vec<(&'static str, String)>,
+    /// The call this error ends was certainly never sent to a provider, whatever its code says
+    /// (a broker that refused the gateway itself): it costs nothing
+    /// (`credits::settlement::of_error`).
+    pub unsent: bool,
 }
 
 impl ApiError {
@@ -30,7 +34,14 @@ impl ApiError {
             message: message.into(),
             extra: Map::new(),
             headers: Vec::new(),
+            unsent: false,
         }
+    }
+
+    /// Marks the call as never sent to a provider (see [`ApiError::unsent`]).
+    pub fn never_sent(mut self) -> Self {
+        self.unsent = true;
+        self
     }
 
     /// Adds a field beside `code` and `message` in the envelope.

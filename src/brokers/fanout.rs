@@ -125,7 +125,7 @@ async fn call_broker(
     let Ok(payload) = serde_json::to_string(body) else {
         return unavailable("could not encode request");
     };
-    let secret = cx.var("BROKER_SHARED_SECRET").unwrap_or_default();
+    let secret = super::secret(cx);
     let (status, text) = match complete_rpc(cx, provider, &secret, &payload).await {
         Ok(answer) => answer,
         Err(e) => return unavailable(&e),

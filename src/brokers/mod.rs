@@ -85,6 +85,17 @@ pub(crate) fn timeout_ms(cx: &RequestContext) -> u64 {
 }
 
 /// One POST to a provider's broker over its service binding, with the shared secret.
+/// The shared secret the brokers admit the gateway by.
+pub(crate) fn secret(cx: &RequestContext) -> String {
+    let secret = cx.var("BROKER_SHARED_SECRET").unwrap_or_default();
+    // Test hook: a gateway whose secret its brokers do not hold (a rotation done out of order).
+    #[cfg(feature = "dev-hooks")]
+    if cx.dev_fails("broker-secret") {
+        return "not-the-broker-secret".to_string();
+    }
+    secret
+}
+
 pub(crate) async fn post_to_broker(
     cx: &RequestContext,
     provider: Provider,
@@ -96,8 +107,7 @@ pub(crate) async fn post_to_broker(
         .env
         .service(provider.binding())
         .map_err(|_| "no service binding".to_string())?;
-    let secret = cx.var("BROKER_SHARED_SECRET").unwrap_or_default();
-    let _ = headers.set(SECRET_HEADER, &secret);
+    let _ = headers.set(SECRET_HEADER, &secret(cx));
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)

@@ -116,6 +116,13 @@ pub(super) fn broker_error(
             "broker {provider}: refused a passthrough with HTTP {status} `{}`",
             scrub(given)
         );
+        // The broker checks the gateway's secret and the path before it touches its provider
+        // key: such a refusal was never sent upstream, and costs the caller nothing.
+        if let Some(BrokerErrorCode::Unauthorized | BrokerErrorCode::NotFound) =
+            BrokerErrorCode::parse(given)
+        {
+            return refusal.into_error().never_sent();
+        }
     }
     refusal.into_error()
 }

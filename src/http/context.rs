@@ -22,7 +22,8 @@ pub struct RequestContext {
     /// What the request's log line gathers (`crate::http::log`), shared with the clones.
     pub log: crate::http::log::SharedLog,
     /// Test hook, `dev-hooks` builds under `DEV_MODE=1` only: the storage tiers this request
-    /// must see fail, from its `x-dev-fail` header (`l1`, `l2`, comma-separated). Empty there
+    /// must see fail, from its `x-dev-fail` header (`l1`, `l2`, comma-separated; and
+    /// `broker-secret`: its broker calls carry a secret the brokers do not hold). Empty there
     /// otherwise; a production build has no such field.
     #[cfg(feature = "dev-hooks")]
     dev_fail: String,

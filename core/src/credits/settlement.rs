@@ -30,9 +30,29 @@ pub fn unreported(code: &str) -> Unreported {
     }
 }
 
+/// The settlement of a call that ended with `e`: nothing when it was certainly never sent,
+/// else as its code says ([`unreported`]).
+pub fn of_error(e: &crate::error::ApiError) -> Unreported {
+    if e.unsent {
+        Unreported::Nothing
+    } else {
+        unreported(e.code)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_never_sent_is_free_whatever_its_code() {
+        use crate::error::ApiError;
+        let e = ApiError::new(503, "broker_unavailable", "x");
+        assert_eq!(of_error(&e), Unreported::WorstCase);
+        assert_eq!(of_error(&e.never_sent()), Unreported::Nothing);
+        let refused = ApiError::new(529, "upstream_overloaded", "x");
+        assert_eq!(of_error(&refused), Unreported::Nothing);
+    }
 
     #[test]
     fn a_call_whose_outcome_is_unknown_is_charged_its_worst_case() {

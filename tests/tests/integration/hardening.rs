@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{json, nonce, reqwest::Method, stack, stack_alone, Stack};
+use integration_tests::{json, nonce, reqwest::Method, send, stack, stack_alone, Stack};
 
 /// The `keys` row of `prefix`, as `GET /v1/keys` lists it to `reader`.
 async fn key_row(s: &Stack, reader: &str, prefix: &str) -> serde_json::Value {
@@ -388,6 +388,48 @@ async fn a_drop_in_call_that_times_out_is_charged_its_worst_case() {
         529
     );
     assert_eq!(s.assert_rows_add_up(&key, credits).await, worst);
+}
+
+/// A broker that refuses the gateway itself (its shared secret, as after a rotation done out of
+/// order) never called its provider: the caller gets a 503 and is charged nothing, on a
+/// drop-in call as on `/v1/ask`.
+#[tokio::test]
+async fn a_call_the_broker_refused_before_its_provider_costs_nothing() {
+    let s = &stack();
+    let credits = 1_000_000;
+    let account = s.account("pro", credits).await;
+    let key = s.key(&account, "live").await;
+    let wrong = [("x-dev-fail", "broker-secret")];
+    let n = nonce();
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 64, "stream": false,
+        "messages": [{"role": "user", "content": format!("refused by the broker {n}")}]});
+    for stream in [false, true] {
+        let mut body = body.clone();
+        body["stream"] = json!(stream);
+        let mut rb = s.client.post(s.url("/v1/messages")).bearer_auth(&key);
+        for (k, v) in wrong {
+            rb = rb.header(k, v);
+        }
+        let r = send(rb.json(&body)).await;
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(
+            r.json()["error"]["code"],
+            "broker_unavailable",
+            "{}",
+            r.text
+        );
+    }
+    let ask = json!({"prompt": format!("refused by the broker {n}"), "providers": ["openai"]});
+    let mut rb = s.client.post(s.url("/v1/ask")).bearer_auth(&key);
+    for (k, v) in wrong {
+        rb = rb.header(k, v);
+    }
+    let r = send(rb.json(&ask)).await;
+    assert_eq!(r.json()["usage"]["credits"], 0, "{}", r.text);
+    assert_eq!(s.mock_calls(&n).await["total"], 0);
+    // Settled at nothing: the rows and the balance agree on zero.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.assert_rows_add_up(&key, credits).await, 0);
 }
 
 /// A caller that goes away during a whole (not streamed) miss: the call still ends, is settled
