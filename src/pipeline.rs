@@ -582,16 +582,18 @@ fn answer_streamed<E: Endpoint>(
 }
 
 /// Runs `work` (a stream's pump), renewing `reservation` every `STREAM_RENEW_MS` (half the
-/// ledger's maximum age of a reservation) until it is done.
+/// ledger's maximum age of a reservation; a value of 0 or past that age is ignored) until it
+/// is done.
 async fn renewing(cx: &RequestContext, reservation: &Reservation, work: impl Future<Output = ()>) {
     let every_ms = cx
         .var("STREAM_RENEW_MS")
         .and_then(|v| v.parse().ok())
+        .filter(|ms| (1..RESERVATION_MAX_AGE_MS).contains(ms))
         .unwrap_or(RESERVATION_MAX_AGE_MS / 2);
     let renew = async {
         loop {
             Timer::after_ms(every_ms).await;
-            limits::renew_later(cx, reservation);
+            limits::renew(cx, reservation).await;
         }
     };
     futures::pin_mut!(work, renew);

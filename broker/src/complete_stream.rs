@@ -100,23 +100,26 @@ pub async fn complete_stream(
         return events_response(futures::stream::iter([events]));
     }
     let body = Chunks::of(&resp).ok_or_else(ApiError::internal)?;
-    // The provider's stream, read as it arrives; its deltas go on at once.
-    let state = (body, Some(CompletionStream::new(provider)), key);
-    let events = futures::stream::unfold(state, |(mut body, mut watcher, key)| async move {
+    // The provider's stream, read as it arrives; its deltas go on at once. `began`: some of
+    // its text came, so a failure after it is one mid-answer (a stream that fails before any
+    // text, e.g. a prompt Gemini blocks, is its refusal).
+    let state = (body, Some(CompletionStream::new(provider)), key, false);
+    let events = futures::stream::unfold(state, |(mut body, mut watcher, key, began)| async move {
         let w = watcher.as_mut()?;
         match body.next().await {
             Some(Ok(chunk)) => {
                 let out: Vec<u8> = w.feed(&chunk).iter().flat_map(|t| delta(t)).collect();
-                Some((out, (body, watcher, key)))
+                let began = began || !out.is_empty();
+                Some((out, (body, watcher, key, began)))
             }
             // The end (or a broken stream): the completion the events add up to, or why not.
             _ => {
                 let w = watcher.take()?;
                 let out = match w.finish() {
                     Ok(c) => result(&c),
-                    Err(e) => failure(&e, &key, true),
+                    Err(e) => failure(&e, &key, began),
                 };
-                Some((out, (body, None, key)))
+                Some((out, (body, None, key, began)))
             }
         }
     })

@@ -84,7 +84,6 @@ pub(crate) fn timeout_ms(cx: &RequestContext) -> u64 {
         .unwrap_or(DEFAULT_TIMEOUT_MS)
 }
 
-/// One POST to a provider's broker over its service binding, with the shared secret.
 /// The shared secret the brokers admit the gateway by.
 pub(crate) fn secret(cx: &RequestContext) -> String {
     let secret = cx.var("BROKER_SHARED_SECRET").unwrap_or_default();
@@ -96,6 +95,7 @@ pub(crate) fn secret(cx: &RequestContext) -> String {
     secret
 }
 
+/// One POST to a provider's broker over its service binding, with the shared secret.
 pub(crate) async fn post_to_broker(
     cx: &RequestContext,
     provider: Provider,

@@ -1,8 +1,9 @@
 //! Typed client of the `AccountLedger` Durable Object (one per account): encodes `LedgerOp`s,
 //! decodes the typed `LedgerReply`. Failures to reach it are 503s.
 //!
-//! Operations that need no answer before the response (settlements, releases, cache-hit fees)
-//! wait in an isolate-local queue per account and travel together: at most `FLUSH_MS` later in
+//! Operations that need no answer before the response (settlements, releases, cache-hit fees;
+//! not a stream's renewals, sent alone) wait in an isolate-local queue per account and travel
+//! together: at most `FLUSH_MS` later in
 //! one `batch` call, or sooner, ahead of the next call this isolate makes to the same account's
 //! ledger (a reservation or a balance read then sees every earlier operation applied first).
 //! A batch whose send fails is retried with back-off, with only its retry-safe operations
@@ -150,9 +151,9 @@ fn schedule_flush(cx: &RequestContext) {
     }
 }
 
-/// Sends `op` alone, leaving the account's queue as it is (dev-only routes: a test can then
-/// tell what the queue delivered from what a call carried along).
-#[cfg(feature = "dev-hooks")]
+/// Sends `op` alone, leaving the account's queue as it is (a renewal, which must not ride with
+/// queued operations; dev-only routes: a test can then tell what the queue delivered from what
+/// a call carried along).
 pub async fn send_alone(env: &Env, account_id: &str, op: &LedgerOp) -> ApiResult<LedgerReply> {
     let body = serde_json::to_string(op).map_err(dependency("encode"))?;
     send(env, account_id, body).await

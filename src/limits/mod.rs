@@ -459,17 +459,22 @@ fn used_tokens(charges: &[Charge]) -> (u64, u64) {
     })
 }
 
-/// Keeps the call's credit reservation (and its account-wide one) open while it still runs,
-/// queued for the account's ledger: a stream longer than the ledger's maximum age would
-/// otherwise be charged its whole reservation by expiry, as a call whose isolate was lost is
-/// (`docs/DECISIONS.md`, "Streams"). The key's own token reservation is not renewed: its
-/// buckets are per minute, so what its expiry keeps taken has long refilled.
-pub fn renew_later(cx: &RequestContext, reservation: &Reservation) {
+/// Keeps the call's credit reservation (and its account-wide one) open while it still runs: a
+/// stream longer than the ledger's maximum age would otherwise be charged its whole
+/// reservation by expiry, as a call whose isolate was lost is (`docs/DECISIONS.md`, "A
+/// reservation never settled is charged in full"). Sent alone, not with the queued
+/// operations: a ledger object that does not know the operation yet (a deploy under way)
+/// refuses it alone, and the reservation is then charged by expiry as before. The key's own
+/// token reservation is not renewed: its buckets are per minute, so what its expiry keeps
+/// taken has long refilled.
+pub async fn renew(cx: &RequestContext, reservation: &Reservation) {
     if reservation.ledger.is_some() {
         let op = LedgerOp::Renew {
             id: reservation.id.clone(),
         };
-        ledger::queue(cx, &reservation.account_id, op);
+        if let Err(e) = ledger::send_alone(&cx.env, &reservation.account_id, &op).await {
+            console_error!("ledger: renewal refused: {}", e.code);
+        }
     }
 }
 

@@ -224,7 +224,6 @@ impl Endpoint for Ask {
         .ok()
     }
 
-    /// Every result, failures included, in the form of a stored entry.
     /// An answer whose every provider failed serves nothing (it costs the follower nothing, as
     /// the same call alone would have cost nothing for providers that refused).
     fn serves_answer(&self, shared: &SharedAnswer) -> bool {
@@ -233,6 +232,7 @@ impl Endpoint for Ask {
                 .is_ok_and(|e| e.results.iter().any(|r| r.completion().is_some()))
     }
 
+    /// Every result, failures included, in the form of a stored entry.
     fn shared(&self, answer: &Fanout) -> Outcome {
         let text = match answer {
             Fanout::Whole(answer) => serde_json::to_string(&Entry {
@@ -288,7 +288,7 @@ impl Endpoint for Ask {
             let results = match &landed {
                 Some(Outcome::Answer { text, .. }) => serde_json::from_str::<Value>(text)
                     .ok()
-                    .map(|mut v| v["results"].take())
+                    .and_then(|mut v| v.get_mut("results").map(Value::take))
                     .filter(Value::is_array),
                 _ => None,
             };

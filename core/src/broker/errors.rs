@@ -232,10 +232,10 @@ pub fn completion_failure(e: &ProviderError, key: &str) -> (u16, Value) {
 pub struct StreamFailure {
     pub status: u16,
     pub body: Value,
-    /// The provider's stream was open (it answered 2xx and began its events): it may have
-    /// generated, and billed, part of the answer, so the call is charged its worst case
-    /// whatever the error (`docs/DECISIONS.md`, "Streams"). Absent (a broker from before this
-    /// field): false.
+    /// The provider's answer had begun (it answered 2xx and some of its text came) when it
+    /// failed: it may have generated, and billed, more of it, so the call is charged its worst
+    /// case whatever the error (`docs/DECISIONS.md`, "Streams"). Absent (a broker from before
+    /// this field): false.
     #[serde(default)]
     pub mid_answer: bool,
 }

@@ -66,7 +66,8 @@ tagged_enum! {
         /// Keep reservation `id` open: its call is still running (a stream longer than
         /// [`RESERVATION_MAX_AGE_MS`]). Its credits' age and its account-wide reservation's
         /// deadline start again from now, so only a call whose isolate was lost is charged in
-        /// full by expiry.
+        /// full by expiry. Sent alone, never in a batch: an object that does not know it yet
+        /// (a deploy under way) refuses it alone.
         Renew { id: String },
         /// Close reservation `id` without charging.
         Release {
@@ -103,10 +104,7 @@ impl LedgerOp {
     /// is settled or released at most once (a repeat is refused as `unknown_reservation`). Only
     /// such operations are sent again after a call whose outcome is unknown.
     pub fn is_retry_safe(&self) -> bool {
-        matches!(
-            self,
-            LedgerOp::Settle { .. } | LedgerOp::Release { .. } | LedgerOp::Renew { .. }
-        )
+        matches!(self, LedgerOp::Settle { .. } | LedgerOp::Release { .. })
     }
 }
 
@@ -874,9 +872,8 @@ mod tests {
     }
 
     #[test]
-    fn only_settlements_releases_and_renewals_are_retry_safe() {
+    fn only_settlements_and_releases_are_retry_safe() {
         assert!(settle("a", 1).is_retry_safe());
-        assert!(LedgerOp::Renew { id: "a".into() }.is_retry_safe());
         assert!(LedgerOp::Release {
             id: "a".into(),
             meters: None
@@ -886,6 +883,8 @@ mod tests {
             LedgerOp::Balance,
             LedgerOp::Credit { amount: 1 },
             reserve("a", 1),
+            // Sent alone, never queued: not retried.
+            LedgerOp::Renew { id: "a".into() },
             LedgerOp::Fee { amount: 1 },
             LedgerOp::Wipe,
             LedgerOp::Batch { ops: vec![] },

@@ -372,10 +372,10 @@ async fn a_leader_lost_mid_stream_ends_its_streaming_followers_and_promotes_a_wa
         let lost = [("x-dev-flight", "lose-mid-stream")];
         let leader = post_with(s, path, &key, &streamed, &lost);
         let followers = async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            tokio::time::sleep(Duration::from_millis(600)).await;
             // The streaming follower joins first, the waiting one after it.
             let waiting = async {
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 post_with(s, path, &key, &whole, &[]).await
             };
             tokio::join!(stream_text(s, path, &key, &streamed), waiting)
