@@ -162,10 +162,7 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
             if *object == "bucket" {
                 crate::limits::bucket::reread(&cx.env, name, old_form).await?;
             } else {
-                let op = LedgerOp::Reread { old_form };
-                crate::limits::ledger::applied(
-                    crate::limits::ledger::send_alone(&cx.env, name, &op).await?,
-                )?;
+                ledger_hook(cx, name, LedgerOp::Reread { old_form }).await?;
             }
             json(200, &json!({"reread": object, "old_form": old_form}))
         }
@@ -173,18 +170,12 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
         // once; `0` puts it back).
         (Method::Post, ["ledger", account, "clock-ahead", ms]) => {
             let ms = ms.parse().map_err(|_| ApiError::not_found())?;
-            let op = LedgerOp::ShiftClock { ms };
-            crate::limits::ledger::applied(
-                crate::limits::ledger::send_alone(&cx.env, account, &op).await?,
-            )?;
+            ledger_hook(cx, account, LedgerOp::ShiftClock { ms }).await?;
             json(200, &json!({"clock_ahead_ms": ms}))
         }
         (Method::Post, ["ledger", account, "fail-batches", count]) => {
             let count = count.parse().map_err(|_| ApiError::not_found())?;
-            let op = LedgerOp::FailBatches { count };
-            crate::limits::ledger::applied(
-                crate::limits::ledger::send_alone(&cx.env, account, &op).await?,
-            )?;
+            ledger_hook(cx, account, LedgerOp::FailBatches { count }).await?;
             json(200, &json!({"failing_batches": count}))
         }
         // Load benchmarks (scripts/bench.sh): one real rate-limit decision through the key's
@@ -298,4 +289,12 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
         }
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// Sends a test operation to `account`'s ledger alone, past the isolate's queue.
+async fn ledger_hook(cx: &RequestContext, account: &str, op: LedgerOp) -> ApiResult<()> {
+    crate::limits::ledger::applied(
+        crate::limits::ledger::send_alone(&cx.env, account, &op).await?,
+    )?;
+    Ok(())
 }

@@ -19,6 +19,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const DEV_D1_VALUE_LIMIT: usize = 96 * 1024;
 /// The most keys one account of the suite may mint through `POST /v1/keys` (default 1,000).
 pub const DEV_MAX_KEYS_PER_ACCOUNT: u64 = 12;
+/// The credits of an account [`Stack::live_key`] makes.
+pub const LIVE_CREDITS: u64 = 1_000_000;
 
 /// The running stack.
 pub struct Stack {
@@ -332,9 +334,9 @@ impl Stack {
         r.json()["key"].as_str().expect("key").to_string()
     }
 
-    /// A fresh account (pro tier, plenty of credits) and one live key.
+    /// A fresh account (pro tier, [`LIVE_CREDITS`]) and one live key.
     pub async fn live_key(&self) -> (String, String) {
-        let a = self.account("pro", 1_000_000).await;
+        let a = self.account("pro", LIVE_CREDITS).await;
         let k = self.key(&a, "live").await;
         (a, k)
     }

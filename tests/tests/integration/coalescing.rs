@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use futures::StreamExt;
-use integration_tests::{json, nonce, send, stack, Reply, Stack, Value};
+use integration_tests::{json, nonce, send, stack, Reply, Stack, Value, LIVE_CREDITS};
 
 const COLLAPSED: &str = "edge-gateway; fwd=uri-miss; collapsed";
 
@@ -323,7 +323,7 @@ async fn a_failed_leader_shares_its_failure() {
         assert_eq!(f.status, 503, "{}", f.text);
         assert_eq!(f.json()["error"], leader.json()["error"]);
     }
-    s.assert_rows_add_up(&key, 1_000_000).await;
+    s.assert_rows_add_up(&key, LIVE_CREDITS).await;
 }
 
 #[tokio::test]
@@ -408,7 +408,7 @@ async fn a_leader_lost_mid_stream_ends_its_streaming_followers_and_promotes_a_wa
         assert!(!is_collapsed(&waiting), "promoted: {:?}", waiting.headers);
         assert_eq!(s.mock_calls(&n).await["total"], 2, "{path}");
     }
-    s.assert_rows_add_up(&key, 1_000_000).await;
+    s.assert_rows_add_up(&key, LIVE_CREDITS).await;
 }
 
 #[tokio::test]
@@ -632,6 +632,6 @@ async fn streamed_asks_and_chat_streams_coalesce_too() {
     assert_eq!(plain.1.as_deref(), Some(COLLAPSED));
     assert!(!plain.2.contains("\"usage\""), "{}", plain.2);
     // Every follower's fee is on its usage row, as the leaders' charges are on theirs.
-    let spent = s.assert_rows_add_up(&key, 1_000_000).await;
+    let spent = s.assert_rows_add_up(&key, LIVE_CREDITS).await;
     assert!(spent > 0);
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use integration_tests::{json, nonce, reqwest::Method, send, stack, stack_alone, Stack};
+use integration_tests::{
+    json, nonce, reqwest::Method, send, stack, stack_alone, Stack, LIVE_CREDITS,
+};
 
 /// The `keys` row of `prefix`, as `GET /v1/keys` lists it to `reader`.
 async fn key_row(s: &Stack, reader: &str, prefix: &str) -> serde_json::Value {
@@ -396,9 +398,8 @@ async fn a_drop_in_call_that_times_out_is_charged_its_worst_case() {
 #[tokio::test]
 async fn a_call_the_broker_refused_before_its_provider_costs_nothing() {
     let s = &stack();
-    let credits = 1_000_000;
-    let account = s.account("pro", credits).await;
-    let key = s.key(&account, "live").await;
+    let credits = LIVE_CREDITS;
+    let (_, key) = s.live_key().await;
     let wrong = [("x-dev-fail", "broker-secret")];
     let n = nonce();
     let body = json!({"model": "claude-haiku-4-5", "max_tokens": 64, "stream": false,
@@ -439,9 +440,8 @@ async fn a_call_the_broker_refused_before_its_provider_costs_nothing() {
 #[tokio::test]
 async fn a_whole_miss_whose_caller_left_is_settled_at_its_usage() {
     let s = &stack();
-    let credits = 1_000_000;
-    let account = s.account("pro", credits).await;
-    let key = s.key(&account, "live").await;
+    let credits = LIVE_CREDITS;
+    let (_, key) = s.live_key().await;
     let n = nonce();
     let body = json!({"prompt": format!("walk away [[mock:*=delay:1500]] {n}"),
         "providers": ["openai"], "params": {"max_tokens": 64}});

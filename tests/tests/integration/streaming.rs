@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use integration_tests::{json, nonce, stack, Stack, Value};
+use integration_tests::{json, nonce, stack, Stack, Value, LIVE_CREDITS};
 
 fn chat_stream(prompt: &str) -> Value {
     json!({"model": "gpt-4o-mini", "max_completion_tokens": 64, "stream": true,
@@ -284,9 +284,8 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_event_and_is_not_cached(
 #[tokio::test]
 async fn a_stream_older_than_a_reservation_lives_is_settled_at_its_usage() {
     let s = &stack();
-    let credits = 1_000_000;
-    let account = s.account("pro", credits).await;
-    let key = s.key(&account, "live").await;
+    let credits = LIVE_CREDITS;
+    let (account, key) = s.live_key().await;
     let n = nonce();
     let body = messages_stream(&format!(
         "a long answer [[mock:anthropic=stream_delay:600]] {n}"
@@ -523,9 +522,8 @@ async fn an_ask_stream_ends_a_provider_silent_past_its_timeout() {
 #[tokio::test]
 async fn an_ask_stream_charges_a_provider_that_failed_mid_answer_its_worst_case() {
     let s = &stack();
-    let credits = 1_000_000;
-    let account = s.account("pro", credits).await;
-    let key = s.key(&account, "live").await;
+    let credits = LIVE_CREDITS;
+    let (_, key) = s.live_key().await;
     let n = nonce();
     for (i, provider) in ["anthropic", "openai"].into_iter().enumerate() {
         let body = json!({"prompt": format!("ask fails mid-way [[mock:*=stream_error]] {n} {i}"),
