@@ -284,7 +284,7 @@ impl Endpoint for Ask {
         });
         let cx2 = cx.clone();
         let tail = futures::stream::once(async move {
-            let landed = landed.borrow().clone();
+            let landed = landed.borrow_mut().take();
             let results = match &landed {
                 Some(Outcome::Answer { text, .. }) => serde_json::from_str::<Value>(text)
                     .ok()

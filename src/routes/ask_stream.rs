@@ -242,7 +242,7 @@ pub struct Done {
 /// began answering, or may have reached its provider and told no usage
 /// (`gateway_core::credits::settlement`), or never finished.
 fn charges(done: &Done, results: &BTreeMap<Provider, Finished>) -> Vec<OwnedCharge> {
-    use gateway_core::credits::settlement::{unreported, Unreported};
+    use gateway_core::credits::settlement::{failed_stream, Unreported};
     done.worst
         .iter()
         .filter_map(|w| {
@@ -259,13 +259,12 @@ fn charges(done: &Done, results: &BTreeMap<Provider, Finished>) -> Vec<OwnedChar
                         .unwrap_or_else(|| c.model.clone()),
                     tokens: c.tokens,
                 }),
-                // Failed once its provider had begun answering: it may have generated up to
-                // its worst case, whatever the error says.
-                Some((ResultBody::Err { .. }, true)) => Some(OwnedCharge::WorstCase(w.clone())),
-                Some((ResultBody::Err { error }, false)) => match unreported(&error.code) {
-                    Unreported::WorstCase => Some(OwnedCharge::WorstCase(w.clone())),
-                    Unreported::Nothing => None,
-                },
+                Some((ResultBody::Err { error }, mid_answer)) => {
+                    match failed_stream(&error.code, mid_answer) {
+                        Unreported::WorstCase => Some(OwnedCharge::WorstCase(w.clone())),
+                        Unreported::Nothing => None,
+                    }
+                }
                 None => Some(OwnedCharge::WorstCase(w.clone())),
             }
         })

@@ -142,11 +142,17 @@ struct Active {
     lease_until_ms: u64,
     timeout_ms: u64,
     /// Followers in join order.
-    followers: Vec<u64>,
-    /// The followers that pass the leader's stream on as it comes.
-    streaming: Vec<u64>,
+    followers: Vec<Waiting>,
     /// The leader's stream so far (replayed to a follower that joins late).
     chunks: Vec<String>,
+}
+
+/// A follower.
+#[derive(Debug)]
+struct Waiting {
+    id: u64,
+    /// It passes the leader's stream on as it comes.
+    streams: bool,
 }
 
 #[derive(Debug)]
@@ -217,10 +223,7 @@ impl Flight {
                 if a.followers.len() >= max_followers.min(MAX_FOLLOWERS) {
                     return (Joined::Overflow, sends);
                 }
-                a.followers.push(id);
-                if streams {
-                    a.streaming.push(id);
-                }
+                a.followers.push(Waiting { id, streams });
                 let replay = a
                     .chunks
                     .iter()
@@ -235,7 +238,6 @@ impl Flight {
                     lease_until_ms: now_ms + LEASE_MS,
                     timeout_ms,
                     followers: Vec::new(),
-                    streaming: Vec::new(),
                     chunks: Vec::new(),
                 });
                 (Joined::Lead { ticket: id }, sends)
@@ -296,11 +298,13 @@ impl Flight {
         };
         let mut sends = Vec::new();
         if !a.chunks.is_empty() {
-            let cut = std::mem::take(&mut a.streaming);
-            a.followers.retain(|f| !cut.contains(f));
-            sends.extend(cut.into_iter().map(|id| {
+            let (cut, waiting) = std::mem::take(&mut a.followers)
+                .into_iter()
+                .partition(|f| f.streams);
+            a.followers = waiting;
+            sends.extend(cut.into_iter().map(|f: Waiting| {
                 Delivery::One(
-                    id,
+                    f.id,
                     Frame::Done {
                         outcome: lost_mid_answer(),
                     },
@@ -313,8 +317,7 @@ impl Flight {
             self.state = State::Idle;
             return sends;
         }
-        let next = a.followers.remove(0);
-        a.streaming.retain(|f| *f != next);
+        let next = a.followers.remove(0).id;
         a.ticket = next;
         a.lease_until_ms = now_ms + LEASE_MS;
         sends.push(Delivery::One(next, Frame::Lead { ticket: next }));
@@ -332,8 +335,7 @@ impl Flight {
     /// A follower went away (its wait ended or its caller left).
     pub fn leave(&mut self, id: u64) {
         if let State::Flying(a) = &mut self.state {
-            a.followers.retain(|f| *f != id);
-            a.streaming.retain(|f| *f != id);
+            a.followers.retain(|f| f.id != id);
         }
     }
 }

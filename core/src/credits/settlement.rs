@@ -30,6 +30,17 @@ pub fn unreported(code: &str) -> Unreported {
     }
 }
 
+/// The settlement of a streamed call that failed with error `code`: its worst case when its
+/// provider's answer had begun (`mid_answer`: the provider may have generated more of it,
+/// whatever the error says), else as the code says ([`unreported`]).
+pub fn failed_stream(code: &str, mid_answer: bool) -> Unreported {
+    if mid_answer {
+        Unreported::WorstCase
+    } else {
+        unreported(code)
+    }
+}
+
 /// The settlement of a call that ended with `e`: nothing when it was certainly never sent,
 /// else as its code says ([`unreported`]).
 pub fn of_error(e: &crate::error::ApiError) -> Unreported {
@@ -52,6 +63,22 @@ mod tests {
         assert_eq!(of_error(&e.never_sent()), Unreported::Nothing);
         let refused = ApiError::new(529, "upstream_overloaded", "x");
         assert_eq!(of_error(&refused), Unreported::Nothing);
+    }
+
+    #[test]
+    fn a_stream_that_failed_mid_answer_is_charged_its_worst_case_whatever_its_code() {
+        assert_eq!(
+            failed_stream("upstream_overloaded", true),
+            Unreported::WorstCase
+        );
+        assert_eq!(
+            failed_stream("upstream_overloaded", false),
+            Unreported::Nothing
+        );
+        assert_eq!(
+            failed_stream("upstream_timeout", false),
+            Unreported::WorstCase
+        );
     }
 
     #[test]
