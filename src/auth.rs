@@ -189,20 +189,54 @@ pub async fn authenticate_v1(
     session_caller(cx, req).await
 }
 
-/// The session token of the request's cookie, if it carries a well-formed one.
+/// The session token of the request's cookie, if it carries exactly one, well formed, under
+/// the name the cookie has where the request was sent (`dashboard::session_token`).
 pub fn session_token(req: &Request) -> Option<String> {
     let cookie = req.headers().get("Cookie").ok().flatten()?;
-    dashboard::session_token(&cookie).map(str::to_string)
+    dashboard::session_token(&cookie, cookie_is_secure(req)).map(str::to_string)
+}
+
+/// Whether the session cookie is `Secure` where this request was sent (see
+/// `dashboard::secure_cookie`).
+pub fn cookie_is_secure(req: &Request) -> bool {
+    match request_url::scheme_and_host(&req.inner().url()) {
+        Some((scheme, host)) => dashboard::secure_cookie(scheme, host),
+        None => true,
+    }
 }
 
 /// The caller of the request's dashboard session: its key's, while the session is unexpired,
 /// the key active and the account there (read from D1 now); else the one 401.
+/// A token that opens no session counts as a failed lookup, and an isolate past its budget of
+/// them answers 429 before reading D1, as for API keys: a walk over made-up tokens costs no D1
+/// read per request.
 pub async fn session_caller(cx: &RequestContext, req: &Request) -> ApiResult<Caller> {
     let token = session_token(req).ok_or_else(ApiError::unauthorized)?;
-    let row = crate::db::sessions::key_of(&cx.db()?, &keys::hash_token(&token), cx.now_ms)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    if failures::throttled(cx.now_ms) {
+        return Err(failures::throttled_error());
+    }
+    let row = crate::db::sessions::key_of(&cx.db()?, &keys::hash_token(&token), cx.now_ms).await?;
+    let Some(row) = row else {
+        failures::count(cx.now_ms);
+        return Err(ApiError::unauthorized());
+    };
     Caller::from_row(row)
+}
+
+/// Ends the session of the request's cookie, if any: a token that ended none counts as a
+/// failed lookup, and past the budget the D1 write is not made (429), as for
+/// [`session_caller`].
+pub async fn end_session(cx: &RequestContext, req: &Request) -> ApiResult<()> {
+    let Some(token) = session_token(req) else {
+        return Ok(());
+    };
+    if failures::throttled(cx.now_ms) {
+        return Err(failures::throttled_error());
+    }
+    if crate::db::sessions::close(&cx.db()?, &keys::hash_token(&token)).await? == 0 {
+        failures::count(cx.now_ms);
+    }
+    Ok(())
 }
 
 /// The origin the request was sent to (`scheme://host[:port]`).

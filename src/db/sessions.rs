@@ -47,15 +47,14 @@ pub async fn key_of(
     .await
 }
 
-/// Ends a session.
-pub async fn close(db: &D1Database, token_hash: &str) -> ApiResult<()> {
+/// Ends a session: how many rows it ended (0 when no session had that token).
+pub async fn close(db: &D1Database, token_hash: &str) -> ApiResult<usize> {
     d1::run(
         db,
         "DELETE FROM dashboard_sessions WHERE token_hash = ?1",
         &[text(token_hash)],
     )
     .await
-    .map(|_| ())
 }
 
 /// Ends every session of the key `prefix` (revoked).

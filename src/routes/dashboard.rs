@@ -4,9 +4,8 @@
 //! accept the session cookie for the account's own routes (`auth::authenticate_v1`).
 
 use gateway_core::api::dashboard::{
-    cleared_cookie, origin_allowed, secure_cookie, session_cookie, SECURITY_HEADERS, SESSION_TTL_MS,
+    cleared_cookie, origin_allowed, session_cookie, SECURITY_HEADERS, SESSION_TTL_MS,
 };
-use gateway_core::api::request_url;
 use gateway_core::error::{ApiError, ApiResult};
 use gateway_core::keys;
 use gateway_core::limits::bucket::Decision;
@@ -77,14 +76,6 @@ async fn asset(cx: &RequestContext, path: &str) -> ApiResult<Response> {
     Ok(resp)
 }
 
-/// Whether this request may carry a `Secure` cookie back (see `secure_cookie`).
-fn secure(req: &Request) -> bool {
-    match request_url::scheme_and_host(&req.inner().url()) {
-        Some((scheme, host)) => secure_cookie(scheme, host),
-        None => true,
-    }
-}
-
 fn no_store(resp: Response) -> Response {
     set_header(resp.headers(), "Cache-Control", "no-store");
     resp
@@ -129,6 +120,9 @@ async fn login(cx: &RequestContext, mut req: Request) -> ApiResult<Response> {
         return Err(ApiError::invalid_param("key", "`key` must be an API key"));
     };
     let caller = auth::authenticate_token(cx, key.trim()).await?;
+    // A key revoked elsewhere in the last seconds (whose caches here may still say active)
+    // opens no session: its row is read from D1 now, as every use of a session reads it.
+    auth::confirm_active(cx, &caller).await?;
     // A secret: no token at all rather than a predictable one if the runtime's CSPRNG fails.
     let raw = random_32()?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -149,7 +143,7 @@ async fn login(cx: &RequestContext, mut req: Request) -> ApiResult<Response> {
     set_header(
         resp.headers(),
         "Set-Cookie",
-        &session_cookie(&token, secure(&req)),
+        &session_cookie(&token, auth::cookie_is_secure(&req)),
     );
     Ok(no_store(resp))
 }
@@ -169,12 +163,14 @@ async fn session(cx: &RequestContext, req: &Request) -> ApiResult<Response> {
 /// cookie.
 async fn logout(cx: &RequestContext, req: Request) -> ApiResult<Response> {
     check_origin(&req)?;
-    if let Some(token) = auth::session_token(&req) {
-        sessions::close(&cx.db()?, &keys::hash_token(&token)).await?;
-    }
+    auth::end_session(cx, &req).await?;
     let resp = Response::empty()
         .map_err(|_| ApiError::internal())?
         .with_status(204);
-    set_header(resp.headers(), "Set-Cookie", &cleared_cookie(secure(&req)));
+    set_header(
+        resp.headers(),
+        "Set-Cookie",
+        &cleared_cookie(auth::cookie_is_secure(&req)),
+    );
     Ok(no_store(resp))
 }

@@ -4,8 +4,23 @@
 
 use crate::api::route::V1Route;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "gw_session";
+/// The session cookie's name wherever it is `Secure`: the `__Host-` prefix makes a browser take
+/// it only from this very host, only with `Secure` and `Path=/` and no `Domain`, so a page on a
+/// sibling subdomain can neither set it nor shadow it with a cookie of its own.
+pub const SESSION_COOKIE: &str = "__Host-gw_session";
+
+/// Its name over plain HTTP to the loopback host of local development, where a cookie cannot
+/// be `Secure` and so cannot take the prefix.
+pub const LOCAL_SESSION_COOKIE: &str = "gw_session";
+
+/// The session cookie's name, for a cookie that is `Secure` or not (see [`secure_cookie`]).
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SESSION_COOKIE
+    } else {
+        LOCAL_SESSION_COOKIE
+    }
+}
 
 /// How long a session lasts (12 h), whatever happens in between.
 pub const SESSION_TTL_MS: u64 = 12 * 3600 * 1000;
@@ -36,7 +51,8 @@ pub fn secure_cookie(scheme: &str, host: &str) -> bool {
 /// The `Set-Cookie` value that opens a session.
 pub fn session_cookie(token: &str, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={token}; Max-Age={}; Path=/; HttpOnly; SameSite=Strict{}",
+        "{}={token}; Max-Age={}; Path=/; HttpOnly; SameSite=Strict{}",
+        cookie_name(secure),
         SESSION_TTL_MS / 1000,
         if secure { "; Secure" } else { "" }
     )
@@ -45,19 +61,30 @@ pub fn session_cookie(token: &str, secure: bool) -> String {
 /// The `Set-Cookie` value that ends it.
 pub fn cleared_cookie(secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict{}",
+        "{}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict{}",
+        cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
 
-/// The session token a `Cookie` header carries, if any (a well-formed token only).
-pub fn session_token(cookie_header: &str) -> Option<&str> {
-    cookie_header
+/// The session token a `Cookie` header carries under the session cookie's name (`secure` as the
+/// cookie was set), if it carries exactly one and it is well formed. A header naming the cookie
+/// twice carries none: which of the two a browser lists first is up to the cookies' paths, so a
+/// cookie planted beside the caller's own (by a sibling subdomain, where the name has no
+/// `__Host-` prefix) could otherwise be read in its place, and the caller's changes made to the
+/// planter's account.
+pub fn session_token(cookie_header: &str, secure: bool) -> Option<&str> {
+    let name = cookie_name(secure);
+    let mut tokens = cookie_header
         .split(';')
         .filter_map(|part| part.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value);
+    let token = tokens.next()?;
+    if tokens.next().is_some() {
+        return None;
+    }
+    Some(token).filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The calls a cookie session may make: the account's own data and settings. The answering
@@ -82,30 +109,66 @@ mod tests {
         let c = session_cookie("ab", true);
         assert_eq!(
             c,
-            "gw_session=ab; Max-Age=43200; Path=/; HttpOnly; SameSite=Strict; Secure"
+            "__Host-gw_session=ab; Max-Age=43200; Path=/; HttpOnly; SameSite=Strict; Secure"
         );
-        assert!(!session_cookie("ab", false).contains("Secure"));
+        assert_eq!(
+            session_cookie("ab", false),
+            "gw_session=ab; Max-Age=43200; Path=/; HttpOnly; SameSite=Strict"
+        );
         assert!(secure_cookie("https", "gw.example.com"));
         assert!(secure_cookie("http", "gw.example.com"));
         assert!(!secure_cookie("http", "127.0.0.1"));
         assert!(secure_cookie("https", "127.0.0.1"));
-        assert!(cleared_cookie(true).contains("Max-Age=0"));
+        assert_eq!(
+            cleared_cookie(true),
+            "__Host-gw_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert!(cleared_cookie(false).starts_with("gw_session=; Max-Age=0;"));
     }
 
     #[test]
     fn only_a_well_formed_token_is_read() {
         let t = "a".repeat(64);
         assert_eq!(
-            session_token(&format!("x=1; gw_session={t}; y=2")),
+            session_token(&format!("x=1; gw_session={t}; y=2"), false),
             Some(t.as_str())
         );
-        assert_eq!(session_token("gw_session=short"), None);
+        assert_eq!(session_token("gw_session=short", false), None);
         assert_eq!(
-            session_token(&format!("gw_session={}", "g".repeat(64))),
+            session_token(&format!("gw_session={}", "g".repeat(64)), false),
             None
         );
-        assert_eq!(session_token(&format!("other={t}")), None);
-        assert_eq!(session_token(""), None);
+        assert_eq!(session_token(&format!("other={t}"), false), None);
+        assert_eq!(session_token("", false), None);
+    }
+
+    #[test]
+    fn a_secure_session_is_read_under_its_host_only_name() {
+        let t = "b".repeat(64);
+        assert_eq!(
+            session_token(&format!("__Host-gw_session={t}"), true),
+            Some(t.as_str())
+        );
+        // The unprefixed name, which any sibling subdomain may set, is not read where the
+        // cookie is Secure; nor the prefixed one over local HTTP, where it cannot have been set.
+        assert_eq!(session_token(&format!("gw_session={t}"), true), None);
+        assert_eq!(
+            session_token(&format!("__Host-gw_session={t}"), false),
+            None
+        );
+    }
+
+    #[test]
+    fn a_cookie_header_naming_the_session_twice_carries_none() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        for secure in [true, false] {
+            let name = cookie_name(secure);
+            let header = format!("{name}={a}; x=1; {name}={b}");
+            assert_eq!(session_token(&header, secure), None, "{header}");
+            // Even when the other one is malformed: the header is ambiguous either way.
+            let header = format!("{name}={a}; {name}=zz");
+            assert_eq!(session_token(&header, secure), None, "{header}");
+        }
     }
 
     #[test]

@@ -2,14 +2,26 @@
 //! flags), what a cookie may call, the CSRF check, and the ends of a session (logout, the key's
 //! revocation), plus the dashboard's security headers.
 
-use integration_tests::{json, send, stack, Reply, Stack};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-/// Logs in with `key`: the reply and the cookie pair (`gw_session=...`) it set.
+use integration_tests::{json, send, stack, stack_alone, Reply, Stack};
+
+/// An address no other login of this run came from (IPv6's documentation prefix).
+fn own_address() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!("2001:db8::1:{:x}", NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Logs in with `key`: the reply and the cookie pair (`gw_session=...`) it set. Each login comes
+/// from an address of its own, so the tests' logins never meet the per-address login limit
+/// (which `repeated_logins_are_throttled_per_address` tests).
 async fn login(s: &Stack, key: &str) -> (Reply, Option<String>) {
     let r = send(
         s.client
             .post(s.url("/dashboard/api/login"))
             .header("Origin", &s.base)
+            .header("CF-Connecting-IP", own_address())
             .json(&json!({ "key": key })),
     )
     .await;
@@ -239,4 +251,122 @@ async fn dashboard_responses_carry_the_security_headers() {
         .starts_with("text/html"));
     assert_eq!(missing.status, 404);
     assert_eq!(api.status, 401);
+}
+
+/// A cookie header that names the session twice opens none, whichever comes first: a cookie
+/// planted beside the caller's own (a sibling subdomain may set the unprefixed name with a
+/// longer path, which browsers list first) is never read in its place, so the caller's changes
+/// cannot land in the planter's account. The caller's own cookie alone still works.
+#[tokio::test]
+async fn a_cookie_header_naming_the_session_twice_opens_none() {
+    let s = &stack();
+    let (victim, victim_key) = s.live_key().await;
+    let (_, planter_key) = s.live_key().await;
+    let (_, mine) = login(s, &victim_key).await;
+    let (_, planted) = login(s, &planter_key).await;
+    let (mine, planted) = (mine.unwrap(), planted.unwrap());
+    let alone = send(with_cookie(s.client.get(s.url("/v1/account")), &mine)).await;
+    assert_eq!(alone.status, 200, "{}", alone.text);
+    assert_eq!(alone.json()["account_id"], victim.as_str());
+    for both in [format!("{planted}; {mine}"), format!("{mine}; {planted}")] {
+        let who = send(with_cookie(
+            s.client.get(s.url("/dashboard/api/session")),
+            &both,
+        ))
+        .await;
+        assert_eq!(who.status, 401, "{both}: {}", who.text);
+        let put = send(with_cookie(
+            s.client
+                .put(s.url("/v1/provider-keys/openai"))
+                .header("Origin", &s.base)
+                .json(&json!({"key": "sk-victims-own-key-0123456789"})),
+            &both,
+        ))
+        .await;
+        assert_eq!(put.status, 401, "{both}: {}", put.text);
+    }
+    // Neither account got the key.
+    for key in [&victim_key, &planter_key] {
+        let listed = s.get("/v1/provider-keys", Some(key)).await;
+        assert_eq!(listed.status, 200, "{}", listed.text);
+        assert!(
+            !listed.text.contains("6789"),
+            "a provider key was stored: {}",
+            listed.text
+        );
+    }
+}
+
+/// Made-up session tokens count as failed lookups, as made-up API keys do: past the isolate's
+/// budget they are answered 429 without a D1 read (and logout makes no D1 write), and a second
+/// later a real session is served again.
+#[tokio::test]
+async fn a_walk_over_made_up_session_tokens_is_throttled_per_isolate() {
+    let s = &stack_alone();
+    let (account, key) = s.live_key().await;
+    let (_, cookie) = login(s, &key).await;
+    let cookie = cookie.unwrap();
+    let name = cookie.split('=').next().unwrap().to_string();
+    let mut statuses = Vec::new();
+    for i in 0..120u32 {
+        let made_up = format!("{name}={:064x}", 0xdead_0000u64 + u64::from(i));
+        let (method, path) = if i % 2 == 0 {
+            ("GET", "/dashboard/api/session")
+        } else {
+            ("POST", "/dashboard/api/logout")
+        };
+        let rb = match method {
+            "GET" => s.client.get(s.url(path)),
+            _ => s.client.post(s.url(path)).header("Origin", &s.base),
+        };
+        let r = send(with_cookie(rb, &made_up)).await;
+        statuses.push((path, r.status));
+    }
+    assert!(
+        statuses.iter().all(|(p, st)| *st == 429
+            || *st
+                == if *p == "/dashboard/api/session" {
+                    401
+                } else {
+                    204
+                }),
+        "{statuses:?}"
+    );
+    for path in ["/dashboard/api/session", "/dashboard/api/logout"] {
+        assert!(
+            statuses.iter().any(|(p, st)| *p == path && *st == 429),
+            "{path} was never throttled: {statuses:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let who = send(with_cookie(
+        s.client.get(s.url("/dashboard/api/session")),
+        &cookie,
+    ))
+    .await;
+    assert_eq!(who.status, 200, "{}", who.text);
+    assert_eq!(who.json()["account_id"], account.as_str());
+}
+
+/// A key revoked elsewhere in the last seconds (D1 says revoked, this isolate's caches still
+/// say active) opens no session: the login reads the key's row from D1 now.
+#[tokio::test]
+async fn a_key_revoked_elsewhere_opens_no_session_while_caches_lag() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    // Warm this isolate's caches with the key.
+    assert_eq!(s.get("/v1/account", Some(&key)).await.status, 200);
+    let r = s
+        .post(
+            &format!("/__dev/keys/{}/revoke-row-only", &key[..12]),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The caches still take the key: an unknown route is a 404, not a 401.
+    assert_eq!(s.get("/v1/no-such-route", Some(&key)).await.status, 404);
+    let (r, cookie) = login(s, &key).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(cookie.is_none(), "a session cookie was set: {cookie:?}");
 }
