@@ -339,14 +339,37 @@ pub async fn gate(
             let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
             Ok((admission, Some(held(account.map(|a| a.0)))))
         }
-        Err(e) => {
+        Err(unreserved) => {
             if !credits_only {
                 release_key_later(cx, &held(None));
             }
-            let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
-            Err(e.with_rate_headers(&admission))
+            Err(match unreserved {
+                // The headers speak for the account's limit that refused, beside the key's.
+                Unreserved::Limited(denial, readings) => {
+                    states.extend(
+                        readings
+                            .iter()
+                            .map(|r| LimitState::minute(Scope::Account, r)),
+                    );
+                    limited_error(policy.headers, policy.tier, cx.now_ms, &states, &denial)
+                }
+                Unreserved::Failed(e) => {
+                    let admission = Admission::new(policy.headers, policy.tier, cx.now_ms, states);
+                    e.with_rate_headers(&admission)
+                }
+            })
         }
     }
+}
+
+/// Why the ledger reserved nothing.
+enum Unreserved {
+    /// An account-wide limit refused the call: the denial, and the account-wide buckets as
+    /// they stand.
+    Limited(Denial, Vec<Reading>),
+    /// Any other refusal or failure, answered as it is (a 402, a 429 of the calls in flight,
+    /// a 503 of an unreachable ledger).
+    Failed(ApiError),
 }
 
 /// Gives the key's token reservation back, off the response path.
@@ -379,7 +402,7 @@ async fn reserve_worst(
     policy: &Policy,
     calls: &[WorstCase],
     account_wide: bool,
-) -> ApiResult<Option<(MinuteLimits, Vec<Reading>)>> {
+) -> Result<Option<(MinuteLimits, Vec<Reading>)>, Unreserved> {
     if caller.mode == KeyMode::Test {
         return Ok(None);
     }
@@ -407,7 +430,7 @@ async fn reserve_worst(
                     meters: account_wide.then_some(policy.account),
                 };
                 ledger::queue(cx, &caller.account_id, op);
-                return Err(e);
+                return Err(Unreserved::Failed(e));
             }
         };
     match reply {
@@ -427,7 +450,22 @@ async fn reserve_worst(
             ) {
                 console_error!("ledger refused reservation {id}: {refusal}");
             }
-            Err(refusal.reservation_error(amount))
+            Err(match refusal {
+                LedgerRefusal::Limited {
+                    limit,
+                    retry_after_ms,
+                    readings,
+                    ..
+                } => Unreserved::Limited(
+                    Denial {
+                        limit,
+                        scope: Scope::Account,
+                        retry_after_ms,
+                    },
+                    readings,
+                ),
+                refusal => Unreserved::Failed(refusal.reservation_error(amount)),
+            })
         }
     }
 }

@@ -167,7 +167,7 @@ impl LedgerView {
 tagged_enum! {
     tag = "refusal";
     /// Why the ledger refused an operation. A refused operation changes nothing.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum LedgerRefusal {
         /// The balance less what is reserved does not cover the amount.
         InsufficientCredits { available: u64 },
@@ -185,6 +185,10 @@ tagged_enum! {
             limit: LimitName,
             retry_at_ms: u64,
             retry_after_ms: u64,
+            /// The account-wide buckets as they stand (the refused call took nothing), for the
+            /// 429's rate-limit headers; absent from a ledger of before 2026-12-07.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            readings: Vec<Reading>,
         },
         /// The call's worst case exceeds an account-wide bucket's capacity: it can never fit.
         TooLarge {
@@ -196,8 +200,13 @@ tagged_enum! {
 }
 
 impl LedgerRefusal {
-    /// The refusal of the account-wide buckets for a reservation of `amounts`.
-    fn of_meters(refusal: MeterRefusal, amounts: &Amounts) -> LedgerRefusal {
+    /// The refusal of the account-wide buckets for a reservation of `amounts`; `readings`, the
+    /// buckets as they stand.
+    fn of_meters(
+        refusal: MeterRefusal,
+        amounts: &Amounts,
+        readings: Vec<Reading>,
+    ) -> LedgerRefusal {
         match refusal {
             MeterRefusal::Limited {
                 limit,
@@ -207,6 +216,7 @@ impl LedgerRefusal {
                 limit,
                 retry_at_ms,
                 retry_after_ms,
+                readings,
             },
             MeterRefusal::TooLarge { limit, capacity } => LedgerRefusal::TooLarge {
                 limit,
@@ -402,7 +412,10 @@ fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<AppliedOn
                 Some(m) => ledger
                     .meters
                     .reserve(&id, m.amounts, &m.limits, now_ms)
-                    .map_err(|r| LedgerRefusal::of_meters(r, &m.amounts))?,
+                    .map_err(|r| {
+                        let readings = ledger.meters.readings(&m.limits, now_ms);
+                        LedgerRefusal::of_meters(r, &m.amounts, readings)
+                    })?,
                 None => Vec::new(),
             };
             if let Err(e) = ledger.reserve_within(&id, amount, now_ms, max_in_flight) {
@@ -542,14 +555,32 @@ mod tests {
             assert!(a.reply.is_ok(), "{id}: {:?}", a.reply);
         }
         let a = apply(&mut ledger, metered("key2-b", 10, 10, 10, l), 0);
+        let Err(LedgerRefusal::Limited {
+            limit,
+            retry_at_ms,
+            retry_after_ms,
+            readings,
+        }) = &a.reply
+        else {
+            panic!("{:?}", a.reply)
+        };
         assert_eq!(
-            a.reply,
-            Err(LedgerRefusal::Limited {
-                limit: LimitName::Requests,
-                retry_at_ms: 20_000,
-                retry_after_ms: 20_000
-            })
+            (*limit, *retry_at_ms, *retry_after_ms),
+            (LimitName::Requests, 20_000, 20_000)
         );
+        // The account's buckets as they stand, for the 429's headers: no call left.
+        let calls = readings
+            .iter()
+            .find(|r| r.limit == LimitName::Requests)
+            .unwrap();
+        assert_eq!((calls.capacity, calls.remaining), (3, 0));
+        assert_eq!(readings, &ledger.meters.readings(&l, 0));
+        // A refusal from a ledger of before (no readings) still reads.
+        let old: LedgerRefusal = serde_json::from_str(
+            r#"{"refusal":"limited","limit":"requests","retry_at_ms":5,"retry_after_ms":5}"#,
+        )
+        .unwrap();
+        assert!(matches!(old, LedgerRefusal::Limited { readings, .. } if readings.is_empty()));
         assert!(!a.changed);
         assert_eq!(
             ledger.open_reservations(),
@@ -560,6 +591,7 @@ mod tests {
             limit: LimitName::Requests,
             retry_at_ms: 20_000,
             retry_after_ms: 20_000,
+            readings: Vec::new(),
         }
         .reservation_error(10);
         assert_eq!((e.status, e.code), (429, "rate_limited"));
@@ -587,7 +619,7 @@ mod tests {
             capacity: 1_000,
             needed: 1_001,
         };
-        assert_eq!(a.reply, Err(refusal));
+        assert_eq!(a.reply, Err(refusal.clone()));
         assert_eq!(ledger, before);
         let e = refusal.reservation_error(1);
         assert_eq!((e.status, e.code), (429, "request_too_large"));

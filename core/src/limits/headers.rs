@@ -385,8 +385,9 @@ pub fn anthropic_headers(
         headers.push((limit_h, limit.to_string()));
         if let Some((remaining, reset_ms)) = now {
             headers.push((remaining_h, remaining.to_string()));
-            let full_at_ms = now_ms.saturating_add(ceil_secs(reset_ms).saturating_mul(1000));
-            headers.push((reset_h, rfc3339_secs(full_at_ms)));
+            // The instant the bucket is full, rounded up to its second: never before it.
+            let full_at_s = now_ms.saturating_add(reset_ms).div_ceil(1000);
+            headers.push((reset_h, rfc3339_secs(full_at_s.saturating_mul(1000))));
         }
     }
     headers
@@ -759,6 +760,43 @@ mod tests {
             "no Retry-After: waiting will not help"
         );
         assert!(b["error"]["message"].as_str().unwrap().contains("never"));
+    }
+
+    #[test]
+    fn an_anthropic_reset_is_never_before_the_bucket_is_full() {
+        // 2026-05-23T12:00:00.900Z: a bucket full in 1 s is full at 12:00:01.900, so its reset
+        // says 12:00:02, not 12:00:01 (the interval rounded up, then the instant truncated).
+        let now = 1_779_537_600_900;
+        let key = LimitState::key_calls(
+            &free(),
+            Some(&Decision::Admitted {
+                remaining: 9,
+                reset_ms: 1_000,
+            }),
+        );
+        let h = response_headers(
+            Dialect::Anthropic,
+            Tier::Free,
+            now,
+            std::slice::from_ref(&key),
+            None,
+        );
+        assert_eq!(
+            header(&h, "anthropic-ratelimit-requests-reset"),
+            Some("2026-05-23T12:00:02Z")
+        );
+        // On a whole second it is that second.
+        let h = response_headers(
+            Dialect::Anthropic,
+            Tier::Free,
+            now - 900,
+            std::slice::from_ref(&key),
+            None,
+        );
+        assert_eq!(
+            header(&h, "anthropic-ratelimit-requests-reset"),
+            Some("2026-05-23T12:00:01Z")
+        );
     }
 
     #[test]

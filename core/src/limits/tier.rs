@@ -371,11 +371,13 @@ impl AccountWide {
 /// flight and no default limits: enterprise accounts carry their own limits, and fall back to
 /// scale's when they have none.
 ///
-/// Tokens per minute per key (input / output): free 20,000 / 4,096, pro 400,000 / 80,000,
-/// scale 4,000,000 / 800,000 (an output capacity of at least four providers at the tier's
-/// `max_tokens` cap, so a `/v1/ask` fanout the cap allows always fits). Account-wide, per
-/// minute, across all of an account's keys: twice one key's calls and tokens (free 20 calls,
-/// 40,000 / 8,192 tokens; pro 120, 800,000 / 160,000; scale 1,200, 8,000,000 / 1,600,000).
+/// Tokens per minute per key (input / output): free 82,000 / 4,096, pro 400,000 / 80,000,
+/// scale 4,000,000 / 800,000 (an input capacity of at least four providers at the largest
+/// prompt and system text `/v1/ask` takes, and an output capacity of at least four at the
+/// tier's `max_tokens` cap, so a `/v1/ask` fanout the contract accepts always fits).
+/// Account-wide, per minute, across all of an account's keys: twice one key's calls and tokens
+/// (free 20 calls, 164,000 / 8,192 tokens; pro 120, 800,000 / 160,000; scale 1,200,
+/// 8,000,000 / 1,600,000).
 /// Enterprise: the account's own (`AccountLimits`), else the configured enterprise values,
 /// else scale's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -407,12 +409,12 @@ impl Default for TierConfig {
                 max_tokens: 1024,
                 max_in_flight: 4,
                 key_tokens: KeyTokens {
-                    input_per_minute: 20_000,
+                    input_per_minute: 82_000,
                     output_per_minute: 4_096,
                 },
                 account: AccountWide {
                     calls_per_minute: 20,
-                    input_per_minute: 40_000,
+                    input_per_minute: 164_000,
                     output_per_minute: 8_192,
                 },
             },
@@ -797,7 +799,7 @@ mod tests {
         let c = TierConfig::default();
         assert_eq!(
             c.key_token_limits(Tier::Free, None),
-            MinuteLimits::tokens(20_000, 4_096)
+            MinuteLimits::tokens(82_000, 4_096)
         );
         assert_eq!(
             c.key_token_limits(Tier::Pro, None),
@@ -813,7 +815,7 @@ mod tests {
         );
         assert_eq!(
             c.account_limits(Tier::Free, None),
-            MinuteLimits::all(20, 40_000, 8_192)
+            MinuteLimits::all(20, 164_000, 8_192)
         );
         assert_eq!(
             c.account_limits(Tier::Pro, None),
@@ -829,6 +831,12 @@ mod tests {
             // A fanout to all four providers at the tier's max_tokens cap fits its output bucket.
             let out = c.key_token_limits(tier, None).output_tokens.unwrap();
             assert!(out >= 4 * u64::from(c.max_tokens_cap(tier)), "{tier}");
+            // So does its input at the largest prompt and system text `/v1/ask` takes (a
+            // prompt the contract accepts is never `request_too_large` on a full bucket).
+            let input = c.key_token_limits(tier, None).input_tokens.unwrap();
+            let largest =
+                crate::credits::pricing::estimate_input_tokens(2 * crate::api::ask::PROMPT_LIMIT);
+            assert!(input >= 4 * largest, "{tier}: {input} < 4 × {largest}");
             // The account's limits are at least one key's.
             let key_calls = c.limits_for(tier, None);
             let acct = c.account_limits(tier, None);
@@ -850,7 +858,7 @@ mod tests {
         );
         assert_eq!(
             c.account_limits(Tier::Free, None),
-            MinuteLimits::all(3, 40_000, 8_192)
+            MinuteLimits::all(3, 164_000, 8_192)
         );
         // An enterprise field given: the others are scale's.
         assert_eq!(

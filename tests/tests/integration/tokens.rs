@@ -214,6 +214,48 @@ async fn two_keys_of_one_account_share_its_limit() {
     assert_eq!(admitted, 4, "{statuses:?}");
 }
 
+/// A drop-in call refused by an account-wide limit while its key had room: the 429's headers
+/// speak for the account's limit that refused it (none left, reset at the retry time), not for
+/// the key's call bucket, so a client pacing by the provider's headers waits; the body names
+/// the tier as every other 429 does.
+#[tokio::test]
+async fn an_account_limits_429_carries_the_accounts_headers() {
+    let s = &stack();
+    let (account, a) = account_with(s, json!({"account_calls_per_minute": 1})).await;
+    let b = s.key(&account, "live").await;
+    let n = nonce();
+    let body = |key: &str| {
+        json!({"model": "claude-haiku-4-5", "max_tokens": 16,
+            "messages": [{"role": "user", "content": format!("account headers {n} {}", &key[..14])}]})
+    };
+    let first = no_store(s, "/v1/messages", &a, &body(&a)).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let r = no_store(s, "/v1/messages", &b, &body(&b)).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json()["error"]["scope"], "account", "{}", r.text);
+    assert_eq!(r.json()["error"]["tier"], "enterprise", "{}", r.text);
+    assert_eq!(
+        r.header("anthropic-ratelimit-requests-remaining")
+            .as_deref(),
+        Some("0"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.header("anthropic-ratelimit-requests-limit").as_deref(),
+        Some("1"),
+        "{:?}",
+        r.headers
+    );
+    let retry_s: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_s >= 50, "one call a minute: {retry_s}");
+    let remaining = r.header("ratelimit").unwrap_or_default();
+    assert!(
+        remaining.contains("\"enterprise-account-requests\";r=0;t="),
+        "{remaining}"
+    );
+}
+
 #[tokio::test]
 async fn each_endpoint_speaks_its_own_rate_limit_headers() {
     let s = &stack();
