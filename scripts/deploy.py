@@ -491,6 +491,19 @@ Then: curl -sS {base}/v1/ask -H "Authorization: Bearer <key>" \\
 Logs: npx wrangler tail -c {os.path.relpath(gw_cfg, ROOT)} --format json (docs/OPERATIONS.md)""")
 
 
+def admin_token_weakness(token):
+    """Why an `ADMIN_TOKEN` from the environment must not become the production admin token
+    (None when it may): the local stacks' default, left exported from `scripts/dev.sh`, or any
+    value shorter than a generated one's 32 characters."""
+    if token is None:
+        return None
+    if token == "dev-admin-token":
+        return "is the local stacks' default"
+    if len(token) < 32:
+        return f"has {len(token)} characters, fewer than 32"
+    return None
+
+
 def main():
     args = sys.argv[1:]
     unknown = [a for a in args if a not in ("--dry-run", "--update-provider-keys", "--force")]
@@ -505,6 +518,11 @@ def main():
         for k in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_KEY"):
             env.pop(k, None)
         env["WRANGLER_HIDE_BANNER"] = "true"
+
+    if not dry:
+        weak = admin_token_weakness(os.environ.get("ADMIN_TOKEN"))
+        if weak:
+            die(f"ADMIN_TOKEN {weak}: unset it (one is generated and printed once) or set a strong one")
 
     started = time.time()
     step("build: scripts/build.sh all (production, no test hooks)")

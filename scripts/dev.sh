@@ -14,6 +14,9 @@ PORT="${PORT:-8787}"
 MOCK_PORT="${MOCK_PORT:-8790}"
 STATE="$ROOT/.state/dev"
 export ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
+# This command alone sends a provider's calls to its real API when its key is set
+# (scripts/devconfig.py); the test, benchmark and soak stacks never do.
+export DEV_REAL_PROVIDER_KEYS=1
 
 setsid bash scripts/stack.sh "$STATE" "$PORT" "$MOCK_PORT" "${INSPECTOR_PORT:-9239}" &
 stack=$!

@@ -21,6 +21,11 @@ os.makedirs(state, exist_ok=True)
 # a deployed broker is but for the minutes of one: no previous secret, so no rotation log line per
 # call (docs/DECISIONS.md, "Load benchmarks").
 rotating = os.environ.get("STACK_SECRET_ROTATION", "1") != "0"
+# A real provider key in the environment (`OPENAI_API_KEY`, …) is used only by the README's run
+# command, which opts in (`DEV_REAL_PROVIDER_KEYS=1`, set by scripts/dev.sh): a key left exported
+# from a deploy must never send the test suite's, the benchmarks' or the soak's calls (the mock's
+# fault markers included) to a provider on someone's account.
+real_keys = os.environ.get("DEV_REAL_PROVIDER_KEYS") == "1"
 broker_secret = secrets.token_urlsafe(32)
 broker_secret_previous = secrets.token_urlsafe(32)
 byok_master_v1 = secrets.token_hex(32)
@@ -74,7 +79,11 @@ def write(name, cfg, secrets_):
     path = os.path.join(d, "wrangler.json")
     with open(path, "w") as f:
         json.dump(cfg, f, indent=2)
-    with open(os.path.join(d, ".dev.vars"), "w") as f:
+    # Secrets: readable by this user only.
+    vars_path = os.path.join(d, ".dev.vars")
+    fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(vars_path, 0o600)
+    with os.fdopen(fd, "w") as f:
         for k, v in secrets_.items():
             f.write(f"{k}={json.dumps(v)}\n")
     return path
@@ -93,7 +102,7 @@ paths = [
 
 for p in ["openai", "anthropic", "gemini", "perplexity"]:
     cfg = load(os.path.join(root, "broker", f"wrangler.{p}.toml"))
-    real_key = os.environ.get(f"{p.upper()}_API_KEY")
+    real_key = os.environ.get(f"{p.upper()}_API_KEY") if real_keys else None
     cfg["vars"].update(
         {
             "UPSTREAM_BASE_URL": upstream[p] if not real_key else cfg["vars"]["UPSTREAM_BASE_URL"],

@@ -18,9 +18,12 @@ retry=0
 for provider in openai anthropic; do
   after=null
   while :; do
+    # The token goes to curl on its standard input, never on its command line (which `ps`
+    # shows every user of the machine).
     report="$(curl -sS --fail-with-body -X POST "$base/admin/byok/reseal/$provider" \
-      -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-      -d "{\"after\": $after, \"limit\": 50}")" || { echo "reseal: $provider: $report" >&2; exit 1; }
+      -H @- -H 'Content-Type: application/json' \
+      -d "{\"after\": $after, \"limit\": 50}" <<<"Authorization: Bearer $ADMIN_TOKEN")" \
+      || { echo "reseal: $provider: $report" >&2; exit 1; }
     echo "$report"
     read -r after retry_later < <(python3 -c '
 import json, sys

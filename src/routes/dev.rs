@@ -240,6 +240,7 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
                 ("response_archive", "account_id"),
                 ("provider_keys", "account_id"),
                 ("key_access_log", "account_id"),
+                ("dashboard_sessions", "account_id"),
             ] {
                 let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?1");
                 let n = crate::db::d1::count(&db, &sql, &[JsValue::from_str(account)]).await?;

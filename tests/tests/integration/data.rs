@@ -377,11 +377,21 @@ async fn deleting_an_account_leaves_no_row_and_its_keys_get_401() {
     let n = nonce();
     let private = json!({"prompt": format!("private {n}"), "providers": ["openai"], "cache_scope": "private"});
     assert_eq!(s.ask(&key, &private).await.status, 200);
+    // A dashboard session of the account, which deletion must end too.
+    let login = send(
+        s.client
+            .post(s.url("/dashboard/api/login"))
+            .header("Origin", &s.base)
+            .json(&json!({ "key": key })),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before: Value = s.get(&format!("/__dev/rows/{account}"), None).await.json();
     assert!(
         before["usage_events"].as_u64().unwrap() >= 1
-            && before["response_archive"].as_u64().unwrap() >= 1,
+            && before["response_archive"].as_u64().unwrap() >= 1
+            && before["dashboard_sessions"].as_u64() == Some(1),
         "{before}"
     );
     let d = s.delete("/v1/account", Some(&key)).await;

@@ -411,3 +411,82 @@ async fn every_test_security_md_names_exists() {
     }
     assert!(named > 60, "only {named} tests named");
 }
+
+/// The local stacks never send a call to a real provider unless asked: a provider key left in
+/// the environment (a deploy's `OPENAI_API_KEY`, say) is used by the README's run command only
+/// (`DEV_REAL_PROVIDER_KEYS=1`, which `scripts/dev.sh` sets); the test, benchmark and soak stacks
+/// keep the mock and its fake keys. The brokers' `.dev.vars` are readable by their owner only.
+#[test]
+fn a_provider_key_in_the_environment_reaches_only_the_run_commands_stack() {
+    use std::os::unix::fs::PermissionsExt;
+    let real = "sk-proj-a-real-looking-key-0123456789abcdefghij";
+    let broker_vars = |opt_in: bool| {
+        let dir = std::env::temp_dir().join(format!("devconfig-{}-{opt_in}", nonce()));
+        let mut cmd = Command::new("python3");
+        cmd.arg(root().join("scripts/devconfig.py"))
+            .arg(&dir)
+            .arg("http://127.0.0.1:9")
+            .env("OPENAI_API_KEY", real)
+            .env_remove("DEV_REAL_PROVIDER_KEYS");
+        if opt_in {
+            cmd.env("DEV_REAL_PROVIDER_KEYS", "1");
+        }
+        let out = cmd.output().expect("python3 runs devconfig.py");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars_path = dir.join("broker-openai/.dev.vars");
+        let vars = std::fs::read_to_string(&vars_path).unwrap();
+        let mode = std::fs::metadata(&vars_path).unwrap().permissions().mode() & 0o777;
+        let config = std::fs::read_to_string(dir.join("broker-openai/wrangler.json")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        (vars, mode, config)
+    };
+    let (vars, mode, config) = broker_vars(false);
+    assert!(!vars.contains(real), "the test stack took the real key");
+    assert!(vars.contains("sk-mock-openai-local"), "{vars}");
+    assert!(
+        config.contains("http://127.0.0.1:9/openai/v1"),
+        "not pointed at the mock"
+    );
+    assert_eq!(mode, 0o600, ".dev.vars mode {mode:o}");
+    let (vars, mode, config) = broker_vars(true);
+    assert!(vars.contains(real), "the run command's opt-in was ignored");
+    assert!(
+        !config.contains("127.0.0.1:9"),
+        "the real key sent to the mock"
+    );
+    assert_eq!(mode, 0o600, ".dev.vars mode {mode:o}");
+}
+
+/// A deploy never makes the local stacks' admin token (or any short one) the production one: an
+/// `ADMIN_TOKEN` left exported from `scripts/dev.sh` stops the deploy before it builds or
+/// touches the network.
+#[test]
+fn a_deploy_refuses_a_weak_admin_token() {
+    for (token, why) in [
+        ("dev-admin-token", "the local stacks' default"),
+        ("short-but-not-the-default", "fewer than 32"),
+    ] {
+        let out = Command::new("python3")
+            .arg(root().join("scripts/deploy.py"))
+            .env("ADMIN_TOKEN", token)
+            .env_remove("CLOUDFLARE_API_TOKEN")
+            .env_remove("CLOUDFLARE_ACCOUNT_ID")
+            .output()
+            .expect("python3 runs deploy.py");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{token}: {text}");
+        assert!(text.contains(why), "{token}: {text}");
+        assert!(
+            !text.contains("build:"),
+            "{token}: it went on to build: {text}"
+        );
+    }
+}
