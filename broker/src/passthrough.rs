@@ -15,7 +15,7 @@ use gateway_core::broker::{
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
-use worker::{web_sys, Env, Request, Response};
+use worker::{web_sys, Env, Request};
 use worker_shared::body::read_capped;
 use worker_shared::fetch;
 
@@ -189,15 +189,19 @@ async fn stream_upstream(
         .map_err(|_| ApiError::internal())
 }
 
-/// The upstream's answer, marked as such, with the tokens it used.
+/// The upstream's answer, marked as such, with the tokens it used: the runtime's own `Response`,
+/// whose refusal of a status is an error here (the `worker` crate's conversion unwraps it, and
+/// a panic would reset this broker's isolate under every call in flight).
 fn upstream_reply(answer: UpstreamAnswer) -> Result<web_sys::Response, ApiError> {
-    let headers = answer_headers(&answer);
-    let resp = Response::ok(answer.body)
-        .map_err(|_| ApiError::internal())?
-        .with_status(answer.status);
-    let h = resp.headers();
-    for (name, value) in headers {
-        let _ = h.set(name, &value);
+    let headers = web_sys::Headers::new().map_err(|_| ApiError::internal())?;
+    for (name, value) in answer_headers(&answer) {
+        headers
+            .set(name, &value)
+            .map_err(|_| ApiError::internal())?;
     }
-    Ok(resp.into())
+    let init = web_sys::ResponseInit::new();
+    init.set_status(answer.status);
+    init.set_headers(&headers);
+    web_sys::Response::new_with_opt_str_and_init(Some(&answer.body), &init)
+        .map_err(|_| ApiError::internal())
 }

@@ -160,6 +160,8 @@ fn parse_fault(s: &str) -> Option<Fault> {
         "500" => Fault::Status(500),
         "503" => Fault::Status(503),
         "529" => Fault::Status(529),
+        // No provider sends it; a proxy in the way might.
+        "304" => Fault::Status(304),
         "429" => Fault::RateLimited,
         "401" => Fault::Unauthorized,
         "malformed" => Fault::Malformed,

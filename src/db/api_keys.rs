@@ -113,7 +113,9 @@ pub async fn key_prefixes(db: &D1Database, account_id: &str) -> ApiResult<Vec<St
     Ok(rows.into_iter().map(|p| p.prefix).collect())
 }
 
-/// Revokes the account's key; returns false when no such key belongs to the account.
+/// Revokes the account's key; returns false when no such key belongs to the account. Revoking
+/// it again is answered as the first time (a retry after a failed step of the route) but keeps
+/// its first `revoked_at`, which starts its 30 days under the account's key cap.
 pub async fn revoke_key(
     db: &D1Database,
     account_id: &str,
@@ -122,7 +124,8 @@ pub async fn revoke_key(
 ) -> ApiResult<bool> {
     let changed = d1::run(
         db,
-        "UPDATE api_keys SET status = 'revoked', revoked_at = ?3 WHERE prefix = ?1 AND account_id = ?2",
+        "UPDATE api_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, ?3) \
+         WHERE prefix = ?1 AND account_id = ?2",
         &[text(prefix), text(account_id), num(now_ms)],
     )
     .await?;

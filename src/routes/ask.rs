@@ -25,7 +25,7 @@ use crate::limits::{self, Charge, Used, WorstCase};
 use crate::pipeline::{self, Endpoint, EventBody, Served, SharedAnswer, Streamed};
 use crate::routes::ask_stream;
 use gateway_core::broker::BrokerRequest;
-use gateway_core::cache::control::CacheOutcome;
+use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
 use gateway_core::cache::flight::Outcome;
 use gateway_core::error::ApiResult;
 use gateway_core::providers::Provider;
@@ -61,13 +61,23 @@ pub async fn post(
         &ask.key_params,
     );
     let mode = pipeline::cache_mode(caller, &req);
-    pipeline::run(cx, caller, &policy, &Ask { ask, key }, mode, event).await
+    let endpoint = Ask {
+        ask,
+        key,
+        mode,
+        free: caller.is_test(),
+    };
+    pipeline::run(cx, caller, &policy, &endpoint, mode, event).await
 }
 
 /// `/v1/ask` in the pipeline: a fanout to the requested providers' brokers.
 struct Ask {
     ask: AskRequest,
     key: CacheKey,
+    /// How the request asked the cache to take part (what a streamed answer's `done` says).
+    mode: RequestCacheMode,
+    /// A test key's call: it reserves and costs nothing.
+    free: bool,
 }
 
 /// What `/v1/ask`'s brokers gave back.
@@ -158,9 +168,11 @@ impl Endpoint for Ask {
         let done = ask_stream::Done {
             request_id: cx.request_id.clone(),
             created_at: cx.now_iso(),
-            // The cache took no part beyond the miss (whether it stores is known at the end).
-            cache: CacheOutcome::Miss { stored: false }
+            // As the whole answer's: the cache took no part beyond the request's mode (whether
+            // it stores is known at the end, and the body does not say it).
+            cache: CacheOutcome::fetched(self.mode, false)
                 .body(self.ask.scope.as_str(), self.key.as_str()),
+            free: self.free,
             models: self.ask.models.clone(),
             worst: self.worst_cases(),
             order: self.ask.providers.clone(),

@@ -236,6 +236,8 @@ pub struct Done {
     /// Providers in the order of the answer's `results`.
     pub order: Vec<Provider>,
     pub price: std::rc::Rc<gateway_core::credits::pricing::PriceTable>,
+    /// A test key's call, which costs nothing: its `usage.credits` is 0.
+    pub free: bool,
 }
 
 /// What each call is charged: its usage; its worst case when it failed after its provider
@@ -343,7 +345,11 @@ pub fn events(
             None => {
                 // Every provider answered: the whole answer, exactly as the JSON call's.
                 let charges = charges(&s.done, &s.results);
-                let credits = cost(&s.done, &charges);
+                let credits = if s.done.free {
+                    0
+                } else {
+                    cost(&s.done, &charges)
+                };
                 let ordered: Vec<&Timed> = s
                     .done
                     .order

@@ -83,6 +83,11 @@ pub fn read_upstream_answer(
     byok: bool,
 ) -> Result<UpstreamAnswer, ApiError> {
     let provider = dialect.provider();
+    // No provider answers a POST with a status outside 200–599 or a 304, and no `Response`
+    // can carry a body with one (the runtime throws): malformed, as a 2xx without usage.
+    if !(200..=599).contains(&status) || status == 304 {
+        return Err(upstream_malformed(provider, status));
+    }
     if (200..300).contains(&status) {
         let tokens = serde_json::from_str::<Value>(&text)
             .ok()
@@ -232,6 +237,29 @@ mod tests {
             e.message,
             "anthropic answered HTTP 200 with a body that is not a anthropic response"
         );
+    }
+
+    #[test]
+    fn a_status_no_response_can_carry_a_body_with_is_malformed() {
+        for status in [0, 101, 199, 304, 600, 999] {
+            for byok in [false, true] {
+                let e = read_upstream_answer(
+                    Dialect::OpenAiChat,
+                    status,
+                    String::new(),
+                    None,
+                    "k",
+                    byok,
+                )
+                .unwrap_err();
+                assert_eq!((e.status, e.code), (502, "upstream_malformed"), "{status}");
+            }
+        }
+        for status in [302, 418, 599] {
+            let a = read_upstream_answer(Dialect::OpenAiChat, status, "x".into(), None, "k", true)
+                .unwrap();
+            assert_eq!(a.status, status);
+        }
     }
 
     #[test]

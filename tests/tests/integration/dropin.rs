@@ -66,6 +66,55 @@ fn assert_no_gateway_metadata(headers: &Value, gateway_key: &str) {
     );
 }
 
+/// An upstream answering a status no response can carry a body with (a 304, from a proxy in the
+/// way: no provider sends one) is a 502 `upstream_malformed`, and the broker stays up for the
+/// next call (building its answer with that status panicked it, failing every call in flight).
+#[tokio::test]
+async fn an_upstream_304_is_malformed_and_the_broker_stays_up() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    for stream in [false, true] {
+        let mut body = chat_body(&format!("[[mock:openai=304]] not modified {n} {stream}"));
+        body["stream"] = json!(stream);
+        let r = chat(s, &key, &body).await;
+        assert_eq!(r.status, 502, "stream {stream}: {}", r.text);
+        assert_eq!(
+            r.json()["error"]["code"],
+            "upstream_malformed",
+            "{}",
+            r.text
+        );
+        let after = chat(s, &key, &chat_body(&format!("after the 304 {n} {stream}"))).await;
+        assert_eq!(after.status, 200, "{}", after.text);
+    }
+}
+
+/// A token cap sent as `null` (OpenAI takes it as "no cap") is answered, its value replaced by
+/// the tier's cap in what is forwarded: added beside it, the field would be named twice, which
+/// the broker refuses.
+#[tokio::test]
+async fn a_null_token_cap_is_replaced_by_the_tiers_cap() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    for stream in [false, true] {
+        let n = nonce();
+        let body = json!({"model": "gpt-4o-mini", "max_completion_tokens": null, "stream": stream,
+            "messages": [{"role": "user", "content": format!("null cap {n}")}]});
+        let r = chat(s, &key, &body).await;
+        assert_eq!(r.status, 200, "stream {stream}: {}", r.text);
+        let sent = mock_last(s, &format!("null cap {n}"))
+            .await
+            .expect("the mock was called");
+        assert!(
+            sent["body"]["max_completion_tokens"]
+                .as_u64()
+                .is_some_and(|c| c > 0),
+            "{sent}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn chat_completions_are_forwarded_verbatim_and_answered_in_openai_shape() {
     let s = &stack();

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use integration_tests::{json, nonce, stack, Stack, Value, LIVE_CREDITS};
+use integration_tests::{json, nonce, send, stack, Stack, Value, LIVE_CREDITS};
 
 fn chat_stream(prompt: &str) -> Value {
     json!({"model": "gpt-4o-mini", "max_completion_tokens": 64, "stream": true,
@@ -713,4 +713,48 @@ async fn an_ask_stream_tells_each_provider_as_it_answers_then_the_whole_answer()
         )
         .await;
     assert_eq!(bad.status, 400);
+}
+
+/// A streamed `/v1/ask`'s `done` is the body the JSON call would return in every cache mode and
+/// for test keys too: `bypass` under `no-store`, `refresh` under `no-cache`, and a test key's
+/// call `bypass` at 0 credits (it was `miss`, and priced, whatever the mode or the key).
+#[tokio::test]
+async fn an_ask_streams_done_says_the_cache_mode_and_the_cost_as_the_json_call_would() {
+    let s = &stack();
+    let (account, live) = s.live_key().await;
+    let test = s.key(&account, "test").await;
+    let n = nonce();
+    let call = |key: String, mode: Option<&'static str>, stream: bool, prompt: String| {
+        let body = json!({"prompt": prompt, "providers": ["openai"], "stream": stream});
+        let mut rb = s.client.post(s.url("/v1/ask")).bearer_auth(key).json(&body);
+        if let Some(m) = mode {
+            rb = rb.header("Cache-Control", m);
+        }
+        send(rb)
+    };
+    for (key, mode, status) in [
+        (&live, Some("no-store"), "bypass"),
+        (&live, Some("no-cache"), "refresh"),
+        (&test, None, "bypass"),
+    ] {
+        let streamed = call(key.clone(), mode, true, format!("done {mode:?} {n} s")).await;
+        assert_eq!(streamed.status, 200, "{}", streamed.text);
+        let events = ask_events(&streamed.text);
+        let (last, done) = events.last().unwrap();
+        assert_eq!(last, "done", "{}", streamed.text);
+        let whole = call(key.clone(), mode, false, format!("done {mode:?} {n} j")).await;
+        assert_eq!(whole.status, 200, "{}", whole.text);
+        let whole = whole.json();
+        assert_eq!(done["cache"]["status"], status, "{mode:?}: {done}");
+        assert_eq!(
+            done["cache"]["status"], whole["cache"]["status"],
+            "{mode:?}"
+        );
+        if key == &test {
+            assert_eq!(done["usage"]["credits"], 0, "{done}");
+            assert_eq!(whole["usage"]["credits"], 0, "{whole}");
+        } else {
+            assert!(done["usage"]["credits"].as_u64().unwrap() > 0, "{done}");
+        }
+    }
 }

@@ -128,23 +128,23 @@ pub fn parse_request(
     if uncapped {
         members.push((OPENAI_CAP_FIELD, Value::from(max_tokens_cap)));
     }
-    let wants_usage_chunk = dialect == Dialect::OpenAiChat && stream && !include_usage;
-    let has_stream_options = obj.contains_key("stream_options");
+    if dialect == Dialect::OpenAiChat && stream && !include_usage {
+        members.push(("stream_options", json!({"include_usage": true})));
+    }
+    // A member the caller named already (its `stream_options`, or a cap field sent as `null`)
+    // is replaced, so the body is written anew: added in front, it would name the field twice,
+    // which the broker's strict parse refuses.
+    let replaces = members.iter().any(|(k, _)| obj.contains_key(*k));
     let mut value = value;
-    let forward_body = if wants_usage_chunk && has_stream_options {
-        // The caller's `stream_options` is changed: the body is written anew.
+    let forward_body = if replaces {
         let mut forwarded = value.clone();
         if let Value::Object(o) = &mut forwarded {
             for (k, v) in &members {
                 o.insert((*k).into(), v.clone());
             }
-            o.insert("stream_options".into(), json!({"include_usage": true}));
         }
         Some(forwarded.to_string().into_bytes())
     } else {
-        if wants_usage_chunk {
-            members.push(("stream_options", json!({"include_usage": true})));
-        }
         (!members.is_empty()).then(|| with_members(body, &members))
     };
     if let Value::Object(o) = &mut value {
@@ -602,6 +602,19 @@ pub(super) mod tests {
         assert_eq!(r.output_budget, 90);
         let r = parse(Dialect::OpenAiChat, chat(json!({"max_tokens": null})), 100).unwrap();
         assert_eq!(r.output_budget, 100);
+        // A cap field sent as `null` is replaced by the cap, never named twice in what is
+        // forwarded (the broker's strict parse would refuse the call).
+        for body in [
+            json!({"max_completion_tokens": null}),
+            json!({"max_completion_tokens": null, "max_tokens": null}),
+            json!({"max_completion_tokens": null, "stream": true}),
+        ] {
+            let r = parse(Dialect::OpenAiChat, chat(body.clone()), 100).unwrap();
+            let forwarded = r.forward_body.expect("the cap is forwarded");
+            let strict = crate::api::strict_json::parse_strict(&forwarded)
+                .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert_eq!(strict["max_completion_tokens"], 100, "{body}");
+        }
         assert_eq!(
             code(parse(Dialect::OpenAiChat, chat(json!({"n": 9})), 100)),
             (400, "invalid_param")
