@@ -255,6 +255,21 @@ async function uiLogin(t, key) {
   await waitLoaded(page);
 }
 
+/** Reloads the page. Under wrangler dev a file the gateway has already answered now and then
+ * never reaches the browser: on 2026-12-07 the account page's reload timed out twice in five
+ * full-suite runs, its `app.js` held 15 s by the local proxy while the gateway's own log put
+ * its handling at 11 to 14 ms. One more reload then, reported on the test's output; a page that
+ * does not load twice still fails the test. */
+async function reload(page) {
+  try {
+    await page.reload();
+  } catch (e) {
+    if (!/Timeout/.test(String(e))) throw e;
+    console.log(`warn  reload timed out once (${String(e).split('\n')[0]}); reloading again`);
+    await page.reload();
+  }
+}
+
 async function waitLoaded(page) {
   await page.waitForFunction(() => !document.querySelector('main [aria-busy="true"]') && !document.querySelector('main .loading'));
 }
@@ -376,7 +391,7 @@ test('keys: mint shows the plaintext once, gone after reload; revoke asks first'
   await assertNoStorage(page, plaintext, 'after minting');
   await t.shot('keys.png');
 
-  await page.reload();
+  await reload(page);
   await page.getByRole('heading', { name: 'Keys', level: 1 }).waitFor();
   await waitLoaded(page);
   const html = await page.content();
@@ -418,7 +433,7 @@ test('usage table and overview numbers change with API calls; filters and pages'
   for (let i = 0; i < 8; i += 1) expectStatus(await http('GET', '/v1/account', { bearer: key }), 200, 'GET /v1/account');
 
   await until('the overview shows the new calls', async () => {
-    await page.reload();
+    await reload(page);
     await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
     await waitLoaded(page);
     const calls = parseNum(await text(page, '#stat-calls'));
@@ -556,7 +571,7 @@ test('account: the prompt-prefix opt-in toggles', async () => {
   const acct = expectStatus(await http('GET', '/v1/account', { bearer: key }), 200, 'GET /v1/account');
   check('store_prompt_prefix' in acct.json, `GET /v1/account does not say store_prompt_prefix, so the page cannot show the current setting: ${acct.text}`);
   eq(acct.json.store_prompt_prefix, true, 'GET /v1/account store_prompt_prefix');
-  await page.reload();
+  await reload(page);
   await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
   await waitLoaded(page);
   check(await box.isChecked(), 'the opt-in is off after reload');
@@ -610,7 +625,7 @@ test('delete the account with a typed confirmation, then logged out', async () =
   check((await text(page, '.notice')).includes('deleted'), 'the login page says the account is deleted');
   check(await page.locator('#nav').isHidden(), 'the navigation is shown while logged out');
   expectStatus(await http('GET', '/v1/account', { bearer: key }), 401, 'the deleted account\'s key');
-  await page.reload();
+  await reload(page);
   await page.getByRole('heading', { name: 'Log in', level: 1 }).waitFor();
   await t.finish();
 });
