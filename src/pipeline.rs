@@ -188,6 +188,13 @@ pub async fn run<E: Endpoint>(
         }
     }
 
+    // A miss of a call that wants the cache alone (`only-if-cached`): no provider, no gate,
+    // no charge.
+    if !mode.fetches() {
+        event.cache(CacheOutcome::Miss { stored: false });
+        return Err(ApiError::not_cached());
+    }
+
     // Miss. One that would write the cache joins the flight of its key: it leads (makes the
     // call and tells the others) or follows (is served the leader's outcome as a hit is).
     let mut leader = None;

@@ -156,6 +156,15 @@ impl ApiError {
     pub fn internal() -> Self {
         ApiError::new(500, "internal_error", "internal error")
     }
+    /// `Cache-Control: only-if-cached` and the answer is not in the cache (RFC 9111's 504): no
+    /// provider was called and nothing was charged.
+    pub fn not_cached() -> Self {
+        ApiError::new(
+            504,
+            "not_cached",
+            "only-if-cached: the answer is not in the cache, and no provider was called",
+        )
+    }
 }
 
 #[cfg(test)]

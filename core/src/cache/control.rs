@@ -15,11 +15,15 @@ pub enum RequestCacheMode {
     Refresh,
     /// `no-store`: neither read nor write.
     Bypass,
+    /// `only-if-cached` (RFC 9111): answer from the cache or not at all (504 `not_cached`):
+    /// never a provider call, so nothing is reserved, charged or written.
+    OnlyIfCached,
 }
 
 impl RequestCacheMode {
-    /// Parses a request `Cache-Control` value; `no-store` wins over `no-cache`. Directive
-    /// names are case-insensitive; unknown directives are ignored.
+    /// Parses a request `Cache-Control` value: `only-if-cached` wins over everything (the
+    /// caller wants no provider call at all), then `no-store` over `no-cache`. Directive names
+    /// are case-insensitive; unknown directives are ignored.
     pub fn from_header(value: Option<&str>) -> Self {
         let Some(v) = value else {
             return RequestCacheMode::Default;
@@ -27,10 +31,13 @@ impl RequestCacheMode {
         let mut mode = RequestCacheMode::Default;
         for directive in v.split(',') {
             let name = directive.split('=').next().unwrap_or("").trim();
-            if name.eq_ignore_ascii_case("no-store") {
-                return RequestCacheMode::Bypass;
+            if name.eq_ignore_ascii_case("only-if-cached") {
+                return RequestCacheMode::OnlyIfCached;
             }
-            if name.eq_ignore_ascii_case("no-cache") {
+            if name.eq_ignore_ascii_case("no-store") {
+                mode = RequestCacheMode::Bypass;
+            }
+            if name.eq_ignore_ascii_case("no-cache") && mode == RequestCacheMode::Default {
                 mode = RequestCacheMode::Refresh;
             }
         }
@@ -38,10 +45,17 @@ impl RequestCacheMode {
     }
 
     pub fn reads(self) -> bool {
-        self == RequestCacheMode::Default
+        matches!(
+            self,
+            RequestCacheMode::Default | RequestCacheMode::OnlyIfCached
+        )
     }
     pub fn writes(self) -> bool {
-        self != RequestCacheMode::Bypass
+        matches!(self, RequestCacheMode::Default | RequestCacheMode::Refresh)
+    }
+    /// Whether a miss may call the providers.
+    pub fn fetches(self) -> bool {
+        self != RequestCacheMode::OnlyIfCached
     }
 }
 
@@ -86,7 +100,9 @@ impl CacheOutcome {
         match mode {
             RequestCacheMode::Default => CacheOutcome::Miss { stored },
             RequestCacheMode::Refresh => CacheOutcome::Refresh { stored },
-            RequestCacheMode::Bypass => CacheOutcome::Bypass,
+            // A call that asked for the cache alone never goes to the providers; should one
+            // be read as fetched, it wrote nothing.
+            RequestCacheMode::Bypass | RequestCacheMode::OnlyIfCached => CacheOutcome::Bypass,
         }
     }
 
@@ -197,6 +213,32 @@ mod tests {
         assert!(RequestCacheMode::Default.reads() && RequestCacheMode::Default.writes());
         assert!(!RequestCacheMode::Refresh.reads() && RequestCacheMode::Refresh.writes());
         assert!(!RequestCacheMode::Bypass.reads() && !RequestCacheMode::Bypass.writes());
+        let only = RequestCacheMode::OnlyIfCached;
+        assert!(only.reads() && !only.writes() && !only.fetches());
+        for m in [
+            RequestCacheMode::Default,
+            RequestCacheMode::Refresh,
+            RequestCacheMode::Bypass,
+        ] {
+            assert!(m.fetches(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn only_if_cached_wins_over_every_other_directive() {
+        for v in [
+            "only-if-cached",
+            "Only-If-Cached",
+            "no-store, only-if-cached",
+            "only-if-cached, no-cache",
+            "max-age=0,only-if-cached",
+        ] {
+            assert_eq!(
+                RequestCacheMode::from_header(Some(v)),
+                RequestCacheMode::OnlyIfCached,
+                "{v}"
+            );
+        }
     }
 
     #[test]

@@ -447,3 +447,64 @@ async fn a_failing_tier_is_a_logged_miss_not_a_failed_request() {
         assert!(log.contains(line), "`{line}` is logged");
     }
 }
+
+/// `Cache-Control: only-if-cached` (RFC 9111): a miss is a 504 `not_cached` with no provider
+/// call, no charge and nothing stored, in each endpoint's own error shape; once the answer is
+/// cached, the same call is served from the cache.
+#[tokio::test]
+async fn only_if_cached_answers_from_the_cache_or_504_without_a_provider_call() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"prompt": format!("only if cached {n}"), "providers": ["openai"]});
+    let before = s.balance(&key).await;
+    let miss = ask_with(s, &key, &body, Some("only-if-cached")).await;
+    assert_eq!(miss.status, 504, "{}", miss.text);
+    assert_eq!(miss.json()["error"]["code"], "not_cached", "{}", miss.text);
+    let chat = json!({"model": "gpt-4o-mini", "max_completion_tokens": 16,
+        "messages": [{"role": "user", "content": format!("only if cached chat {n}")}]});
+    let dropin = send(
+        s.client
+            .post(s.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("Cache-Control", "only-if-cached")
+            .json(&chat),
+    )
+    .await;
+    assert_eq!(dropin.status, 504, "{}", dropin.text);
+    assert_eq!(
+        dropin.json()["error"]["code"],
+        "not_cached",
+        "{}",
+        dropin.text
+    );
+    assert!(
+        dropin.json()["error"]["type"].is_string(),
+        "OpenAI's shape: {}",
+        dropin.text
+    );
+    assert_eq!(
+        s.mock_calls(&format!("only if cached {n}")).await["total"],
+        0
+    );
+    assert_eq!(
+        s.mock_calls(&format!("only if cached chat {n}")).await["total"],
+        0
+    );
+    // Nothing was charged (the hit fee is for answers served).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.balance(&key).await, before);
+    // Nothing was stored either: the next default call is a miss, which stores.
+    let first = ask_with(s, &key, &body, None).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json()["cache"]["status"], "miss", "{}", first.text);
+    let cache_key = first.json()["cache"]["key"].as_str().unwrap().to_string();
+    wait_stored(s, &cache_key).await;
+    let hit = ask_with(s, &key, &body, Some("only-if-cached")).await;
+    assert_eq!(hit.status, 200, "{}", hit.text);
+    assert_eq!(hit.json()["cache"]["status"], "hit", "{}", hit.text);
+    assert_eq!(
+        s.mock_calls(&format!("only if cached {n}")).await["total"],
+        1
+    );
+}
