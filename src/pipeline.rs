@@ -180,9 +180,13 @@ pub async fn run<E: Endpoint>(
                 admission: &admission,
             };
             if let Some(resp) = endpoint.answer_hit(cx, text, served, event) {
-                limits::debit_fee_later(cx, &caller.account_id, fee);
                 event.cache(outcome);
-                event.credits = fee;
+                // The fee is for an answer served: a stored entry that could not be answered
+                // in the form asked (an internal error) costs nothing.
+                if resp.is_ok() {
+                    limits::debit_fee_later(cx, &caller.account_id, fee);
+                    event.credits = fee;
+                }
                 return resp;
             }
         }
