@@ -288,12 +288,10 @@ impl Endpoint for Ask {
         // on `event` after this returns, for the answers whose row stays there).
         row.credits = served.credits;
         event.deferred = true;
-        let done = json!({
-            "id": cx.request_id,
-            "created_at": cx.now_iso(),
-            "cache": served.outcome.body(self.ask.scope.as_str(), served.key.as_str()),
-            "usage": {"credits": served.credits},
-        });
+        let (created_at, credits) = (cx.now_iso(), served.credits);
+        let cache = served
+            .outcome
+            .body(self.ask.scope.as_str(), served.key.as_str());
         let cx2 = cx.clone();
         let tail = futures::stream::once(async move {
             let landed = landed.borrow_mut().take();
@@ -318,9 +316,14 @@ impl Endpoint for Ask {
                 let error = json!({"error": {"code": code, "message": message}});
                 return Ok(ask_stream::event("error", &error.to_string()));
             };
-            let mut done = done;
-            done["results"] = results;
-            let body = done.to_string();
+            let body = AskAnswer {
+                id: &cx2.request_id,
+                created_at,
+                cache,
+                results: results.as_array().map_or(&[][..], Vec::as_slice),
+                usage: Usage { credits },
+            }
+            .text();
             usage_log::archive_later(&mut row, body.clone());
             usage_log::usage_later(&cx2, row, 200);
             Ok(ask_stream::event("done", &body))
@@ -352,14 +355,7 @@ impl Endpoint for Ask {
         let Fanout::Whole(answer) = answer else {
             return Err(ApiError::internal());
         };
-        let results: Vec<Value> = answer
-            .iter()
-            .map(|t| {
-                let mut v = result_json(&t.result);
-                v["latency_ms"] = json!(t.latency_ms);
-                v
-            })
-            .collect();
+        let results: Vec<Value> = answer.iter().map(ask_stream::result_json).collect();
         respond(cx, &self.ask, &served, &results, event)
     }
 }
@@ -374,23 +370,29 @@ fn check_models(ask: &AskRequest) -> ApiResult<()> {
     Ok(())
 }
 
-fn result_json(r: &ProviderResult) -> Value {
-    serde_json::to_value(r).unwrap_or(Value::Null)
-}
-
-/// The contract's `/v1/ask` answer, serialized once for both the caller and the archive.
+/// The contract's `/v1/ask` answer, serialized once for both the caller and the archive, and
+/// for a streamed answer's `done`: one struct, so every form has the same text (its members in
+/// this order).
 #[derive(Serialize)]
-struct AskAnswer<'a, R: Serialize> {
-    id: &'a str,
-    created_at: String,
-    cache: Value,
-    results: &'a [R],
-    usage: Usage,
+pub(crate) struct AskAnswer<'a, R: Serialize> {
+    pub id: &'a str,
+    pub created_at: String,
+    pub cache: Value,
+    pub results: &'a [R],
+    pub usage: Usage,
 }
 
 #[derive(Serialize)]
-struct Usage {
-    credits: u64,
+pub(crate) struct Usage {
+    pub credits: u64,
+}
+
+impl<R: Serialize> AskAnswer<'_, R> {
+    /// Its JSON text.
+    pub fn text(&self) -> String {
+        // Strings, numbers and values only: nothing that can fail to serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// The contract's answer, archived with the call's usage row: JSON, or (asked with

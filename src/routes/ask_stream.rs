@@ -307,8 +307,8 @@ pub fn event(name: &str, data: &str) -> Vec<u8> {
     sse::encode(Some(name), data).into_bytes()
 }
 
-/// A result as it appears in the answer's `results[]` (with its latency).
-fn result_json(t: &Timed) -> Value {
+/// A result as it appears in the answer's `results[]` (with its latency), streamed or not.
+pub fn result_json(t: &Timed) -> Value {
     let mut v = serde_json::to_value(&t.result).unwrap_or(Value::Null);
     v["latency_ms"] = json!(t.latency_ms);
     v
@@ -356,14 +356,15 @@ pub fn events(
                     .iter()
                     .filter_map(|p| s.results.get(p).map(|f| &f.timed))
                     .collect();
-                let body = json!({
-                    "id": s.done.request_id,
-                    "created_at": s.done.created_at,
-                    "cache": s.done.cache,
-                    "results": ordered.iter().map(|t| result_json(t)).collect::<Vec<_>>(),
-                    "usage": {"credits": credits},
-                })
-                .to_string();
+                let results: Vec<Value> = ordered.iter().map(|t| result_json(t)).collect();
+                let body = crate::routes::ask::AskAnswer {
+                    id: &s.done.request_id,
+                    created_at: s.done.created_at.clone(),
+                    cache: s.done.cache.clone(),
+                    results: &results,
+                    usage: crate::routes::ask::Usage { credits },
+                }
+                .text();
                 let cacheable = ordered.len() == s.done.order.len()
                     && ordered
                         .iter()

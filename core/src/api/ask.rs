@@ -182,9 +182,19 @@ fn build(
     let max_tokens = match params.get("max_tokens") {
         None => DEFAULT_MAX_TOKENS.min(cap),
         Some(v) => {
-            let n = v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
-                ApiError::invalid_param("max_tokens", "`max_tokens` must be a positive integer")
-            })?;
+            // An integral number written as a float (`256.0`) is that integer, as in the
+            // cache key, where numbers are in their shortest form.
+            let n = v
+                .as_u64()
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && (1.0..=u32::MAX as f64).contains(f))
+                        .map(|f| f as u64)
+                })
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    ApiError::invalid_param("max_tokens", "`max_tokens` must be a positive integer")
+                })?;
             if n > u64::from(cap) {
                 return Err(ApiError::invalid_param(
                     "max_tokens",
@@ -410,6 +420,29 @@ mod tests {
                 .unwrap_err();
             assert_eq!((e.status, e.code), (400, "invalid_param"), "{params}");
             assert_eq!(e.extra["param"], json!(key));
+        }
+    }
+
+    #[test]
+    fn an_integral_max_tokens_written_as_a_float_is_that_integer_with_the_same_key() {
+        let whole =
+            ask(json!({"prompt": "hi", "providers": ["openai"], "params": {"max_tokens": 300}}))
+                .unwrap();
+        let float =
+            ask(json!({"prompt": "hi", "providers": ["openai"], "params": {"max_tokens": 300.0}}))
+                .unwrap();
+        assert_eq!(float.max_tokens, 300);
+        let key = |a: &AskRequest| {
+            let scope = a.scope.for_account("acct_1");
+            crate::cache::key::ask_cache_key(&scope, &a.prompt, &a.providers, &a.key_params)
+        };
+        assert_eq!(key(&float), key(&whole));
+        for bad in [json!(0.0), json!(-3.0), json!(1e300)] {
+            let e = ask(
+                json!({"prompt": "hi", "providers": ["openai"], "params": {"max_tokens": bad}}),
+            )
+            .unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_param"), "{bad}");
         }
     }
 

@@ -742,8 +742,33 @@ async fn an_ask_streams_done_says_the_cache_mode_and_the_cost_as_the_json_call_w
         let events = ask_events(&streamed.text);
         let (last, done) = events.last().unwrap();
         assert_eq!(last, "done", "{}", streamed.text);
+        // Its text is the JSON answer's form too: the same members in the same order.
+        let done_text = streamed
+            .text
+            .split("event: done\ndata: ")
+            .nth(1)
+            .and_then(|t| t.lines().next())
+            .unwrap_or_default();
         let whole = call(key.clone(), mode, false, format!("done {mode:?} {n} j")).await;
         assert_eq!(whole.status, 200, "{}", whole.text);
+        let members = |text: &str| -> Vec<String> {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let order = [
+                "\"id\"",
+                "\"created_at\"",
+                "\"cache\"",
+                "\"results\"",
+                "\"usage\"",
+            ];
+            let mut at: Vec<(usize, String)> = order
+                .iter()
+                .map(|m| (text.find(m).unwrap_or(usize::MAX), m.to_string()))
+                .collect();
+            assert!(v.is_object());
+            at.sort();
+            at.into_iter().map(|(_, m)| m).collect()
+        };
+        assert_eq!(members(done_text), members(&whole.text), "{done_text}");
         let whole = whole.json();
         assert_eq!(done["cache"]["status"], status, "{mode:?}: {done}");
         assert_eq!(
