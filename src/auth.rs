@@ -212,9 +212,7 @@ pub fn cookie_is_secure(req: &Request) -> bool {
 /// read per request.
 pub async fn session_caller(cx: &RequestContext, req: &Request) -> ApiResult<Caller> {
     let token = session_token(req).ok_or_else(ApiError::unauthorized)?;
-    if failures::throttled(cx.now_ms) {
-        return Err(failures::throttled_error());
-    }
+    failures::check(cx.now_ms)?;
     let row = crate::db::sessions::key_of(&cx.db()?, &keys::hash_token(&token), cx.now_ms).await?;
     let Some(row) = row else {
         failures::count(cx.now_ms);
@@ -230,9 +228,7 @@ pub async fn end_session(cx: &RequestContext, req: &Request) -> ApiResult<()> {
     let Some(token) = session_token(req) else {
         return Ok(());
     };
-    if failures::throttled(cx.now_ms) {
-        return Err(failures::throttled_error());
-    }
+    failures::check(cx.now_ms)?;
     if crate::db::sessions::close(&cx.db()?, &keys::hash_token(&token)).await? == 0 {
         failures::count(cx.now_ms);
     }
@@ -263,9 +259,7 @@ pub async fn authenticate_token(cx: &RequestContext, token: &str) -> ApiResult<C
             if failures::unknown(parsed.prefix, cx.now_ms) {
                 return Err(ApiError::unauthorized());
             }
-            if failures::throttled(cx.now_ms) {
-                return Err(failures::throttled_error());
-            }
+            failures::check(cx.now_ms)?;
             let generation = memo::generation();
             let (row, read) = match load_row(cx, parsed.prefix).await? {
                 Some(found) => found,
@@ -412,21 +406,23 @@ mod failures {
         })
     }
 
-    pub fn throttled(now_ms: u64) -> bool {
-        FAILURES.with(|f| {
+    /// The 429 of an isolate past its budget of failed lookups this second, before any lookup
+    /// is made.
+    pub fn check(now_ms: u64) -> Result<(), ApiError> {
+        let throttled = FAILURES.with(|f| {
             let f = f.borrow();
             f.window.0 == now_ms / 1000 && f.window.1 >= FAILURES_PER_SECOND
-        })
-    }
-
-    pub fn throttled_error() -> ApiError {
-        ApiError::new(
+        });
+        if !throttled {
+            return Ok(());
+        }
+        Err(ApiError::new(
             429,
             "auth_throttled",
             "too many failed authentications; retry in a second",
         )
         .with("retry_after_ms", 1000)
-        .with_header("Retry-After", "1")
+        .with_header("Retry-After", "1"))
     }
 }
 

@@ -298,8 +298,10 @@ impl Endpoint for Ask {
             let results = match &landed {
                 Some(Outcome::Answer { text, .. }) => serde_json::from_str::<Value>(text)
                     .ok()
-                    .and_then(|mut v| v.get_mut("results").map(Value::take))
-                    .filter(Value::is_array),
+                    .and_then(|mut v| match v.get_mut("results").map(Value::take) {
+                        Some(Value::Array(results)) => Some(results),
+                        _ => None,
+                    }),
                 _ => None,
             };
             let Some(results) = results else {
@@ -320,7 +322,7 @@ impl Endpoint for Ask {
                 id: &cx2.request_id,
                 created_at,
                 cache,
-                results: results.as_array().map_or(&[][..], Vec::as_slice),
+                results: &results,
                 usage: Usage { credits },
             }
             .text();
@@ -405,7 +407,7 @@ fn respond<R: Serialize>(
     event: &mut Event,
 ) -> ApiResult<Response> {
     let key = served.key.as_str();
-    let body = serde_json::to_string(&AskAnswer {
+    let body = AskAnswer {
         id: &cx.request_id,
         created_at: cx.now_iso(),
         cache: served.outcome.body(ask.scope.as_str(), key),
@@ -413,8 +415,8 @@ fn respond<R: Serialize>(
         usage: Usage {
             credits: served.credits,
         },
-    })
-    .map_err(|_| ApiError::internal())?;
+    }
+    .text();
     let resp = if ask.stream {
         let events = ask_stream::hit_events(results, &body);
         let resp = Response::from_bytes(events).map_err(|_| ApiError::internal())?;
