@@ -8,6 +8,22 @@ export WASM_BINDGEN_BIN="$CARGO_BIN/wasm-bindgen"
 export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
 export WRANGLER_SEND_METRICS=false
+# Cargo's build directory. With GATEWAY_SHARED_TARGET=1 (what .ci/run sets), a checkout with no
+# `target` of its own gets a link to one build cache shared by the checkouts on this machine that
+# ask for it, so a fresh clone compiles the workspace's own crates again but not its few hundred
+# dependencies. A `target` already there (a directory, or this link) is left as it is. Cargo tells
+# that a workspace crate changed by its files' times, not by their checkout's path: when another
+# checkout built there last, this one's files are marked newer first, so cargo rebuilds the
+# workspace's crates from them rather than take the other checkout's.
+shared_target="${XDG_CACHE_HOME:-$HOME/.cache}/edge-llm-gateway/target"
+if [ "${GATEWAY_SHARED_TARGET:-0}" = 1 ] && [ ! -e "$ROOT/target" ] && [ ! -L "$ROOT/target" ]; then
+  mkdir -p "$shared_target" && ln -s "$shared_target" "$ROOT/target"
+fi
+if [ "$(readlink "$ROOT/target" 2>/dev/null)" = "$shared_target" ] \
+  && [ "$(cat "$shared_target/.checkout" 2>/dev/null)" != "$ROOT" ]; then
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | xargs -0 -r touch -c --)
+  printf '%s\n' "$ROOT" > "$shared_target/.checkout"
+fi
 export WRANGLER_LOG="${WRANGLER_LOG:-warn}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The worker-build version this project is built with (matches the worker crate).
