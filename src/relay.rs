@@ -110,6 +110,18 @@ impl Relay {
         }
     }
 
+    /// The upstream stopped: its own end, or else `cut` (a break or a silence). A stream whose
+    /// events already ended it (its terminal event, or an error event) ends as they say, with
+    /// nothing more sent; any other is cut with the dialect's error event.
+    fn stopped(&mut self, cut: (Ended, &str)) -> Option<Vec<u8>> {
+        match self.events.watcher().outcome() {
+            StreamEnd::Clean => self.finish(Ended::Clean),
+            StreamEnd::Error => self.finish(Ended::ProviderError),
+            StreamEnd::Truncated => return Some(self.cut(cut.0, cut.1)),
+        }
+        None
+    }
+
     /// The terminal error event of a stream cut after it began.
     fn cut(&mut self, end: Ended, message: &str) -> Vec<u8> {
         self.finish(end);
@@ -168,36 +180,29 @@ pub fn relay(
                     r.last_upstream_ms = now_ms();
                     r.last_keepalive_ms = r.last_upstream_ms;
                     let out = r.relay_chunk(&chunk);
+                    // The terminal event came: the stream is over, whatever the upstream's
+                    // connection does next (the next turn ends the body).
+                    if r.events.watcher().outcome() == StreamEnd::Clean {
+                        r.finish(Ended::Clean);
+                    }
                     if !out.is_empty() {
                         return Some((Ok(out), r));
                     }
                 }
                 Either::Left((Some(Err(_)), _)) => {
-                    let out = r.cut(Ended::Cut, "the upstream stream broke");
-                    return Some((Ok(out), r));
+                    let out = r.stopped((Ended::Cut, "the upstream stream broke"));
+                    return out.map(|out| (Ok(out), r));
                 }
                 Either::Left((None, _)) => {
-                    return match r.events.watcher().outcome() {
-                        StreamEnd::Clean => {
-                            r.finish(Ended::Clean);
-                            None
-                        }
-                        StreamEnd::Error => {
-                            r.finish(Ended::ProviderError);
-                            None
-                        }
-                        StreamEnd::Truncated => {
-                            let out = r.cut(Ended::Cut, "the upstream stream ended early");
-                            Some((Ok(out), r))
-                        }
-                    };
+                    let out = r.stopped((Ended::Cut, "the upstream stream ended early"));
+                    return out.map(|out| (Ok(out), r));
                 }
                 Either::Right(((), _)) => {
                     r.tick = None;
                     let now = now_ms();
                     if now.saturating_sub(r.last_upstream_ms) >= r.bounds.idle_ms {
-                        let out = r.cut(Ended::Silent, "the upstream stopped sending events");
-                        return Some((Ok(out), r));
+                        let out = r.stopped((Ended::Silent, "the upstream stopped sending events"));
+                        return out.map(|out| (Ok(out), r));
                     }
                     if now.saturating_sub(r.last_keepalive_ms) >= r.bounds.keepalive_ms {
                         r.last_keepalive_ms = now;

@@ -18,7 +18,8 @@
 //! then the stream ends), `stream_truncate` (a few content events, then the connection closes
 //! mid-body, with no terminal event), `stream_hang` (a few content events, then nothing: the
 //! connection stays open until the mock's longest delay, 10 minutes, has passed, then closes
-//! mid-body). Stream delays add up like `delay`; of the three stream faults the first wins. Every
+//! mid-body), `stream_linger` (the whole stream, its terminal event included, then the connection
+//! stays open as for `stream_hang`). Stream delays add up like `delay`; of the stream faults the first wins. Every
 //! other fault still applies first: a status fault (`429`, `503`, …) answers its ordinary JSON
 //! error, with its status and headers, instead of a stream; `malformed` cuts the stream's
 //! bytes in half.
@@ -74,6 +75,9 @@ pub enum StreamFault {
     Truncate,
     /// Nothing more is sent; the connection stays open until `MAX_DELAY_MS` has passed.
     Hang,
+    /// The whole stream, its terminal event included, then the connection stays open as for
+    /// `Hang` (a provider or proxy that does not close after the end).
+    Linger,
 }
 
 const OPEN: &str = "[[mock:";
@@ -122,6 +126,7 @@ pub fn plan(api: Api, prompt: &str) -> Result<Plan, String> {
             "stream_error" => Some(StreamFault::Error),
             "stream_truncate" => Some(StreamFault::Truncate),
             "stream_hang" => Some(StreamFault::Hang),
+            "stream_linger" => Some(StreamFault::Linger),
             _ => None,
         };
         if let Some(f) = stream_fault {

@@ -294,7 +294,7 @@ pub fn script(
     fault: Option<StreamFault>,
 ) -> (Vec<Bytes>, Ending) {
     let kept: Vec<&Event> = match fault {
-        None => events.iter().collect(),
+        None | Some(StreamFault::Linger) => events.iter().collect(),
         Some(_) => {
             let mut content = 0;
             events
@@ -322,9 +322,10 @@ pub fn script(
     let ending = match fault {
         None | Some(StreamFault::Error) => Ending::Finish,
         Some(StreamFault::Truncate) => Ending::Abort,
-        Some(StreamFault::Hang) => Ending::Hang,
+        Some(StreamFault::Hang | StreamFault::Linger) => Ending::Hang,
     };
-    if framing == Framing::JsonArray && ending == Ending::Finish {
+    let whole = !matches!(fault, Some(StreamFault::Truncate | StreamFault::Hang));
+    if framing == Framing::JsonArray && whole {
         out.push(Bytes::from_static(b"]"));
     }
     (out, ending)
@@ -511,6 +512,17 @@ mod tests {
         assert_eq!((cut.len(), end), (3 + CONTENT_BEFORE_FAULT, Ending::Abort));
         let (_, end) = script(Api::Anthropic, &ev, Framing::Sse, Some(StreamFault::Hang));
         assert_eq!(end, Ending::Hang);
+        // Lingering: every event, the terminal one included, then the connection stays open.
+        let (lingering, end) = script(Api::Anthropic, &ev, Framing::Sse, Some(StreamFault::Linger));
+        assert_eq!((lingering, end), (all, Ending::Hang));
+        let ev = events(Api::Gemini, "g", &a, 0, Options::default());
+        let (lingering, _) = script(
+            Api::Gemini,
+            &ev,
+            Framing::JsonArray,
+            Some(StreamFault::Linger),
+        );
+        assert_eq!(lingering.last().unwrap().as_ref(), b"]");
     }
 
     #[test]

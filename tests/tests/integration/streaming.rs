@@ -356,6 +356,46 @@ async fn a_cut_stream_ends_with_the_dialects_error_and_is_charged_its_worst_case
 }
 
 #[tokio::test]
+async fn a_stream_whose_upstream_stays_open_after_its_end_ends_cleanly_at_its_terminal_event() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    // The whole stream, its terminal event included, then the upstream's connection stays
+    // open: the caller's stream ends at the terminal event, cleanly (no keep-alive, no error
+    // at the silence bound, 3 s in the suite), settled on the usage and stored.
+    for (path, body, end) in [
+        (
+            "/v1/chat/completions",
+            chat_stream(&format!("lingering [[mock:openai=stream_linger]] {n}")),
+            "data: [DONE]\n\n",
+        ),
+        (
+            "/v1/messages",
+            messages_stream(&format!("lingering [[mock:anthropic=stream_linger]] {n}")),
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ),
+    ] {
+        // Its worst case, asked before the answer is stored (a hit reserves nothing).
+        let worst = s.reserved_for(path, &body).await;
+        let r = stream(s, path, &key, &body).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert!(r.text.ends_with(end), "{path}: {}", r.text);
+        assert!(!r.text.contains("error"), "{path}: {}", r.text);
+        assert!(
+            r.elapsed < Duration::from_millis(2_000),
+            "{path}: {:?}",
+            r.elapsed
+        );
+        let row = usage_row(s, &key, &request_id(&r)).await;
+        assert_eq!(row["stream_end"], "clean", "{path}: {row}");
+        assert!(row["credits"].as_u64().unwrap() < worst, "{path}: {row}");
+        let again = stream(s, path, &key, &body).await;
+        let status = again.headers.get("cache-status").unwrap().to_str().unwrap();
+        assert!(status.contains("hit"), "{path}: {status}");
+    }
+}
+
+#[tokio::test]
 async fn a_caller_that_goes_away_is_settled_once_and_its_upstream_call_ends() {
     let s = &stack();
     let (_, key) = s.live_key().await;

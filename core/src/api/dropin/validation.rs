@@ -2,7 +2,7 @@
 //! broker run the same ones): a JSON object with no field named twice, no streaming, a model on
 //! the allowlist, messages, output tokens within the tier's cap and a prompt within 20 KB.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{Dialect, MAX_CHOICES};
 use crate::api::ask::PROMPT_LIMIT;
@@ -129,7 +129,13 @@ pub fn parse_request(
         members.push((OPENAI_CAP_FIELD, Value::from(max_tokens_cap)));
     }
     if dialect == Dialect::OpenAiChat && stream && !include_usage {
-        members.push(("stream_options", json!({"include_usage": true})));
+        // The caller's other options (`include_obfuscation`) go on as it set them.
+        let mut options = match obj.get("stream_options") {
+            Some(Value::Object(o)) => o.clone(),
+            _ => Map::new(),
+        };
+        options.insert("include_usage".into(), Value::Bool(true));
+        members.push(("stream_options", Value::Object(options)));
     }
     // A member the caller named already (its `stream_options`, or a cap field sent as `null`)
     // is replaced, so the body is written anew: added in front, it would name the field twice,
@@ -169,8 +175,8 @@ pub fn parse_request(
     })
 }
 
-/// OpenAI's `stream_options`: absent, or an object with an optional boolean `include_usage`;
-/// whether the caller asked for the usage chunk.
+/// OpenAI's `stream_options`: absent, or an object with the optional booleans OpenAI documents
+/// (`include_usage`, `include_obfuscation`); whether the caller asked for the usage chunk.
 fn stream_options(obj: &Map<String, Value>) -> Result<bool, ApiError> {
     let bad = || {
         ApiError::invalid_param(
@@ -181,14 +187,13 @@ fn stream_options(obj: &Map<String, Value>) -> Result<bool, ApiError> {
     match obj.get("stream_options") {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Object(o)) => {
-            if o.keys().any(|k| k != "include_usage") {
+            let known = |k: &str| k == "include_usage" || k == "include_obfuscation";
+            if o.iter()
+                .any(|(k, v)| !known(k) || !matches!(v, Value::Null | Value::Bool(_)))
+            {
                 return Err(bad());
             }
-            match o.get("include_usage") {
-                None | Some(Value::Null) => Ok(false),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(_) => Err(bad()),
-            }
+            Ok(o.get("include_usage") == Some(&Value::Bool(true)))
         }
         Some(_) => Err(bad()),
     }
@@ -473,6 +478,22 @@ pub(super) mod tests {
         .unwrap();
         let forwarded: Value = serde_json::from_slice(off.forward_body.as_ref().unwrap()).unwrap();
         assert_eq!(forwarded["stream_options"]["include_usage"], json!(true));
+        // OpenAI's other documented option is taken and goes on as the caller set it, beside
+        // the usage the settlement asks for.
+        let plain = parse(
+            Dialect::OpenAiChat,
+            chat(json!({"stream": true, "stream_options": {"include_obfuscation": false}})),
+            100,
+        )
+        .unwrap();
+        assert!(!plain.include_usage);
+        assert_eq!(plain.value, whole.value);
+        let forwarded: Value =
+            serde_json::from_slice(plain.forward_body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            forwarded["stream_options"],
+            json!({"include_obfuscation": false, "include_usage": true})
+        );
     }
 
     #[test]
@@ -489,6 +510,7 @@ pub(super) mod tests {
             json!({"stream": true, "stream_options": "usage"}),
             json!({"stream": true, "stream_options": {"include_usage": "yes"}}),
             json!({"stream": true, "stream_options": {"chunks": 3}}),
+            json!({"stream": true, "stream_options": {"include_obfuscation": 0}}),
         ] {
             let e = parse(Dialect::OpenAiChat, chat(bad.clone()), 100).unwrap_err();
             assert_eq!((e.status, e.code), (400, "invalid_param"), "{bad}");

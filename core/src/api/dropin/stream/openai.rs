@@ -75,10 +75,6 @@ impl Watcher {
             self.done = true;
             return Ok(());
         }
-        self.data_bytes = self.data_bytes.saturating_add(ev.data.len());
-        if self.data_bytes > MAX_REASSEMBLED_BYTES {
-            self.drop_body();
-        }
         let data: Value = match serde_json::from_str(&ev.data) {
             Ok(v) => v,
             Err(e) => return self.refuse(bad(ev, e.to_string())),
@@ -128,6 +124,13 @@ impl Watcher {
             None | Some(Value::Null) => Map::new(),
             Some(_) => return Err(bad(ev, "delta is not an object")),
         };
+        // What the answer keeps of the chunk: the choice's text and logprobs, not the fields
+        // every chunk repeats (`id`, `model`, `usage: null`, padding), several times larger.
+        let kept = delta.values().map(weight).sum::<usize>() + c.get("logprobs").map_or(0, weight);
+        self.data_bytes = self.data_bytes.saturating_add(kept);
+        if self.data_bytes > MAX_REASSEMBLED_BYTES {
+            self.drop_body();
+        }
         let finish = c.get("finish_reason").cloned().unwrap_or(Value::Null);
         let finishes = truthy(&finish);
         if i == self.choices_seen {
@@ -311,4 +314,15 @@ fn add(a: &Number, d: &Number) -> Number {
     }
     let sum = a.as_f64().unwrap_or(0.0) + d.as_f64().unwrap_or(0.0);
     Number::from_f64(sum).unwrap_or_else(|| a.clone())
+}
+
+/// About the bytes of `v`'s strings and numbers: what a delta adds to the reassembled answer.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Number(_) => 8,
+        Value::Array(items) => items.iter().map(weight).sum(),
+        Value::Object(fields) => fields.values().map(weight).sum(),
+        Value::Null | Value::Bool(_) => 0,
+    }
 }

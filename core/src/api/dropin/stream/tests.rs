@@ -472,6 +472,52 @@ fn openai_done_without_a_finish_reason_is_not_clean() {
     assert_eq!(watch(O, text.as_bytes()).outcome(), StreamEnd::Truncated);
 }
 
+/// An OpenAI stream of `pieces` content chunks, each carrying `padding` bytes of the fields
+/// every chunk repeats (as OpenAI's `obfuscation`), then the finish, the usage and `[DONE]`.
+fn long_chat_stream(pieces: &[String], padding: usize) -> String {
+    let chunk = |choices: Value, usage: Value| {
+        let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+            "model": "gpt-4o-mini", "choices": choices, "usage": usage,
+            "obfuscation": "p".repeat(padding)});
+        format!("data: {c}\n\n")
+    };
+    let mut out = chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+        Value::Null,
+    );
+    for p in pieces {
+        let choices = json!([{"index": 0, "delta": {"content": p}, "finish_reason": null}]);
+        out.push_str(&chunk(choices, Value::Null));
+    }
+    out.push_str(&chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        Value::Null,
+    ));
+    out.push_str(&chunk(
+        json!([]),
+        json!({"prompt_tokens": 5, "completion_tokens": pieces.len(), "total_tokens": 5 + pieces.len()}),
+    ));
+    out + "data: [DONE]\n\n"
+}
+
+#[test]
+fn a_long_openai_stream_reassembles_by_its_answer_not_its_chunks_size() {
+    // 30,000 one-token chunks of about 400 bytes each: 12 MB of events, a 30 KB answer.
+    let pieces: Vec<String> = (0..30_000).map(|i| format!("t{}", i % 10)).collect();
+    let text = long_chat_stream(&pieces, 300);
+    assert!(text.len() > MAX_REASSEMBLED_BYTES, "{}", text.len());
+    let w = watch(O, text.as_bytes());
+    assert_eq!(w.outcome(), StreamEnd::Clean);
+    let body: Value = serde_json::from_str(&w.final_body().expect("a body to store")).unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], pieces.concat());
+    // An answer itself past the bound is still watched and settled, but gives no body.
+    let big: Vec<String> = (0..20).map(|_| "x".repeat(500_000)).collect();
+    let w = watch(O, long_chat_stream(&big, 0).as_bytes());
+    assert_eq!(w.outcome(), StreamEnd::Clean);
+    assert_eq!(w.final_body(), None);
+    assert_eq!(w.usage().map(|u| u.output), Some(20));
+}
+
 // --- Both ------------------------------------------------------------------------------------
 
 #[test]
