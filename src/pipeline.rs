@@ -592,6 +592,16 @@ fn answer_streamed<E: Endpoint>(
     Ok(resp)
 }
 
+/// A response whose `body` is driven to its end by a task of its own ([`pump`]) rather than by
+/// its caller's reads: what the body does at its end (a follower's usage row and archive) is
+/// done whether the caller stays or goes away.
+pub fn driven(cx: &RequestContext, body: EventBody) -> ApiResult<Response> {
+    let (tx, rx) = mpsc::unbounded::<Result<Vec<u8>, worker::Error>>();
+    let resp = Response::from_stream(rx).map_err(|_| ApiError::internal())?;
+    cx.after(pump(body, tx, true));
+    Ok(resp)
+}
+
 /// Runs `work` (a stream's pump), renewing `reservation` every `STREAM_RENEW_MS` (half the
 /// ledger's maximum age of a reservation; a value of 0 or past that age is ignored) until it
 /// is done.
@@ -613,7 +623,7 @@ async fn renewing(cx: &RequestContext, reservation: &Reservation, work: impl Fut
 
 /// Drives `body` to its end, passing each chunk to the caller as it comes. When the caller has
 /// gone (its end of the channel dropped) the body is dropped, unless `outlive` (a flight's
-/// leader): that cancels its upstream call, and the body's own end (a relay's `ClientGone`) is
+/// leader, or a body whose end writes its row: [`driven`]): that cancels its upstream call, and the body's own end (a relay's `ClientGone`) is
 /// told to the settlement (`docs/DECISIONS.md`, "Streams").
 async fn pump(
     mut body: EventBody,

@@ -330,8 +330,9 @@ impl Endpoint for Ask {
             usage_log::usage_later(&cx2, row, 200);
             Ok(ask_stream::event("done", &body))
         });
-        let resp = Response::from_stream(futures::StreamExt::chain(body, tail))
-            .map_err(|_| ApiError::internal())?;
+        // Driven to its end whatever the caller does: the fee is debited already, and its row
+        // and archive are written by the tail.
+        let resp = pipeline::driven(cx, Box::pin(futures::StreamExt::chain(body, tail)))?;
         self.answer_stream(resp, served)
     }
 

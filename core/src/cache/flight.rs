@@ -199,7 +199,9 @@ impl Flight {
 
     /// A caller asks to take part (`streams`: as a follower, it passes the leader's stream on as
     /// it comes). A flight older than twice the provider timeout is abandoned (its followers
-    /// are sent a 504) and the caller leads a new one.
+    /// are sent a 504) and the caller leads a new one. A leader past its lease is lost first,
+    /// as [`tick`](Self::tick) finds it (only followers' waits tick, and a flight may have
+    /// none): the caller never follows, and is never replayed, a leader already gone.
     pub fn join(
         &mut self,
         now_ms: u64,
@@ -217,6 +219,7 @@ impl Flight {
             }
             _ => {}
         }
+        sends.extend(self.tick(now_ms));
         let id = self.id();
         match &mut self.state {
             State::Flying(a) => {
@@ -443,6 +446,31 @@ mod tests {
         assert!(f.finish(t, ok("late")).is_none());
         assert!(f.tick(LEASE_MS + 3).is_empty(), "promoted once");
         assert!(f.finish(a, ok("y")).is_some());
+    }
+
+    #[test]
+    fn a_caller_joining_after_the_leaders_lease_is_not_given_the_lost_leader() {
+        // No follower ticked: the lost leader's flight is still there when the caller comes.
+        let mut f = Flight::default();
+        let t = lead(&mut f, 0);
+        f.publish(t, 5, "a".into()).unwrap();
+        let (joined, sends) = f.join(5 + LEASE_MS + 1, 3_000, MAX_FOLLOWERS, true);
+        assert!(sends.is_empty(), "{sends:?}");
+        let Joined::Lead { ticket } = joined else {
+            panic!("expected to lead, got {joined:?}");
+        };
+        assert!(f.publish(t, 5 + LEASE_MS + 2, "late".into()).is_none());
+        assert!(f.finish(ticket, ok("x")).is_some());
+        // With a follower waiting, it is promoted and the caller follows it from its start.
+        let t = lead(&mut f, 10_000);
+        f.publish(t, 10_001, "a".into()).unwrap();
+        let (w, _) = follow(&mut f, 10_002);
+        let (joined, sends) = f.join(10_001 + LEASE_MS + 1, 3_000, MAX_FOLLOWERS, true);
+        assert_eq!(sends, vec![Delivery::One(w, Frame::Lead { ticket: w })]);
+        assert!(
+            matches!(joined, Joined::Follow { ref replay, .. } if replay.is_empty()),
+            "{joined:?}"
+        );
     }
 
     #[test]

@@ -456,6 +456,56 @@ async fn the_flight_outlives_its_leaders_client() {
 }
 
 #[tokio::test]
+async fn a_streaming_ask_follower_whose_client_leaves_still_writes_its_row_and_archive() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"prompt": format!("leave early [[mock:openai=stream_delay:200]] {n}"),
+        "providers": ["openai"], "stream": true});
+    let leader = stream_text(s, "/v1/ask", &key, &body);
+    let follower = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let resp = s
+            .client
+            .post(s.url("/v1/ask"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        assert_eq!(header("cache-status").as_deref(), Some(COLLAPSED));
+        let id = header("x-request-id").expect("a request id");
+        // Its first events, then the caller goes away long before the leader's end.
+        let mut events = resp.bytes_stream();
+        let first = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
+        assert!(matches!(first, Ok(Some(Ok(_)))), "{first:?}");
+        drop(events);
+        id
+    };
+    let (leader, id) = tokio::join!(leader, follower);
+    assert_eq!(leader.0, 200, "{}", leader.2);
+    assert!(leader.2.contains("event: done"), "{}", leader.2);
+    assert_eq!(s.mock_calls(&n).await["total"], 1);
+    // The follower's fee was debited when its stream began: its row carries it, and its answer
+    // is archived, as for a follower that stayed.
+    s.assert_rows_add_up(&key, LIVE_CREDITS).await;
+    let archived = s.get(&format!("/v1/ask/{id}"), Some(&key)).await;
+    assert_eq!(archived.status, 200, "{}", archived.text);
+    assert_eq!(
+        archived.json()["cache"]["status"],
+        "coalesced",
+        "{}",
+        archived.text
+    );
+}
+
+#[tokio::test]
 async fn private_calls_of_two_accounts_do_not_coalesce() {
     let s = &stack();
     let (_, a) = s.live_key().await;
