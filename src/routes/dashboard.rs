@@ -4,7 +4,7 @@
 //! accept the session cookie for the account's own routes (`auth::authenticate_v1`).
 
 use gateway_core::api::dashboard::{
-    cleared_cookie, origin_allowed, session_cookie, SECURITY_HEADERS, SESSION_TTL_MS,
+    self, cleared_cookie, origin_allowed, session_cookie, SECURITY_HEADERS, SESSION_TTL_MS,
 };
 use gateway_core::error::{ApiError, ApiResult};
 use gateway_core::keys;
@@ -28,14 +28,11 @@ const LOGIN_LIMITS: Limits = Limits {
 };
 
 pub async fn route(cx: &RequestContext, req: Request, rest: &[&str]) -> ApiResult<Response> {
-    let resp = match (req.method(), rest) {
-        (Method::Get, [] | [""]) => asset(cx, "index.html").await,
-        (Method::Post, ["api", "login"]) => login(cx, req).await,
-        (Method::Post, ["api", "logout"]) => logout(cx, req).await,
-        (Method::Get, ["api", "session"]) => session(cx, &req).await,
-        (_, ["api", ..]) => Err(ApiError::not_found()),
-        (Method::Get, path) => asset(cx, &path.join("/")).await,
-        _ => Err(ApiError::method_not_allowed()),
+    let url = req.inner().url();
+    let resp = if let Some(location) = dashboard::https_location(&url) {
+        redirect(&location)
+    } else {
+        serve(cx, req, rest).await
     };
     // The error envelope gets the same headers as everything else under /dashboard.
     let resp = match resp {
@@ -46,7 +43,31 @@ pub async fn route(cx: &RequestContext, req: Request, rest: &[&str]) -> ApiResul
     for (name, value) in SECURITY_HEADERS {
         set_header(h, name, value);
     }
+    if url.starts_with("https://") {
+        set_header(h, dashboard::HSTS.0, dashboard::HSTS.1);
+    }
     Ok(resp)
+}
+
+/// A 308 to `location` (the method and body kept).
+fn redirect(location: &str) -> ApiResult<Response> {
+    let resp = Response::empty()
+        .map_err(|_| ApiError::internal())?
+        .with_status(308);
+    set_header(resp.headers(), "Location", location);
+    Ok(resp)
+}
+
+async fn serve(cx: &RequestContext, req: Request, rest: &[&str]) -> ApiResult<Response> {
+    match (req.method(), rest) {
+        (Method::Get, [] | [""]) => asset(cx, "index.html").await,
+        (Method::Post, ["api", "login"]) => login(cx, req).await,
+        (Method::Post, ["api", "logout"]) => logout(cx, req).await,
+        (Method::Get, ["api", "session"]) => session(cx, &req).await,
+        (_, ["api", ..]) => Err(ApiError::not_found()),
+        (Method::Get, path) => asset(cx, &path.join("/")).await,
+        _ => Err(ApiError::method_not_allowed()),
+    }
 }
 
 /// A file of the dashboard, from the static assets. Pages and scripts are revalidated on each

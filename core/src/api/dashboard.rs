@@ -2,6 +2,7 @@
 //! session may make, the CSRF check of its state-changing calls, and the headers every
 //! dashboard response carries.
 
+use crate::api::request_url;
 use crate::api::route::V1Route;
 
 /// The session cookie's name wherever it is `Secure`: the `__Host-` prefix makes a browser take
@@ -41,11 +42,32 @@ pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("Cross-Origin-Opener-Policy", "same-origin"),
 ];
 
+/// The `Strict-Transport-Security` header of every dashboard response over HTTPS: a browser
+/// that loaded the dashboard once asks for it over HTTPS only, for a year, so that no one on
+/// the network can answer it a plain-HTTP page that reads the key typed into the login.
+pub const HSTS: (&str, &str) = ("Strict-Transport-Security", "max-age=31536000");
+
+fn loopback(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 /// Whether the cookie may say `Secure`: always, except over plain HTTP to the loopback host of
 /// local development, where a browser would not send a `Secure` cookie back.
 pub fn secure_cookie(scheme: &str, host: &str) -> bool {
-    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
-    !(scheme == "http" && loopback)
+    !(scheme == "http" && loopback(host))
+}
+
+/// Where a dashboard request over plain HTTP to a host other than the loopback one is sent
+/// instead (a 308): the same path and query over HTTPS, on the default port. The dashboard's
+/// pages and its login are never served in the clear but for local development.
+pub fn https_location(url: &str) -> Option<String> {
+    let (scheme, host) = request_url::scheme_and_host(url)?;
+    if scheme != "http" || loopback(host) {
+        return None;
+    }
+    let rest = url.strip_prefix("http://")?;
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    Some(format!("https://{host}{path}"))
 }
 
 /// The `Set-Cookie` value that opens a session.
@@ -119,6 +141,30 @@ mod tests {
         assert!(secure_cookie("http", "gw.example.com"));
         assert!(!secure_cookie("http", "127.0.0.1"));
         assert!(secure_cookie("https", "127.0.0.1"));
+    }
+
+    #[test]
+    fn plain_http_is_sent_to_https_but_on_the_loopback_host() {
+        assert_eq!(
+            https_location("http://gw.example.com/dashboard/app.js?v=2").as_deref(),
+            Some("https://gw.example.com/dashboard/app.js?v=2")
+        );
+        assert_eq!(
+            https_location("http://gw.example.com:8080/dashboard").as_deref(),
+            Some("https://gw.example.com/dashboard")
+        );
+        assert_eq!(
+            https_location("http://gw.example.com").as_deref(),
+            Some("https://gw.example.com/")
+        );
+        for local in [
+            "https://gw.example.com/dashboard",
+            "http://127.0.0.1:8787/dashboard",
+            "http://localhost/dashboard",
+            "http://[::1]:8787/dashboard",
+        ] {
+            assert_eq!(https_location(local), None, "{local}");
+        }
         assert_eq!(
             cleared_cookie(true),
             "__Host-gw_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"

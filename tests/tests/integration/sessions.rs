@@ -253,6 +253,45 @@ async fn dashboard_responses_carry_the_security_headers() {
     assert_eq!(api.status, 401);
 }
 
+/// Over plain HTTP to a host other than the loopback one (as a zone without "Always Use HTTPS"
+/// would pass it on), the dashboard and its login are not served: a 308 to the same URL over
+/// HTTPS, with the security headers; over the loopback host they are, with no HSTS (which a
+/// browser reads over HTTPS only).
+#[tokio::test]
+async fn plain_http_to_another_host_is_sent_to_https() {
+    let s = &stack();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for (method, path) in [
+        (reqwest::Method::GET, "/dashboard/app.js?v=1"),
+        (reqwest::Method::POST, "/dashboard/api/login"),
+    ] {
+        let r = send(
+            client
+                .request(method.clone(), s.url(path))
+                .header("Host", "gw.example.com")
+                .json(&json!({"key": "lvk_live_nothing"})),
+        )
+        .await;
+        assert_eq!(r.status, 308, "{method} {path}: {}", r.text);
+        assert_eq!(
+            r.header("location").as_deref(),
+            Some(format!("https://gw.example.com{path}").as_str()),
+            "{method} {path}"
+        );
+        assert!(
+            r.header("content-security-policy").is_some(),
+            "{method} {path}"
+        );
+    }
+    let page = s.get("/dashboard", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("strict-transport-security").is_none());
+}
+
 /// A cookie header that names the session twice opens none, whichever comes first: a cookie
 /// planted beside the caller's own (a sibling subdomain may set the unprefixed name with a
 /// longer path, which browsers list first) is never read in its place, so the caller's changes
