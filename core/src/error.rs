@@ -55,6 +55,13 @@ impl ApiError {
         self
     }
 
+    /// Tells the official SDKs not to retry: `x-should-retry: false`, which both read before
+    /// the status. For an error the same call can never turn into an answer, where their
+    /// default (two retries with backoff on a 429 or a 5xx) only delays the caller's error.
+    pub fn never_retried(self) -> Self {
+        self.with_header("x-should-retry", "false")
+    }
+
     /// The JSON envelope: `{"error": {"code", "message", ...extra}}`.
     pub fn body(&self) -> Value {
         let mut inner = Map::new();
@@ -164,6 +171,7 @@ impl ApiError {
             "not_cached",
             "only-if-cached: the answer is not in the cache, and no provider was called",
         )
+        .never_retried()
     }
 }
 

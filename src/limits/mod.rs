@@ -163,7 +163,8 @@ fn key_refusal(cx: &RequestContext, policy: &Policy, refusal: ReserveRefusal) ->
             429,
             "rate_limited",
             format!("this call needs more than the bucket's capacity of {burst}"),
-        ),
+        )
+        .never_retried(),
         ReserveRefusal::TooLarge {
             limit,
             capacity,

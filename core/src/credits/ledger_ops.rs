@@ -623,7 +623,7 @@ mod tests {
         assert_eq!(ledger, before);
         let e = refusal.reservation_error(1);
         assert_eq!((e.status, e.code), (429, "request_too_large"));
-        assert!(e.headers.is_empty());
+        assert_eq!(e.headers, vec![("x-should-retry", "false".to_string())]);
         // Admitted: the reply carries the buckets.
         let a = apply(&mut ledger, metered("a", 50, 500, 200, l), 0);
         let view = a.reply.unwrap();

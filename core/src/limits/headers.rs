@@ -551,6 +551,7 @@ pub fn too_large_error(limit: LimitName, scope: Scope, capacity: u64, needed: u6
     .with("scope", scope.as_str())
     .with("capacity", capacity)
     .with("needed", needed)
+    .never_retried()
 }
 
 #[cfg(test)]
@@ -755,8 +756,9 @@ mod tests {
         assert_eq!(b["error"]["capacity"], 4_096);
         assert_eq!(b["error"]["needed"], 8_192);
         assert!(b["error"].get("retry_after_ms").is_none());
-        assert!(
-            e.headers.is_empty(),
+        assert_eq!(
+            e.headers,
+            vec![("x-should-retry", "false".to_string())],
             "no Retry-After: waiting will not help"
         );
         assert!(b["error"]["message"].as_str().unwrap().contains("never"));

@@ -483,6 +483,10 @@ async fn only_if_cached_answers_from_the_cache_or_504_without_a_provider_call() 
         "OpenAI's shape: {}",
         dropin.text
     );
+    // A retry would be the same miss: the SDKs are told not to retry it.
+    for r in [&miss, &dropin] {
+        assert_eq!(r.header("x-should-retry").as_deref(), Some("false"));
+    }
     assert_eq!(
         s.mock_calls(&format!("only if cached {n}")).await["total"],
         0

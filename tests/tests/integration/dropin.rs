@@ -188,7 +188,12 @@ async fn messages_are_forwarded_verbatim_and_answered_in_anthropic_shape() {
         ],
         "temperature": 0.5,
         "stop_sequences": ["END"],
-        "metadata": {"user_id": "u-1"}
+        "metadata": {"user_id": "u-1"},
+        // Effort and structured outputs (the SDK's `messages.parse`), and the top-level
+        // prompt-caching marker: billed as ordinary tokens, so served.
+        "output_config": {"effort": "low", "format": {"type": "json_schema",
+            "schema": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        "cache_control": {"type": "ephemeral"}
     });
     // The Anthropic SDK sends x-api-key and its API version.
     let rb = s
@@ -206,6 +211,9 @@ async fn messages_are_forwarded_verbatim_and_answered_in_anthropic_shape() {
     );
     assert_eq!(v["content"][0]["type"], "text");
     assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    // The id the Anthropic SDK reads (`request-id`) is the gateway's.
+    assert_eq!(r.header("request-id"), r.header("x-request-id"));
+    assert!(r.header("request-id").unwrap().starts_with("req_"));
 
     let got = mock_last(s, &n).await.expect("the mock saw the call");
     assert_eq!(got["path"], "/anthropic/v1/messages");

@@ -190,6 +190,8 @@ async fn a_call_that_can_never_fit_is_request_too_large_without_a_retry_time() {
     assert_eq!(r.json()["error"]["code"], "request_too_large", "{}", r.text);
     assert!(r.header("retry-after").is_none(), "{:?}", r.headers);
     assert!(r.header("retry-after-ms").is_none(), "{:?}", r.headers);
+    // The SDKs' retries could never turn it into an answer: they are told not to try.
+    assert_eq!(r.header("x-should-retry").as_deref(), Some("false"));
 }
 
 #[tokio::test]

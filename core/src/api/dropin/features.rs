@@ -61,6 +61,10 @@ const ANTHROPIC_FIELDS: &[&str] = &[
     "thinking",
     "service_tier",
     "stream",
+    // Structured outputs and effort (`output_config`, sent by the SDK's `messages.parse`), and
+    // the top-level prompt-caching marker: billed as ordinary tokens.
+    "output_config",
+    "cache_control",
 ];
 
 /// `anthropic-beta` values the platform's key serves: features billed as ordinary tokens.
@@ -304,6 +308,11 @@ mod tests {
             "tools": [{"name": "f", "input_schema": {"type": "object"}}],
             "thinking": {"type": "enabled", "budget_tokens": 1024}}),
         );
+        assert!(check(Dialect::AnthropicMessages, m).is_ok());
+        // What the SDK's `messages.parse` and `create(output_config=, cache_control=)` send.
+        let m = msgs(json!({"cache_control": {"type": "ephemeral"},
+            "output_config": {"effort": "low", "format": {"type": "json_schema",
+                "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}}));
         assert!(check(Dialect::AnthropicMessages, m).is_ok());
     }
 

@@ -1,6 +1,6 @@
 //! The checks a drop-in request passes before it is forwarded verbatim (the gateway and the
-//! broker run the same ones): a JSON object with no field named twice, no streaming, a model on
-//! the allowlist, messages, output tokens within the tier's cap and a prompt within 20 KB.
+//! broker run the same ones): a JSON object with no field named twice, well-formed stream flags,
+//! a model on the allowlist, messages, output tokens within the tier's cap and a prompt within 20 KB.
 
 use serde_json::{Map, Value};
 
