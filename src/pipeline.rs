@@ -623,8 +623,9 @@ async fn renewing(cx: &RequestContext, reservation: &Reservation, work: impl Fut
 
 /// Drives `body` to its end, passing each chunk to the caller as it comes. When the caller has
 /// gone (its end of the channel dropped) the body is dropped, unless `outlive` (a flight's
-/// leader, or a body whose end writes its row: [`driven`]): that cancels its upstream call, and the body's own end (a relay's `ClientGone`) is
-/// told to the settlement (`docs/DECISIONS.md`, "Streams").
+/// leader, or a body whose end writes its row: [`driven`]): that cancels its upstream call,
+/// and the body's own end (a relay's `ClientGone`) is told to the settlement
+/// (`docs/DECISIONS.md`, "Streams").
 async fn pump(
     mut body: EventBody,
     tx: mpsc::UnboundedSender<Result<Vec<u8>, worker::Error>>,

@@ -58,6 +58,7 @@ fn redirect(location: &str) -> ApiResult<Response> {
     Ok(resp)
 }
 
+/// A dashboard request that may be served: its file, or its session route.
 async fn serve(cx: &RequestContext, req: Request, rest: &[&str]) -> ApiResult<Response> {
     match (req.method(), rest) {
         (Method::Get, [] | [""]) => asset(cx, "index.html").await,
