@@ -227,6 +227,29 @@ async fn messages_are_forwarded_verbatim_and_answered_in_anthropic_shape() {
 }
 
 #[tokio::test]
+async fn an_inline_image_larger_than_the_prompt_limit_is_served() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    // About 40 KB of base64 image (the prompt limit is 20 KB of text) and a question.
+    let data = "iVBO".repeat(10_240);
+    let question = format!("What is in this picture? {n}");
+    let m = json!({"model": "claude-haiku-4-5", "max_tokens": 40, "messages": [{"role": "user",
+        "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+            "data": data}}, {"type": "text", "text": question}]}]});
+    let r = messages(s, &key, &m).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["type"], "message", "{}", r.text);
+    let c = json!({"model": "gpt-4o-mini", "max_completion_tokens": 40, "messages": [{"role": "user",
+        "content": [{"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}},
+            {"type": "text", "text": question}]}]});
+    let r = chat(s, &key, &c).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["object"], "chat.completion", "{}", r.text);
+    assert_eq!(s.mock_calls(&n).await["total"], 2);
+}
+
+#[tokio::test]
 async fn a_repeat_is_a_cache_hit_with_no_new_upstream_call() {
     let s = &stack();
     let (_, key) = s.live_key().await;

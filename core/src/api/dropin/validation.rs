@@ -284,11 +284,30 @@ fn output_budget(dialect: Dialect, obj: &Map<String, Value>, cap: u32) -> Result
 
 /// Bytes of every string inside `v` (object keys excluded): the conservative size of a turn,
 /// whatever its parts are.
+/// The bytes of text in `v` the provider reads as text: every string but an inline image's
+/// payload (an Anthropic `base64` source of an `image/*` type, its `data`; an OpenAI
+/// `data:image/` URL), which it reads as an image, billed by its own measure (a bounded number
+/// of tokens per image) and bounded by the body cap. A document's payload (a PDF, whose text
+/// the provider reads) counts.
 fn text_bytes(v: &Value) -> usize {
     match v {
         Value::String(s) => s.len(),
         Value::Array(items) => items.iter().map(text_bytes).sum(),
-        Value::Object(m) => m.values().map(text_bytes).sum(),
+        Value::Object(m) => {
+            let inline_image = m.get("type").and_then(Value::as_str) == Some("base64")
+                && m.get("media_type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("image/"));
+            m.iter()
+                .filter(|(k, v)| {
+                    let payload = (inline_image && *k == "data")
+                        || (*k == "url"
+                            && v.as_str().is_some_and(|u| u.starts_with("data:image/")));
+                    !payload
+                })
+                .map(|(_, v)| text_bytes(v))
+                .sum()
+        }
         _ => 0,
     }
 }
@@ -665,6 +684,38 @@ pub(super) mod tests {
             json!({"messages": [{"role": "user", "content": "x".repeat(PROMPT_LIMIT - 4)}]}),
         );
         assert!(parse(Dialect::AnthropicMessages, ok, 100).is_ok());
+    }
+
+    #[test]
+    fn an_inline_image_is_not_prompt_text_but_an_inline_document_is() {
+        // About 40 KB of base64 image, twice the prompt limit, beside a short question.
+        let data = "iVBO".repeat(PROMPT_LIMIT / 2);
+        let image = json!({"type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": data}});
+        let question = json!({"type": "text", "text": "What is in this picture?"});
+        let m = messages(json!({"messages": [{"role": "user", "content": [image, question]}]}));
+        assert!(parse(Dialect::AnthropicMessages, m, 100).is_ok());
+        let part = json!({"type": "image_url",
+            "image_url": {"url": format!("data:image/png;base64,{data}"), "detail": "low"}});
+        let c = chat(json!({"messages": [{"role": "user", "content": [part, question]}]}));
+        assert!(parse(Dialect::OpenAiChat, c, 100).is_ok());
+        // A document's text is read by the provider as text: it counts.
+        let pdf = json!({"type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": data}});
+        let m = messages(json!({"messages": [{"role": "user", "content": [pdf, question]}]}));
+        assert_eq!(
+            code(parse(Dialect::AnthropicMessages, m, 100)),
+            (413, "prompt_too_large")
+        );
+        // So does text beside the image, past the limit.
+        let long = json!({"type": "text", "text": "x".repeat(PROMPT_LIMIT + 1)});
+        let image = json!({"type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}});
+        let m = messages(json!({"messages": [{"role": "user", "content": [image, long]}]}));
+        assert_eq!(
+            code(parse(Dialect::AnthropicMessages, m, 100)),
+            (413, "prompt_too_large")
+        );
     }
 
     #[test]
