@@ -108,21 +108,32 @@ pub async fn complete_stream(
         let w = watcher.as_mut()?;
         match body.next().await {
             Some(Ok(chunk)) => {
-                let out: Vec<u8> = w.feed(&chunk).iter().flat_map(|t| delta(t)).collect();
+                let mut out: Vec<u8> = w.feed(&chunk).iter().flat_map(|t| delta(t)).collect();
                 let began = began || !out.is_empty();
+                // Its terminal event (or an error) came: the result goes now, whatever the
+                // provider's connection does next (the body is dropped with the stream).
+                if w.ended() {
+                    let w = watcher.take()?;
+                    out.extend(outcome(w, &key, began));
+                }
                 Some((out, (body, watcher, key, began)))
             }
             // The end (or a broken stream): the completion the events add up to, or why not.
             _ => {
                 let w = watcher.take()?;
-                let out = match w.finish() {
-                    Ok(c) => result(&c),
-                    Err(e) => failure(&e, &key, began),
-                };
+                let out = outcome(w, &key, began);
                 Some((out, (body, None, key, began)))
             }
         }
     })
     .filter(|chunk| futures::future::ready(!chunk.is_empty()));
     events_response(events)
+}
+
+/// The last event of a provider's stream: its `result`, or why it gave none.
+fn outcome(w: CompletionStream, key: &str, began: bool) -> Vec<u8> {
+    match w.finish() {
+        Ok(c) => result(&c),
+        Err(e) => failure(&e, key, began),
+    }
 }

@@ -556,6 +556,36 @@ async fn an_ask_stream_ends_a_provider_silent_past_its_timeout() {
     assert!(result_of("gemini")["content"].is_string(), "{done}");
 }
 
+#[tokio::test]
+async fn an_ask_stream_gives_a_providers_result_at_its_terminal_event_though_its_connection_lingers(
+) {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    // Each provider sends its whole stream, then holds its connection open: each result comes
+    // at its provider's terminal event, not at the provider timeout (3 s in the suite) as a
+    // timed-out failure, and the whole answer is stored.
+    let body = json!({"prompt": format!("ask lingering [[mock:*=stream_linger]] {n}"),
+        "providers": ["openai", "anthropic", "gemini", "perplexity"], "stream": true});
+    let r = stream(s, "/v1/ask", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.elapsed < Duration::from_millis(2_000), "{:?}", r.elapsed);
+    let events = ask_events(&r.text);
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done", "{}", r.text);
+    for result in done["results"].as_array().unwrap() {
+        assert!(result["content"].is_string(), "{result}");
+    }
+    assert_eq!(done["results"].as_array().unwrap().len(), 4, "{done}");
+    let again = s
+        .ask(
+            &key,
+            &json!({"prompt": body["prompt"], "providers": body["providers"]}),
+        )
+        .await;
+    assert_eq!(again.json()["cache"]["status"], "hit", "{}", again.text);
+}
+
 /// A provider whose stream fails after it began answering may have generated (and billed) up
 /// to its worst case: that is its charge, as for a drop-in stream; one that refused before
 /// its stream began costs nothing, as in a whole call.

@@ -143,6 +143,13 @@ impl CompletionStream {
         deltas
     }
 
+    /// The stream said all it will: its terminal event came, or an event failed it (the
+    /// provider's error event, one that could not be read). What follows is not read, so
+    /// [`finish`](Self::finish) answers now what it would at the body's end.
+    pub fn ended(&self) -> bool {
+        self.done || self.failure.is_some()
+    }
+
     /// The completion, once the body has ended; or why the stream gave none.
     pub fn finish(self) -> Result<Completion, ProviderError> {
         let p = self.provider;
