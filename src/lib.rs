@@ -59,7 +59,6 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     }
     // Responses that hold secrets or account data must not be stored by any cache on the way.
     let private = holds_account_data(&req);
-    let dialect = dialect_of(&req);
     cx.log_route(route_label(&req));
     let resp = match route(&cx, req).await {
         Ok(r) => r,
@@ -74,24 +73,9 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     if private {
         set_header(h, "Cache-Control", "no-store");
     }
-    // The Anthropic SDK reads a call's id from `request-id` (`message._request_id`, an
-    // error's `request_id`): there it is the gateway's, which its logs and usage rows name.
-    if dialect == Some(Dialect::AnthropicMessages) {
-        set_header(h, "request-id", &cx.request_id);
-    }
     // The request's log line, unless its usage row writes it (`http::log`).
     http::log::at_response(&cx, resp.status_code());
     Ok(resp)
-}
-
-/// The drop-in dialect of the request's path, if it is one of theirs.
-fn dialect_of(req: &Request) -> Option<Dialect> {
-    let path = req.path();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segs.split_first() {
-        Some((&"v1", rest)) => Dialect::for_path(rest),
-        _ => None,
-    }
 }
 
 /// The request's route as its log line names it: the pattern, never the raw path.

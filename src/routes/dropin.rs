@@ -373,22 +373,33 @@ fn respond(
 }
 
 /// On the drop-in paths, errors use the body both SDKs read (see [`dropin::error_body`]):
-/// `error.type` beside `code` and `message`, and Anthropic's top-level `"type": "error"`.
+/// `error.type` beside `code` and `message`, and Anthropic's top-level `"type": "error"`. Every
+/// Anthropic answer, error or not, also carries the request's id as `request-id`, where the
+/// Anthropic SDK reads a call's id (`message._request_id`, an error's `request_id`).
 pub fn in_dialect(
     segs: &[&str],
     result: ApiResult<Response>,
     request_id: &str,
 ) -> ApiResult<Response> {
-    let (Some(dialect), Err(e)) = (Dialect::for_path(segs), &result) else {
+    let Some(dialect) = Dialect::for_path(segs) else {
         return result;
     };
-    let resp = Response::from_json(&dropin::error_body(dialect, e))
-        .map_err(|_| ApiError::internal())?
-        .with_status(e.status);
-    let h = resp.headers();
-    set_header(h, "X-Request-Id", request_id);
-    for (name, value) in &e.headers {
-        set_header(h, name, value);
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            let resp = Response::from_json(&dropin::error_body(dialect, &e))
+                .map_err(|_| ApiError::internal())?
+                .with_status(e.status);
+            let h = resp.headers();
+            set_header(h, "X-Request-Id", request_id);
+            for (name, value) in &e.headers {
+                set_header(h, name, value);
+            }
+            resp
+        }
+    };
+    if dialect == Dialect::AnthropicMessages {
+        set_header(resp.headers(), "request-id", request_id);
     }
     Ok(resp)
 }
