@@ -151,13 +151,27 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
             };
             cx.log_account(&caller.account_id);
             let mut event = Event::new(route.endpoint(), &caller.account_id, &caller.prefix);
-            let mut result = v1(cx, req, &caller, route, &mut event).await;
-            // A call that reached neither the cache nor a bucket (a data read, a refused body,
-            // an unknown route) passes the isolate's limiter; refused there, it leaves no row.
-            if !event.gated {
-                if let Err(e) = limits::admit_unmetered(cx, &caller) {
-                    result = Err(e);
+            // A call that reaches neither the cache nor a bucket (a data read or change, an
+            // unknown route, a refused body) passes the isolate's limiter; refused there, it
+            // leaves no row. It passes it before it does anything, except at an answering
+            // endpoint, whose call is known to reach no bucket only once its body is refused.
+            let unmetered = |event: &mut Event| {
+                let admitted = limits::admit_unmetered(cx, &caller);
+                if admitted.is_err() {
                     event.discard = true;
+                }
+                admitted
+            };
+            let mut result = match route.answers() {
+                false => match unmetered(&mut event) {
+                    Ok(()) => v1(cx, req, &caller, route, &mut event).await,
+                    Err(e) => Err(e),
+                },
+                true => v1(cx, req, &caller, route, &mut event).await,
+            };
+            if route.answers() && !event.gated {
+                if let Err(e) = unmetered(&mut event) {
+                    result = Err(e);
                 }
             }
             let status = match &result {

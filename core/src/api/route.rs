@@ -130,6 +130,16 @@ impl<'a> V1Route<'a> {
         )
     }
 
+    /// The answering endpoints: a call to one reaches the cache or the key's bucket unless it is
+    /// refused before (a bad body), and only then passes the isolate's limiter of unmetered
+    /// calls; every other call passes that limiter before it does anything.
+    pub fn answers(self) -> bool {
+        matches!(
+            self,
+            V1Route::Ask | V1Route::ChatCompletions | V1Route::Messages
+        )
+    }
+
     /// Whether the call leaves a usage row: an unknown route or method only counts.
     pub fn records_usage(self) -> bool {
         !matches!(self, V1Route::MethodNotAllowed | V1Route::NotFound)
@@ -143,6 +153,24 @@ mod tests {
     fn route<'a>(method: &str, path: &'a str) -> V1Route<'a> {
         let segs: Vec<&'a str> = path.trim_matches('/').split('/').collect();
         V1Route::parse(method, &segs)
+    }
+
+    #[test]
+    fn only_the_three_answering_endpoints_answer() {
+        assert!(route("POST", "ask").answers());
+        assert!(route("POST", "chat/completions").answers());
+        assert!(route("POST", "messages").answers());
+        for (method, path) in [
+            ("GET", "ask/req_1"),
+            ("POST", "keys"),
+            ("DELETE", "account"),
+            ("GET", "usage"),
+            ("PUT", "provider-keys/openai"),
+            ("GET", "ask"),
+            ("POST", "nowhere"),
+        ] {
+            assert!(!route(method, path).answers(), "{method} {path}");
+        }
     }
 
     #[test]

@@ -185,6 +185,50 @@ async fn calls_that_reach_no_provider_are_rate_limited() {
     assert!(statuses.len() > 90, "limited too early: {statuses:?}");
 }
 
+/// Found by review (2026-12-08): the isolate's limiter of unmetered calls refuses a data call
+/// before it does anything. It used to run after the route, so a key mint it refused had
+/// minted the key (whose plaintext, shown once, was then lost) and a refused account deletion
+/// had deleted the account.
+#[tokio::test]
+async fn a_data_call_refused_by_the_limiter_changes_nothing() {
+    let s = &stack();
+    let account = s.account("free", 100_000).await;
+    let key = s.key(&account, "live").await;
+    // Each key has its own bucket there: this one reads what the other's calls did.
+    let reader = s.key(&account, "live").await;
+    let mut calls = 0;
+    loop {
+        let r = s.get("/v1/account", Some(&key)).await;
+        calls += 1;
+        if r.status == 429 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(calls < 130, "never limited after {calls} calls");
+    }
+    let name = format!("refused-{}", nonce());
+    let r = s
+        .post("/v1/keys", Some(&key), &json!({ "name": name }))
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "rate_limited", "{}", r.text);
+    let listed = s.get("/v1/keys", Some(&reader)).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert!(
+        !listed.text.contains(&name),
+        "a refused mint minted a key: {}",
+        listed.text
+    );
+    // Once the bucket has refilled, the same call is served and mints it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let r = s
+        .post("/v1/keys", Some(&key), &json!({ "name": name }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let listed = s.get("/v1/keys", Some(&reader)).await;
+    assert!(listed.text.contains(&name), "{}", listed.text);
+}
+
 /// Issue 14.8: nosniff everywhere; no-store on everything that carries keys or account data.
 #[tokio::test]
 async fn account_responses_are_never_stored_and_never_sniffed() {
