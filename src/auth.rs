@@ -467,7 +467,11 @@ pub async fn invalidate_account(
     db: &D1Database,
     account_id: &str,
 ) -> ApiResult<()> {
-    invalidate(cx, &api_keys::key_prefixes(db, account_id).await?).await
+    invalidate(
+        cx,
+        &api_keys::key_prefixes(db, account_id, cx.now_ms).await?,
+    )
+    .await
 }
 
 /// The admin API: bearer `ADMIN_TOKEN`, compared in constant time; refused entirely when unset.

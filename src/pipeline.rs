@@ -5,7 +5,7 @@
 
 use gateway_core::cache::control::{CacheOutcome, RequestCacheMode};
 use gateway_core::cache::key::{CacheKey, Namespace};
-use gateway_core::credits::ledger_ops::RESERVATION_MAX_AGE_MS;
+use gateway_core::credits::ledger_ops::{RENEW_RETRY_MS, RESERVATION_MAX_AGE_MS, STREAM_RENEW_MS};
 use gateway_core::credits::settlement::{self, Unreported};
 use worker::{Request, Response};
 
@@ -602,19 +602,24 @@ pub fn driven(cx: &RequestContext, body: EventBody) -> ApiResult<Response> {
     Ok(resp)
 }
 
-/// Runs `work` (a stream's pump), renewing `reservation` every `STREAM_RENEW_MS` (half the
-/// ledger's maximum age of a reservation; a value of 0 or past that age is ignored) until it
-/// is done.
+/// Runs `work` (a stream's pump), renewing `reservation` every `STREAM_RENEW_MS` (a quarter of
+/// the ledger's maximum age of a reservation; the variable of the same name in tests, where a
+/// value of 0 or past that age is ignored) until it is done. A renewal that fails is tried
+/// again after each of `RENEW_RETRY_MS`.
 async fn renewing(cx: &RequestContext, reservation: &Reservation, work: impl Future<Output = ()>) {
     let every_ms = cx
         .var("STREAM_RENEW_MS")
         .and_then(|v| v.parse().ok())
         .filter(|ms| (1..RESERVATION_MAX_AGE_MS).contains(ms))
-        .unwrap_or(RESERVATION_MAX_AGE_MS / 2);
+        .unwrap_or(STREAM_RENEW_MS);
     let renew = async {
         loop {
             Timer::after_ms(every_ms).await;
-            limits::renew(cx, reservation).await;
+            let mut waits = RENEW_RETRY_MS.into_iter();
+            while limits::renew(cx, reservation).await {
+                let Some(wait_ms) = waits.next() else { break };
+                Timer::after_ms(wait_ms).await;
+            }
         }
     };
     futures::pin_mut!(work, renew);

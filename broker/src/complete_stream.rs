@@ -99,7 +99,10 @@ pub async fn complete_stream(
         };
         return events_response(futures::stream::iter([events]));
     }
-    let body = Chunks::of(&resp).ok_or_else(ApiError::internal)?;
+    // A success without a body: the provider was called, so this is a malformed answer
+    // (charged its worst case), not the broker's own failure.
+    let body = Chunks::of(&resp)
+        .ok_or_else(|| gateway_core::broker::errors::upstream_malformed(provider, status))?;
     // The provider's stream, read as it arrives; its deltas go on at once. `began`: some of
     // its text came, so a failure after it is one mid-answer (a stream that fails before any
     // text, e.g. a prompt Gemini blocks, is its refusal).

@@ -98,16 +98,30 @@ pub async fn list_keys(db: &D1Database, account_id: &str) -> ApiResult<Vec<KeyLi
     .await
 }
 
-/// Prefixes of all the account's keys (to invalidate their auth cache entries).
-pub async fn key_prefixes(db: &D1Database, account_id: &str) -> ApiResult<Vec<String>> {
+/// How long after its revocation a key's auth cache entries are still cleared with its
+/// account's: well past the KV entry's 60 s, so one a failed delete left is cleared too.
+const RECENTLY_REVOKED_MS: u64 = 10 * 60 * 1000;
+
+/// Prefixes of the account's keys whose auth cache entries may say they are active (to
+/// invalidate them, and to revoke their buckets when the account goes): its active keys, and
+/// those revoked in the last 10 minutes. Not every key it ever had: a long-revoked key's
+/// entries are long gone, and one KV delete each for up to the 1,000 keys an account may hold
+/// would overrun an invocation's budget of KV operations.
+pub async fn key_prefixes(
+    db: &D1Database,
+    account_id: &str,
+    now_ms: u64,
+) -> ApiResult<Vec<String>> {
     #[derive(Deserialize)]
     struct P {
         prefix: String,
     }
+    let since = now_ms.saturating_sub(RECENTLY_REVOKED_MS);
     let rows: Vec<P> = d1::all(
         db,
-        "SELECT prefix FROM api_keys WHERE account_id = ?1",
-        &[text(account_id)],
+        "SELECT prefix FROM api_keys WHERE account_id = ?1 \
+         AND (status = 'active' OR revoked_at >= ?2)",
+        &[text(account_id), num(since)],
     )
     .await?;
     Ok(rows.into_iter().map(|p| p.prefix).collect())

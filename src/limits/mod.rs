@@ -506,13 +506,26 @@ fn used_tokens(charges: &[Charge]) -> (u64, u64) {
 /// refuses it alone, and the reservation is then charged by expiry as before. The key's own
 /// token reservation is not renewed: its buckets are per minute, so what its expiry keeps
 /// taken has long refilled.
-pub async fn renew(cx: &RequestContext, reservation: &Reservation) {
-    if reservation.ledger.is_some() {
-        let op = LedgerOp::Renew {
-            id: reservation.id.clone(),
-        };
-        if let Err(e) = ledger::send_alone(&cx.env, &reservation.account_id, &op).await {
-            console_error!("ledger: renewal refused: {}", e.code);
+///
+/// Answers whether it failed in a way another try may mend (the ledger unreachable, its reply
+/// lost); a renewal the ledger refuses (a reservation it no longer holds) is logged, not tried
+/// again.
+pub async fn renew(cx: &RequestContext, reservation: &Reservation) -> bool {
+    if reservation.ledger.is_none() {
+        return false;
+    }
+    let op = LedgerOp::Renew {
+        id: reservation.id.clone(),
+    };
+    match ledger::send_alone(&cx.env, &reservation.account_id, &op).await {
+        Ok(Ok(_)) => false,
+        Ok(Err(refusal)) => {
+            console_error!("ledger: renewal refused: {refusal}");
+            false
+        }
+        Err(e) => {
+            console_error!("ledger: renewal failed: {}", e.code);
+            true
         }
     }
 }

@@ -55,7 +55,7 @@ pub async fn patch_account(
 /// authenticate as again (ids are random and never reused).
 pub async fn delete_account(cx: &RequestContext, caller: &Caller) -> ApiResult<Response> {
     let db = cx.db()?;
-    let prefixes = api_keys::key_prefixes(&db, &caller.account_id).await?;
+    let prefixes = api_keys::key_prefixes(&db, &caller.account_id, cx.now_ms).await?;
     let id = s(&caller.account_id);
     let mut stmts = Vec::new();
     for sql in [

@@ -332,13 +332,16 @@ pub struct CompletionFailure {
 }
 
 /// Reads a broker's non-200 answer to a completion: `{"error": {"code", "message",
-/// "retry_after_ms"?}}`, with fixed fallbacks for what is missing.
+/// "retry_after_ms"?}}`, with fixed fallbacks for what is missing. An answer without the
+/// broker's error code (the runtime's own error page while the broker's isolate failed or was
+/// replaced) is `broker_unavailable`, as a failed call to the broker is: it may have called the
+/// provider, so it is charged its worst case (`credits::settlement`).
 pub fn read_completion_failure(text: &str) -> CompletionFailure {
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     CompletionFailure {
         code: v["error"]["code"]
             .as_str()
-            .unwrap_or("broker_error")
+            .unwrap_or("broker_unavailable")
             .to_string(),
         message: scrub(
             v["error"]["message"]
@@ -582,7 +585,11 @@ mod tests {
         let f = read_completion_failure("not json");
         assert_eq!(
             (f.code.as_str(), f.message.as_str(), f.retry_after_ms),
-            ("broker_error", "the broker failed", None)
+            ("broker_unavailable", "the broker failed", None)
+        );
+        assert_eq!(
+            crate::credits::settlement::unreported(&f.code),
+            crate::credits::settlement::Unreported::WorstCase
         );
     }
 }

@@ -25,6 +25,23 @@ use crate::limits::tier::MinuteLimits;
 /// its provider may have billed all of it: `Ledger::expire`).
 pub const RESERVATION_MAX_AGE_MS: u64 = 10 * 60 * 1000;
 
+/// How often a running stream renews its reservation (`LedgerOp::Renew`): a quarter of the
+/// maximum age, so that when one renewal fails with all its retries, the next one still comes
+/// before the reservation would expire.
+pub const STREAM_RENEW_MS: u64 = RESERVATION_MAX_AGE_MS / 4;
+
+/// The waits before each new try of a renewal that failed (the ledger unreachable, its reply
+/// lost); a renewal the ledger refuses is not tried again.
+pub const RENEW_RETRY_MS: [u64; 3] = [1_000, 5_000, 30_000];
+
+// A renewal that fails with all its tries is followed by the next (`STREAM_RENEW_MS` after
+// its last try) before the reservation expires, and its tries end before that next one.
+const _: () = {
+    let retries = RENEW_RETRY_MS[0] + RENEW_RETRY_MS[1] + RENEW_RETRY_MS[2];
+    assert!(2 * STREAM_RENEW_MS + retries < RESERVATION_MAX_AGE_MS);
+    assert!(retries < STREAM_RENEW_MS);
+};
+
 fn no_bound() -> u32 {
     u32::MAX
 }
