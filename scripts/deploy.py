@@ -5,7 +5,8 @@ Both modes build the five production bundles and check them:
   1. `scripts/build.sh all` (production: no test hook in the gateway).
   2. Production configs generated from the committed wrangler.toml files into target/deploy/
      (one directory per Worker: wrangler.json, no build step, absolute paths, the real D1 and KV
-     ids in real mode, placeholders in a dry run). Generated, never hand-edited.
+     ids), or in a dry run into target/deploy-dry/ (placeholder ids), so a dry run never
+     replaces the configs the operator's commands use. Generated, never hand-edited.
   3. Config checks: the gateway holds no provider key and no broker secret, each broker binds
      only its own provider's key, brokers have no workers.dev or preview URL and no route, the
      cron trigger and the Durable Object migrations are there, every Worker names the same D1.
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import shutil
 import subprocess
 import sys
@@ -35,7 +37,11 @@ import tomllib
 from urllib.parse import urlparse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The production configs, bundles and the record of what was deployed. A dry run writes its
+# own (placeholder ids) to target/deploy-dry/, so the configs docs/OPERATIONS.md's commands name
+# always hold the real ids of the last deploy.
 OUT = os.path.join(ROOT, "target", "deploy")
+DRY_OUT = os.path.join(ROOT, "target", "deploy-dry")
 WRANGLER = os.path.join(ROOT, "node_modules", ".bin", "wrangler")
 PROVIDERS = ["openai", "anthropic", "gemini", "perplexity"]
 # Providers whose keys accounts may bring (gateway_core::keys::byok::supports): only their
@@ -136,9 +142,11 @@ def load_toml(path):
         return tomllib.load(f)
 
 
-def generate(d1_id, kv_id):
-    """Writes the five production configs (target/deploy/<worker>/wrangler.json)."""
-    os.makedirs(OUT, exist_ok=True)
+def generate(d1_id, kv_id, out=None):
+    """Writes the five production configs (target/deploy/<worker>/wrangler.json, or under
+    `out`)."""
+    out = out or OUT
+    os.makedirs(out, exist_ok=True)
     configs = {}
 
     def finish(name, cfg, base):
@@ -152,7 +160,7 @@ def generate(d1_id, kv_id):
                 db["migrations_dir"] = os.path.join(base, db["migrations_dir"])
         for kv in cfg.get("kv_namespaces", []):
             kv["id"] = kv_id
-        d = os.path.join(OUT, name)
+        d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         path = os.path.join(d, "wrangler.json")
         with open(path, "w") as f:
@@ -164,7 +172,7 @@ def generate(d1_id, kv_id):
     for p in PROVIDERS:
         base = os.path.join(ROOT, "broker")
         finish(f"broker-{p}", load_toml(os.path.join(base, f"wrangler.{p}.toml")), base)
-    with open(os.path.join(OUT, "secrets-plan.json"), "w") as f:
+    with open(os.path.join(out, "secrets-plan.json"), "w") as f:
         json.dump(secret_plan(), f, indent=2)
         f.write("\n")
     return configs
@@ -389,8 +397,9 @@ def existing_secrets(env, cfg):
     return {s["name"] for s in json_out(res.stdout)}
 
 
-def fingerprint(name):
-    """What this machine last deployed of a Worker: its bundle and its config."""
+def fingerprint(name, cfg):
+    """What this machine last deployed of a Worker: its bundle, its config and its static
+    assets (the dashboard's files, which the bundle does not hold)."""
     h = hashlib.sha256()
     d = os.path.join(OUT, name)
     h.update(open(os.path.join(d, "wrangler.json"), "rb").read())
@@ -399,6 +408,14 @@ def fingerprint(name):
         if not f.endswith(".map"):
             h.update(f.encode())
             h.update(open(os.path.join(bundle, f), "rb").read())
+    assets = cfg.get("assets", {}).get("directory")
+    if assets:
+        for dirpath, dirnames, files in os.walk(assets):
+            dirnames.sort()
+            for f in sorted(files):
+                path = os.path.join(dirpath, f)
+                h.update(os.path.relpath(path, assets).encode())
+                h.update(open(path, "rb").read())
     return h.hexdigest()
 
 
@@ -452,18 +469,30 @@ def real(configs, env, update_provider_keys, force):
         for name in [w for w in WORKERS if w != "gateway"] + ["gateway"]:
             step(f"deploy {name}")
             print(f"secrets to set: {sorted(to_set[name]) or 'none'}")
-            fp = fingerprint(name)
+            fp = fingerprint(name, configs[name][1])
             if not to_set[name] and state.get(name) == fp and not force:
                 print(f"{name}: unchanged since this machine deployed it: skipped (--force deploys it)")
                 continue
             args = ["deploy", "-c", configs[name][0]]
+            secrets_file = None
             if to_set[name]:
-                f = os.path.join(tmp, f"{name}.json")
-                fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                secrets_file = os.path.join(tmp, f"{name}.json")
+                fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as out:
                     json.dump(to_set[name], out)
-                args += ["--secrets-file", f]
-            res = wrangler(args, env)
+                args += ["--secrets-file", secrets_file]
+            if name == "gateway" and admin_token_shown:
+                # Shown before the upload, not after: wrangler may upload the Worker with its
+                # secrets and then fail (no workers.dev subdomain yet, say), and a run after
+                # that finds ADMIN_TOKEN set and never shows it.
+                print("\nADMIN_TOKEN (generated now, shown once: keep it in your password manager):")
+                print(f"  {admin_token_shown}\n", flush=True)
+            try:
+                res = wrangler(args, env)
+            finally:
+                # The plaintext secrets live only as long as the call that reads them.
+                if secrets_file:
+                    os.remove(secrets_file)
             print(res.stdout)
             state[name] = fp
             with open(state_path, "w") as out:
@@ -478,10 +507,9 @@ def real(configs, env, update_provider_keys, force):
     base = url or "https://edge-gateway.<your-subdomain>.workers.dev"
     print(f"gateway: {url or '(no workers.dev URL in the output: see your dashboard)'}")
     if admin_token_shown:
-        print("\nADMIN_TOKEN (generated now, shown once: keep it in your password manager):")
-        print(f"  {admin_token_shown}")
+        print("\nADMIN_TOKEN: generated and shown once, before the gateway's upload (above)")
     print(f"""
-Mint the first key (the admin token is the one above, or the ADMIN_TOKEN you set):
+Mint the first key (the admin token is the one shown above, or the ADMIN_TOKEN you set):
   curl -sS -X POST {base}/admin/accounts -H "Authorization: Bearer $ADMIN_TOKEN" \\
     -H 'Content-Type: application/json' -d '{{"tier": "free", "credits": 100000}}'
   curl -sS -X POST {base}/admin/accounts/<account_id>/keys -H "Authorization: Bearer $ADMIN_TOKEN" \\
@@ -505,11 +533,18 @@ def admin_token_weakness(token):
 
 
 def main():
+    # A terminal closed or a kill mid-deploy still runs the `finally` that removes the
+    # plaintext secrets file.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     args = sys.argv[1:]
     unknown = [a for a in args if a not in ("--dry-run", "--update-provider-keys", "--force")]
     if unknown:
         die(f"unknown argument {unknown[0]}: usage: deploy.sh [--dry-run] [--update-provider-keys] [--force]")
     dry = "--dry-run" in args
+    global OUT
+    if dry:
+        OUT = DRY_OUT
     env = dict(os.environ)
     # wrangler's info lines are what this reads (sizes, the URL): env.sh's `warn` would hide them.
     env.update({"WRANGLER_SEND_METRICS": "false", "CI": "1", "WRANGLER_LOG": "log"})
@@ -532,7 +567,8 @@ def main():
     d1_id, kv_id = PLACEHOLDER_D1, PLACEHOLDER_KV
     if not dry:
         step("resources: D1 and KV (found, or created)")
-        placeholder = generate(d1_id, kv_id)["gateway"][0]
+        # Placeholder ids, to find the resources: never where the real configs live.
+        placeholder = generate(d1_id, kv_id, os.path.join(DRY_OUT, "lookup"))["gateway"][0]
         d1_id = find_or_create_d1(env, placeholder)
         kv_id = find_or_create_kv(env, placeholder)
 

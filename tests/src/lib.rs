@@ -131,10 +131,16 @@ fn start() -> Stack {
             "{needed} is missing: run the tests with scripts/test.sh, which builds it"
         );
     }
-    let state_dir = root
-        .join("target")
-        .join("test-state")
-        .join(std::process::id().to_string());
+    let states = root.join("target").join("test-state");
+    // Each test process's state stays after it (its stack's log, for a failure) until a later
+    // run finds the process gone.
+    for entry in std::fs::read_dir(&states).into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let state_dir = states.join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir).expect("state dir");
     // The stack picks its ports here, and wrangler dev picks more of its own later: now and
