@@ -495,6 +495,8 @@ fn reply(e: ErrorReply) -> Response {
 #[derive(Deserialize)]
 struct ContainsQuery {
     contains: Option<String>,
+    /// `/__mock/last` only: the last call to this provider (`openai`, `anthropic`, ...).
+    provider: Option<String>,
 }
 
 async fn calls(State(s): State<MockState>, Query(q): Query<ContainsQuery>) -> Response {
@@ -511,11 +513,10 @@ async fn calls(State(s): State<MockState>, Query(q): Query<ContainsQuery>) -> Re
 
 async fn last(State(s): State<MockState>, Query(q): Query<ContainsQuery>) -> Response {
     let log = s.log();
-    let found = log
-        .recent
-        .iter()
-        .rev()
-        .find(|r| q.contains.as_deref().is_none_or(|c| r.prompt.contains(c)));
+    let found = log.recent.iter().rev().find(|r| {
+        q.contains.as_deref().is_none_or(|c| r.prompt.contains(c))
+            && q.provider.as_deref().is_none_or(|p| r.api.as_str() == p)
+    });
     let Some(r) = found else {
         return json_response(
             404,
@@ -539,6 +540,8 @@ async fn last(State(s): State<MockState>, Query(q): Query<ContainsQuery>) -> Res
         "path": r.path,
         "headers": headers,
         "body": body,
+        // The bytes as they arrived, to tell a body forwarded verbatim from one re-encoded.
+        "raw": String::from_utf8_lossy(&r.body),
     });
     if let (Some(query), Some(obj)) = (&r.query, out.as_object_mut()) {
         obj.insert("query".to_owned(), Value::String(query.clone()));

@@ -229,6 +229,22 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
             }
             json(200, &json!({"aged_days": days}))
         }
+        // Every table of the schema (the one above must count each that holds account rows).
+        (Method::Get, ["tables"]) => {
+            #[derive(serde::Deserialize)]
+            struct Table {
+                name: String,
+            }
+            let rows: Vec<Table> = crate::db::d1::all(
+                &cx.db()?,
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name != 'd1_migrations'",
+                &[],
+            )
+            .await?;
+            let names: Vec<String> = rows.into_iter().map(|t| t.name).collect();
+            json(200, &json!({ "tables": names }))
+        }
         // Rows an account has in every table (account deletion must leave none).
         (Method::Get, ["rows", account]) => {
             let db = cx.db()?;

@@ -56,7 +56,14 @@ async fn each_broker_speaks_its_providers_wire_format() {
                 .starts_with(&format!("[{p}/")),
             "{res}"
         );
-        let _ = path;
+        let r = send(
+            s.client
+                .get(format!("{}/__mock/last", s.mock))
+                .query(&[("contains", format!("wire {n}").as_str()), ("provider", p)]),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["path"], path, "{p}: {}", r.text);
     }
     let perplexity = result(&body, "perplexity");
     assert!(

@@ -377,6 +377,25 @@ async fn deleting_an_account_leaves_no_row_and_its_keys_get_401() {
     let n = nonce();
     let private = json!({"prompt": format!("private {n}"), "providers": ["openai"], "cache_scope": "private"});
     assert_eq!(s.ask(&key, &private).await.status, 200);
+    // A key of its own (a sealed key) and a call that opened it (an access log row).
+    let sealed = send(
+        s.client
+            .put(s.url("/v1/provider-keys/openai"))
+            .bearer_auth(&key)
+            .json(&json!({"key": format!("ownkey-{n}-0123456789abcdef")})),
+    )
+    .await;
+    assert_eq!(sealed.status, 200, "{}", sealed.text);
+    let body = json!({"model": "gpt-4o-mini", "max_completion_tokens": 16,
+        "messages": [{"role": "user", "content": format!("own key {n}")}]});
+    let r = send(
+        s.client
+            .post(s.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     // A dashboard session of the account, which deletion must end too.
     let login = send(
         s.client
@@ -391,9 +410,21 @@ async fn deleting_an_account_leaves_no_row_and_its_keys_get_401() {
     assert!(
         before["usage_events"].as_u64().unwrap() >= 1
             && before["response_archive"].as_u64().unwrap() >= 1
-            && before["dashboard_sessions"].as_u64() == Some(1),
+            && before["dashboard_sessions"].as_u64() == Some(1)
+            && before["provider_keys"].as_u64() == Some(1)
+            && before["key_access_log"].as_u64().unwrap() >= 1,
         "{before}"
     );
+    // Every table of the schema is counted (a table added later must be, and deleted too).
+    let tables: Value = s.get("/__dev/tables", None).await.json();
+    let tables = tables["tables"].as_array().expect("the schema's tables");
+    assert!(tables.len() >= 7, "{tables:?}");
+    for t in tables {
+        assert!(
+            before.get(t.as_str().unwrap()).is_some(),
+            "table {t} is not counted: {before}"
+        );
+    }
     let d = s.delete("/v1/account", Some(&key)).await;
     assert_eq!(d.status, 200, "{}", d.text);
     tokio::time::sleep(Duration::from_millis(300)).await;

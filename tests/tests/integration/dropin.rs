@@ -170,6 +170,23 @@ async fn chat_completions_are_forwarded_verbatim_and_answered_in_openai_shape() 
         .starts_with("Bearer sk-mock-openai"));
     assert_no_gateway_metadata(&got["headers"], &key);
     assert_eq!(total(&s.mock_calls(&n).await), 1);
+    // Byte for byte: a body with its own key order and spacing arrives as it was sent.
+    let n = nonce();
+    let raw = format!(
+        "{{ \"messages\" : [{{\"content\":\"Verbatim? {n}\",  \"role\":\"user\"}}],\n  \
+         \"seed\":7, \"model\":\"gpt-4o-mini\" ,\"max_completion_tokens\": 20 }}"
+    );
+    let sent = send(
+        s.client
+            .post(s.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("Content-Type", "application/json")
+            .body(raw.clone()),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let got_raw = mock_last(s, &format!("Verbatim? {n}")).await.expect("seen");
+    assert_eq!(got_raw["raw"], raw.as_str(), "the bytes were re-encoded");
 }
 
 #[tokio::test]

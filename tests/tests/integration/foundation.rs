@@ -23,7 +23,16 @@ async fn version_and_security_txt_are_served() {
     let v = s.get("/version", None).await;
     assert_eq!(v.status, 200);
     let commit = v.json()["commit"].as_str().unwrap().to_string();
-    assert!(commit.len() >= 7, "commit: {commit}");
+    // The commit the running build was made from: this checkout's (`-dirty` with changes not
+    // committed), never the fallback `unknown`.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(integration_tests::root())
+        .output()
+        .expect("git");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert_eq!(head.len(), 40, "git rev-parse HEAD: {head}");
+    assert_eq!(commit.trim_end_matches("-dirty"), head, "commit: {commit}");
     let t = s.get("/.well-known/security.txt", None).await;
     assert_eq!(t.status, 200);
     assert!(t.text.contains("Contact:") && t.text.contains("Expires:"));
@@ -334,8 +343,30 @@ async fn keys_list_shows_prefix_name_and_last_use_never_the_hash() {
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["prefix"], &key[..12]);
     assert_eq!(keys[0]["name"], "test");
+    // Exactly these fields: nothing else of the row (its hash, under any name) goes out.
+    let mut fields: Vec<&str> = keys[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "created_at",
+            "last_used_at",
+            "mode",
+            "name",
+            "prefix",
+            "status"
+        ],
+        "{}",
+        r.text
+    );
+    let hash = gateway_core::keys::hash_token(&key);
     assert!(
-        !r.text.contains("hash") && !r.text.contains(&key[12..]),
+        !r.text.contains("hash") && !r.text.contains(&hash) && !r.text.contains(&key[12..]),
         "{}",
         r.text
     );

@@ -50,6 +50,18 @@ async fn a_key_opens_a_session_whose_cookie_reaches_the_account_routes() {
     assert!(!set.contains("Secure"), "{set}");
     assert!(!set.contains(&key), "the key itself is never in the cookie");
     let cookie = cookie.unwrap();
+    // Stored hashed: the token's hash is in D1, the token itself nowhere there.
+    let token = cookie.split_once('=').map(|(_, t)| t).unwrap();
+    assert!(token.len() >= 32, "{cookie}");
+    let d1 = s.d1_dump();
+    assert!(
+        d1.contains(&gateway_core::keys::hash_token(token)),
+        "the session's hash is stored"
+    );
+    assert!(
+        !d1.contains(token),
+        "the session token is stored in the clear"
+    );
 
     let who = send(with_cookie(
         s.client.get(s.url("/dashboard/api/session")),
