@@ -18,11 +18,17 @@ export ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
 # (scripts/devconfig.py); the test, benchmark and soak stacks never do.
 export DEV_REAL_PROVIDER_KEYS=1
 
+base="http://127.0.0.1:$PORT"
+# Another server on the port would be taken for this one (and given the demo account).
+if curl -fsS -m 2 "$base/healthz" >/dev/null 2>&1 || curl -sS -m 2 -o /dev/null "$base/" 2>/dev/null; then
+  echo "port $PORT is already in use: stop what runs there, or run with PORT=<another port>" >&2
+  exit 1
+fi
+
 setsid bash scripts/stack.sh "$STATE" "$PORT" "$MOCK_PORT" "${INSPECTOR_PORT:-9239}" &
 stack=$!
 trap 'kill -- -"$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true' INT TERM EXIT
 
-base="http://127.0.0.1:$PORT"
 for _ in $(seq 1 120); do
   curl -fsS "$base/healthz" >/dev/null 2>&1 && break
   kill -0 "$stack" 2>/dev/null || { echo "the stack failed to start" >&2; exit 1; }
@@ -34,9 +40,13 @@ admin=(-H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/jso
 account=$(curl -fsS "${admin[@]}" -d '{"tier":"pro","credits":100000}' "$base/admin/accounts" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account_id"])')
 key=$(curl -fsS "${admin[@]}" -d '{"name":"demo","mode":"live"}' "$base/admin/accounts/$account/keys" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
+# An admin token of the caller's own (exported, perhaps a production one) is not printed.
+shown_token="$ADMIN_TOKEN"
+[ "$ADMIN_TOKEN" = dev-admin-token ] || shown_token='$ADMIN_TOKEN, as exported'
+
 cat <<MSG
 
-Gateway: $base  (admin token: $ADMIN_TOKEN; mock providers unless real *_API_KEY are set)
+Gateway: $base  (admin token: $shown_token; mock providers unless real *_API_KEY are set)
 Demo account: $account
 Demo API key: $key
 Dashboard: $base/dashboard  (log in with the demo API key)

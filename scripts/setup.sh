@@ -6,6 +6,14 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 step() { printf '\n== setup: %s\n' "$*"; }
 
+# The lints of scripts/check.sh (CI runs it).
+for component in clippy rustfmt; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    step "rustup component add $component"
+    rustup component add "$component"
+  fi
+done
+
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   step "rustup target add wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
@@ -44,8 +52,17 @@ fi
 
 # Python packages of the SDK compatibility tests (official openai and anthropic SDKs, LiteLLM).
 if [ -f tests/sdk/requirements.txt ]; then
-  # LiteLLM is looked up, not imported: its import takes seconds.
-  if ! python3 -c 'import openai, anthropic, importlib.util; assert importlib.util.find_spec("litellm")' >/dev/null 2>&1; then
+  # Each at the version pinned there (read from the installed metadata: importing LiteLLM
+  # takes seconds); another version is replaced.
+  if ! python3 - tests/sdk/requirements.txt >/dev/null 2>&1 <<'PY'
+import importlib.metadata, sys
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if "==" in line:
+        name, version = line.split("==")
+        assert importlib.metadata.version(name) == version, name
+PY
+  then
     step "pip install tests/sdk/requirements.txt"
     python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
   fi
