@@ -508,7 +508,7 @@ async fn a_streaming_ask_follower_whose_client_leaves_still_writes_its_row_and_a
 #[tokio::test]
 async fn private_calls_of_two_accounts_do_not_coalesce() {
     let s = &stack();
-    let (_, a) = s.live_key().await;
+    let (account_a, a) = s.live_key().await;
     let (_, b) = s.live_key().await;
     let n = nonce();
     let body = json!({"prompt": format!("mine [[mock:*=delay:800]] {n}"), "providers": ["openai"],
@@ -517,6 +517,19 @@ async fn private_calls_of_two_accounts_do_not_coalesce() {
     assert_eq!(ra.json()["cache"]["status"], "miss", "{}", ra.text);
     assert_eq!(rb.json()["cache"]["status"], "miss", "{}", rb.text);
     assert_eq!(s.mock_calls(&n).await["total"], 2);
+    // The same two calls from one account do coalesce: the two above were kept apart by
+    // their accounts, not by their timing.
+    let a2 = s.key(&account_a, "live").await;
+    let m = nonce();
+    let body = json!({"prompt": format!("mine [[mock:*=delay:800]] {m}"), "providers": ["openai"],
+        "cache_scope": "private"});
+    let (r1, r2) = tokio::join!(s.ask(&a, &body), s.ask(&a2, &body));
+    let statuses = [
+        r1.json()["cache"]["status"].clone(),
+        r2.json()["cache"]["status"].clone(),
+    ];
+    assert!(statuses.contains(&json!("coalesced")), "{statuses:?}");
+    assert_eq!(s.mock_calls(&m).await["total"], 1);
 }
 
 #[tokio::test]

@@ -254,8 +254,12 @@ async fn usage_rows_for_every_outcome_without_prompt_text() {
     }
     assert_eq!(u["totals"]["calls"].as_u64().unwrap(), events.len() as u64);
     assert!(!usage.text.contains(&marker));
-    // Nowhere in the whole D1 database (opt-in off).
-    assert!(!s.d1_dump().contains(&marker), "the prompt reached D1");
+    // Nowhere in the whole D1 database (opt-in off), which the dump does read: a usage row's
+    // request id is in it.
+    let d1 = s.d1_dump();
+    let id = e["request_id"].as_str().unwrap();
+    assert!(d1.contains(id), "the dump holds none of the usage rows");
+    assert!(!d1.contains(&marker), "the prompt reached D1");
 
     // Opt in: the first 200 characters are kept, and only those.
     let p = send(

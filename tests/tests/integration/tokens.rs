@@ -214,6 +214,20 @@ async fn two_keys_of_one_account_share_its_limit() {
     }
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(admitted, 4, "{statuses:?}");
+    // Every other call was the account's 429 (checked above), and none anything else.
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    // Both keys were refused: the limit is the account's, not the first key's own.
+    assert!(
+        statuses[..].chunks(2).any(|pair| pair[1] == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[..].chunks(2).any(|pair| pair[0] == 429),
+        "{statuses:?}"
+    );
 }
 
 /// A drop-in call refused by an account-wide limit while its key had room: the 429's headers
