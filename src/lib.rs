@@ -142,11 +142,13 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
         (_, ["__dev", rest @ ..]) => routes::dev::route(cx, req, rest).await,
         (_, ["v1", rest @ ..]) => {
             let route = V1Route::parse(method.as_ref(), rest);
+            // The dialect its answer is given in, when it is a path of either SDK's.
+            let dialect = Dialect::of_request(rest, has_header(&req, "anthropic-version"));
             let caller = match auth::authenticate_v1(cx, &req, route).await {
                 Ok(c) => c,
                 Err(e) => {
                     cx.log_error(e.code);
-                    return dropin::in_dialect(rest, Err(e), &cx.request_id);
+                    return dropin::in_dialect(dialect, Err(e), &cx.request_id);
                 }
             };
             cx.log_account(&caller.account_id);
@@ -164,10 +166,10 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
             };
             let mut result = match route.answers() {
                 false => match unmetered(&mut event) {
-                    Ok(()) => v1(cx, req, &caller, route, &mut event).await,
+                    Ok(()) => v1(cx, req, &caller, route, dialect, &mut event).await,
                     Err(e) => Err(e),
                 },
-                true => v1(cx, req, &caller, route, &mut event).await,
+                true => v1(cx, req, &caller, route, dialect, &mut event).await,
             };
             if route.answers() && !event.gated {
                 if let Err(e) = unmetered(&mut event) {
@@ -189,7 +191,7 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
                 // Its usage row, and with it its log line, is written when the stream ends.
                 cx.log_deferred();
             }
-            dropin::in_dialect(rest, result, &cx.request_id)
+            dropin::in_dialect(dialect, result, &cx.request_id)
         }
         _ => Err(ApiError::not_found()),
     }
@@ -200,6 +202,7 @@ async fn v1(
     mut req: Request,
     caller: &auth::Caller,
     route: V1Route<'_>,
+    dialect: Option<Dialect>,
     event: &mut Event,
 ) -> ApiResult<Response> {
     // A test key reads the account but never changes it (`docs/DECISIONS.md`).
@@ -237,7 +240,28 @@ async fn v1(
         V1Route::Account | V1Route::KeysList | V1Route::KeysMint | V1Route::KeyRevoke { .. } => {
             account::route(cx, req, caller, route).await
         }
+        // Either SDK's `models.list()` / `models.retrieve()`; `/v1/ask` callers get OpenAI's.
+        V1Route::Models => json(
+            200,
+            &gateway_core::api::dropin::model_list(dialect.unwrap_or(Dialect::OpenAiChat)),
+        ),
+        V1Route::Model { id } => json(
+            200,
+            &gateway_core::api::dropin::model_entry(dialect.unwrap_or(Dialect::OpenAiChat), id)?,
+        ),
         V1Route::MethodNotAllowed => Err(ApiError::method_not_allowed()),
-        V1Route::NotFound => Err(ApiError::not_found()),
+        // An SDK's call the gateway does not serve (`responses`, `messages/count_tokens`, ...)
+        // is told what it does serve.
+        V1Route::NotFound => Err(ApiError::new(
+            404,
+            "not_found",
+            "no such endpoint: the gateway serves POST /v1/chat/completions, POST /v1/messages, \
+             GET /v1/models and POST /v1/ask",
+        )),
     }
+}
+
+/// Whether `req` carries header `name`.
+fn has_header(req: &Request, name: &str) -> bool {
+    req.headers().has(name).unwrap_or(false)
 }

@@ -43,6 +43,9 @@ pub enum Fault {
     EchoKey,
     /// Perplexity's legacy openresty HTML 401 page.
     Html401,
+    /// The provider account's quota or credit exhausted: OpenAI's 429 `insufficient_quota`,
+    /// Anthropic's 400 "credit balance is too low" (Gemini and Perplexity: their 429).
+    QuotaExhausted,
 }
 
 /// The faults that apply to one request.
@@ -173,6 +176,7 @@ fn parse_fault(s: &str) -> Option<Fault> {
         "drop" => Fault::Drop,
         "echo_key" => Fault::EchoKey,
         "html401" => Fault::Html401,
+        "quota" => Fault::QuotaExhausted,
         _ => return None,
     })
 }
@@ -247,6 +251,7 @@ mod tests {
             ("drop", Fault::Drop),
             ("echo_key", Fault::EchoKey),
             ("html401", Fault::Html401),
+            ("quota", Fault::QuotaExhausted),
         ];
         for (name, fault) in cases {
             let prompt = format!("[[mock:perplexity={name}]]");

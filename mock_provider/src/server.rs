@@ -313,6 +313,7 @@ async fn handle(
     match plan.fault {
         Some(Fault::Status(status)) => return reply(wire::server_error(api, status, &rid())),
         Some(Fault::RateLimited) => return reply(wire::rate_limited(api, model, &rid())),
+        Some(Fault::QuotaExhausted) => return reply(wire::quota_exhausted(api, model, &rid())),
         Some(Fault::Unauthorized) => return reply(wire::unauthorized(api, &rid())),
         Some(Fault::EchoKey) => {
             return reply(wire::echo_key(

@@ -723,6 +723,29 @@ pub fn rate_limited(api: Api, model: &str, request_id: &str) -> ErrorReply {
     }
 }
 
+/// The provider's answer when the account's quota or credit is exhausted, as documented:
+/// OpenAI's 429 `insufficient_quota` (docs "Error codes": "You exceeded your current quota"),
+/// Anthropic's 400 `invalid_request_error` about the credit balance; Gemini and Perplexity
+/// answer it as their 429.
+pub fn quota_exhausted(api: Api, model: &str, request_id: &str) -> ErrorReply {
+    match api {
+        Api::OpenAi => openai_error(
+            429,
+            "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+            "insufficient_quota",
+            None,
+            Some("insufficient_quota"),
+        ),
+        Api::Anthropic => anthropic_error(
+            400,
+            "invalid_request_error",
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+            request_id,
+        ),
+        Api::Gemini | Api::Perplexity => rate_limited(api, model, request_id),
+    }
+}
+
 /// The provider's body for a server-side status (500, 503, 529).
 pub fn server_error(api: Api, status: u16, request_id: &str) -> ErrorReply {
     let overloaded = status == 503 || status == 529;

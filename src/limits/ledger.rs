@@ -186,8 +186,14 @@ pub async fn reserve(
 }
 
 /// Adds credits (admin top-up): the ledger after it.
-pub async fn credit(cx: &RequestContext, account_id: &str, amount: u64) -> ApiResult<LedgerView> {
-    applied(call(cx, account_id, &LedgerOp::Credit { amount }).await?)
+/// Adds `amount` credits; with `id`, once per id (a retried top-up is not applied twice).
+pub async fn credit(
+    cx: &RequestContext,
+    account_id: &str,
+    amount: u64,
+    id: Option<String>,
+) -> ApiResult<LedgerView> {
+    applied(call(cx, account_id, &LedgerOp::Credit { amount, id }).await?)
 }
 
 /// The account's balance.

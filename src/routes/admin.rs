@@ -52,7 +52,10 @@ pub async fn route(cx: &RequestContext, mut req: Request, segs: &[&str]) -> ApiR
                 .ok_or_else(|| {
                     ApiError::invalid_param("amount", "`amount` must be a positive integer")
                 })?;
-            let bal = ledger::credit(cx, &id, amount).await?;
+            // A top-up retried after a lost answer (a 503 whose credit was applied) under the
+            // same `Idempotency-Key` is applied once.
+            let once = idempotency_key(&req)?;
+            let bal = ledger::credit(cx, &id, amount, once).await?;
             json(
                 200,
                 &json!({"account_id": id, "credits_balance": bal.balance}),
@@ -99,7 +102,7 @@ async fn create_account(cx: &RequestContext, req: &mut Request) -> ApiResult<Res
     let id = keys::make_id("acct", &random_16());
     // Credit the ledger first: a failure leaves no account row behind.
     if credits > 0 {
-        ledger::credit(cx, &id, credits).await?;
+        ledger::credit(cx, &id, credits, None).await?;
     }
     accounts::insert_account(&cx.db()?, &id, tier.as_str(), limits.as_deref(), cx.now_ms).await?;
     json(
@@ -123,4 +126,17 @@ async fn patch_account(
     // The next call of any of the account's keys must see the new tier.
     invalidate_account(cx, &db, id).await?;
     json(200, &json!({"account_id": id, "tier": tier.as_str()}))
+}
+
+/// The request's `Idempotency-Key` header: 1 to 128 visible ASCII characters (400 otherwise).
+fn idempotency_key(req: &Request) -> ApiResult<Option<String>> {
+    let Some(key) = req.headers().get("Idempotency-Key").ok().flatten() else {
+        return Ok(None);
+    };
+    if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid_request(
+            "`Idempotency-Key` must be 1 to 128 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key))
 }

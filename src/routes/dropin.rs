@@ -8,6 +8,7 @@ use gateway_core::api::dropin::stream::synthesize;
 use gateway_core::api::dropin::{self, Dialect, SCOPE_HEADER};
 use gateway_core::broker::passthrough::{BETA_HEADER, FORWARDED_HEADERS};
 use gateway_core::cache::key::{request_cache_key, CacheKey, Namespace, ScopeKind};
+use gateway_core::credits::settlement::{self, Unreported};
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
@@ -219,6 +220,7 @@ impl Endpoint for DropIn {
             &self.body,
         )
         .await
+        .map_err(not_retried_for_nothing)
     }
 
     /// The usage the provider told; a success without one (unreadable) is charged its worst
@@ -372,16 +374,17 @@ fn respond(
     Ok(resp)
 }
 
-/// On the drop-in paths, errors use the body both SDKs read (see [`dropin::error_body`]):
+/// On the drop-in paths and the SDKs' other paths (`Dialect::of_request`), errors use the body
+/// both SDKs read (see [`dropin::error_body`]):
 /// `error.type` beside `code` and `message`, and Anthropic's top-level `"type": "error"`. Every
 /// Anthropic answer, error or not, also carries the request's id as `request-id`, where the
 /// Anthropic SDK reads a call's id (`message._request_id`, an error's `request_id`).
 pub fn in_dialect(
-    segs: &[&str],
+    dialect: Option<Dialect>,
     result: ApiResult<Response>,
     request_id: &str,
 ) -> ApiResult<Response> {
-    let Some(dialect) = Dialect::for_path(segs) else {
+    let Some(dialect) = dialect else {
         return result;
     };
     let resp = match result {
@@ -402,4 +405,21 @@ pub fn in_dialect(
         set_header(resp.headers(), "request-id", request_id);
     }
     Ok(resp)
+}
+
+/// An upstream failure the SDKs' automatic retries (twice, on any 5xx) would only repeat:
+/// one charged its worst case (a timeout, a cut connection: each retry would be charged it
+/// again, docs/DECISIONS.md), the platform's own key refused, or its quota there exhausted. It carries
+/// `x-should-retry: false`; a timeout's message says a long answer can be streamed.
+fn not_retried_for_nothing(mut e: ApiError) -> ApiError {
+    let charged = settlement::of_error(&e) == Unreported::WorstCase;
+    if e.code == "upstream_timeout" {
+        e.message
+            .push_str("; stream a long answer (`\"stream\": true`): a stream is bounded by its silences, not its length");
+    }
+    if charged || matches!(e.code, "upstream_auth_failed" | "upstream_quota_exhausted") {
+        e.never_retried()
+    } else {
+        e
+    }
 }

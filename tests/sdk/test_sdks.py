@@ -201,6 +201,44 @@ def test_anthropic_bad_key_is_an_authentication_error():
     raise AssertionError("no AuthenticationError")
 
 
+def test_openai_models_list_and_retrieve():
+    models = [m.id for m in openai_client(KEY).models.list()]
+    assert "gpt-4o-mini" in models and not any(m.startswith("claude") for m in models), models
+    assert openai_client(KEY).models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    try:
+        openai_client(KEY).models.retrieve("claude-haiku-4-5")
+    except openai.NotFoundError as e:
+        assert e.code == "model_not_found" and e.type == "not_found_error", (e.code, e.type)
+    else:
+        raise AssertionError("an Anthropic model retrieved through the OpenAI dialect")
+
+
+def test_anthropic_models_list_and_retrieve():
+    page = anthropic_client(KEY).models.list()
+    models = [m.id for m in page.data]
+    assert "claude-haiku-4-5" in models and not any(m.startswith("gpt") for m in models), models
+    assert page.has_more is False
+    m = anthropic_client(KEY).models.retrieve("claude-haiku-4-5")
+    assert (m.id, m.type) == ("claude-haiku-4-5", "model"), m
+
+
+def test_an_endpoint_not_served_is_the_sdks_not_found_error_naming_those_served():
+    try:
+        anthropic_client(KEY).messages.count_tokens(**{k: v for k, v in messages_args("x").items() if k != "max_tokens"})
+    except anthropic.NotFoundError as e:
+        assert e.body["type"] == "error" and e.body["error"]["type"] == "not_found_error", e.body
+        assert "POST /v1/messages" in str(e), str(e)
+        assert e.error_code == "not_found", e.error_code
+    else:
+        raise AssertionError("count_tokens answered")
+    try:
+        openai_client(KEY).responses.create(model="gpt-4o-mini", input="x")
+    except openai.NotFoundError as e:
+        assert e.type == "not_found_error" and "POST /v1/chat/completions" in str(e), str(e)
+    else:
+        raise AssertionError("responses answered")
+
+
 def test_openai_stream_reassembles_to_the_whole_answer_and_is_served_from_cache():
     c = openai_client(KEY)
     prompt = f"Stream the capital of France {NONCE} openai-stream"

@@ -35,6 +35,10 @@ pub enum V1Route<'a> {
     ProviderKeyPut { provider: &'a str },
     /// `DELETE /v1/provider-keys/:provider`.
     ProviderKeyDelete { provider: &'a str },
+    /// `GET /v1/models`: the drop-in dialects' models (`dropin::model_list`).
+    Models,
+    /// `GET /v1/models/:id`.
+    Model { id: &'a str },
     /// A known path with another method (405).
     MethodNotAllowed,
     /// No such route (404).
@@ -61,6 +65,8 @@ impl<'a> V1Route<'a> {
             ("GET", ["provider-keys", "access-log"]) => ProviderKeysAccessLog,
             ("PUT", ["provider-keys", provider]) => ProviderKeyPut { provider },
             ("DELETE", ["provider-keys", provider]) => ProviderKeyDelete { provider },
+            ("GET", ["models"]) => Models,
+            ("GET", ["models", id]) => Model { id },
             (
                 _,
                 ["ask"]
@@ -72,7 +78,9 @@ impl<'a> V1Route<'a> {
                 | ["keys"]
                 | ["keys", _]
                 | ["provider-keys"]
-                | ["provider-keys", _],
+                | ["provider-keys", _]
+                | ["models"]
+                | ["models", _],
             ) => MethodNotAllowed,
             _ => NotFound,
         }
@@ -97,6 +105,8 @@ impl<'a> V1Route<'a> {
             ProviderKeysAccessLog => "GET /v1/provider-keys/access-log",
             ProviderKeyPut { .. } => "PUT /v1/provider-keys/:provider",
             ProviderKeyDelete { .. } => "DELETE /v1/provider-keys/:provider",
+            Models => "GET /v1/models",
+            Model { .. } => "GET /v1/models/:id",
             MethodNotAllowed | NotFound => "other",
         }
     }

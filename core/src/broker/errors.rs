@@ -53,10 +53,13 @@ pub enum BrokerErrorCode {
     UpstreamTimeout,
     UpstreamUnreachable,
     UpstreamMalformed,
+    /// The platform's own provider account is out of quota or credit: not the caller's
+    /// business, and no retry cures it.
+    UpstreamQuotaExhausted,
 }
 
 impl BrokerErrorCode {
-    pub const ALL: [BrokerErrorCode; 18] = [
+    pub const ALL: [BrokerErrorCode; 19] = [
         BrokerErrorCode::Unauthorized,
         BrokerErrorCode::NotFound,
         BrokerErrorCode::InternalError,
@@ -75,6 +78,7 @@ impl BrokerErrorCode {
         BrokerErrorCode::UpstreamTimeout,
         BrokerErrorCode::UpstreamUnreachable,
         BrokerErrorCode::UpstreamMalformed,
+        BrokerErrorCode::UpstreamQuotaExhausted,
     ];
 
     /// The wire code, identical to the serde form.
@@ -98,6 +102,7 @@ impl BrokerErrorCode {
             BrokerErrorCode::UpstreamTimeout => "upstream_timeout",
             BrokerErrorCode::UpstreamUnreachable => "upstream_unreachable",
             BrokerErrorCode::UpstreamMalformed => "upstream_malformed",
+            BrokerErrorCode::UpstreamQuotaExhausted => "upstream_quota_exhausted",
         }
     }
 
@@ -123,7 +128,8 @@ impl BrokerErrorCode {
             BrokerErrorCode::ProviderKeyUnusable => 424,
             BrokerErrorCode::KeyAuditUnavailable
             | BrokerErrorCode::ByokUnavailable
-            | BrokerErrorCode::ServiceUnavailable => 503,
+            | BrokerErrorCode::ServiceUnavailable
+            | BrokerErrorCode::UpstreamQuotaExhausted => 503,
             BrokerErrorCode::UpstreamAuthFailed
             | BrokerErrorCode::UpstreamUnreachable
             | BrokerErrorCode::UpstreamMalformed => 502,
@@ -199,6 +205,16 @@ pub fn upstream_malformed(provider: Provider, status: u16) -> ApiError {
 pub fn platform_key_refused(provider: Provider, status: u16) -> ApiError {
     BrokerErrorCode::UpstreamAuthFailed.error(format!(
         "{provider} rejected the gateway's provider credentials (HTTP {status}); this is not about your key"
+    ))
+}
+
+/// The platform's own provider account refused a drop-in call for its quota or credit (HTTP
+/// `status`): a 503 about the platform, not the provider's text about "your plan and billing",
+/// which the caller could only take for theirs.
+pub fn platform_quota_exhausted(provider: Provider, status: u16) -> ApiError {
+    BrokerErrorCode::UpstreamQuotaExhausted.error(format!(
+        "{provider} refused the call (HTTP {status}): the platform's quota or billing limit there \
+         is exhausted; this is not about your key or your credits"
     ))
 }
 
@@ -405,6 +421,7 @@ mod tests {
                 "upstream_timeout",
                 "upstream_unreachable",
                 "upstream_malformed",
+                "upstream_quota_exhausted",
             ]
         );
     }
@@ -450,6 +467,7 @@ mod tests {
             upstream_failure(&timeout, "k"),
             upstream_failure(&unreachable, "k"),
             upstream_malformed(Provider::OpenAi, 200),
+            platform_quota_exhausted(Provider::OpenAi, 429),
         ];
         for e in &built {
             let code = BrokerErrorCode::parse(e.code).unwrap_or_else(|| panic!("{}", e.code));

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::api::dropin::{self, Dialect};
-use crate::broker::errors::{platform_key_refused, upstream_malformed};
+use crate::broker::errors::{platform_key_refused, platform_quota_exhausted, upstream_malformed};
 use crate::broker::{ORIGIN_HEADER, ORIGIN_UPSTREAM, USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER};
 use crate::error::ApiError;
 use crate::providers::adapters::anthropic::API_VERSION;
@@ -105,12 +105,37 @@ pub fn read_upstream_answer(
     if !byok && (status == 401 || status == 403) {
         return Err(platform_key_refused(provider, status));
     }
+    if !byok && quota_exhausted(dialect, status, &text) {
+        return Err(platform_quota_exhausted(provider, status));
+    }
     Ok(UpstreamAnswer {
         status,
         body: scrub_secrets(&text, &[key]).into_owned(),
         tokens: None,
         retry_after,
     })
+}
+
+/// Whether an upstream refusal says the provider account's quota or credit is exhausted, as
+/// each provider documents it: OpenAI's 429 of type or code `insufficient_quota`; Anthropic's
+/// 402 `billing_error`, or its 400 about the credit balance being too low.
+fn quota_exhausted(dialect: Dialect, status: u16, text: &str) -> bool {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let error = &v["error"];
+    match dialect {
+        Dialect::OpenAiChat => {
+            status == 429
+                && (error["type"] == "insufficient_quota" || error["code"] == "insufficient_quota")
+        }
+        Dialect::AnthropicMessages => {
+            (status == 402 && error["type"] == "billing_error")
+                || (status == 400
+                    && error["type"] == "invalid_request_error"
+                    && error["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("credit balance is too low")))
+        }
+    }
 }
 
 /// The headers of a broker's answer that carries `answer`: JSON, marked as the upstream's,
@@ -197,6 +222,45 @@ mod tests {
         let long_beta = "b".repeat(257);
         let h = upstream_headers(Dialect::AnthropicMessages, "k", None, Some(&long_beta));
         assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn the_platforms_exhausted_quota_is_its_own_503_and_a_byok_accounts_is_passed_on() {
+        let openai = json!({"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}).to_string();
+        let credit = json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}).to_string();
+        let billing = json!({"type": "error", "error": {"type": "billing_error", "message": "x"}})
+            .to_string();
+        for (dialect, status, text) in [
+            (Dialect::OpenAiChat, 429, &openai),
+            (Dialect::AnthropicMessages, 400, &credit),
+            (Dialect::AnthropicMessages, 402, &billing),
+        ] {
+            let e =
+                read_upstream_answer(dialect, status, text.clone(), None, "k", false).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (503, "upstream_quota_exhausted"),
+                "{text}"
+            );
+            assert!(!e.message.contains("your plan"), "{}", e.message);
+            // The account's own key: its quota is the caller's business, passed on as it is.
+            let a = read_upstream_answer(dialect, status, text.clone(), None, "k", true).unwrap();
+            assert_eq!(a.status, status);
+        }
+        // An ordinary rate limit, or another 400, is the provider's own answer.
+        let limited = json!({"error": {"message": "Rate limit reached", "type": "requests",
+            "code": "rate_limit_exceeded"}})
+        .to_string();
+        let a = read_upstream_answer(Dialect::OpenAiChat, 429, limited, None, "k", false).unwrap();
+        assert_eq!(a.status, 429);
+        let bad = json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "max_tokens: field required"}})
+        .to_string();
+        let a =
+            read_upstream_answer(Dialect::AnthropicMessages, 400, bad, None, "k", false).unwrap();
+        assert_eq!(a.status, 400);
     }
 
     #[test]

@@ -64,7 +64,16 @@ pub struct Ledger {
     /// in the same call as its credits) and their open reservations.
     #[serde(default, skip_serializing_if = "Meters::is_empty")]
     pub meters: Meters,
+    /// The ids of the top-ups applied in the last [`TOP_UP_ID_TTL_MS`] (at most
+    /// [`TOP_UP_IDS`]), with when: a top-up retried under the same id is applied once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    top_ups: BTreeMap<String, u64>,
 }
+
+/// How long a top-up's id is remembered.
+pub const TOP_UP_ID_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// How many top-up ids a ledger remembers at most (the oldest is forgotten first).
+pub const TOP_UP_IDS: usize = 256;
 
 impl Ledger {
     /// A ledger holding `balance` credits and no reservations.
@@ -73,6 +82,7 @@ impl Ledger {
             balance,
             reservations: BTreeMap::new(),
             meters: Meters::default(),
+            top_ups: BTreeMap::new(),
         }
     }
 
@@ -178,6 +188,30 @@ impl Ledger {
         self.balance
     }
 
+    /// Adds `amount` credits unless a top-up with the same `id` was applied in the last
+    /// [`TOP_UP_ID_TTL_MS`] before `now_ms`; answers whether it was applied now.
+    pub fn credit_once(&mut self, id: &str, amount: u64, now_ms: u64) -> bool {
+        let since = now_ms.saturating_sub(TOP_UP_ID_TTL_MS);
+        self.top_ups.retain(|_, at| *at > since);
+        if self.top_ups.contains_key(id) {
+            return false;
+        }
+        while self.top_ups.len() >= TOP_UP_IDS {
+            let oldest = self
+                .top_ups
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.top_ups.remove(&k),
+                None => break,
+            };
+        }
+        self.top_ups.insert(id.to_string(), now_ms);
+        self.credit(amount);
+        true
+    }
+
     /// Charges a fee without a reservation (the cache-hit serving fee): takes
     /// `min(amount, available())`, so reservations stay covered and the balance never goes
     /// below zero. Returns the credits charged.
@@ -224,6 +258,30 @@ impl Ledger {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_top_up_retried_under_its_id_is_applied_once() {
+        let mut l = Ledger::new(10);
+        assert!(l.credit_once("t1", 100, 1_000));
+        // The retry of a top-up whose answer was lost: not applied again.
+        assert!(!l.credit_once("t1", 100, 2_000));
+        assert_eq!(l.balance(), 110);
+        // Another top-up, and the same id a day later, are.
+        assert!(l.credit_once("t2", 5, 3_000));
+        assert!(l.credit_once("t1", 100, 1_000 + TOP_UP_ID_TTL_MS));
+        assert_eq!(l.balance(), 215);
+        // The ledger stores its ids (a new instance knows them) and remembers a bounded number.
+        let text = serde_json::to_string(&l).unwrap();
+        let mut again: Ledger = serde_json::from_str(&text).unwrap();
+        assert!(!again.credit_once("t2", 5, 4_000));
+        for n in 0..(TOP_UP_IDS + 10) {
+            assert!(again.credit_once(&format!("n{n}"), 1, 5_000 + n as u64));
+        }
+        assert_eq!(again.top_ups.len(), TOP_UP_IDS);
+        // A ledger stored before top-up ids existed reads with none.
+        let old: Ledger = serde_json::from_str(r#"{"balance":7}"#).unwrap();
+        assert_eq!(old, Ledger::new(7));
+    }
 
     #[test]
     fn reservations_past_the_in_flight_limit_are_refused_until_one_closes() {

@@ -57,8 +57,13 @@ tagged_enum! {
     pub enum LedgerOp {
         /// Read the balance.
         Balance,
-        /// Add credits (admin top-up).
-        Credit { amount: u64 },
+        /// Add credits (admin top-up). With `id` (the request's `Idempotency-Key`), a top-up
+        /// the ledger applied under the same id in the last day is not applied again.
+        Credit {
+            amount: u64,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            id: Option<String>,
+        },
         /// Hold back `amount` credits for call `id` (the request id).
         Reserve {
             id: String,
@@ -412,10 +417,14 @@ type AppliedOne = (bool, u64, Vec<Reading>);
 fn apply_one(ledger: &mut Ledger, op: LedgerOp, now_ms: u64) -> Result<AppliedOne, LedgerRefusal> {
     match op {
         LedgerOp::Balance => Ok((false, 0, Vec::new())),
-        LedgerOp::Credit { amount } => {
+        LedgerOp::Credit { amount, id: None } => {
             ledger.credit(amount);
             Ok((true, 0, Vec::new()))
         }
+        LedgerOp::Credit {
+            amount,
+            id: Some(id),
+        } => Ok((ledger.credit_once(&id, amount, now_ms), 0, Vec::new())),
         LedgerOp::Reserve {
             id,
             amount,
@@ -799,7 +808,17 @@ mod tests {
     #[test]
     fn reserve_settle_and_fee_report_the_ledger_and_the_charge() {
         let mut l = Ledger::default();
-        assert!(apply(&mut l, LedgerOp::Credit { amount: 100 }, 0).changed);
+        assert!(
+            apply(
+                &mut l,
+                LedgerOp::Credit {
+                    amount: 100,
+                    id: None
+                },
+                0
+            )
+            .changed
+        );
         let a = apply(&mut l, reserve("r", 60), 0);
         assert_eq!((a.reply, a.changed), (view(100, 40, 0), true));
         let a = apply(&mut l, settle("r", 25), 1);
@@ -877,7 +896,10 @@ mod tests {
     fn a_batch_inside_a_batch_is_unsupported() {
         let mut l = Ledger::new(10);
         let inner = LedgerOp::Batch {
-            ops: vec![LedgerOp::Credit { amount: 5 }],
+            ops: vec![LedgerOp::Credit {
+                amount: 5,
+                id: None,
+            }],
         };
         let a = apply(&mut l, LedgerOp::Batch { ops: vec![inner] }, 0);
         assert_eq!(a.reply, Err(LedgerRefusal::UnsupportedOperation));
@@ -899,9 +921,15 @@ mod tests {
         let mut l = Ledger::new(10);
         let batch = LedgerOp::Batch {
             ops: vec![
-                LedgerOp::Credit { amount: 5 },
+                LedgerOp::Credit {
+                    amount: 5,
+                    id: None,
+                },
                 LedgerOp::Wipe,
-                LedgerOp::Credit { amount: 3 },
+                LedgerOp::Credit {
+                    amount: 3,
+                    id: None,
+                },
             ],
         };
         let a = apply(&mut l, batch, 0);
@@ -930,7 +958,10 @@ mod tests {
         .is_retry_safe());
         for op in [
             LedgerOp::Balance,
-            LedgerOp::Credit { amount: 1 },
+            LedgerOp::Credit {
+                amount: 1,
+                id: None,
+            },
             reserve("a", 1),
             // Sent alone, never queued: not retried.
             LedgerOp::Renew { id: "a".into() },

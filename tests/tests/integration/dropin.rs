@@ -452,7 +452,7 @@ async fn bad_keys_get_a_401_both_sdks_can_read() {
     assert_eq!(r.status, 401);
     assert_eq!(
         r.json(),
-        json!({"error": {"code": "unauthorized", "message": "missing or invalid API key", "type": "authentication_error"}})
+        json!({"error": {"code": "unauthorized", "message": "missing or invalid API key", "type": "authentication_error", "param": null}})
     );
     let rb = s
         .client
@@ -463,7 +463,8 @@ async fn bad_keys_get_a_401_both_sdks_can_read() {
     assert_eq!(r.status, 401);
     assert_eq!(
         r.json(),
-        json!({"type": "error", "error": {"code": "unauthorized", "message": "missing or invalid API key", "type": "authentication_error"}})
+        json!({"type": "error", "error": {"code": "unauthorized", "message": "missing or invalid API key", "type": "authentication_error",
+            "details": {"error_code": "unauthorized"}}})
     );
     let none = send(
         s.client
@@ -618,6 +619,32 @@ async fn upstream_errors_come_back_in_the_providers_shape_and_are_not_cached() {
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(r.json()["error"]["code"], "upstream_auth_failed");
     assert!(!r.text.contains("sk-mock"), "{}", r.text);
+    // No retry of the SDK's would change it.
+    assert_eq!(r.header("x-should-retry").as_deref(), Some("false"));
+
+    // Nor the platform's own provider account out of quota or credit: a 503 about the
+    // platform, not the provider's "check your plan and billing", which the caller would take
+    // for theirs (found by review, 2026-12-08; it was passed on as the provider's 429 / 400).
+    let before = s.balance(&key).await;
+    let r = chat(s, &key, &chat_body(&format!("[[mock:openai=quota]] {n}"))).await;
+    let m = messages(
+        s,
+        &key,
+        &messages_body(&format!("[[mock:anthropic=quota]] {n}")),
+    )
+    .await;
+    for r in [&r, &m] {
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert!(r.text.contains("upstream_quota_exhausted"), "{}", r.text);
+        assert!(!r.text.contains("your current quota") && !r.text.contains("credit balance"));
+        assert_eq!(r.header("x-should-retry").as_deref(), Some("false"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.balance(&key).await,
+        before,
+        "a refused call costs nothing"
+    );
 }
 
 // ---- bring your own key ----

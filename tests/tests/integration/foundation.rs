@@ -607,3 +607,47 @@ async fn a_key_revoked_elsewhere_cannot_change_the_account_while_caches_lag() {
         assert_eq!(r.status, 401, "{}", r.text);
     }
 }
+
+/// Found by review (2026-12-08): an admin top-up retried under its `Idempotency-Key` (after a
+/// 503 whose credit was applied) is applied once; another key, or none, is a new top-up; a
+/// malformed key is a 400 that credits nothing.
+#[tokio::test]
+async fn a_top_up_retried_under_its_idempotency_key_is_applied_once() {
+    let s = &stack();
+    let (account, key) = s.live_key().await;
+    let before = s.balance(&key).await;
+    let top_up = |id: Option<&str>| {
+        let mut rb = s
+            .client
+            .post(s.url(&format!("/admin/accounts/{account}/credits")))
+            .bearer_auth(integration_tests::ADMIN_TOKEN)
+            .json(&json!({"amount": 1000}));
+        if let Some(id) = id {
+            rb = rb.header("Idempotency-Key", id);
+        }
+        send(rb)
+    };
+    let id = format!("top-up-{}", nonce());
+    for _ in 0..3 {
+        let r = top_up(Some(&id)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["credits_balance"], before + 1000, "{}", r.text);
+    }
+    let other = top_up(Some(&format!("{id}-b"))).await;
+    assert_eq!(
+        other.json()["credits_balance"],
+        before + 2000,
+        "{}",
+        other.text
+    );
+    let plain = top_up(None).await;
+    assert_eq!(
+        plain.json()["credits_balance"],
+        before + 3000,
+        "{}",
+        plain.text
+    );
+    let bad = top_up(Some("has space")).await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert_eq!(s.balance(&key).await, before + 3000);
+}

@@ -411,6 +411,15 @@ async fn a_drop_in_call_that_times_out_is_charged_its_worst_case() {
     let worst = s.reserved_for("/v1/messages", &body).await;
     let r = s.post("/v1/messages", Some(&key), &body).await;
     assert_eq!(r.status, 504, "{}", r.text);
+    // The SDKs retry a 5xx twice, each retry charged the worst case again: they are told not
+    // to, and the message says how to get a long answer (found by review, 2026-12-08).
+    assert_eq!(
+        r.header("x-should-retry").as_deref(),
+        Some("false"),
+        "{:?}",
+        r.headers
+    );
+    assert!(r.text.contains("stream"), "{}", r.text);
     let after = settled_balance(s, &key, credits).await;
     assert_eq!(
         credits - after,
@@ -420,9 +429,13 @@ async fn a_drop_in_call_that_times_out_is_charged_its_worst_case() {
     // Its usage row says so, as one refused by the provider says it cost nothing.
     let refused = json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [
         {"role": "user", "content": format!("refused [[mock:anthropic=529]] {}", nonce())}]});
-    assert_eq!(
-        s.post("/v1/messages", Some(&key), &refused).await.status,
-        529
+    let refused = s.post("/v1/messages", Some(&key), &refused).await;
+    assert_eq!(refused.status, 529);
+    // A refusal that cost nothing may be retried, as the provider's own would be.
+    assert!(
+        refused.header("x-should-retry").is_none(),
+        "{:?}",
+        refused.headers
     );
     assert_eq!(s.assert_rows_add_up(&key, credits).await, worst);
 }

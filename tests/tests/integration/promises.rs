@@ -457,7 +457,7 @@ async fn every_test_security_md_names_exists() {
                 root().join(format!("tests/tests/integration/{module}.rs")),
             )
             .unwrap_or_default();
-            test_attributes(&source, &name)
+            test_attributes(&source, name)
         } else {
             test_attributes(&core_sources, name)
         };

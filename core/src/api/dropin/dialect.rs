@@ -23,6 +23,27 @@ impl Dialect {
         }
     }
 
+    /// The dialect an answer below `/v1/` is given in: the drop-in endpoints' own
+    /// ([`Dialect::for_path`]), the other paths of either SDK (`messages/...` is Anthropic's;
+    /// `models` is Anthropic's when the request names an `anthropic-version`, as its SDK does,
+    /// else OpenAI's; `responses`, `completions`, `embeddings` and `chat/...` are OpenAI's),
+    /// so that an SDK reads even a 404 as its own error. `None`: the gateway's own routes.
+    pub fn of_request(segs: &[&str], anthropic_version: bool) -> Option<Dialect> {
+        if let Some(d) = Dialect::for_path(segs) {
+            return Some(d);
+        }
+        match segs {
+            ["messages", ..] => Some(Dialect::AnthropicMessages),
+            ["models"] | ["models", _] if anthropic_version => Some(Dialect::AnthropicMessages),
+            ["models", ..]
+            | ["responses", ..]
+            | ["completions"]
+            | ["embeddings"]
+            | ["chat", ..] => Some(Dialect::OpenAiChat),
+            _ => None,
+        }
+    }
+
     /// The dialect a provider's broker forwards (only OpenAI and Anthropic have one).
     pub fn for_provider(provider: Provider) -> Option<Dialect> {
         match provider {
@@ -67,6 +88,29 @@ impl Dialect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_sdks_other_paths_are_answered_in_its_dialect() {
+        let d = |path: &str, anthropic: bool| {
+            let segs: Vec<&str> = path.split('/').collect();
+            Dialect::of_request(&segs, anthropic)
+        };
+        assert_eq!(d("messages", false), Some(Dialect::AnthropicMessages));
+        assert_eq!(
+            d("messages/count_tokens", false),
+            Some(Dialect::AnthropicMessages)
+        );
+        assert_eq!(d("models", true), Some(Dialect::AnthropicMessages));
+        assert_eq!(
+            d("models/claude-haiku-4-5", true),
+            Some(Dialect::AnthropicMessages)
+        );
+        assert_eq!(d("models", false), Some(Dialect::OpenAiChat));
+        assert_eq!(d("responses", true), Some(Dialect::OpenAiChat));
+        assert_eq!(d("embeddings", false), Some(Dialect::OpenAiChat));
+        assert_eq!(d("usage", true), None);
+        assert_eq!(d("ask", false), None);
+    }
 
     #[test]
     fn paths_map_to_dialects() {

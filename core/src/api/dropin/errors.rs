@@ -16,20 +16,31 @@ pub fn error_type(status: u16) -> &'static str {
         413 => "request_too_large",
         429 => "rate_limit_error",
         503 | 529 => "overloaded_error",
+        504 => "timeout_error",
         500..=599 => "api_error",
         _ => "invalid_request_error",
     }
 }
 
 /// The gateway's error envelope, readable by the dialect's SDK: `error.type` beside `code` and
-/// `message` (OpenAI's SDK reads `error.message`), and for Anthropic the top-level
-/// `"type": "error"` its SDK expects.
+/// `message` (OpenAI's SDK reads `error.message`, and `error.param`, set to the field a refusal
+/// names); for Anthropic the top-level `"type": "error"` its SDK expects, and the code again as
+/// `error.details.error_code`, which its SDK exposes as the exception's `error_code`.
 pub fn error_body(dialect: Dialect, e: &ApiError) -> Value {
     let mut body = e.body();
     body["error"]["type"] = json!(error_type(e.status));
-    if dialect == Dialect::AnthropicMessages {
-        if let Value::Object(m) = &mut body {
-            m.insert("type".into(), json!("error"));
+    match dialect {
+        Dialect::AnthropicMessages => {
+            body["error"]["details"] = json!({ "error_code": e.code });
+            if let Value::Object(m) = &mut body {
+                m.insert("type".into(), json!("error"));
+            }
+        }
+        Dialect::OpenAiChat => {
+            let named = ["param", "field"]
+                .into_iter()
+                .find_map(|k| e.extra.get(k).filter(|v| v.is_string()).cloned());
+            body["error"]["param"] = named.unwrap_or(Value::Null);
         }
     }
     body
@@ -45,12 +56,19 @@ mod tests {
         assert_eq!(
             error_body(Dialect::OpenAiChat, &e),
             json!({"error": {"code": "unauthorized", "message": "missing or invalid API key",
-                "type": "authentication_error"}})
+                "type": "authentication_error", "param": null}})
         );
         assert_eq!(
             error_body(Dialect::AnthropicMessages, &e),
             json!({"type": "error", "error": {"code": "unauthorized",
-                "message": "missing or invalid API key", "type": "authentication_error"}})
+                "message": "missing or invalid API key", "type": "authentication_error",
+                "details": {"error_code": "unauthorized"}}})
+        );
+        // The field a refusal names is OpenAI's `param`.
+        let refused = ApiError::new(400, "unsupported_feature", "no").with("field", "store");
+        assert_eq!(
+            error_body(Dialect::OpenAiChat, &refused)["error"]["param"],
+            "store"
         );
         let limited = ApiError::new(429, "rate_limited", "slow down").with("retry_after_ms", 900);
         let b = error_body(Dialect::OpenAiChat, &limited);
@@ -64,7 +82,7 @@ mod tests {
             (413, "request_too_large"),
             (500, "api_error"),
             (503, "overloaded_error"),
-            (504, "api_error"),
+            (504, "timeout_error"),
         ] {
             assert_eq!(error_type(status), t, "{status}");
         }

@@ -65,6 +65,9 @@ const ANTHROPIC_FIELDS: &[&str] = &[
     // the top-level prompt-caching marker: billed as ordinary tokens.
     "output_config",
     "cache_control",
+    // Structured outputs as the beta sent them (`output_format`, with the
+    // `structured-outputs-2025-11-13` beta; LiteLLM's `response_format` for Claude).
+    "output_format",
 ];
 
 /// `anthropic-beta` values the platform's key serves: features billed as ordinary tokens.
@@ -75,6 +78,7 @@ pub const ANTHROPIC_BETAS: &[&str] = &[
     "fine-grained-tool-streaming-2025-05-14",
     "output-128k-2025-02-19",
     "extended-cache-ttl-2025-04-11",
+    "structured-outputs-2025-11-13",
 ];
 
 /// Content part (OpenAI) and content block (Anthropic) types a message may hold. File and
@@ -314,6 +318,16 @@ mod tests {
             "output_config": {"effort": "low", "format": {"type": "json_schema",
                 "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}}));
         assert!(check(Dialect::AnthropicMessages, m).is_ok());
+        // What LiteLLM sends for a `response_format` to Claude: the beta's `output_format`.
+        let m = msgs(json!({"output_format": {"type": "json_schema",
+            "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}));
+        let o = m.as_object().unwrap();
+        assert!(check_features(
+            Dialect::AnthropicMessages,
+            o,
+            Some("structured-outputs-2025-11-13")
+        )
+        .is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod dialect;
 mod errors;
 mod features;
+mod models;
 pub mod stream;
 mod validation;
 
@@ -20,6 +21,7 @@ pub use crate::api::BODY_LIMIT;
 pub use dialect::Dialect;
 pub use errors::{error_body, error_type};
 pub use features::{check_features, ANTHROPIC_BETAS};
+pub use models::{model_entry, model_list};
 pub use validation::{parse_request, streaming_unsupported, DropinRequest};
 
 use serde_json::{json, Value};
