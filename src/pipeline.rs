@@ -607,9 +607,7 @@ pub fn driven(cx: &RequestContext, body: EventBody) -> ApiResult<Response> {
 /// value of 0 or past that age is ignored) until it is done. A renewal that fails is tried
 /// again after each of `RENEW_RETRY_MS`.
 async fn renewing(cx: &RequestContext, reservation: &Reservation, work: impl Future<Output = ()>) {
-    let every_ms = cx
-        .var("STREAM_RENEW_MS")
-        .and_then(|v| v.parse().ok())
+    let every_ms = test_setting(cx, TestSetting::StreamRenew)
         .filter(|ms| (1..RESERVATION_MAX_AGE_MS).contains(ms))
         .unwrap_or(STREAM_RENEW_MS);
     let renew = async {
@@ -647,10 +645,37 @@ async fn pump(
 /// provider timeout of silence.
 pub fn relay_bounds(cx: &RequestContext) -> Bounds {
     Bounds {
-        keepalive_ms: cx
-            .var("STREAM_KEEPALIVE_MS")
-            .and_then(|v| v.parse().ok())
+        keepalive_ms: test_setting(cx, TestSetting::StreamKeepalive)
+            .filter(|ms| *ms > 0)
             .unwrap_or(KEEPALIVE_MS),
         idle_ms: brokers::timeout_ms(cx),
+    }
+}
+
+/// A stream timing the test stacks shorten (the contract's values are fixed in production).
+#[derive(Clone, Copy)]
+enum TestSetting {
+    /// `STREAM_KEEPALIVE_MS`: the keep-alive interval.
+    StreamKeepalive,
+    /// `STREAM_RENEW_MS`: how often a running stream renews its reservation.
+    StreamRenew,
+}
+
+/// The test stack's value of `setting`, in ms: read in a `dev-hooks` build only, so a
+/// production build neither holds the variables' names nor lets a deployment's vars change
+/// the contract's timings (`scripts/dev-hooks.txt`).
+fn test_setting(cx: &RequestContext, setting: TestSetting) -> Option<u64> {
+    #[cfg(feature = "dev-hooks")]
+    {
+        let name = match setting {
+            TestSetting::StreamKeepalive => "STREAM_KEEPALIVE_MS",
+            TestSetting::StreamRenew => "STREAM_RENEW_MS",
+        };
+        cx.var(name).and_then(|v| v.parse().ok())
+    }
+    #[cfg(not(feature = "dev-hooks"))]
+    {
+        let _ = (cx, setting);
+        None
     }
 }

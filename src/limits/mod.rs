@@ -19,8 +19,8 @@ use gateway_core::keys::KeyMode;
 use gateway_core::limits::bucket::{decide, BucketState, Decision};
 use gateway_core::limits::bucket_ops::{KeyAdmission, ReserveRefusal};
 use gateway_core::limits::headers::{
-    limited_error, rate_limit_headers, rate_limited_body, response_headers, too_large_error,
-    Denial, Dialect, LimitState, Scope,
+    limited_error, rate_limited_body, response_headers, too_large_error, unmetered_headers, Denial,
+    Dialect, LimitState, Scope,
 };
 use gateway_core::limits::reservation::{per_minute, Amounts, LimitName, Reading};
 use gateway_core::limits::tier::{Limits, MinuteLimits, Tier, TierConfig, UNMETERED_FACTOR};
@@ -619,7 +619,7 @@ fn rate_limited(policy: &Policy, limits: &Limits, decision: &Decision) -> ApiErr
     )
     .with("tier", policy.tier.as_str())
     .with("retry_after_ms", retry_after_ms);
-    e.headers = rate_limit_headers(limits, policy.tier, decision);
+    e.headers = unmetered_headers(limits, policy.tier, decision);
     e
 }
 

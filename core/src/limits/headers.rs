@@ -47,7 +47,21 @@ pub fn rate_limit_headers(
     tier: Tier,
     decision: &Decision,
 ) -> Vec<(&'static str, String)> {
-    let name = tier.as_str();
+    named_headers(limits, tier.as_str(), decision)
+}
+
+/// [`rate_limit_headers`] of the isolate's limiter of calls that reach no provider, whose quota
+/// is a multiple of the tier's: its policy is named `"<tier>-unmetered"`, since one name in
+/// the draft's headers stands for one quota.
+pub fn unmetered_headers(
+    limits: &Limits,
+    tier: Tier,
+    decision: &Decision,
+) -> Vec<(&'static str, String)> {
+    named_headers(limits, &format!("{}-unmetered", tier.as_str()), decision)
+}
+
+fn named_headers(limits: &Limits, name: &str, decision: &Decision) -> Vec<(&'static str, String)> {
     let remaining = decision.remaining();
     let reset_s = ceil_secs(decision.reset_ms());
     // On a denial the effective window is the wait: `Retry-After` is never earlier than its end.
@@ -55,7 +69,7 @@ pub fn rate_limit_headers(
         Decision::Denied { retry_after_ms, .. } => ceil_secs(*retry_after_ms),
         Decision::Admitted { .. } => reset_s,
     };
-    let mut headers = policy_headers(limits, tier);
+    let mut headers = named_policy_headers(limits, name);
     headers.extend([
         ("RateLimit", format!("\"{name}\";r={remaining};t={t}")),
         ("X-RateLimit-Remaining", remaining.to_string()),
@@ -72,15 +86,14 @@ pub fn rate_limit_headers(
 /// token, so its bucket state is not read): the tier's policy, `RateLimit-Policy` and
 /// `X-RateLimit-Limit`.
 pub fn policy_headers(limits: &Limits, tier: Tier) -> Vec<(&'static str, String)> {
+    named_policy_headers(limits, tier.as_str())
+}
+
+fn named_policy_headers(limits: &Limits, name: &str) -> Vec<(&'static str, String)> {
     vec![
         (
             "RateLimit-Policy",
-            format!(
-                "\"{}\";q={};w={}",
-                tier.as_str(),
-                limits.burst,
-                limits.window_secs()
-            ),
+            format!("\"{name}\";q={};w={}", limits.burst, limits.window_secs()),
         ),
         ("X-RateLimit-Limit", limits.burst.to_string()),
     ]
@@ -569,6 +582,36 @@ mod tests {
 
     fn free() -> Limits {
         TierConfig::default().limits_for(Tier::Free, None)
+    }
+
+    #[test]
+    fn the_unmetered_limiter_names_its_own_policy() {
+        let limits = Limits {
+            burst: 100,
+            per_second: 100.0 / 60.0,
+        };
+        let denied = Decision::Denied {
+            retry_at_ms: 600,
+            retry_after_ms: 600,
+            reset_ms: 60_000,
+        };
+        let h = unmetered_headers(&limits, Tier::Free, &denied);
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("RateLimit-Policy"), "\"free-unmetered\";q=100;w=60");
+        assert!(
+            get("RateLimit").starts_with("\"free-unmetered\";r=0;"),
+            "{h:?}"
+        );
+        // The metered policy keeps the tier's own name.
+        let h = rate_limit_headers(&limits, Tier::Free, &denied);
+        assert!(h
+            .iter()
+            .any(|(k, v)| *k == "RateLimit-Policy" && v.starts_with("\"free\";")));
     }
 
     #[test]
