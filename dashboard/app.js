@@ -28,6 +28,8 @@ const ENDPOINTS = [
   'GET /v1/provider-keys/access-log',
   'PUT /v1/provider-keys/:provider',
   'DELETE /v1/provider-keys/:provider',
+  'GET /v1/models',
+  'GET /v1/models/:id',
   'other',
 ];
 const PAGE_TITLES = {

@@ -485,7 +485,8 @@ def real(configs, env, update_provider_keys, force):
                 # Shown before the upload, not after: wrangler may upload the Worker with its
                 # secrets and then fail (no workers.dev subdomain yet, say), and a run after
                 # that finds ADMIN_TOKEN set and never shows it.
-                print("\nADMIN_TOKEN (generated now, shown once: keep it in your password manager):")
+                print("\nADMIN_TOKEN (generated now, shown once: keep it in your password manager; it is")
+                print("the admin token once this deploy has succeeded: a failed run generates another):")
                 print(f"  {admin_token_shown}\n", flush=True)
             try:
                 res = wrangler(args, env)

@@ -5,12 +5,12 @@
 use gateway_core::api::dropin::{self, Dialect};
 use gateway_core::broker::errors::upstream_failure;
 use gateway_core::broker::passthrough::{
-    answer_headers, read_upstream_answer, upstream_headers, UpstreamAnswer, BETA_HEADER,
+    answer_headers, read_upstream_answer, upstream_headers, KeyUsed, UpstreamAnswer, BETA_HEADER,
     VERSION_HEADER,
 };
 use gateway_core::broker::{
-    ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, ORIGIN_UPSTREAM, REQUEST_ID_HEADER,
-    STREAM_HEADER, TEST_MODE_HEADER,
+    ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, ORIGIN_UPSTREAM, QUOTA_CODE_HEADER,
+    REQUEST_ID_HEADER, STREAM_HEADER, TEST_MODE_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
@@ -45,6 +45,12 @@ pub async fn passthrough(
         .ok_or_else(|| ApiError::invalid_request("missing account id"))?;
     let test_mode = header(&req, TEST_MODE_HEADER).as_deref() == Some("1");
     let sealed = header(&req, BYOK_HEADER);
+    let used = match sealed {
+        Some(_) => KeyUsed::Account,
+        None => KeyUsed::Platform {
+            quota_code: header(&req, QUOTA_CODE_HEADER).as_deref() == Some("1"),
+        },
+    };
     let version = header(&req, VERSION_HEADER);
     let beta = header(&req, BETA_HEADER);
     let body = read_capped(&mut req, dropin::BODY_LIMIT).await?;
@@ -94,7 +100,7 @@ pub async fn passthrough(
             &headers,
             bytes,
             &key,
-            sealed.is_some(),
+            used,
         )
         .await;
     }
@@ -116,7 +122,7 @@ pub async fn passthrough(
         ));
     }
     let answer =
-        read_upstream_answer(dialect, status, text, retry_after, &key, sealed.is_some())
+        read_upstream_answer(dialect, status, text, retry_after, &key, used)
             .inspect_err(|_| {
                 if success {
                     log(&format!("broker {provider}: passthrough {request_id}: HTTP {status} without usable usage counts"));
@@ -139,7 +145,7 @@ async fn stream_upstream(
     headers: &[(String, String)],
     body: worker::js_sys::Uint8Array,
     key: &str,
-    byok: bool,
+    used: KeyUsed,
 ) -> Result<web_sys::Response, ApiError> {
     let upstream =
         match open_upstream_stream(provider, url, headers, body.into(), timeout_ms(env)).await {
@@ -165,7 +171,7 @@ async fn stream_upstream(
             text,
             retry_after,
             key,
-            byok,
+            used,
         )?);
     }
     let Some(stream) = upstream.body() else {

@@ -8,7 +8,8 @@ use gateway_core::broker::errors::{broker_unavailable, read_refusal, BrokerError
 use gateway_core::broker::passthrough::read_usage_headers;
 use gateway_core::broker::{
     ACCOUNT_ID_HEADER, BYOK_HEADER, ORIGIN_HEADER, ORIGIN_UPSTREAM, PASSTHROUGH_PATH,
-    REQUEST_ID_HEADER, STREAM_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER, USAGE_OUTPUT_HEADER,
+    QUOTA_CODE_HEADER, REQUEST_ID_HEADER, STREAM_HEADER, TEST_MODE_HEADER, USAGE_INPUT_HEADER,
+    USAGE_OUTPUT_HEADER,
 };
 use gateway_core::error::ApiError;
 use gateway_core::providers::Provider;
@@ -54,6 +55,8 @@ pub async fn passthrough(
     let _ = headers.set(REQUEST_ID_HEADER, &cx.request_id);
     let _ = headers.set(ACCOUNT_ID_HEADER, account_id);
     let _ = headers.set(TEST_MODE_HEADER, if test_mode { "1" } else { "0" });
+    // This gateway reads `upstream_quota_exhausted` (a broker answers it only then).
+    let _ = headers.set(QUOTA_CODE_HEADER, "1");
     if let Some(s) = sealed {
         let _ = headers.set(BYOK_HEADER, s);
     }

@@ -98,15 +98,17 @@ pub async fn list_keys(db: &D1Database, account_id: &str) -> ApiResult<Vec<KeyLi
     .await
 }
 
-/// How long after its revocation a key's auth cache entries are still cleared with its
-/// account's: well past the KV entry's 60 s, so one a failed delete left is cleared too.
-const RECENTLY_REVOKED_MS: u64 = 10 * 60 * 1000;
+/// How long after its last use or its revocation a key's auth cache entries are still
+/// cleared with its account's: well past the KV entry's 60 s, so one a failed delete left is
+/// cleared too.
+const RECENT_MS: u64 = 10 * 60 * 1000;
 
-/// Prefixes of the account's keys whose auth cache entries may say they are active (to
-/// invalidate them, and to revoke their buckets when the account goes): its active keys, and
-/// those revoked in the last 10 minutes. Not every key it ever had: a long-revoked key's
-/// entries are long gone, and one KV delete each for up to the 1,000 keys an account may hold
-/// would overrun an invocation's budget of KV operations.
+/// Prefixes of the account's keys whose auth cache entries may exist (to invalidate them, and
+/// to revoke their buckets when the account goes): those used or revoked in the last 10
+/// minutes. A KV entry is written only after a call, with the key's `last_used_at` beside it,
+/// so a key idle longer has none. Not every key the account has: one KV delete each, twice,
+/// for up to the 1,000 keys an account may hold would overrun an invocation's budget of KV
+/// operations.
 pub async fn key_prefixes(
     db: &D1Database,
     account_id: &str,
@@ -116,11 +118,11 @@ pub async fn key_prefixes(
     struct P {
         prefix: String,
     }
-    let since = now_ms.saturating_sub(RECENTLY_REVOKED_MS);
+    let since = now_ms.saturating_sub(RECENT_MS);
     let rows: Vec<P> = d1::all(
         db,
         "SELECT prefix FROM api_keys WHERE account_id = ?1 \
-         AND (status = 'active' OR revoked_at >= ?2)",
+         AND (last_used_at >= ?2 OR revoked_at >= ?2)",
         &[text(account_id), num(since)],
     )
     .await?;

@@ -183,6 +183,45 @@ mod tests {
         }
     }
 
+    /// One call of each route (`V1Route::endpoint`'s match is exhaustive: a new route gets a
+    /// name there, and a line here).
+    const ONE_OF_EACH: [(&str, &str); 20] = [
+        ("POST", "ask"),
+        ("GET", "ask/req_1"),
+        ("POST", "chat/completions"),
+        ("POST", "messages"),
+        ("GET", "usage"),
+        ("GET", "account"),
+        ("PATCH", "account"),
+        ("DELETE", "account"),
+        ("GET", "keys"),
+        ("POST", "keys"),
+        ("DELETE", "keys/lvk_live_abc"),
+        ("GET", "provider-keys"),
+        ("GET", "provider-keys/access-log"),
+        ("PUT", "provider-keys/openai"),
+        ("DELETE", "provider-keys/openai"),
+        ("GET", "models"),
+        ("GET", "models/gpt-4o-mini"),
+        ("POST", "models"),
+        ("GET", "nowhere"),
+        ("GET", "messages/count_tokens"),
+    ];
+
+    #[test]
+    fn the_dashboards_usage_filter_offers_every_endpoint_name() {
+        let app = include_str!("../../../dashboard/app.js");
+        let start = app
+            .find("const ENDPOINTS = [")
+            .expect("the dashboard's list");
+        let list = &app[start..];
+        let list = &list[..list.find("];").expect("its end")];
+        for (method, path) in ONE_OF_EACH {
+            let name = route(method, path).endpoint();
+            assert!(list.contains(&format!("'{name}'")), "{name} is not offered");
+        }
+    }
+
     #[test]
     fn each_route_records_a_fixed_endpoint_name() {
         assert_eq!(route("POST", "ask").endpoint(), "POST /v1/ask");

@@ -50,6 +50,11 @@ pub const ACCOUNT_ID_HEADER: &str = "x-gw-account-id";
 pub const TEST_MODE_HEADER: &str = "x-gw-test-mode";
 /// The account's sealed provider key, when it brought one.
 pub const BYOK_HEADER: &str = "x-gw-byok-ciphertext";
+/// `1` from a gateway that reads `upstream_quota_exhausted`: a broker answers that code only
+/// to such a gateway (a gateway deployed before it would read the unknown code as
+/// `broker_unavailable`, charged its worst case, while the brokers deploy first), and to
+/// another passes the provider's refusal on as before.
+pub const QUOTA_CODE_HEADER: &str = "x-gw-reads-quota-code";
 /// Passthrough answer headers (broker → gateway; the gateway strips them).
 pub const ORIGIN_HEADER: &str = "x-passthrough-origin";
 /// The [`ORIGIN_HEADER`] value of an answer that is the upstream's.

@@ -69,10 +69,21 @@ pub fn upstream_headers(
     headers
 }
 
+/// Whose provider key a drop-in call used: how its refusals read depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUsed {
+    /// The account's own (BYOK): its refusals are the caller's business, passed on as they are.
+    Account,
+    /// The platform's. `quota_code`: the gateway reads `upstream_quota_exhausted`
+    /// ([`crate::broker::QUOTA_CODE_HEADER`]).
+    Platform { quota_code: bool },
+}
+
 /// What the upstream's answer (`status`, body `text`, its `retry-after`) to a drop-in call
 /// becomes. A 2xx passes with its usage counts, or is a 502 `upstream_malformed` without them.
-/// A 401 or 403 to the platform's own key (`byok` false) is a 502 `upstream_auth_failed`: the
-/// caller's key is fine. Any other status passes as it is, the body scrubbed of every key
+/// A 401 or 403 to the platform's own key is a 502 `upstream_auth_failed`: the caller's key is
+/// fine; its quota or credit exhausted there is a 503 `upstream_quota_exhausted`, for a gateway
+/// that reads that code. Any other status passes as it is, the body scrubbed of every key
 /// pattern and of `key`, the key used.
 pub fn read_upstream_answer(
     dialect: Dialect,
@@ -80,7 +91,7 @@ pub fn read_upstream_answer(
     text: String,
     retry_after: Option<String>,
     key: &str,
-    byok: bool,
+    used: KeyUsed,
 ) -> Result<UpstreamAnswer, ApiError> {
     let provider = dialect.provider();
     // No provider answers a POST with a status outside 200–599 or a 304, and no `Response`
@@ -102,11 +113,13 @@ pub fn read_upstream_answer(
             retry_after: None,
         });
     }
-    if !byok && (status == 401 || status == 403) {
-        return Err(platform_key_refused(provider, status));
-    }
-    if !byok && quota_exhausted(dialect, status, &text) {
-        return Err(platform_quota_exhausted(provider, status));
+    if let KeyUsed::Platform { quota_code } = used {
+        if status == 401 || status == 403 {
+            return Err(platform_key_refused(provider, status));
+        }
+        if quota_code && quota_exhausted(dialect, status, &text) {
+            return Err(platform_quota_exhausted(provider, status));
+        }
     }
     Ok(UpstreamAnswer {
         status,
@@ -169,6 +182,8 @@ pub fn read_usage_headers(input: Option<&str>, output: Option<&str>) -> Option<T
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const PLATFORM: KeyUsed = KeyUsed::Platform { quota_code: true };
 
     fn names(headers: &[(String, String)]) -> Vec<&str> {
         headers.iter().map(|(n, _)| n.as_str()).collect()
@@ -237,29 +252,38 @@ mod tests {
             (Dialect::AnthropicMessages, 400, &credit),
             (Dialect::AnthropicMessages, 402, &billing),
         ] {
-            let e =
-                read_upstream_answer(dialect, status, text.clone(), None, "k", false).unwrap_err();
+            let e = read_upstream_answer(dialect, status, text.clone(), None, "k", PLATFORM)
+                .unwrap_err();
             assert_eq!(
                 (e.status, e.code),
                 (503, "upstream_quota_exhausted"),
                 "{text}"
             );
             assert!(!e.message.contains("your plan"), "{}", e.message);
+            // A gateway that does not read the code (one deployed before it, while the brokers
+            // deploy first) gets the provider's answer as before, not a code it would charge
+            // its worst case as a lost broker's.
+            let old = KeyUsed::Platform { quota_code: false };
+            let a = read_upstream_answer(dialect, status, text.clone(), None, "k", old).unwrap();
+            assert_eq!(a.status, status);
             // The account's own key: its quota is the caller's business, passed on as it is.
-            let a = read_upstream_answer(dialect, status, text.clone(), None, "k", true).unwrap();
+            let a =
+                read_upstream_answer(dialect, status, text.clone(), None, "k", KeyUsed::Account)
+                    .unwrap();
             assert_eq!(a.status, status);
         }
         // An ordinary rate limit, or another 400, is the provider's own answer.
         let limited = json!({"error": {"message": "Rate limit reached", "type": "requests",
             "code": "rate_limit_exceeded"}})
         .to_string();
-        let a = read_upstream_answer(Dialect::OpenAiChat, 429, limited, None, "k", false).unwrap();
+        let a =
+            read_upstream_answer(Dialect::OpenAiChat, 429, limited, None, "k", PLATFORM).unwrap();
         assert_eq!(a.status, 429);
         let bad = json!({"type": "error", "error": {"type": "invalid_request_error",
             "message": "max_tokens: field required"}})
         .to_string();
-        let a =
-            read_upstream_answer(Dialect::AnthropicMessages, 400, bad, None, "k", false).unwrap();
+        let a = read_upstream_answer(Dialect::AnthropicMessages, 400, bad, None, "k", PLATFORM)
+            .unwrap();
         assert_eq!(a.status, 400);
     }
 
@@ -272,7 +296,7 @@ mod tests {
             body.clone(),
             Some("7".into()),
             "k",
-            false,
+            PLATFORM,
         )
         .unwrap();
         assert_eq!(
@@ -293,7 +317,7 @@ mod tests {
             "{}".into(),
             None,
             "k",
-            false,
+            PLATFORM,
         )
         .unwrap_err();
         assert_eq!((e.status, e.code), (502, "upstream_malformed"));
@@ -306,7 +330,7 @@ mod tests {
     #[test]
     fn a_status_no_response_can_carry_a_body_with_is_malformed() {
         for status in [0, 101, 199, 304, 600, 999] {
-            for byok in [false, true] {
+            for byok in [PLATFORM, KeyUsed::Account] {
                 let e = read_upstream_answer(
                     Dialect::OpenAiChat,
                     status,
@@ -320,8 +344,15 @@ mod tests {
             }
         }
         for status in [302, 418, 599] {
-            let a = read_upstream_answer(Dialect::OpenAiChat, status, "x".into(), None, "k", true)
-                .unwrap();
+            let a = read_upstream_answer(
+                Dialect::OpenAiChat,
+                status,
+                "x".into(),
+                None,
+                "k",
+                KeyUsed::Account,
+            )
+            .unwrap();
             assert_eq!(a.status, status);
         }
     }
@@ -330,13 +361,25 @@ mod tests {
     fn the_platform_keys_refusal_is_a_502_but_an_accounts_own_key_refusal_passes() {
         let body = json!({"error": {"message": "bad key"}}).to_string();
         for status in [401, 403] {
-            let e =
-                read_upstream_answer(Dialect::OpenAiChat, status, body.clone(), None, "k", false)
-                    .unwrap_err();
+            let e = read_upstream_answer(
+                Dialect::OpenAiChat,
+                status,
+                body.clone(),
+                None,
+                "k",
+                PLATFORM,
+            )
+            .unwrap_err();
             assert_eq!((e.status, e.code), (502, "upstream_auth_failed"));
-            let a =
-                read_upstream_answer(Dialect::OpenAiChat, status, body.clone(), None, "k", true)
-                    .unwrap();
+            let a = read_upstream_answer(
+                Dialect::OpenAiChat,
+                status,
+                body.clone(),
+                None,
+                "k",
+                KeyUsed::Account,
+            )
+            .unwrap();
             assert_eq!((a.status, a.tokens), (status, None));
         }
     }
@@ -349,7 +392,7 @@ mod tests {
             "slow down, plainkey42 and sk-ant-abcdef".into(),
             Some("12".into()),
             "plainkey42",
-            false,
+            PLATFORM,
         )
         .unwrap();
         assert_eq!(a.status, 429);
