@@ -46,6 +46,9 @@ struct RawRequest {
 
 #[derive(Default)]
 struct CallLog {
+    /// The prompts of the streamed answers still being sent (one entry per stream), so a test
+    /// can tell that a caller's disconnect ended the upstream call.
+    open_streams: Vec<Arc<str>>,
     /// Every provider call since the last reset: (provider, full prompt text).
     calls: Vec<(Api, Arc<str>)>,
     /// The most recent raw requests, newest last.
@@ -101,10 +104,49 @@ impl MockState {
         counts
     }
 
+    /// Notes a streamed answer to `prompt` as open until the returned guard is dropped (with
+    /// the body: when the stream ends or its connection goes).
+    fn open_stream(&self, prompt: &str) -> OpenStream {
+        let prompt: Arc<str> = Arc::from(prompt);
+        self.log().open_streams.push(prompt.clone());
+        OpenStream {
+            state: self.clone(),
+            prompt,
+        }
+    }
+
+    /// Streamed answers still being sent whose prompt contains `contains`.
+    pub fn open_streams(&self, contains: Option<&str>) -> usize {
+        self.log()
+            .open_streams
+            .iter()
+            .filter(|p| contains.is_none_or(|c| p.contains(c)))
+            .count()
+    }
+
     pub fn reset(&self) {
         let mut log = self.log();
         log.calls.clear();
         log.recent.clear();
+    }
+}
+
+/// A streamed answer being sent ([`MockState::open_stream`]); dropped with its body.
+pub struct OpenStream {
+    state: MockState,
+    prompt: Arc<str>,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut log = self.state.log();
+        if let Some(i) = log
+            .open_streams
+            .iter()
+            .position(|p| Arc::ptr_eq(p, &self.prompt))
+        {
+            log.open_streams.swap_remove(i);
+        }
     }
 }
 
@@ -124,6 +166,7 @@ pub fn router(state: MockState) -> Router {
         .route("/perplexity/chat/completions", post(perplexity))
         .route("/__mock/calls", get(calls))
         .route("/__mock/last", get(last))
+        .route("/__mock/open-streams", get(open_streams))
         .route("/__mock/reset", post(reset))
         .route("/__mock/health", get(|| async { "ok" }))
         .fallback(not_found)
@@ -389,7 +432,8 @@ async fn handle(
             first: Duration::from_millis(plan.first_event_delay_ms),
             between: Duration::from_millis(plan.stream_delay_ms),
         };
-        let mut r = Response::new(stream::body(chunks, pacing, ending));
+        let open = state.open_stream(&x.all_text);
+        let mut r = Response::new(stream::body(chunks, pacing, ending, open));
         let content_type = if sse {
             "text/event-stream"
         } else {
@@ -548,6 +592,12 @@ async fn last(State(s): State<MockState>, Query(q): Query<ContainsQuery>) -> Res
         obj.insert("query".to_owned(), Value::String(query.clone()));
     }
     json_response(200, out.to_string())
+}
+
+/// `{"open": n}`: the streamed answers still being sent whose prompt contains `contains`.
+async fn open_streams(State(s): State<MockState>, Query(q): Query<ContainsQuery>) -> Response {
+    let open = s.open_streams(q.contains.as_deref());
+    json_response(200, json!({ "open": open }).to_string())
 }
 
 async fn reset(State(s): State<MockState>) -> Response {

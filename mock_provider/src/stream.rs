@@ -350,18 +350,26 @@ pub struct Pacing {
 
 /// A body that sends `chunks` one at a time, waiting as `pacing` says, then ends as `ending`
 /// says. Each wait leaves the body pending, so hyper flushes what was written before it.
-pub fn body(chunks: Vec<Bytes>, pacing: Pacing, ending: Ending) -> Body {
-    struct Feed {
+/// `open` lives as long as the body: until it ends, or its connection goes.
+pub fn body<T: Send + 'static>(
+    chunks: Vec<Bytes>,
+    pacing: Pacing,
+    ending: Ending,
+    open: T,
+) -> Body {
+    struct Feed<T> {
         chunks: std::vec::IntoIter<Bytes>,
         sent: usize,
         pacing: Pacing,
         ending: Option<Ending>,
+        _open: T,
     }
     let feed = Feed {
         chunks: chunks.into_iter(),
         sent: 0,
         pacing,
         ending: Some(ending),
+        _open: open,
     };
     let stream = futures::stream::unfold(feed, |mut f| async move {
         if let Some(chunk) = f.chunks.next() {

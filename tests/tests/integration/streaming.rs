@@ -422,7 +422,10 @@ async fn a_caller_that_goes_away_is_settled_once_and_its_upstream_call_ends() {
         .await
         .expect("a first event");
     assert!(first.is_some());
+    // The provider's stream is open while the caller reads ...
+    assert_eq!(open_streams(s, &n).await, 1);
     drop(events);
+    let dropped = Instant::now();
     let row = usage_row(s, &key, &id).await;
     // The relay ends with its caller (`client_gone`) where the runtime passes the disconnect
     // on; under wrangler dev its proxy may keep the stream open, and the silence bound (the
@@ -433,11 +436,34 @@ async fn a_caller_that_goes_away_is_settled_once_and_its_upstream_call_ends() {
     );
     assert!(row["latency_ms"].as_u64().unwrap() < 6_000, "{row}");
     assert!(row["credits"].as_u64().unwrap() > 0, "never free: {row}");
-    // Settled once: the balance stops moving after that one charge.
+    // ... and the broker's upstream call ends within a bound of the caller leaving (the
+    // provider stops generating, and billing, with it): the mock sees its connection go.
+    while open_streams(s, &n).await > 0 {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(8),
+            "the upstream stream is still open {:?} after the caller left",
+            dropped.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Settled once: the balance stops moving after that one charge, and is what the row says.
     let b1 = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].clone();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let b2 = s.get("/v1/account", Some(&key)).await.json()["credits_balance"].clone();
     assert_eq!(b1, b2);
+    s.assert_rows_add_up(&key, LIVE_CREDITS).await;
+}
+
+/// The mock's streamed answers still being sent whose prompt holds `marker`.
+async fn open_streams(s: &Stack, marker: &str) -> u64 {
+    let r = send(
+        s.client
+            .get(format!("{}/__mock/open-streams", s.mock))
+            .query(&[("contains", marker)]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["open"].as_u64().expect("a count")
 }
 
 #[tokio::test]
