@@ -24,7 +24,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::{Stream, StreamExt};
 use gateway_core::api::dropin::Dialect;
 use gateway_core::broker::errors::BrokerErrorCode;
-use gateway_core::cache::flight::Outcome;
+use gateway_core::cache::flight::{hint_headers, retry_hints, Outcome};
 use gateway_core::error::ApiError;
 use gateway_core::error::ApiResult;
 use gateway_core::providers::completion::Tokens;
@@ -231,10 +231,13 @@ pub async fn run<E: Endpoint>(
             event.credits = limits::settle_later(cx, reservation, &charges);
             event.cache(CacheOutcome::fetched(mode, false));
             if let Some(l) = leader {
+                // Its retry hints go too (a timeout's `x-should-retry: false`), not yet its
+                // key's rate-limit headers, which are added below.
                 let outcome = Outcome::Error {
                     status: e.status,
                     code: e.code.to_string(),
                     message: e.message.clone(),
+                    hints: retry_hints(&e.headers),
                 };
                 l.finish(outcome);
             }
@@ -415,7 +418,12 @@ fn follow<E: Endpoint>(
             status,
             code,
             message,
-        }) => return Err(ApiError::new(status, known_code(&code), message)),
+            hints,
+        }) => {
+            let mut e = ApiError::new(status, known_code(&code), message);
+            e.headers = hint_headers(&hints);
+            return Err(e);
+        }
         Waited::TimedOut => {
             return Err(ApiError::new(
                 504,
@@ -569,6 +577,7 @@ fn answer_streamed<E: Endpoint>(
                     status: 502,
                     code: "upstream_error".into(),
                     message: "the upstream stream ended before its answer".into(),
+                    hints: Vec::new(),
                 },
             };
             l.finish(outcome);

@@ -263,6 +263,7 @@ impl Endpoint for Ask {
                 status: 500,
                 code: "internal_error".into(),
                 message: "internal error".into(),
+                hints: Vec::new(),
             },
         }
     }

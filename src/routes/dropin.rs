@@ -285,6 +285,7 @@ impl Endpoint for DropIn {
                 status: 500,
                 code: "internal_error".into(),
                 message: "internal error".into(),
+                hints: Vec::new(),
             },
         }
     }

@@ -57,8 +57,36 @@ tagged_enum! {
             status: u16,
             code: String,
             message: String,
+            /// The error's retry hints (`Retry-After`, `retry-after-ms`, `x-should-retry`),
+            /// which a follower's client needs as the leader's does; never its rate-limit
+            /// headers, which are the leader's key's.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            hints: Vec<(String, String)>,
         },
     }
+}
+
+/// The headers that tell a client when, or whether, to retry.
+const RETRY_HINTS: [&str; 3] = ["Retry-After", "retry-after-ms", "x-should-retry"];
+
+/// The retry hints among an error's `headers` (see `Outcome::Error`).
+pub fn retry_hints(headers: &[(&'static str, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| RETRY_HINTS.iter().any(|h| name.eq_ignore_ascii_case(h)))
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect()
+}
+
+/// `hints` as an error's headers again (any other name dropped).
+pub fn hint_headers(hints: &[(String, String)]) -> Vec<(&'static str, String)> {
+    hints
+        .iter()
+        .filter_map(|(name, value)| {
+            let known = RETRY_HINTS.iter().find(|h| name.eq_ignore_ascii_case(h))?;
+            Some((*known, value.clone()))
+        })
+        .collect()
 }
 
 tagged_enum! {
@@ -350,6 +378,7 @@ fn lost_mid_answer() -> Outcome {
         status: 502,
         code: "upstream_error".into(),
         message: "the identical call this one followed was lost mid-answer".into(),
+        hints: Vec::new(),
     }
 }
 
@@ -359,6 +388,7 @@ fn abandoned() -> Outcome {
         status: 504,
         code: "upstream_timeout".into(),
         message: "the identical call this one waited on took too long".into(),
+        hints: Vec::new(),
     }
 }
 
@@ -595,6 +625,30 @@ mod tests {
     }
 
     #[test]
+    fn an_errors_retry_hints_reach_followers_and_its_rate_limit_headers_do_not() {
+        let headers = vec![
+            ("Retry-After", "2".to_string()),
+            ("x-should-retry", "false".to_string()),
+            ("X-RateLimit-Remaining", "7".to_string()),
+            ("RateLimit", "\"pro\";r=7;t=1".to_string()),
+        ];
+        let hints = retry_hints(&headers);
+        assert_eq!(
+            hint_headers(&hints),
+            vec![
+                ("Retry-After", "2".to_string()),
+                ("x-should-retry", "false".to_string())
+            ]
+        );
+        // An outcome from a leader before hints existed reads with none.
+        let old: Outcome = serde_json::from_str(
+            r#"{"kind":"error","status":504,"code":"upstream_timeout","message":"m"}"#,
+        )
+        .unwrap();
+        assert!(matches!(old, Outcome::Error { ref hints, .. } if hints.is_empty()));
+    }
+
+    #[test]
     fn frames_survive_the_wire_split_anywhere() {
         let frames = vec![
             Frame::Follow,
@@ -606,6 +660,7 @@ mod tests {
                     status: 504,
                     code: "upstream_timeout".into(),
                     message: "m".into(),
+                    hints: vec![("x-should-retry".into(), "false".into())],
                 },
             },
         ];

@@ -698,3 +698,31 @@ async fn streamed_asks_and_chat_streams_coalesce_too() {
     let spent = s.assert_rows_add_up(&key, LIVE_CREDITS).await;
     assert!(spent > 0);
 }
+
+/// Found by review (2026-12-08): a follower of a leader whose call failed gets the failure's
+/// retry hints with it: here a drop-in timeout's `x-should-retry: false` (each SDK retry of a
+/// timed-out call would be a new call, charged its worst case), which the follower's error
+/// used to lose.
+#[tokio::test]
+async fn a_follower_of_a_timed_out_leader_is_told_not_to_retry_as_the_leader_is() {
+    let s = &stack();
+    let (_, key) = s.live_key().await;
+    let n = nonce();
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 32, "messages": [
+        {"role": "user", "content": format!("slow together [[mock:anthropic=delay:8000]] {n}")}]});
+    let follower = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.post("/v1/messages", Some(&key), &body).await
+    };
+    let (leader, follower) = tokio::join!(s.post("/v1/messages", Some(&key), &body), follower);
+    assert_eq!(s.mock_calls(&n).await["total"], 1, "one call for both");
+    for r in [&leader, &follower] {
+        assert_eq!(r.status, 504, "{}", r.text);
+        assert_eq!(
+            r.header("x-should-retry").as_deref(),
+            Some("false"),
+            "{:?}",
+            r.headers
+        );
+    }
+}
