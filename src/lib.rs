@@ -143,7 +143,7 @@ async fn route(cx: &RequestContext, req: Request) -> ApiResult<Response> {
         (_, ["v1", rest @ ..]) => {
             let route = V1Route::parse(method.as_ref(), rest);
             // The dialect its answer is given in, when it is a path of either SDK's.
-            let dialect = Dialect::of_request(rest, has_header(&req, "anthropic-version"));
+            let dialect = Dialect::of_request(rest, || has_header(&req, "anthropic-version"));
             let caller = match auth::authenticate_v1(cx, &req, route).await {
                 Ok(c) => c,
                 Err(e) => {

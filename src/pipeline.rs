@@ -223,9 +223,14 @@ pub async fn run<E: Endpoint>(
     let answer = match endpoint.call(cx, caller).await {
         Ok(a) => a,
         Err(e) => {
-            let charges: Vec<Charge> = match settlement::of_error(&e) {
-                Unreported::WorstCase => worst.iter().map(Charge::WorstCase).collect(),
-                Unreported::Nothing => Vec::new(),
+            // One charged its worst case tells the SDKs not to retry it: each of their
+            // automatic retries (twice, on any 5xx) would be a new call, charged it again.
+            let (charges, e): (Vec<Charge>, _) = match settlement::of_error(&e) {
+                Unreported::WorstCase => (
+                    worst.iter().map(Charge::WorstCase).collect(),
+                    e.never_retried(),
+                ),
+                Unreported::Nothing => (Vec::new(), e),
             };
             // The usage row says what the call was charged, as for an answer.
             event.credits = limits::settle_later(cx, reservation, &charges);

@@ -8,7 +8,6 @@ use gateway_core::api::dropin::stream::synthesize;
 use gateway_core::api::dropin::{self, Dialect, SCOPE_HEADER};
 use gateway_core::broker::passthrough::{BETA_HEADER, FORWARDED_HEADERS};
 use gateway_core::cache::key::{request_cache_key, CacheKey, Namespace, ScopeKind};
-use gateway_core::credits::settlement::{self, Unreported};
 use gateway_core::error::ApiError;
 use gateway_core::providers::models::default_allowlist;
 use gateway_core::providers::Provider;
@@ -408,17 +407,16 @@ pub fn in_dialect(
     Ok(resp)
 }
 
-/// An upstream failure the SDKs' automatic retries (twice, on any 5xx) would only repeat:
-/// one charged its worst case (a timeout, a cut connection: each retry would be charged it
-/// again, docs/DECISIONS.md), the platform's own key refused, or its quota there exhausted. It carries
-/// `x-should-retry: false`; a timeout's message says a long answer can be streamed.
+/// An upstream failure the SDKs' automatic retries (twice, on any 5xx) would only repeat, though
+/// it costs nothing: the platform's own key refused, or its quota there exhausted. It carries
+/// `x-should-retry: false` (one charged its worst case gets it from the pipeline, for that
+/// charge); a timeout's message says a long answer can be streamed.
 fn not_retried_for_nothing(mut e: ApiError) -> ApiError {
-    let charged = settlement::of_error(&e) == Unreported::WorstCase;
     if e.code == "upstream_timeout" {
         e.message
             .push_str("; stream a long answer (`\"stream\": true`): a stream is bounded by its silences, not its length");
     }
-    if charged || matches!(e.code, "upstream_auth_failed" | "upstream_quota_exhausted") {
+    if matches!(e.code, "upstream_auth_failed" | "upstream_quota_exhausted") {
         e.never_retried()
     } else {
         e

@@ -28,13 +28,18 @@ impl Dialect {
     /// `models` is Anthropic's when the request names an `anthropic-version`, as its SDK does,
     /// else OpenAI's; `responses`, `completions`, `embeddings` and `chat/...` are OpenAI's),
     /// so that an SDK reads even a 404 as its own error. `None`: the gateway's own routes.
-    pub fn of_request(segs: &[&str], anthropic_version: bool) -> Option<Dialect> {
+    /// `anthropic_version` is asked only for a `models` path (a header read the answering
+    /// endpoints do not pay for).
+    pub fn of_request(segs: &[&str], anthropic_version: impl FnOnce() -> bool) -> Option<Dialect> {
         if let Some(d) = Dialect::for_path(segs) {
             return Some(d);
         }
         match segs {
             ["messages", ..] => Some(Dialect::AnthropicMessages),
-            ["models"] | ["models", _] if anthropic_version => Some(Dialect::AnthropicMessages),
+            ["models"] | ["models", _] => Some(match anthropic_version() {
+                true => Dialect::AnthropicMessages,
+                false => Dialect::OpenAiChat,
+            }),
             ["models", ..]
             | ["responses", ..]
             | ["completions"]
@@ -93,7 +98,7 @@ mod tests {
     fn each_sdks_other_paths_are_answered_in_its_dialect() {
         let d = |path: &str, anthropic: bool| {
             let segs: Vec<&str> = path.split('/').collect();
-            Dialect::of_request(&segs, anthropic)
+            Dialect::of_request(&segs, || anthropic)
         };
         assert_eq!(d("messages", false), Some(Dialect::AnthropicMessages));
         assert_eq!(
